@@ -1,0 +1,70 @@
+"""Django system checks for billable misconfiguration (ids ``billable.E00x`` / ``W00x``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from billable.conf import CONSUMPTION_ORDERS, billable_settings
+
+
+@register(Tags.security)
+def check_api_token(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    token = billable_settings.API_TOKEN
+    if token is None or token == "":
+        return [
+            Warning(
+                "BILLABLE_API_TOKEN is not set: every REST API request will be refused (401).",
+                hint="Set BILLABLE_API_TOKEN to a long random secret.",
+                id="billable.W001",
+            )
+        ]
+    if not isinstance(token, str):
+        return [Error("BILLABLE_API_TOKEN must be a string.", id="billable.E001")]
+    if not settings.DEBUG and (len(token) < 16 or token == "change-me-in-production"):
+        return [
+            Warning(
+                "BILLABLE_API_TOKEN is short or a placeholder while DEBUG is off.",
+                hint="Use at least 16 random characters in production.",
+                id="billable.W002",
+            )
+        ]
+    return []
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    problems: list[Warning | Error] = []
+    order = billable_settings.CONSUMPTION_ORDER
+    if order not in CONSUMPTION_ORDERS:
+        problems.append(
+            Error(
+                f"BILLABLE_CONSUMPTION_ORDER must be one of {CONSUMPTION_ORDERS}, got {order!r}.",
+                id="billable.E002",
+            )
+        )
+    currency = billable_settings.CURRENCY
+    if not isinstance(currency, str) or not currency.strip() or len(currency) > 50:
+        problems.append(
+            Error("BILLABLE_CURRENCY must be a non-empty string of at most 50 characters.",
+                  id="billable.E003")
+        )
+    user_model = billable_settings.BILLABLE_USER_MODEL
+    if user_model and user_model.lower() != str(settings.AUTH_USER_MODEL).lower():
+        problems.append(
+            Warning(
+                f"BILLABLE_USER_MODEL ({user_model!r}) differs from AUTH_USER_MODEL "
+                f"({settings.AUTH_USER_MODEL!r}); billable always uses AUTH_USER_MODEL.",
+                hint="Remove BILLABLE_USER_MODEL or set AUTH_USER_MODEL to the same model.",
+                id="billable.W003",
+            )
+        )
+    ttl = billable_settings.RESERVATION_TTL
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        problems.append(
+            Error("BILLABLE_RESERVATION_TTL must be a positive number of seconds.",
+                  id="billable.E004")
+        )
+    return problems

@@ -1,0 +1,50 @@
+"""Lazy settings for billable.
+
+Every attribute is read from ``django.conf.settings`` on access, so ``override_settings`` and
+``pytest-django``'s ``settings`` fixture take effect immediately.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "BILLABLE_API_TOKEN": None,
+    "BILLABLE_USER_MODEL": None,
+    "BILLABLE_SHOW_DOCS": True,
+    "BILLABLE_API_TITLE": "Billable Engine API",
+    "BILLABLE_CURRENCY": "USD",
+    "BILLABLE_CONSUMPTION_ORDER": "fifo",
+    # Default lifetime of a hold made by reserve_quota, in seconds.
+    "BILLABLE_RESERVATION_TTL": 900,
+    # Page size of GET /wallet/transactions (and its upper bound).
+    "BILLABLE_TRANSACTIONS_PAGE_SIZE": 100,
+}
+
+CONSUMPTION_ORDERS = ("fifo", "expiring_first")
+
+
+class BillableSettings:
+    """Attribute access to the ``BILLABLE_*`` settings with typed defaults.
+
+    Both the full name (``billable_settings.BILLABLE_CURRENCY``) and the short one
+    (``billable_settings.CURRENCY``) work.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        full = name if name.startswith("BILLABLE_") else f"BILLABLE_{name}"
+        if full not in DEFAULTS:
+            raise AttributeError(f"Unknown billable setting: {name}")
+        return getattr(settings, full, DEFAULTS[full])
+
+    @property
+    def USER_MODEL(self) -> str:
+        """The billing account model: always ``AUTH_USER_MODEL``."""
+        return str(settings.AUTH_USER_MODEL)
+
+
+billable_settings = BillableSettings()
+
+__all__ = ["CONSUMPTION_ORDERS", "DEFAULTS", "BillableSettings", "billable_settings"]

@@ -1,0 +1,211 @@
+"""The billable exception hierarchy.
+
+Every error has a stable ``code`` that interfaces translate once (the REST API to an HTTP status
+and JSON body, the bot kit to a localized text, management commands to ``CommandError``).
+The root derives from ``ValueError`` because the published 0.2 package raised ``ValueError``
+for these situations and callers catch it.
+"""
+
+from __future__ import annotations
+
+
+class BillableError(ValueError):
+    """Root of every error raised by billable services."""
+
+    code = "billable_error"
+    default_message = "Billing error"
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+# -- invalid input -----------------------------------------------------------------------------
+
+
+class InvalidInput(BillableError):
+    """The caller passed a malformed value (wrong type, blank, out of range)."""
+
+    code = "invalid_input"
+    default_message = "Invalid input"
+
+
+class InvalidAmount(InvalidInput):
+    """An amount or quantity is not a positive whole number."""
+
+    code = "invalid_amount"
+    default_message = "Amount must be a positive integer"
+
+
+class InvalidProductKey(InvalidInput):
+    """A product key or SKU is empty or not a string."""
+
+    code = "invalid_product_key"
+    default_message = "Product key must be a non-empty string"
+
+
+class InvalidPrice(InvalidInput):
+    """A price cannot be used (negative, fractional where whole units are required)."""
+
+    code = "invalid_price"
+    default_message = "Invalid price"
+
+
+# -- not found ---------------------------------------------------------------------------------
+
+
+class NotFound(BillableError):
+    """A referenced object does not exist (or is not active)."""
+
+    code = "not_found"
+    default_message = "Not found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "User not found"
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+    default_message = "Product not found"
+
+
+class OfferNotFound(NotFound):
+    code = "offer_not_found"
+    default_message = "Offer not found"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    default_message = "Order not found"
+
+
+class ReservationNotFound(NotFound):
+    code = "reservation_not_found"
+    default_message = "Reservation not found"
+
+
+# -- balance -----------------------------------------------------------------------------------
+
+
+class QuotaError(BillableError):
+    """The wallet cannot cover the request."""
+
+    code = "quota_error"
+
+
+class QuotaExhausted(QuotaError):
+    """No spendable batch of the product exists."""
+
+    code = "quota_exhausted"
+    default_message = "No active quota"
+
+
+class InsufficientFunds(QuotaError):
+    """Spendable batches exist but hold less than requested."""
+
+    code = "insufficient_funds"
+    default_message = "Insufficient balance"
+
+
+# -- conflicts ---------------------------------------------------------------------------------
+
+
+class ConflictError(BillableError):
+    """The request contradicts the current state."""
+
+    code = "conflict"
+    default_message = "Conflict"
+
+
+class IdempotencyConflict(ConflictError):
+    """An idempotency key was reused with a different request."""
+
+    code = "idempotency_conflict"
+    default_message = "Idempotency key reused with different parameters"
+
+
+class OrderStateError(ConflictError):
+    """The order is not in a state that allows the operation."""
+
+    code = "order_state_conflict"
+    default_message = "Order is not in a valid state for this operation"
+
+
+class PaymentConflict(ConflictError):
+    """A payment id is already attached to another order, or the order was paid differently."""
+
+    code = "payment_conflict"
+    default_message = "Payment conflict"
+
+
+class ReservationStateError(ConflictError):
+    """A reservation was already settled in an incompatible way."""
+
+    code = "reservation_state_conflict"
+    default_message = "Reservation already settled"
+
+
+class IdentityConflict(ConflictError):
+    """Two accounts hold different identities for the same provider."""
+
+    code = "identity_conflict"
+    default_message = "Identity conflict"
+
+
+class TrialAlreadyUsed(ConflictError):
+    """The trial was already claimed by one of the identities."""
+
+    code = "trial_already_used"
+    default_message = "Trial already used"
+
+
+class ReferralError(ConflictError):
+    """A referral cannot be created (self-referral, second referrer, cycle)."""
+
+    code = "referral_invalid"
+    default_message = "Relationship exists or invalid IDs"
+
+
+class MergeError(BillableError):
+    """A customer merge was refused."""
+
+    code = "merge_invalid"
+    default_message = "Merge refused"
+
+
+class CurrencyError(BillableError):
+    """An exchange currency is missing, inactive or not marked as a currency."""
+
+    code = "currency_invalid"
+    default_message = "Invalid currency"
+
+
+__all__ = [
+    "BillableError",
+    "ConflictError",
+    "CurrencyError",
+    "IdempotencyConflict",
+    "IdentityConflict",
+    "InsufficientFunds",
+    "InvalidAmount",
+    "InvalidInput",
+    "InvalidPrice",
+    "InvalidProductKey",
+    "MergeError",
+    "NotFound",
+    "OfferNotFound",
+    "OrderNotFound",
+    "OrderStateError",
+    "PaymentConflict",
+    "ProductNotFound",
+    "QuotaError",
+    "QuotaExhausted",
+    "ReferralError",
+    "ReservationNotFound",
+    "ReservationStateError",
+    "TrialAlreadyUsed",
+    "UserNotFound",
+]

@@ -1,0 +1,31 @@
+"""billable models. Import from here: ``from billable.models import Product, Offer``."""
+
+from billable.models.catalog import Offer, OfferItem, Product
+from billable.models.identities import Customer, ExternalIdentity
+from billable.models.ledger import (
+    IdempotencyKey,
+    QuotaBatch,
+    Reservation,
+    ReservationItem,
+    Transaction,
+)
+from billable.models.orders import Order, OrderItem
+from billable.models.referrals import Referral
+from billable.models.trials import TrialHistory
+
+__all__ = [
+    "Customer",
+    "ExternalIdentity",
+    "IdempotencyKey",
+    "Offer",
+    "OfferItem",
+    "Order",
+    "OrderItem",
+    "Product",
+    "QuotaBatch",
+    "Referral",
+    "Reservation",
+    "ReservationItem",
+    "Transaction",
+    "TrialHistory",
+]

@@ -1,0 +1,78 @@
+"""External identities (Telegram ids, emails, CRM ids …) linked to billing accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.utils import timezone
+
+
+class ExternalIdentity(models.Model):
+    """Links ``(provider, external_id)`` to one billing user."""
+
+    provider = models.CharField(max_length=50, default="default")
+    external_id = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True,
+                             blank=True, related_name="billable_external_identities")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billable_external_identities"
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "external identities"
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "external_id"],
+                                    name="billable_identity_unique"),
+        ]
+        indexes = [models.Index(fields=["user", "provider"], name="billable_identity_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.external_id}"
+
+    @classmethod
+    def get_user_by_identity(cls, external_id: Any, provider: str = "default") -> Any:
+        """The user linked to ``(provider, external_id)``, or ``None``."""
+        if external_id is None or str(external_id).strip() == "":
+            return None
+        identity = (
+            cls.objects.select_related("user")
+            .filter(provider=provider, external_id=str(external_id).strip())
+            .first()
+        )
+        return identity.user if identity else None
+
+    @classmethod
+    async def aget_user_by_identity(cls, external_id: Any, provider: str = "default") -> Any:
+        return await sync_to_async(cls.get_user_by_identity)(external_id, provider)
+
+    @classmethod
+    def get_external_id_for_user(cls, user: Any, provider: str = "default") -> str | None:
+        """The oldest external id of ``user`` for ``provider`` (deterministic), or ``None``."""
+        user_id = getattr(user, "pk", user)
+        if user_id is None:
+            return None
+        return (
+            cls.objects.filter(user_id=user_id, provider=provider)
+            .order_by("created_at", "id")
+            .values_list("external_id", flat=True)
+            .first()
+        )
+
+    @classmethod
+    async def aget_external_id_for_user(cls, user: Any, provider: str = "default") -> str | None:
+        return await sync_to_async(cls.get_external_id_for_user)(user, provider)
+
+
+class Customer(get_user_model()):  # type: ignore[misc]
+    """Admin-facing proxy of the billing account model (reports, merges)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "customer"
+        verbose_name_plural = "customers"

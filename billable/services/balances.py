@@ -1,0 +1,5 @@
+"""Placeholder: being implemented."""
+
+
+class BalanceService:
+    """Placeholder: being implemented."""

@@ -1,0 +1,5 @@
+"""Placeholder: being implemented."""
+
+
+class ProductService:
+    """Placeholder: being implemented."""

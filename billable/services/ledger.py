@@ -1,0 +1,5 @@
+"""Placeholder: being implemented."""
+
+
+class TransactionService:
+    """Placeholder: being implemented."""

@@ -1,0 +1,49 @@
+"""Signals sent by billable services, always after the database transaction commits.
+
+Receivers never see data that is later rolled back, and a failing receiver cannot roll back a
+payment. Async receivers are supported (Django runs them from ``send``/``asend``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+
+order_confirmed = Signal()  # order
+transaction_created = Signal()  # transaction
+quota_consumed = Signal()  # usage
+trial_activated = Signal()  # user_id, products
+referral_attached = Signal()  # referral
+customers_merged = Signal()  # target_user_id, source_user_id
+
+
+def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
+    """Send ``signal`` once the current transaction commits (immediately when none is open).
+
+    Receiver errors are isolated (``send_robust``): a broken receiver is logged, never
+    propagated into the caller that already committed money movements.
+    """
+
+    def _send() -> None:
+        for receiver, result in signal.send_robust(sender=sender, **kwargs):
+            if isinstance(result, Exception):
+                import logging
+
+                logging.getLogger("billable.signals").error(
+                    "Signal receiver %r failed", receiver, exc_info=result
+                )
+
+    transaction.on_commit(_send, using=using)
+
+
+__all__ = [
+    "customers_merged",
+    "order_confirmed",
+    "quota_consumed",
+    "referral_attached",
+    "send_on_commit",
+    "transaction_created",
+    "trial_activated",
+]
