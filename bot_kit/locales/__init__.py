@@ -1,0 +1,1 @@
+"""Text catalogs of bot_kit, one module per feature: ``{"en": {...}, "ru": {...}}``."""
