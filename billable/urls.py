@@ -1,3 +1,66 @@
-"""URLconf placeholder; the REST API arrives with the API issue."""
+"""URLconf of the billable REST API.
 
-urlpatterns: list = []
+Works both ways::
+
+    path("api/v1/billing/", include("billable.urls"))
+    path("api/v1/billing/", api.urls)
+
+``api`` is a ``NinjaAPI`` with :data:`billable.api.router` mounted at ``""`` (URL namespace
+``billable_default_api``, as in 0.2). The OpenAPI document (``openapi.json``) and the Swagger UI
+(``docs``) exist only while ``BILLABLE_SHOW_DOCS`` is true (checked per request) and require the
+bearer token too, or a logged-in staff session (so the docs open in a browser from the admin).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from ninja import NinjaAPI
+
+from billable import __version__
+from billable.api import bearer_token, router, token_is_valid
+from billable.conf import billable_settings
+
+URLS_NAMESPACE = "billable_default_api"
+
+
+def docs_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve the docs only when enabled, and only to token holders or staff users."""
+
+    @functools.wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not billable_settings.SHOW_DOCS:
+            raise Http404("API documentation is disabled")
+        user = getattr(request, "user", None)
+        is_staff = bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+        if not (is_staff or token_is_valid(bearer_token(request))):
+            return JsonResponse({"detail": "Unauthorized"}, status=401)
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def build_api(*, urls_namespace: str = URLS_NAMESPACE) -> NinjaAPI:
+    """A new ``NinjaAPI`` serving the billing router (one per mount; the router is reusable)."""
+    api = NinjaAPI(
+        title=str(billable_settings.API_TITLE),
+        version=__version__,
+        description="Billing engine: catalog, wallet, ledger, orders, trials, referrals.",
+        urls_namespace=urls_namespace,
+        docs_url="/docs/",
+        openapi_url="/openapi.json",
+        docs_decorator=docs_guard,
+    )
+    api.add_router("", router)
+    return api
+
+
+api = build_api()
+
+urlpatterns = [path("", api.urls)]
+
+__all__ = ["URLS_NAMESPACE", "api", "build_api", "docs_guard", "urlpatterns"]

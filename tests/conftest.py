@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 
 _counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _close_async_worker_connections() -> Iterator[None]:
+    """Close the connection asgiref's worker thread opened for ``sync_to_async`` calls.
+
+    Left open, it keeps PostgreSQL from dropping the test database at the end of the run.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture

@@ -69,7 +69,23 @@ class ExternalIdentity(models.Model):
         return await sync_to_async(cls.get_external_id_for_user)(user, provider)
 
 
-class Customer(get_user_model()):  # type: ignore[misc]
+def _account_model() -> Any:
+    """The user model, importing its app's models first if billable is listed before it."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    app_label = str(settings.AUTH_USER_MODEL).split(".")[0]
+    try:
+        config = apps.get_app_config(app_label)
+    except LookupError:
+        return get_user_model()
+    if config.models_module is None:
+        import_module(f"{config.name}.models")
+    return get_user_model()
+
+
+class Customer(_account_model()):  # type: ignore[misc]
     """Admin-facing proxy of the billing account model (reports, merges)."""
 
     class Meta:

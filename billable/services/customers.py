@@ -1,5 +1,169 @@
-"""Placeholder: being implemented."""
+"""Customer merge: move everything one billing account owns into another, atomically.
+
+Both accounts are locked (ascending primary key — the stable lock order shared with the referral
+service) so concurrent merges serialise instead of deadlocking. Ledgers move whole: batches and
+their transactions change owner only (``Transaction.objects…._reassign_owner``); amounts,
+directions and batches never change, so the ledger invariant holds before and after. The source
+account itself is kept (empty), as in 0.2.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+
+from billable.exceptions import IdentityConflict, MergeError, UserNotFound
+from billable.models import (
+    ExternalIdentity,
+    IdempotencyKey,
+    Order,
+    QuotaBatch,
+    Referral,
+    Reservation,
+    Transaction,
+    TrialHistory,
+)
+from billable.services.identities import coerce_pk
+from billable.services.trials import USER_IDENTITY_TYPE
+from billable.signals import customers_merged, send_on_commit
+
+logger = logging.getLogger("billable.customers")
+
+
+def _lock_both(target: int, source: int) -> None:
+    """Lock in the order the payment and ledger paths use: orders, then accounts, then batches.
+
+    Accounts are locked ``FOR NO KEY UPDATE`` (ascending pk): concurrent merges serialise, while
+    ledger writes that only reference the account (foreign-key checks) are not blocked.
+    """
+    list(Order.objects.select_for_update().filter(user_id=source).order_by("pk")
+         .values_list("pk", flat=True))
+    existing = set(get_user_model().objects.select_for_update(no_key=True)
+                   .filter(pk__in=[target, source]).order_by("pk").values_list("pk", flat=True))
+    if target not in existing:
+        raise UserNotFound(f"Target user {target} does not exist.")
+    if source not in existing:
+        raise UserNotFound(f"Source user {source} does not exist.")
+    list(QuotaBatch.objects.select_for_update().filter(user_id=source).order_by("id")
+         .values_list("pk", flat=True))
+
+
+def _move_identities(target: int, source: int) -> int:
+    """Move the source identities; refuse a provider both accounts hold with different ids."""
+    target_ids: dict[str, set[str]] = {}
+    for provider, external_id in ExternalIdentity.objects.filter(user_id=target).values_list(
+            "provider", "external_id"):
+        target_ids.setdefault(provider, set()).add(external_id)
+    moving = list(ExternalIdentity.objects.filter(user_id=source).values_list(
+        "provider", "external_id"))
+    for provider, external_id in moving:
+        if provider in target_ids and external_id not in target_ids[provider]:
+            raise IdentityConflict(
+                "Identity conflict: both users have different external_ids for provider "
+                f"{provider}."
+            )
+    return ExternalIdentity.objects.filter(user_id=source).update(user_id=target)
+
+
+def _move_idempotency_keys(target: int, source: int) -> None:
+    """Move the source's keys; a key both accounts used keeps the target's row."""
+    taken = IdempotencyKey.objects.filter(user_id=target).values("key")
+    IdempotencyKey.objects.filter(user_id=source, key__in=taken).delete()
+    IdempotencyKey.objects.filter(user_id=source).update(user_id=target)
+
+
+def _referrals_to_drop(rows: list[Referral], target: int, source: int) -> set[int]:
+    """Rows that would become a self-referral, a second referrer or a cycle after the move."""
+    target_referrer = (Referral.objects.filter(referee_id=target)
+                       .values_list("referrer_id", flat=True).first())
+    target_referees = set(Referral.objects.filter(referrer_id=target)
+                          .values_list("referee_id", flat=True))
+    drop = set()
+    for row in rows:
+        if target in (row.referrer_id, row.referee_id):
+            drop.add(row.pk)
+        elif row.referee_id == source and (target_referrer is not None
+                                           or row.referrer_id in target_referees):
+            drop.add(row.pk)
+        elif row.referrer_id == source and row.referee_id == target_referrer:
+            drop.add(row.pk)
+    return drop
+
+
+def _move_referrals(target: int, source: int) -> int:
+    """Move referrals on both sides; count every source referral (moved or resolved away)."""
+    rows = list(Referral.objects.select_for_update()
+                .filter(Q(referrer_id=source) | Q(referee_id=source)).order_by("pk"))
+    if not rows:
+        return 0
+    drop = _referrals_to_drop(rows, target, source)
+    if drop:
+        Referral.objects.filter(pk__in=drop).delete()
+    remaining = Referral.objects.exclude(pk__in=drop)
+    remaining.filter(referrer_id=source).update(referrer_id=target)
+    remaining.filter(referee_id=source).update(referee_id=target)
+    return len(rows)
+
+
+def _reconcile_trials(target: int, source: int) -> None:
+    """The source account's own trial claim becomes the target's (one claim per account)."""
+    source_hash = TrialHistory.generate_identity_hash(str(source))
+    target_hash = TrialHistory.generate_identity_hash(str(target))
+    rows = TrialHistory.objects.filter(identity_type=USER_IDENTITY_TYPE)
+    if rows.filter(identity_hash=target_hash).exists():
+        rows.filter(identity_hash=source_hash).delete()
+    else:
+        rows.filter(identity_hash=source_hash).update(identity_hash=target_hash)
 
 
 class CustomerService:
-    """Placeholder: being implemented."""
+    """Customer-level operations (merging duplicate accounts)."""
+
+    @classmethod
+    def merge_customers(cls, target_user_id: Any, source_user_id: Any) -> dict[str, int]:
+        """Move the source account's data into the target; return what moved.
+
+        Returns ``{"moved_orders", "moved_batches", "moved_transactions", "moved_identities",
+        "moved_referrals"}``. Raises ``MergeError`` ("Target and source users must be
+        different."), ``UserNotFound`` ("Target user <id> does not exist." / "Source user …"),
+        ``IdentityConflict``. Sends ``customers_merged`` after commit.
+        """
+        target = coerce_pk(target_user_id)
+        source = coerce_pk(source_user_id)
+        if target is None:
+            raise UserNotFound(f"Target user {target_user_id} does not exist.")
+        if source is None:
+            raise UserNotFound(f"Source user {source_user_id} does not exist.")
+        if target == source:
+            raise MergeError("Target and source users must be different.")
+        with transaction.atomic():
+            _lock_both(target, source)
+            stats = {"moved_identities": _move_identities(target, source)}
+            stats["moved_orders"] = Order.objects.filter(user_id=source).update(user_id=target)
+            stats["moved_batches"] = QuotaBatch.objects.filter(user_id=source).update(
+                user_id=target)
+            stats["moved_transactions"] = Transaction.objects.filter(
+                user_id=source)._reassign_owner(target)
+            Reservation.objects.filter(user_id=source).update(user_id=target)
+            _move_idempotency_keys(target, source)
+            stats["moved_referrals"] = _move_referrals(target, source)
+            _reconcile_trials(target, source)
+            send_on_commit(customers_merged, sender=cls, target_user_id=target,
+                           source_user_id=source)
+        logger.info("Merged customer %s into %s: %s", source, target, stats)
+        return {key: stats[key] for key in ("moved_orders", "moved_batches",
+                                            "moved_transactions", "moved_identities",
+                                            "moved_referrals")}
+
+    @classmethod
+    async def amerge_customers(cls, target_user_id: Any, source_user_id: Any) -> dict[str, int]:
+        """Async twin of :meth:`merge_customers`."""
+        return await sync_to_async(cls.merge_customers)(target_user_id, source_user_id)
+
+
+__all__ = ["CustomerService"]

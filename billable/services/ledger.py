@@ -1,5 +1,303 @@
-"""Placeholder: being implemented."""
+"""``TransactionService``: the public facade of the wallet and the immutable ledger.
+
+Every method validates its input first (a ``billable`` exception with a stable ``code``, nothing
+written), then delegates to a domain module: ``consumption`` (consume, exchange), ``grants``,
+``holds``, ``expiry`` and ``ledger_check``. Writes are synchronous and atomic; each async twin
+sits right below its sync method and delegates with ``sync_to_async``. See ``docs/ledger.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from billable.exceptions import InvalidInput, OfferNotFound
+from billable.models import IdempotencyKey, Offer, Order, OrderItem, QuotaBatch
+from billable.services import consumption, expiry, holds, statements
+from billable.services import grants as granting
+from billable.services.idempotency import claim_key
+from billable.services.ledger_check import check_ledger as _check_ledger
+from billable.services.validation import (
+    coerce_user_id,
+    metadata_dict,
+    normalize_product_key,
+    optional_key,
+    positive_int,
+)
+
+
+def _quota_answer(key: str, found: tuple[str, int] | None) -> dict[str, Any]:
+    if found is None:
+        return {"can_use": False, "product_key": key, "remaining": 0,
+                "message": f"No active quota for {key}"}
+    name, total = found
+    return {"can_use": True, "product_key": key, "product_name": name, "remaining": total,
+            "message": f"Available: {name} ({total} left)"}
+
+
+def _resolve_offer(offer: Any) -> Offer | int:
+    if isinstance(offer, Offer):
+        return offer
+    if isinstance(offer, int) and not isinstance(offer, bool):
+        return offer
+    if isinstance(offer, str) and offer.strip():
+        found = Offer.objects.filter(sku=offer).values_list("pk", flat=True).first()
+        if found is None and offer.strip().isdigit():
+            return int(offer.strip())
+        if found is not None:
+            return found
+    raise OfferNotFound("Offer not found")
+
+
+def _grant_line(line: Any) -> tuple[Offer | int, OrderItem | None]:
+    if not isinstance(line, (tuple, list)) or len(line) != 2:
+        raise InvalidInput("Each grant must be an (offer, order_item) pair", field="grants")
+    offer, order_item = line
+    if order_item is not None and (not isinstance(order_item, OrderItem) or order_item.pk is None):
+        raise InvalidInput("order_item must be a saved OrderItem or None", field="order_item")
+    return (offer if isinstance(offer, Offer) else _resolve_offer(offer)), order_item
 
 
 class TransactionService:
-    """Placeholder: being implemented."""
+    """Grant, check, consume, hold, exchange, expire and revoke quota; all balance changes."""
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @classmethod
+    def check_quota(cls, user_id: Any, product_key: str) -> dict[str, Any]:
+        """Whether the user can use ``product_key`` now, and how much is left (one query)."""
+        key = normalize_product_key(product_key)
+        found = statements.spendable_summary(coerce_user_id(user_id), key, timezone.now())
+        return _quota_answer(key, found)
+
+    @classmethod
+    async def acheck_quota(cls, user_id: Any, product_key: str) -> dict[str, Any]:
+        """Async twin of :meth:`check_quota`."""
+        return await sync_to_async(cls.check_quota)(user_id, product_key)
+
+    @classmethod
+    def get_balance(cls, user_id: Any, product_key: str) -> int:
+        """Sum of the spendable remaining units of ``product_key`` (one query)."""
+        key = normalize_product_key(product_key)
+        found = statements.spendable_summary(coerce_user_id(user_id), key, timezone.now())
+        return found[1] if found else 0
+
+    @classmethod
+    async def aget_balance(cls, user_id: Any, product_key: str) -> int:
+        """Async twin of :meth:`get_balance`."""
+        return await sync_to_async(cls.get_balance)(user_id, product_key)
+
+    # -- grants ---------------------------------------------------------------------------
+
+    @classmethod
+    def grant_many(cls, user_id: Any, grants: Sequence[tuple[Any, OrderItem | None]], *,
+                   source: str = "purchase", metadata: dict[str, Any] | None = None
+                   ) -> list[QuotaBatch]:
+        """Grant several ``(offer, order_item)`` lines at once, in a constant number of queries.
+
+        One batch per offer item, quantity × ``order_item.quantity``, one CREDIT per batch with
+        ``action_type=source`` and ``related_object = order_item or offer``. Period products
+        already running are extended (the new batch starts when the current one ends).
+        """
+        uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
+        lines = [_grant_line(line) for line in grants]
+        with transaction.atomic():
+            return granting.grant_lines(uid, lines, source=_action_type(source), metadata=meta,
+                                        now=timezone.now())
+
+    @classmethod
+    async def agrant_many(cls, user_id: Any, grants: Sequence[tuple[Any, OrderItem | None]],
+                          *, source: str = "purchase", metadata: dict[str, Any] | None = None
+                          ) -> list[QuotaBatch]:
+        """Async twin of :meth:`grant_many`."""
+        return await sync_to_async(cls.grant_many)(user_id, grants, source=source,
+                                                   metadata=metadata)
+
+    @classmethod
+    def grant_offer(cls, user_id: Any, offer: Offer | str | int,
+                    order_item: OrderItem | None = None, source: str = "purchase",
+                    metadata: dict[str, Any] | None = None, *,
+                    idempotency_key: str | None = None) -> list[QuotaBatch]:
+        """Grant one offer (instance, SKU or pk); a repeated ``idempotency_key`` returns the
+        batches of the first grant, a key reused for another request raises
+        :class:`~billable.exceptions.IdempotencyConflict`."""
+        uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
+        key = optional_key(idempotency_key)
+        target, order_item = _grant_line((offer, order_item))
+        source = _action_type(source)
+        if key is None:
+            return cls.grant_many(uid, [(target, order_item)], source=source, metadata=meta)
+        target_pk = target.pk if isinstance(target, Offer) else target
+        request = {"offer": target_pk, "order_item": getattr(order_item, "pk", None),
+                   "source": source}
+        with transaction.atomic():
+            earlier = claim_key(uid, key, operation="grant", request=request, result={})
+            if earlier is not None:
+                ids = earlier.result.get("batch_ids", [])
+                return list(QuotaBatch.objects.filter(pk__in=ids).order_by("created_at", "id"))
+            batches = granting.grant_lines(uid, [(target, order_item)], source=source,
+                                         metadata={**meta, "idempotency_key": key},
+                                         now=timezone.now())
+            result = {"batch_ids": [str(b.pk) for b in batches]}
+            IdempotencyKey.objects.filter(user_id=uid, key=key).update(result=result)
+            return batches
+
+    @classmethod
+    async def agrant_offer(cls, user_id: Any, offer: Offer | str | int,
+                           order_item: OrderItem | None = None, source: str = "purchase",
+                           metadata: dict[str, Any] | None = None, *,
+                           idempotency_key: str | None = None) -> list[QuotaBatch]:
+        """Async twin of :meth:`grant_offer`."""
+        return await sync_to_async(cls.grant_offer)(user_id, offer, order_item, source,
+                                                    metadata, idempotency_key=idempotency_key)
+
+    # -- spending -------------------------------------------------------------------------
+
+    @classmethod
+    def consume_quota(cls, user_id: Any, product_key: str, action_type: str = "usage",
+                      amount: int = 1, action_id: Any = None, idempotency_key: Any = None,
+                      metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Debit ``amount`` units of ``product_key`` atomically, in the configured order.
+
+        Returns ``{"success": True, "message": "Quota consumed", "usage_id", "remaining",
+        "metadata"}`` or a failure dict with ``error`` ``quota_exhausted`` /
+        ``insufficient_funds`` / ``idempotency_conflict``. Invalid input raises.
+        """
+        return consumption.consume(
+            coerce_user_id(user_id), normalize_product_key(product_key), positive_int(amount),
+            action_type=_action_type(action_type),
+            action_id=optional_key(action_id, field="action_id"),
+            idempotency_key=optional_key(idempotency_key), metadata=metadata_dict(metadata),
+        )
+
+    @classmethod
+    async def aconsume_quota(cls, user_id: Any, product_key: str, action_type: str = "usage",
+                             amount: int = 1, action_id: Any = None,
+                             idempotency_key: Any = None,
+                             metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`consume_quota`."""
+        return await sync_to_async(cls.consume_quota)(user_id, product_key, action_type, amount,
+                                                      action_id, idempotency_key, metadata)
+
+    @classmethod
+    def exchange(cls, user_id: Any, offer_id: Any = None, offer: Offer | None = None,
+                 metadata: dict[str, Any] | None = None, *,
+                 idempotency_key: str | None = None) -> dict[str, Any]:
+        """Spend the currency product named by ``offer.currency`` and grant the offer.
+
+        Raises :class:`OfferNotFound`, :class:`CurrencyError` or :class:`InvalidPrice`; a
+        short balance returns the consume failure dicts.
+        """
+        uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
+        target = consumption.resolve_active_offer(offer, offer_id)
+        return consumption.exchange(uid, target, metadata=meta,
+                                    idempotency_key=optional_key(idempotency_key))
+
+    @classmethod
+    async def aexchange(cls, user_id: Any, offer_id: Any = None, offer: Offer | None = None,
+                        metadata: dict[str, Any] | None = None, *,
+                        idempotency_key: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`exchange`."""
+        return await sync_to_async(cls.exchange)(user_id, offer_id, offer, metadata,
+                                                 idempotency_key=idempotency_key)
+
+    # -- holds ----------------------------------------------------------------------------
+
+    @classmethod
+    def reserve_quota(cls, user_id: Any, product_key: str, amount: int = 1, ttl: Any = None,
+                      idempotency_key: Any = None, metadata: dict[str, Any] | None = None, *,
+                      action_type: str = "usage") -> str:
+        """Hold ``amount`` units now; return the reservation id (str).
+
+        Raises :class:`QuotaExhausted` / :class:`InsufficientFunds` when it cannot hold.
+        """
+        return holds.reserve(
+            coerce_user_id(user_id), normalize_product_key(product_key), positive_int(amount),
+            ttl=holds.ttl_delta(ttl), idempotency_key=optional_key(idempotency_key),
+            metadata=metadata_dict(metadata), action_type=_action_type(action_type),
+        )
+
+    @classmethod
+    async def areserve_quota(cls, user_id: Any, product_key: str, amount: int = 1,
+                             ttl: Any = None, idempotency_key: Any = None,
+                             metadata: dict[str, Any] | None = None, *,
+                             action_type: str = "usage") -> str:
+        """Async twin of :meth:`reserve_quota`."""
+        return await sync_to_async(cls.reserve_quota)(user_id, product_key, amount, ttl,
+                                                      idempotency_key, metadata,
+                                                      action_type=action_type)
+
+    @classmethod
+    def commit_reservation(cls, reservation_id: Any, amount: int | None = None
+                           ) -> dict[str, Any]:
+        """Settle all (or ``amount``) of a hold; the rest goes back. Idempotent."""
+        return holds.commit(reservation_id, amount)
+
+    @classmethod
+    async def acommit_reservation(cls, reservation_id: Any, amount: int | None = None
+                                  ) -> dict[str, Any]:
+        """Async twin of :meth:`commit_reservation`."""
+        return await sync_to_async(cls.commit_reservation)(reservation_id, amount)
+
+    @classmethod
+    def release_reservation(cls, reservation_id: Any) -> bool:
+        """Return a hold to the wallet; True once released, False if it was committed."""
+        return holds.release(reservation_id)
+
+    @classmethod
+    async def arelease_reservation(cls, reservation_id: Any) -> bool:
+        """Async twin of :meth:`release_reservation`."""
+        return await sync_to_async(cls.release_reservation)(reservation_id)
+
+    # -- closing batches ------------------------------------------------------------------
+
+    @classmethod
+    def expire_batches(cls, *, user_id: Any = None) -> int:
+        """Release expired holds, then expire past-due batches (DEBIT of the remainder).
+
+        Returns the number of batches expired.
+        """
+        uid = coerce_user_id(user_id) if user_id is not None else None
+        holds.release_expired(user_id=uid)
+        return expiry.expire_due(user_id=uid)
+
+    @classmethod
+    async def aexpire_batches(cls, *, user_id: Any = None) -> int:
+        """Async twin of :meth:`expire_batches`."""
+        return await sync_to_async(cls.expire_batches)(user_id=user_id)
+
+    @classmethod
+    def revoke_order_items(cls, order: Order | Any, reason: str = "refund") -> int:
+        """Revoke the batches granted by ``order`` (DEBIT of the remainder); return the count."""
+        return expiry.revoke_order(order, reason=_action_type(reason))
+
+    @classmethod
+    async def arevoke_order_items(cls, order: Order | Any, reason: str = "refund") -> int:
+        """Async twin of :meth:`revoke_order_items`."""
+        return await sync_to_async(cls.revoke_order_items)(order, reason)
+
+    # -- audit ----------------------------------------------------------------------------
+
+    @classmethod
+    def check_ledger(cls, user_id: Any = None) -> list[str]:
+        """Ledger invariant violations for all users or one (empty list: consistent)."""
+        return _check_ledger(coerce_user_id(user_id) if user_id is not None else None)
+
+    @classmethod
+    async def acheck_ledger(cls, user_id: Any = None) -> list[str]:
+        """Async twin of :meth:`check_ledger`."""
+        return await sync_to_async(cls.check_ledger)(user_id)
+
+
+def _action_type(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 50:
+        raise InvalidInput("action_type must be a non-empty string of at most 50 characters",
+                           field="action_type")
+    return value.strip()
+
+
+__all__ = ["TransactionService"]

@@ -1,5 +1,368 @@
-"""Placeholder: being implemented."""
+"""Orders and payments: a strict ``pending → paid → refunded`` state machine.
+
+* ``create_order`` prices every line from the catalog (a client ``price`` is ignored), accepts
+  only active offers, positive whole quantities and one currency per order.
+* ``pay_order`` / ``process_payment`` move ``pending → paid`` exactly once and grant every line
+  in the same database transaction (the order row is locked; the partial unique constraint on
+  ``(payment_method, payment_id)`` makes one payment id pay at most one order).
+* ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left).
+
+The published 0.2 contract returned booleans from ``process_payment``, ``cancel_order`` and
+``refund_order``; those names keep that contract. The strict variants ``pay_order``,
+``cancel_pending_order`` and ``refund_paid_order`` return the ``Order`` and raise instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billable.exceptions import (
+    InvalidAmount,
+    InvalidInput,
+    OfferNotFound,
+    OrderNotFound,
+    OrderStateError,
+    PaymentConflict,
+    UserNotFound,
+)
+from billable.models import Offer, Order, OrderItem
+from billable.services.identities import coerce_pk
+from billable.services.validation import metadata_dict, positive_int
+from billable.signals import order_confirmed, send_on_commit
+
+#: ``payment_method`` recorded when the caller gives none.
+DEFAULT_PAYMENT_METHOD = "manual"
+#: Largest quantity of one order line (keeps granted units inside the ledger's integer range).
+MAX_LINE_QUANTITY = 1_000_000
+_MAX_UNITS = 2_147_483_647
+_MAX_TOTAL = Decimal(10) ** 18  # Order.total_amount is Decimal(20, 2)
+_MAX_PAYMENT_ID = 255
+_MAX_PAYMENT_METHOD = 50
+
+
+def _line_quantity(item: Mapping[str, Any]) -> int:
+    quantity = positive_int(item.get("quantity", 1), field="quantity")
+    if quantity > MAX_LINE_QUANTITY:
+        raise InvalidAmount(f"quantity must be at most {MAX_LINE_QUANTITY}", field="quantity")
+    return quantity
+
+
+def _as_mapping(item: Any) -> Mapping[str, Any]:
+    if hasattr(item, "model_dump"):
+        item = item.model_dump()
+    if not isinstance(item, Mapping):
+        raise InvalidInput("Each item must be an object with 'sku' and 'quantity'")
+    return item
+
+
+def _parse_lines(items: Any) -> list[tuple[str, str, int]]:
+    """``(raw sku, normalised sku, quantity)`` per line; raises on malformed input."""
+    if isinstance(items, (str, bytes, Mapping)) or not hasattr(items, "__iter__"):
+        raise InvalidInput("items must be a list of {'sku', 'quantity'} objects")
+    lines = []
+    for raw_item in items:
+        item = _as_mapping(raw_item)
+        sku = item.get("sku")
+        if not isinstance(sku, str) or not sku.strip():
+            raise InvalidInput("Item must have 'sku'")
+        lines.append((sku, sku.strip().upper(), _line_quantity(item)))
+    if not lines:
+        raise InvalidInput("Order must contain at least one item")
+    return lines
+
+
+def _load_offers(lines: list[tuple[str, str, int]]) -> dict[str, Offer]:
+    """Active offers by SKU with their items (two queries); unknown SKU raises OfferNotFound."""
+    skus = {sku for _, sku, _ in lines}
+    offers = {o.sku: o for o in Offer.objects.filter(sku__in=skus, is_active=True)
+              .prefetch_related("items")}
+    for raw, sku, quantity in lines:
+        offer = offers.get(sku)
+        if offer is None:
+            raise OfferNotFound(f"Offer not found for sku: {raw!r}")
+        if any(item.quantity * quantity > _MAX_UNITS for item in offer.items.all()):
+            raise InvalidAmount("Quantity too large for this offer")
+    return offers
+
+
+def _order_currency(offers: list[Offer]) -> str:
+    currencies = {offer.currency for offer in offers}
+    if len(currencies) > 1:
+        raise InvalidInput(
+            "All items of an order must use the same currency (got "
+            + ", ".join(sorted(currencies)) + ")"
+        )
+    return currencies.pop()
+
+
+def _payment_fields(payment_id: Any, payment_method: Any) -> tuple[str | None, str]:
+    if payment_id is not None:
+        if isinstance(payment_id, bool) or not isinstance(payment_id, (str, int)):
+            raise InvalidInput("payment_id must be a string")
+        payment_id = str(payment_id).strip() or None
+    if payment_id is not None and len(payment_id) > _MAX_PAYMENT_ID:
+        raise InvalidInput(f"payment_id must be at most {_MAX_PAYMENT_ID} characters")
+    if payment_method is None or (isinstance(payment_method, str) and not payment_method.strip()):
+        return payment_id, DEFAULT_PAYMENT_METHOD
+    if not isinstance(payment_method, str) or len(payment_method.strip()) > _MAX_PAYMENT_METHOD:
+        raise InvalidInput(f"payment_method must be a string of at most {_MAX_PAYMENT_METHOD}"
+                           " characters")
+    return payment_id, payment_method.strip()
+
+
+def _locked_order(order_id: Any) -> Order:
+    pk = coerce_pk(getattr(order_id, "pk", order_id))
+    order = Order.objects.select_for_update().filter(pk=pk).first() if pk else None
+    if order is None:
+        raise OrderNotFound("Order not found")
+    return order
 
 
 class OrderService:
-    """Placeholder: being implemented."""
+    """Create, pay, cancel, refund and serialise orders (sync + async twins)."""
+
+    @classmethod
+    def create_order(cls, user_id: Any, items: Any,
+                     metadata: dict[str, Any] | None = None) -> Order:
+        """Create a ``pending`` order priced from the catalog.
+
+        ``items``: ``[{"sku": ..., "quantity": n}]`` (SKUs in any case; a client ``price`` is
+        ignored). Raises ``InvalidInput`` ("Item must have 'sku'", mixed currencies, empty order),
+        ``InvalidAmount`` (quantity), ``OfferNotFound`` ("Offer not found for sku: '<sku>'"),
+        ``UserNotFound``.
+        """
+        lines = _parse_lines(items)
+        metadata = metadata_dict(metadata)
+        offers = _load_offers(lines)
+        currency = _order_currency([offers[sku] for _, sku, _ in lines])
+        pk = coerce_pk(getattr(user_id, "pk", user_id))
+        if pk is None or not get_user_model().objects.filter(pk=pk).exists():
+            raise UserNotFound(f"User {user_id} not found")
+        total = sum((offers[sku].price * qty for _, sku, qty in lines), Decimal("0.00"))
+        if total >= _MAX_TOTAL:
+            raise InvalidAmount("Order total is too large", field="quantity")
+        with transaction.atomic():
+            order = Order.objects.create(user_id=pk, total_amount=total, currency=currency,
+                                         status=Order.Status.PENDING, metadata=metadata)
+            OrderItem.objects.bulk_create([
+                OrderItem(order=order, offer=offers[sku], quantity=qty, price=offers[sku].price)
+                for _, sku, qty in lines
+            ])
+        return order
+
+    @classmethod
+    async def acreate_order(cls, user_id: Any, items: Any,
+                            metadata: dict[str, Any] | None = None) -> Order:
+        """Async twin of :meth:`create_order`."""
+        return await sync_to_async(cls.create_order)(user_id, items, metadata)
+
+    @classmethod
+    def get_order(cls, order_id: Any) -> Order:
+        """The order with its lines and offers prefetched; raises ``OrderNotFound``."""
+        pk = coerce_pk(order_id)
+        order = (Order.objects.prefetch_related("items__offer").filter(pk=pk).first()
+                 if pk else None)
+        if order is None:
+            raise OrderNotFound("Order not found")
+        return order
+
+    @classmethod
+    async def aget_order(cls, order_id: Any) -> Order:
+        """Async twin of :meth:`get_order`."""
+        return await sync_to_async(cls.get_order)(order_id)
+
+    @classmethod
+    def pay_order(cls, order_id: Any, *, payment_id: Any = None,
+                  payment_method: str | None = None) -> Order:
+        """Mark a pending order paid and grant every line, exactly once; return the order.
+
+        A replay with the same payment id returns the paid order unchanged. Raises
+        ``OrderNotFound``; ``OrderStateError`` for cancelled/refunded orders; ``PaymentConflict``
+        when a paid order is confirmed with another payment id or the payment id (per method)
+        already paid another order. Nothing is granted on any error.
+        """
+        payment_id, method = _payment_fields(payment_id, payment_method)
+        with transaction.atomic():
+            order = _locked_order(order_id)
+            if order.status == Order.Status.PAID:
+                return _replayed(order, payment_id, payment_method)
+            if order.status != Order.Status.PENDING:
+                raise OrderStateError(f"Order #{order.pk} is {order.status} and cannot be paid")
+            order.status = Order.Status.PAID
+            order.payment_id = payment_id
+            order.payment_method = method
+            order.paid_at = timezone.now()
+            try:
+                with transaction.atomic():
+                    order.save(update_fields=["status", "payment_id", "payment_method",
+                                              "paid_at"])
+            except IntegrityError:
+                raise PaymentConflict(
+                    f"Payment {payment_id!r} ({method}) was already used for another order"
+                ) from None
+            _grant_lines(order)
+            send_on_commit(order_confirmed, sender=cls, order=order)
+        return order
+
+    @classmethod
+    async def apay_order(cls, order_id: Any, *, payment_id: Any = None,
+                         payment_method: str | None = None) -> Order:
+        """Async twin of :meth:`pay_order`."""
+        return await sync_to_async(cls.pay_order)(order_id, payment_id=payment_id,
+                                                  payment_method=payment_method)
+
+    @classmethod
+    def process_payment(cls, order_id: Any, payment_id: Any = None,
+                        payment_method: str | None = None) -> bool:
+        """Published-compatible confirmation: ``True`` when the order is (now) paid.
+
+        Same rules and errors as :meth:`pay_order` (refusals raise, nothing is granted).
+        """
+        cls.pay_order(order_id, payment_id=payment_id, payment_method=payment_method)
+        return True
+
+    @classmethod
+    async def aprocess_payment(cls, order_id: Any, payment_id: Any = None,
+                               payment_method: str | None = None) -> bool:
+        """Async twin of :meth:`process_payment`."""
+        return await sync_to_async(cls.process_payment)(order_id, payment_id, payment_method)
+
+    @classmethod
+    def cancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
+        """``pending → cancelled`` (a cancelled order stays cancelled); raises otherwise."""
+        with transaction.atomic():
+            order = _locked_order(order_id)
+            if order.status == Order.Status.CANCELLED:
+                return order
+            if order.status != Order.Status.PENDING:
+                raise OrderStateError(f"Order #{order.pk} is {order.status} and cannot be "
+                                      "cancelled")
+            order.status = Order.Status.CANCELLED
+            order.metadata = _with_reason(order.metadata, "cancel_reason", reason,
+                                          "cancelled_at")
+            order.save(update_fields=["status", "metadata"])
+        return order
+
+    @classmethod
+    async def acancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
+        """Async twin of :meth:`cancel_pending_order`."""
+        return await sync_to_async(cls.cancel_pending_order)(order_id, reason=reason)
+
+    @classmethod
+    def cancel_order(cls, order_id: Any, reason: str | None = None) -> bool:
+        """Published-compatible cancel: ``False`` for a paid or refunded order, else ``True``.
+
+        Raises ``OrderNotFound`` for an unknown order.
+        """
+        try:
+            cls.cancel_pending_order(order_id, reason=reason)
+        except OrderStateError:
+            return False
+        return True
+
+    @classmethod
+    async def acancel_order(cls, order_id: Any, reason: str | None = None) -> bool:
+        """Async twin of :meth:`cancel_order`."""
+        return await sync_to_async(cls.cancel_order)(order_id, reason)
+
+    @classmethod
+    def refund_paid_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
+        """``paid → refunded``: revoke what is left of every granted batch (DEBIT rows)."""
+        from billable.services.ledger import TransactionService
+
+        with transaction.atomic():
+            order = _locked_order(order_id)
+            if order.status != Order.Status.PAID:
+                raise OrderStateError(f"Order #{order.pk} is {order.status}; only paid orders "
+                                      "can be refunded")
+            TransactionService.revoke_order_items(order, reason="refund")
+            order.status = Order.Status.REFUNDED
+            order.metadata = _with_reason(order.metadata, "refund_reason", reason,
+                                          "refunded_at")
+            order.save(update_fields=["status", "metadata"])
+        return order
+
+    @classmethod
+    async def arefund_paid_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
+        """Async twin of :meth:`refund_paid_order`."""
+        return await sync_to_async(cls.refund_paid_order)(order_id, reason=reason)
+
+    @classmethod
+    def refund_order(cls, order_id: Any, reason: str | None = None) -> bool:
+        """Published-compatible refund: ``True`` when refunded, ``False`` if the order is not paid.
+
+        Raises ``OrderNotFound`` for an unknown order.
+        """
+        try:
+            cls.refund_paid_order(order_id, reason=reason)
+        except OrderStateError:
+            return False
+        return True
+
+    @classmethod
+    async def arefund_order(cls, order_id: Any, reason: str | None = None) -> bool:
+        """Async twin of :meth:`refund_order`."""
+        return await sync_to_async(cls.refund_order)(order_id, reason)
+
+    @classmethod
+    def serialize_order_to_dict(cls, order: Order) -> dict[str, Any]:
+        """The order as a dict (``Decimal`` amounts, ``datetime`` values, as in 0.2)."""
+        lines = (order.items.all() if _items_prefetched(order)
+                 else order.items.select_related("offer"))
+        items = [{"id": item.pk, "sku": item.offer.sku, "quantity": item.quantity,
+                  "price": item.price} for item in lines]
+        return {
+            "id": order.pk, "user_id": order.user_id, "status": order.status,
+            "total_amount": order.total_amount, "currency": order.currency,
+            "payment_method": order.payment_method, "payment_id": order.payment_id,
+            "created_at": order.created_at, "paid_at": order.paid_at,
+            "items": items, "metadata": order.metadata or {},
+        }
+
+    @classmethod
+    async def aserialize_order_to_dict(cls, order: Order) -> dict[str, Any]:
+        """Async twin of :meth:`serialize_order_to_dict`."""
+        return await sync_to_async(cls.serialize_order_to_dict)(order)
+
+
+def _items_prefetched(order: Order) -> bool:
+    cache = getattr(order, "_prefetched_objects_cache", {})
+    return "items" in cache
+
+
+def _replayed(order: Order, payment_id: str | None, payment_method: str | None) -> Order:
+    """A confirmation of an already paid order: the same payment is a no-op, another conflicts."""
+    same_method = payment_method is None or not payment_method.strip() or (
+        payment_method.strip() == order.payment_method)
+    if payment_id == order.payment_id and same_method:
+        return order
+    raise PaymentConflict(f"Order #{order.pk} is already paid by another payment")
+
+
+def _grant_lines(order: Order) -> None:
+    """Grant every order line in a constant number of statements (``grant_many``)."""
+    from billable.services.ledger import TransactionService
+
+    lines = list(order.items.select_related("offer"))
+    TransactionService.grant_many(
+        order.user_id, [(line.offer, line) for line in lines], source="purchase",
+        metadata={"order_id": order.pk},
+    )
+
+
+def _with_reason(metadata: Any, key: str, reason: str | None, stamp: str) -> dict[str, Any]:
+    data = dict(metadata) if isinstance(metadata, dict) else {}
+    if reason:
+        data[key] = str(reason)
+    data[stamp] = timezone.now().isoformat()
+    return data
+
+
+__all__ = ["DEFAULT_PAYMENT_METHOD", "OrderService"]

@@ -1,0 +1,62 @@
+"""Identity-related admin: external identities, trial history and referrals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+
+from billable.models import ExternalIdentity, Referral, TrialHistory
+
+_USERNAME = get_user_model().USERNAME_FIELD
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(admin.ModelAdmin):
+    """``(provider, external_id)`` → billing account links."""
+
+    list_display = ("provider", "external_id", "user", "created_at", "updated_at")
+    list_filter = ("provider",)
+    list_select_related = ("user",)
+    search_fields = ("external_id", f"user__{_USERNAME}")
+    raw_id_fields = ("user",)
+    readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(TrialHistory)
+class TrialHistoryAdmin(admin.ModelAdmin):
+    """Hashed identities that claimed a trial. Deleting a row lets that identity claim again."""
+
+    list_display = ("identity_type", "short_hash", "trial_plan_name", "used_at")
+    list_filter = ("identity_type", "trial_plan_name")
+    search_fields = ("identity_hash", "trial_plan_name")
+    date_hierarchy = "used_at"
+
+    @admin.display(description="Identity hash")
+    def short_hash(self, obj: TrialHistory) -> str:
+        return f"{obj.identity_hash[:12]}…"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "identity_hash" in form.base_fields:
+            form.base_fields["identity_hash"].help_text = (
+                "SHA-256 hex of the lower-cased, stripped identity value "
+                "(TrialHistory.generate_identity_hash)."
+            )
+        return form
+
+
+@admin.register(Referral)
+class ReferralAdmin(admin.ModelAdmin):
+    """Who invited whom; the bonus flag is flipped only by ``Referral.claim_bonus``."""
+
+    list_display = ("id", "referrer", "referee", "bonus_granted", "bonus_granted_at",
+                    "created_at")
+    list_filter = ("bonus_granted",)
+    list_select_related = ("referrer", "referee")
+    search_fields = (f"referrer__{_USERNAME}", f"referee__{_USERNAME}")
+    raw_id_fields = ("referrer", "referee")
+    readonly_fields = ("bonus_granted", "bonus_granted_at")

@@ -1,0 +1,94 @@
+"""Order admin: read the orders, move them through their lifecycle only via ``OrderService``.
+
+Status, amounts and payment fields are never edited by hand: the confirm / cancel / refund
+actions call the service, which grants or revokes quota in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from billable.admin.ledger import ReadOnlyAdminMixin
+from billable.exceptions import BillableError
+from billable.models import Order, OrderItem
+from billable.services import OrderService
+
+#: ``payment_method`` recorded when an administrator confirms an order by hand.
+ADMIN_PAYMENT_METHOD = "admin"
+
+
+class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Order lines with the catalog price at purchase time."""
+
+    model = OrderItem
+    extra = 0
+    fields = ("offer", "quantity", "price")
+    readonly_fields = fields
+
+
+def _run_for_each(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],
+                  operation: Callable[[Order], Any], done: str) -> None:
+    """Apply ``operation`` to every selected order; report successes and refusals."""
+    succeeded: list[str] = []
+    for order in queryset.order_by("pk"):
+        try:
+            operation(order)
+        except BillableError as exc:
+            admin_obj.message_user(request, f"Order #{order.pk}: {exc.message}", messages.ERROR)
+        else:
+            succeeded.append(f"#{order.pk}")
+    if succeeded:
+        admin_obj.message_user(request, f"{done}: {', '.join(succeeded)}.", messages.SUCCESS)
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    """Orders: only ``metadata`` is editable; lifecycle changes go through the actions."""
+
+    list_display = ("id", "user", "total_amount", "currency", "status", "payment_method",
+                    "payment_id", "created_at", "paid_at")
+    list_filter = ("status", "currency", "payment_method")
+    list_select_related = ("user",)
+    search_fields = ("=id", "payment_id", f"user__{get_user_model().USERNAME_FIELD}")
+    readonly_fields = ("user", "total_amount", "currency", "status", "payment_method",
+                       "payment_id", "created_at", "paid_at")
+    fields = (*readonly_fields, "metadata")
+    date_hierarchy = "created_at"
+    inlines = (OrderItemInline,)
+    actions = ("confirm_orders", "cancel_orders", "refund_orders")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # orders come from OrderService.create_order (API, bot, host code)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # financial records; cancel or refund instead
+
+    @admin.action(description="Confirm payment (grant products)",
+                  permissions=["change"])
+    def confirm_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """``OrderService.pay_order`` for each pending order (payment method ``admin``)."""
+        _run_for_each(self, request, queryset,
+                      lambda o: OrderService.pay_order(o.pk, payment_method=ADMIN_PAYMENT_METHOD),
+                      "Confirmed")
+
+    @admin.action(description="Cancel pending orders", permissions=["change"])
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """``OrderService.cancel_pending_order`` for each selected order."""
+        reason = f"cancelled in admin by {request.user}"
+        _run_for_each(self, request, queryset,
+                      lambda o: OrderService.cancel_pending_order(o.pk, reason=reason),
+                      "Cancelled")
+
+    @admin.action(description="Refund paid orders (revoke products)", permissions=["change"])
+    def refund_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """``OrderService.refund_paid_order`` for each selected order (billing side only)."""
+        reason = f"refunded in admin by {request.user}"
+        _run_for_each(self, request, queryset,
+                      lambda o: OrderService.refund_paid_order(o.pk, reason=reason),
+                      "Refunded")

@@ -1,0 +1,173 @@
+"""The REST error contract: billable exceptions → HTTP status + JSON envelope, in one place.
+
+Every endpoint is wrapped (``router.add_decorator``) by :func:`translate_errors`: a
+:class:`~billable.exceptions.BillableError` raised by a service becomes
+``{"success": false, "message": <message>, "data": {"error": <stable code>}}`` with the status of
+its family (see :data:`STATUS_BY_ERROR`). An endpoint whose published 0.2 contract uses another
+status for a family declares it with :func:`error_status`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, JsonResponse
+from ninja import Status
+
+from billable.exceptions import (
+    BillableError,
+    ConflictError,
+    CurrencyError,
+    IdempotencyConflict,
+    InvalidInput,
+    MergeError,
+    NotFound,
+    QuotaError,
+    ReferralError,
+    TrialAlreadyUsed,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: HTTP status per exception family; the most specific class in the MRO wins.
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    InvalidInput: 400,
+    QuotaError: 400,
+    CurrencyError: 400,
+    MergeError: 400,
+    TrialAlreadyUsed: 400,
+    ReferralError: 400,
+    NotFound: 404,
+    IdempotencyConflict: 409,
+    ConflictError: 409,
+    BillableError: 400,
+}
+
+#: Status of a failure dict returned (not raised) by a service, by its ``error`` code.
+STATUS_BY_CODE: dict[str, int] = {"idempotency_conflict": 409}
+
+_OVERRIDES_ATTR = "_billable_error_status"
+INVALID_JSON = "Cannot parse request body"
+
+
+def error_body(message: str, code: str, **data: Any) -> dict[str, Any]:
+    """The error envelope: ``{"success": False, "message", "data": {"error": code, ...}}``."""
+    return {"success": False, "message": message, "data": {"error": code, **data}}
+
+
+def fail(status: int, message: str, code: str, **data: Any) -> Status[dict[str, Any]]:
+    """An error response with the envelope body."""
+    return Status(status, error_body(message, code, **data))
+
+
+def failure_result(result: Mapping[str, Any], *, status: int = 400) -> Status[dict[str, Any]]:
+    """Turn a service failure dict (``{"success": False, "error", "message"}``) into a response."""
+    code = str(result.get("error") or "billable_error")
+    body = {"success": False, "message": str(result.get("message") or code), "data": dict(result)}
+    return Status(STATUS_BY_CODE.get(code, status), body)
+
+
+def status_for(exc: Exception, overrides: Mapping[type[Exception], int] | None = None) -> int:
+    """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`."""
+    for table in (overrides or {}, STATUS_BY_ERROR):
+        for cls in type(exc).__mro__:
+            if cls in table:
+                return table[cls]
+    return 400
+
+
+def to_response(exc: Exception, overrides: Mapping[type[Exception], int] | None = None
+                ) -> Status[dict[str, Any]]:
+    """The response for an exception raised by a service."""
+    if isinstance(exc, BillableError):
+        return fail(status_for(exc, overrides), exc.message, exc.code)
+    if isinstance(exc, ObjectDoesNotExist):
+        return fail(status_for(NotFound(), overrides), "Not found", NotFound.code)
+    if isinstance(exc, DjangoValidationError):
+        return fail(400, "; ".join(exc.messages), InvalidInput.code)
+    return fail(400, str(exc) or InvalidInput.default_message, InvalidInput.code)
+
+
+def error_status(overrides: Mapping[type[Exception], int]) -> Callable[[F], F]:
+    """Declare endpoint-specific statuses, e.g. ``@error_status({NotFound: 400})``.
+
+    Place it directly under the ``@router.<method>`` decorator; it only annotates the function.
+    """
+
+    def mark(view: F) -> F:
+        setattr(view, _OVERRIDES_ATTR, dict(overrides))
+        return view
+
+    return mark
+
+
+#: Exceptions translated into 4xx responses; anything else is a bug and propagates.
+HANDLED = (BillableError, ObjectDoesNotExist, DjangoValidationError, ValueError)
+
+
+def translate_errors(view: F) -> F:
+    """Operation decorator: map the exceptions in :data:`HANDLED` to envelope responses."""
+    overrides: dict[type[Exception], int] = getattr(view, _OVERRIDES_ATTR, {})
+
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await view(*args, **kwargs)
+            except HANDLED as exc:
+                return to_response(exc, overrides)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except HANDLED as exc:
+            return to_response(exc, overrides)
+
+    return sync_wrapper  # type: ignore[return-value]
+
+
+def reject_unparsable_body(run: F) -> F:
+    """View decorator: an authenticated request whose body is not JSON gets the envelope.
+
+    Django Ninja answers ``400 {"detail": "Cannot parse request body"}``; this keeps the one
+    error contract (``data.error == "invalid_json"``). Unauthenticated requests still get 401.
+    """
+
+    @functools.wraps(run)
+    async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.method in ("POST", "PUT", "PATCH") and request.body:
+            from billable.api import bearer_token, token_is_valid
+
+            try:
+                json.loads(request.body)
+            except Exception:
+                if token_is_valid(bearer_token(request)):
+                    return JsonResponse(error_body(INVALID_JSON, "invalid_json"), status=400)
+        return await run(request, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+__all__ = [
+    "INVALID_JSON",
+    "STATUS_BY_CODE",
+    "STATUS_BY_ERROR",
+    "error_body",
+    "error_status",
+    "fail",
+    "failure_result",
+    "reject_unparsable_body",
+    "status_for",
+    "to_response",
+    "translate_errors",
+]

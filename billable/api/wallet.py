@@ -1,0 +1,189 @@
+"""Wallet endpoints: quota checks, spendable batches, the ledger, consumption and exchange.
+
+Every read applies the one spendability rule (``QuotaBatch.objects.spendable()``): expired,
+not-yet-valid, exhausted and revoked batches never count, whether or not the expiry job has run.
+Writes go through ``TransactionService`` (sync, atomic) via its async twins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
+from ninja import Router
+
+from billable.api.cursor import encode_cursor, older_than
+from billable.api.errors import fail, failure_result
+from billable.api.users import USER_REQUIRED, existing_user_id, lookup_user_id, resolve_user_id
+from billable.conf import billable_settings
+from billable.exceptions import OfferNotFound
+from billable.models import Offer, QuotaBatch, Transaction
+from billable.models.base import normalize_key
+from billable.schemas.common import (
+    CommonResponse,
+    DbId,
+    ExternalId,
+    Key,
+    Label,
+    PageLimit,
+    Ref,
+    UtcDatetime,
+    responses,
+)
+from billable.schemas.wallet import (
+    ActiveBatchSchema,
+    BalanceFeatureSchema,
+    ExchangeSchema,
+    QuotaBatchSchema,
+    QuotaConsumeSchema,
+    TransactionSchema,
+    WalletBalanceSchema,
+)
+from billable.services import BalanceService, TransactionService
+
+router = Router()
+
+#: Response header carrying the cursor of the next page of ``GET /wallet/transactions``.
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
+
+@router.get("/balance", response=responses(BalanceFeatureSchema))
+async def check_balance(request: HttpRequest, product_key: Key, user_id: DbId | None = None,
+                        external_id: ExternalId | None = None,
+                        provider: Label | None = None) -> Any:
+    """Can the user use ``product_key`` now? Looks the user up only (never creates one).
+
+    An unknown or missing user gives ``can_use: false`` with ``message: "user_id is required"``.
+    """
+    uid = await lookup_user_id(user_id=user_id, external_id=external_id, provider=provider)
+    if uid is None:
+        key = normalize_key(product_key)
+        return {"can_use": False, "product_key": key, "remaining": 0, "message": USER_REQUIRED}
+    return await TransactionService.acheck_quota(uid, product_key)
+
+
+def _active_batches(user_id: int, product_key: str | None) -> list[dict[str, Any]]:
+    batches = BalanceService.get_user_active_products(user_id, product_key=product_key)
+    return [ActiveBatchSchema.model_validate(batch).model_dump() for batch in batches]
+
+
+@router.get("/user-products", response=responses(list[ActiveBatchSchema]))
+async def list_user_products(request: HttpRequest, user_id: DbId | None = None,
+                             product_key: Key | None = None,
+                             external_id: ExternalId | None = None,
+                             provider: Label | None = None) -> Any:
+    """The user's spendable batches in the 0.2 "user product" shape.
+
+    ``400 user_id is required`` when the user is missing or unknown.
+    """
+    uid = await lookup_user_id(user_id=user_id, external_id=external_id, provider=provider)
+    if uid is None:
+        return fail(400, USER_REQUIRED, "user_required")
+    key = normalize_key(product_key) or None
+    return await sync_to_async(_active_batches)(uid, key)
+
+
+@router.get("/wallet", response=responses(WalletBalanceSchema))
+async def get_wallet(request: HttpRequest, user_id: DbId | None = None,
+                     external_id: ExternalId | None = None,
+                     provider: Label | None = None) -> Any:
+    """Spendable units per product key (``404 User not found`` for an unknown user)."""
+    uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
+    rows = (QuotaBatch.objects.spendable().filter(user_id=uid)
+            .values("product_id", "product__product_key")
+            .annotate(total=Sum("remaining_quantity")).order_by("product__product_key"))
+    balances: dict[str, int] = {}
+    async for row in rows:
+        key = row["product__product_key"] or f"prod_{row['product_id']}"
+        balances[key] = balances.get(key, 0) + int(row["total"] or 0)
+    return {"user_id": uid, "balances": balances}
+
+
+@router.get("/wallet/batches", response=responses(list[QuotaBatchSchema]))
+async def list_wallet_batches(request: HttpRequest, user_id: DbId | None = None,
+                              external_id: ExternalId | None = None,
+                              provider: Label | None = None) -> Any:
+    """The user's spendable batches, oldest first (``404 User not found`` if unknown)."""
+    uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
+    batches = (QuotaBatch.objects.spendable().filter(user_id=uid).select_related("product")
+               .order_by("created_at", "id"))
+    return [batch async for batch in batches]
+
+
+def _page_size(limit: int | None) -> int:
+    ceiling = max(1, int(billable_settings.TRANSACTIONS_PAGE_SIZE))
+    return min(limit or ceiling, ceiling)
+
+
+@router.get("/wallet/transactions", response=responses(list[TransactionSchema]))
+async def list_wallet_transactions(
+    request: HttpRequest, response: HttpResponse, user_id: DbId | None = None,
+    external_id: ExternalId | None = None, provider: Label | None = None,
+    product_key: Key | None = None, action_type: Label | None = None,
+    date_from: UtcDatetime | None = None, cursor: Ref | None = None,
+    limit: PageLimit | None = None,
+) -> Any:
+    """The user's ledger, newest first, one page at a time (default and maximum page: 100).
+
+    When more rows exist, the ``X-Next-Cursor`` response header holds an opaque cursor; pass it
+    back as ``?cursor=`` (with the same filters) for the next page. A malformed cursor is
+    ``400 Invalid cursor``.
+    """
+    uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
+    rows = Transaction.objects.filter(user_id=uid)
+    if product_key:
+        rows = rows.filter(quota_batch__product__product_key=normalize_key(product_key))
+    if action_type:
+        rows = rows.filter(action_type=action_type)
+    if date_from:
+        rows = rows.filter(created_at__gte=date_from)
+    if cursor:
+        rows = rows.filter(older_than(cursor))
+    size = _page_size(limit)
+    page = [row async for row in rows.order_by("-created_at", "-id")[: size + 1]]
+    if len(page) > size:
+        page = page[:size]
+        response[NEXT_CURSOR_HEADER] = encode_cursor(page[-1].created_at, page[-1].id)
+    return page
+
+
+@router.post("/wallet/consume", response=responses(CommonResponse))
+async def consume_quota(request: HttpRequest, data: QuotaConsumeSchema) -> Any:
+    """Spend ``amount`` units (default 1) of ``product_key``, oldest batch first.
+
+    A new external identity is created first. ``400`` with the service message when the quota
+    is missing or short; ``409`` when ``idempotency_key`` was used for a different request; a
+    replay of the same request returns the original usage.
+    """
+    uid = await resolve_user_id(data)
+    result = await TransactionService.aconsume_quota(
+        uid, data.product_key, action_type=data.action_type, amount=data.amount,
+        action_id=data.action_id, idempotency_key=data.idempotency_key, metadata=data.metadata,
+    )
+    if not result.get("success"):
+        return failure_result(result)
+    return {"success": True, "message": "Quota consumed", "data": result}
+
+
+@router.post("/exchange", response=responses(CommonResponse))
+async def exchange(request: HttpRequest, data: ExchangeSchema) -> Any:
+    """Spend internal currency (the product named by the offer's currency) on an offer.
+
+    ``404 Offer not found`` for an unknown or inactive SKU; ``400`` with the service message for
+    a missing/invalid currency or a short balance; ``409`` for a reused idempotency key.
+    """
+    uid = await resolve_user_id(data)
+    offer = await Offer.objects.active().filter(sku=data.sku).afirst()
+    if offer is None:
+        return fail(404, OfferNotFound.default_message, OfferNotFound.code)
+    result = await TransactionService.aexchange(
+        uid, offer=offer, metadata=data.metadata, idempotency_key=data.idempotency_key
+    )
+    if not result.get("success", True):
+        return failure_result(result)
+    return {"success": True, "message": "Exchange successful", "data": result}
+
+
+__all__ = ["NEXT_CURSOR_HEADER", "router"]

@@ -1,0 +1,50 @@
+"""Idempotency keys backed by a UNIQUE(user, key) constraint, not by a read-then-write check.
+
+The key row is inserted first, inside a savepoint of the caller's transaction. A concurrent
+caller with the same key blocks on the unique index until the first transaction ends: if it
+committed, the insert fails and the caller replays the stored result; if it rolled back, the
+insert succeeds and the caller does the work itself. The lookup is an index probe, so its cost
+does not depend on the size of the user's ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from billable.exceptions import IdempotencyConflict
+from billable.models import IdempotencyKey
+from billable.services.validation import fingerprint
+
+
+def claim_key(
+    user_id: Any, key: str, *, operation: str, request: dict[str, Any], result: dict[str, Any]
+) -> IdempotencyKey | None:
+    """Claim ``key`` for this request; return ``None`` when claimed, else the earlier row.
+
+    ``request`` describes the operation (product, amount, …) and is hashed into the stored
+    fingerprint; ``result`` is stored as the answer a replay gets. A key already used for a
+    different request raises :class:`IdempotencyConflict`. Must run inside ``atomic()``.
+    """
+    digest = fingerprint({"operation": operation, **request})
+    try:
+        with transaction.atomic():
+            IdempotencyKey.objects.create(
+                user_id=user_id, key=key, operation=operation, fingerprint=digest, result=result
+            )
+        return None
+    except IntegrityError:
+        existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
+        if existing is None:
+            raise
+    if existing.fingerprint != digest:
+        raise IdempotencyConflict(
+            f"Idempotency key '{key}' was already used for a different request",
+            key=key,
+            operation=existing.operation,
+        )
+    return existing
+
+
+__all__ = ["claim_key"]

@@ -1,0 +1,62 @@
+"""Verification of the ledger invariant, used by ``billable_check_ledger`` and the tests.
+
+For every batch: ``Σ CREDIT == initial_quantity`` and
+``initial_quantity − Σ DEBIT − Σ held (items of HELD reservations) == remaining_quantity``; and
+every ledger row belongs to the same user as its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
+
+
+def _sum_of(queryset: Any) -> Coalesce:
+    subquery = Subquery(
+        queryset.filter(quota_batch=OuterRef("pk")).order_by().values("quota_batch")
+        .annotate(total=Sum("amount")).values("total")[:1],
+        output_field=IntegerField(),
+    )
+    return Coalesce(subquery, Value(0), output_field=IntegerField())
+
+
+def check_ledger(user_id: Any = None) -> list[str]:
+    """Return the invariant violations (an empty list means the ledger is consistent)."""
+    batches = QuotaBatch.objects.select_related("product").annotate(
+        credits=_sum_of(Transaction.objects.filter(direction=Transaction.Direction.CREDIT)),
+        debits=_sum_of(Transaction.objects.filter(direction=Transaction.Direction.DEBIT)),
+        held=_sum_of(ReservationItem.objects.filter(
+            reservation__state=Reservation.State.HELD)),
+    )
+    strays = Transaction.objects.exclude(user_id=F("quota_batch__user_id"))
+    if user_id is not None:
+        batches = batches.filter(user_id=user_id)
+        strays = strays.filter(user_id=user_id)
+    problems: list[str] = []
+    for batch in batches.order_by("id").iterator(chunk_size=2000):
+        label = f"batch {batch.pk} ({batch.product.product_key}, user {batch.user_id})"
+        if batch.credits != batch.initial_quantity:
+            problems.append(
+                f"{label}: credits {batch.credits} != initial {batch.initial_quantity}")
+        expected = batch.initial_quantity - batch.debits - batch.held
+        if expected != batch.remaining_quantity:
+            problems.append(
+                f"{label}: initial {batch.initial_quantity} - debits {batch.debits} - held "
+                f"{batch.held} = {expected} != remaining {batch.remaining_quantity}")
+    for row_id, owner, batch_id in strays.values_list("id", "user_id", "quota_batch_id"):
+        problems.append(f"transaction {row_id} (user {owner}) is on another user's batch "
+                        f"{batch_id}")
+    return problems
+
+
+def count_batches(user_id: Any = None) -> int:
+    """How many batches :func:`check_ledger` looks at."""
+    batches = QuotaBatch.objects.all()
+    return (batches.filter(user_id=user_id) if user_id is not None else batches).count()
+
+
+__all__ = ["check_ledger", "count_batches"]

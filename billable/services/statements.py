@@ -1,0 +1,184 @@
+"""Hand-written SQL for the hot paths: the spendable read, the batch lock, the take, the insert.
+
+``check_quota``, ``get_balance`` and ``consume_quota`` run on every gated request, so their
+statements are written once here instead of being rebuilt by the ORM on each call (building and
+compiling a queryset costs more than executing it on SQLite). The SQL applies exactly the rule of
+``QuotaBatch.objects.spendable`` (state ``ACTIVE``, ``remaining > 0``, ``valid_from <= now``,
+``expires_at`` null or later than now); table and column names come from the models' ``_meta``
+and values are adapted by the model fields, so the statements follow the schema and the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from billable.models import Product, QuotaBatch, Transaction
+
+
+@dataclass
+class Lot:
+    """A locked spendable batch, as much of it as the spending code needs."""
+
+    pk: Any
+    remaining_quantity: int
+    created_at: Any
+    expires_at: Any
+    product_id: Any
+    is_entitlement: bool
+
+
+def _conn() -> BaseDatabaseWrapper:
+    """The default connection, fetched once per statement (the proxy costs a lookup per use)."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _table(model: type[models.Model]) -> str:
+    return _conn().ops.quote_name(model._meta.db_table)
+
+
+def _col(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return _conn().ops.quote_name(str(field.column))
+
+
+@cache
+def _spendable_from(vendor: str) -> str:
+    b, p = QuotaBatch, Product
+    return (
+        f"FROM {_table(b)} b INNER JOIN {_table(p)} p ON p.{_col(p, 'id')} = b.{_col(b, 'product')}"
+        f" WHERE b.{_col(b, 'user')} = %s AND p.{_col(p, 'product_key')} = %s"
+        f" AND b.{_col(b, 'state')} = %s AND b.{_col(b, 'remaining_quantity')} > 0"
+        f" AND b.{_col(b, 'valid_from')} <= %s"
+        f" AND (b.{_col(b, 'expires_at')} IS NULL OR b.{_col(b, 'expires_at')} > %s)"
+    )
+
+
+def _params(conn: BaseDatabaseWrapper, user_id: Any, key: str, now: datetime) -> list[Any]:
+    moment = conn.ops.adapt_datetimefield_value(now)
+    return [user_id, key, "ACTIVE", moment, moment]
+
+
+@cache
+def _summary_sql(vendor: str) -> str:
+    return (f"SELECT p.{_col(Product, 'name')}, SUM(b.{_col(QuotaBatch, 'remaining_quantity')}) "
+            f"{_spendable_from(vendor)} GROUP BY p.{_col(Product, 'name')}")
+
+
+def spendable_summary(user_id: Any, key: str, now: datetime) -> tuple[str, int] | None:
+    """``(product name, spendable total)`` of ``key`` for the user, or ``None`` (one query)."""
+    conn = _conn()
+    with conn.cursor() as cursor:
+        cursor.execute(_summary_sql(conn.vendor), _params(conn, user_id, key, now))
+        row = cursor.fetchone()
+    return (str(row[0]), int(row[1])) if row and row[1] else None
+
+
+@cache
+def _lock_sql(vendor: str) -> str:
+    b, p = QuotaBatch, Product
+    lock = " FOR UPDATE OF b" if _conn().features.has_select_for_update_of else ""
+    return (
+        f"SELECT b.{_col(b, 'id')}, b.{_col(b, 'remaining_quantity')}, b.{_col(b, 'created_at')},"
+        f" b.{_col(b, 'expires_at')}, b.{_col(b, 'product')}, p.{_col(p, 'product_type')} "
+        f"{_spendable_from(vendor)} ORDER BY b.{_col(b, 'id')}{lock}"
+    )
+
+
+def lock_spendable_lots(user_id: Any, key: str, now: datetime) -> list[Lot]:
+    """Lock the user's spendable batches of ``key`` in primary-key order (one query)."""
+    entitlements = (Product.ProductType.PERIOD, Product.ProductType.UNLIMITED)
+    conn = _conn()
+    with conn.cursor() as cursor:
+        cursor.execute(_lock_sql(conn.vendor), _params(conn, user_id, key, now))
+        rows = cursor.fetchall()
+    return [Lot(pk, left, created, expires, product_id, kind in entitlements)
+            for pk, left, created, expires, product_id, kind in rows]
+
+
+@cache
+def _take_sql(vendor: str) -> str:
+    b = QuotaBatch
+    left, state = _col(b, "remaining_quantity"), _col(b, "state")
+    return (f"UPDATE {_table(b)} SET {left} = {left} - %s, "
+            f"{state} = CASE WHEN {left} = %s THEN %s ELSE {state} END "
+            f"WHERE {_col(b, 'id')} = %s AND {state} = %s AND {left} >= %s")
+
+
+def take(lot: Lot, amount: int) -> bool:
+    """Conditionally take ``amount`` from ``lot``; False when the row changed underneath."""
+    params = [amount, amount, "EXHAUSTED", lot.pk, "ACTIVE", amount]
+    conn = _conn()
+    with conn.cursor() as cursor:
+        cursor.execute(_take_sql(conn.vendor), params)
+        return bool(cursor.rowcount == 1)
+
+
+LEDGER_FIELDS = ("id", "user", "quota_batch", "amount", "direction", "action_type",
+                 "content_type", "object_id", "metadata", "created_at")
+
+
+@dataclass
+class LedgerRow:
+    """One ledger row as plain values: inserted without building a model instance."""
+
+    id: Any
+    user_id: Any
+    quota_batch_id: Any
+    amount: int
+    direction: str
+    action_type: str
+    content_type_id: Any
+    object_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    def to_model(self) -> Transaction:
+        """The saved :class:`Transaction` this row is (built only for signal receivers)."""
+        row = Transaction(**{f.attname: v for f, v in zip(_ledger_fields(), self._values(),
+                                                          strict=True)})
+        row._state.adding = False
+        row._state.db = DEFAULT_DB_ALIAS
+        return row
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.id, self.user_id, self.quota_batch_id, self.amount, self.direction,
+                self.action_type, self.content_type_id, self.object_id, self.metadata,
+                self.created_at)
+
+
+@cache
+def _ledger_fields() -> tuple[models.Field, ...]:
+    fields = (Transaction._meta.get_field(name) for name in LEDGER_FIELDS)
+    return tuple(f for f in fields if isinstance(f, models.Field))
+
+
+@cache
+def _insert_sql(vendor: str, count: int) -> str:
+    columns = ", ".join(_conn().ops.quote_name(str(f.column)) for f in _ledger_fields())
+    row = "(" + ", ".join(["%s"] * len(LEDGER_FIELDS)) + ")"
+    return f"INSERT INTO {_table(Transaction)} ({columns}) VALUES {', '.join([row] * count)}"
+
+
+def insert_ledger(rows: list[LedgerRow]) -> None:
+    """Insert ledger rows in one multi-row ``INSERT``; values are adapted by the model fields."""
+    if not rows:
+        return
+    conn = _conn()
+    fields = _ledger_fields()
+    params: list[Any] = []
+    for row in rows:
+        params += [f.get_db_prep_save(v, conn) for f, v in zip(fields, row._values(),
+                                                                  strict=True)]
+    with conn.cursor() as cursor:
+        cursor.execute(_insert_sql(conn.vendor, len(rows)), params)
+
+
+__all__ = ["LedgerRow", "Lot", "insert_ledger", "lock_spendable_lots", "spendable_summary",
+           "take"]

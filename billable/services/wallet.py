@@ -1,0 +1,206 @@
+"""Wallet mechanics shared by consume, exchange, holds, expiry and revocation.
+
+Locking discipline (deadlock-free): batch rows are always locked in primary-key order
+(``ORDER BY id FOR UPDATE``) and the consumption order is applied afterwards in Python;
+reservations are always locked before batches. Every batch change is a conditional ``UPDATE`` so
+a concurrent change (possible on SQLite, which has no row locks) is detected, never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import F
+from django.utils import timezone
+
+from billable.conf import billable_settings
+from billable.exceptions import BillableError
+from billable.models import QuotaBatch, Transaction
+from billable.models.base import uuid7
+from billable.services import statements
+from billable.services.statements import LedgerRow, Lot
+from billable.signals import quota_consumed, send_on_commit, transaction_created
+
+ACTIVE = QuotaBatch.State.ACTIVE
+EXHAUSTED = QuotaBatch.State.EXHAUSTED
+DEBIT = Transaction.Direction.DEBIT
+CREDIT = Transaction.Direction.CREDIT
+
+
+class Refusal(BillableError):
+    """Internal: raised inside ``atomic()`` to roll back and hand the failure dict out."""
+
+    code = "refused"
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result["message"])
+        self.result = result
+
+
+class StaleBatch(BillableError):
+    """Internal: a conditional batch update matched no row; the operation is retried."""
+
+    code = "stale_batch"
+
+
+def exhausted_result(key: str) -> dict[str, Any]:
+    """The failure dict when no spendable batch of ``key`` exists."""
+    return {"success": False, "error": "quota_exhausted", "message": f"No active quota for {key}"}
+
+
+def insufficient_result() -> dict[str, Any]:
+    """The failure dict when spendable batches hold less than requested."""
+    return {"success": False, "error": "insufficient_funds", "message": "Insufficient balance"}
+
+
+@dataclass
+class Allocation:
+    """How many units one operation takes from one batch (0 for period/unlimited products)."""
+
+    batch: Lot
+    take: int
+
+
+def consumption_key(order: str | None = None) -> Callable[[Lot], tuple[Any, ...]]:
+    """Sort key for the configured ``BILLABLE_CONSUMPTION_ORDER``."""
+    order = order or billable_settings.CONSUMPTION_ORDER
+    if order == "expiring_first":
+        # Never-expiring batches last; equal flags mean both dates are set or both are None.
+        return lambda b: (b.expires_at is None, b.expires_at, b.created_at, b.pk)
+    return lambda batch: (batch.created_at, batch.pk)
+
+
+def lock_spendable(user_id: Any, key: str, now: datetime) -> list[Lot]:
+    """Lock the user's spendable batches of ``key`` (pk order) and return them in spend order."""
+    lots = statements.lock_spendable_lots(user_id, key, now)
+    lots.sort(key=consumption_key())
+    return lots
+
+
+def allocate(batches: Sequence[Lot], key: str, amount: int) -> list[Allocation]:
+    """Split ``amount`` over ``batches`` in order; raise :class:`Refusal` when it cannot."""
+    if not batches:
+        raise Refusal(exhausted_result(key))
+    if batches[0].is_entitlement:
+        return [Allocation(batches[0], 0)]
+    if sum(b.remaining_quantity for b in batches) < amount:
+        raise Refusal(insufficient_result())
+    allocations: list[Allocation] = []
+    needed = amount
+    for batch in batches:
+        if needed == 0:
+            break
+        take = min(batch.remaining_quantity, needed)
+        allocations.append(Allocation(batch, take))
+        needed -= take
+    return allocations
+
+
+def apply_allocations(allocations: Iterable[Allocation]) -> None:
+    """Take the allocated units out of their batches (one conditional UPDATE per batch)."""
+    for alloc in allocations:
+        if alloc.take == 0:
+            continue
+        if not statements.take(alloc.batch, alloc.take):
+            raise StaleBatch(str(alloc.batch.pk))
+        alloc.batch.remaining_quantity -= alloc.take
+
+
+def remaining_after(batches: Sequence[Lot]) -> int:
+    """Spendable balance left in ``batches`` (after :func:`apply_allocations`)."""
+    return sum(b.remaining_quantity for b in batches)
+
+
+def debit_rows(
+    user_id: Any,
+    parts: Sequence[tuple[Any, int]],
+    *,
+    action_type: str,
+    metadata: dict[str, Any],
+    first_id: UUID | None = None,
+    object_id: str | None = None,
+    related: Any = None,
+) -> list[LedgerRow]:
+    """Insert one DEBIT per ``(batch_id, amount)`` in a single statement and return the rows."""
+    content_type_id = None
+    if related is not None:
+        content_type_id = ContentType.objects.get_for_model(related).pk
+        object_id = str(related.pk)
+    now = timezone.now()
+    rows = [
+        LedgerRow(id=uuid7(), user_id=user_id, quota_batch_id=batch_id, amount=amount,
+                  direction=DEBIT, action_type=action_type, content_type_id=content_type_id,
+                  object_id=object_id, metadata=metadata, created_at=now)
+        for batch_id, amount in parts
+    ]
+    if rows and first_id is not None:
+        rows[0].id = first_id
+    statements.insert_ledger(rows)
+    return rows
+
+
+def return_units(user_id: Any, parts: Sequence[tuple[Any, int]], *, metadata: dict[str, Any]
+                 ) -> list[LedgerRow]:
+    """Give held units back to their batches; units of expired/revoked batches are debited.
+
+    A batch that expired or was revoked while the hold was open does not become spendable
+    again: its returned units are written off with a DEBIT (``expiration`` / ``revocation``)
+    so the ledger invariant keeps holding.
+    """
+    written_off: list[tuple[Any, int, str]] = []
+    for batch_id, amount in sorted(parts, key=lambda part: part[0]):
+        if amount == 0:
+            continue
+        updated = QuotaBatch.objects.filter(pk=batch_id, state__in=[ACTIVE, EXHAUSTED]).update(
+            remaining_quantity=F("remaining_quantity") + amount, state=ACTIVE
+        )
+        if not updated:
+            state = QuotaBatch.objects.filter(pk=batch_id).values_list("state", flat=True).get()
+            action = "expiration" if state == QuotaBatch.State.EXPIRED else "revocation"
+            written_off.append((batch_id, amount, action))
+    rows: list[LedgerRow] = []
+    for action in sorted({item[2] for item in written_off}):
+        parts_for = [(b, n) for b, n, a in written_off if a == action]
+        rows += debit_rows(user_id, parts_for, action_type=action, metadata=metadata)
+    return rows
+
+
+def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = False) -> None:
+    """Queue ``transaction_created`` (and ``quota_consumed``) for after the commit.
+
+    Model instances are built only when a receiver is connected.
+    """
+    from billable.services.ledger import TransactionService
+
+    created = transaction_created.has_listeners(TransactionService)
+    used = consumed and quota_consumed.has_listeners(TransactionService)
+    if not (created or used):
+        return
+    for row in rows:
+        model = row.to_model() if isinstance(row, LedgerRow) else row
+        if created:
+            send_on_commit(transaction_created, sender=TransactionService, transaction=model)
+        if used:
+            send_on_commit(quota_consumed, sender=TransactionService, usage=model)
+
+
+__all__ = [
+    "Allocation",
+    "Refusal",
+    "StaleBatch",
+    "allocate",
+    "apply_allocations",
+    "consumption_key",
+    "debit_rows",
+    "emit_created",
+    "exhausted_result",
+    "insufficient_result",
+    "lock_spendable",
+    "remaining_after",
+    "return_units",
+]

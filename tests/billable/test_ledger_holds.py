@@ -1,0 +1,184 @@
+"""Holds: reserve → commit (all or part) / release, idempotency, expiry and the invariant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billable.exceptions import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidInput,
+    QuotaExhausted,
+    ReservationNotFound,
+    ReservationStateError,
+)
+from billable.models import QuotaBatch, Reservation, Transaction
+from billable.services import TransactionService
+from tests.billable.ledger_support import ledger, ledger_rows, make_batch
+
+pytestmark = pytest.mark.django_db
+__all__ = ["ledger"]
+
+
+@pytest.fixture
+def credits(make_product):
+    return make_product("CREDITS")
+
+
+def consistent() -> bool:
+    return TransactionService.check_ledger() == []
+
+
+def test_reserve_takes_units_without_a_ledger_row(ledger, user, credits):
+    make_batch(user, credits, 10)
+    before = ledger_rows()
+    rid = ledger.reserve_quota(user.id, "credits", 4)
+    assert isinstance(rid, str)
+    assert ledger.get_balance(user.id, "CREDITS") == 6
+    assert ledger_rows() == before
+    assert Reservation.objects.get(pk=rid).state == "HELD"
+    assert consistent()
+
+
+def test_commit_all_writes_the_debits(ledger, user, credits):
+    make_batch(user, credits, 3, age_days=2)
+    make_batch(user, credits, 3, age_days=1)
+    rid = ledger.reserve_quota(user.id, "CREDITS", 5, metadata={"job": "ai"},
+                               action_type="ai_call")
+    result = ledger.commit_reservation(rid)
+    assert result["success"] is True
+    assert result["usage_id"] == rid
+    assert result["remaining"] == 1
+    debits = Transaction.objects.filter(direction="DEBIT")
+    assert sorted(d.amount for d in debits) == [2, 3]
+    assert {d.action_type for d in debits} == {"ai_call"}
+    assert all(d.metadata["job"] == "ai" for d in debits)
+    assert consistent()
+
+
+def test_partial_commit_returns_the_rest(ledger, user, credits):
+    make_batch(user, credits, 10)
+    rid = ledger.reserve_quota(user.id, "CREDITS", 6)
+    result = ledger.commit_reservation(rid, 2)
+    assert result["amount"] == 2
+    assert result["remaining"] == 8
+    assert Transaction.objects.filter(direction="DEBIT").get().amount == 2
+    assert consistent()
+
+
+def test_commit_and_release_are_idempotent(ledger, user, credits):
+    make_batch(user, credits, 10)
+    committed = ledger.reserve_quota(user.id, "CREDITS", 3)
+    first = ledger.commit_reservation(committed)
+    again = ledger.commit_reservation(committed)
+    assert again["usage_id"] == first["usage_id"]
+    assert "idempotent" in again["message"]
+    released = ledger.reserve_quota(user.id, "CREDITS", 3)
+    assert ledger.release_reservation(released) is True
+    assert ledger.release_reservation(released) is True
+    assert ledger.release_reservation(committed) is False
+    assert ledger.get_balance(user.id, "CREDITS") == 7
+    assert Transaction.objects.filter(direction="DEBIT").count() == 1
+    assert consistent()
+
+
+def test_commit_after_release_is_refused(user, credits):
+    make_batch(user, credits, 10)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 3)
+    TransactionService.release_reservation(rid)
+    with pytest.raises(ReservationStateError):
+        TransactionService.commit_reservation(rid)
+    assert TransactionService.get_balance(user.id, "CREDITS") == 10
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, "2", 7])
+def test_commit_amount_must_fit_the_hold(user, credits, amount):
+    make_batch(user, credits, 10)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 6)
+    with pytest.raises(InvalidAmount):
+        TransactionService.commit_reservation(rid, amount)
+    assert Reservation.objects.get(pk=rid).state == "HELD"
+
+
+def test_reserve_failures_raise_and_hold_nothing(ledger, user, credits):
+    with pytest.raises(QuotaExhausted) as info:
+        ledger.reserve_quota(user.id, "CREDITS", 1)
+    assert info.value.message == "No active quota for CREDITS"
+    make_batch(user, credits, 2)
+    with pytest.raises(InsufficientFunds):
+        ledger.reserve_quota(user.id, "CREDITS", 3)
+    assert Reservation.objects.count() == 0
+    assert ledger.get_balance(user.id, "CREDITS") == 2
+
+
+@pytest.mark.parametrize("rid", ["nope", "00000000-0000-0000-0000-000000000000", None, 12])
+def test_unknown_reservation_ids(rid):
+    with pytest.raises(ReservationNotFound):
+        TransactionService.commit_reservation(rid)
+    with pytest.raises(ReservationNotFound):
+        TransactionService.release_reservation(rid)
+
+
+@pytest.mark.parametrize("ttl", [0, -5, "60", True])
+def test_bad_ttl_is_refused(user, credits, ttl):
+    make_batch(user, credits, 10)
+    with pytest.raises(InvalidInput):
+        TransactionService.reserve_quota(user.id, "CREDITS", ttl=ttl)
+
+
+def test_reserve_idempotency(user, credits):
+    make_batch(user, credits, 10)
+    first = TransactionService.reserve_quota(user.id, "CREDITS", 2, idempotency_key="upd-1")
+    again = TransactionService.reserve_quota(user.id, "CREDITS", 2, idempotency_key="upd-1")
+    assert again == first
+    assert TransactionService.get_balance(user.id, "CREDITS") == 8
+    with pytest.raises(IdempotencyConflict):
+        TransactionService.reserve_quota(user.id, "CREDITS", 3, idempotency_key="upd-1")
+
+
+def test_expired_hold_is_released_by_the_expiry_job(ledger, user, credits):
+    make_batch(user, credits, 10)
+    rid = ledger.reserve_quota(user.id, "CREDITS", 4, ttl=timedelta(seconds=60))
+    Reservation.objects.filter(pk=rid).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert ledger.expire_batches() == 0
+    assert Reservation.objects.get(pk=rid).state == "EXPIRED"
+    assert ledger.get_balance(user.id, "CREDITS") == 10
+    assert consistent()
+
+
+def test_commit_of_an_expired_hold_is_refused_even_before_the_job(user, credits):
+    make_batch(user, credits, 10)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 4)
+    Reservation.objects.filter(pk=rid).update(expires_at=timezone.now())
+    with pytest.raises(ReservationStateError, match="expired"):
+        TransactionService.commit_reservation(rid)
+    assert Reservation.objects.get(pk=rid).state == "EXPIRED"
+    assert TransactionService.get_balance(user.id, "CREDITS") == 10
+
+
+def test_units_released_onto_an_expired_batch_are_written_off(user, credits):
+    batch = make_batch(user, credits, 10, expires_in_days=1)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 4)
+    QuotaBatch.objects.filter(pk=batch.pk).update(expires_at=timezone.now())
+    assert TransactionService.expire_batches() == 1
+    assert TransactionService.release_reservation(rid) is True
+    batch.refresh_from_db()
+    assert (batch.state, batch.remaining_quantity) == ("EXPIRED", 0)
+    write_offs = Transaction.objects.filter(direction="DEBIT", action_type="expiration")
+    assert sorted(t.amount for t in write_offs) == [4, 6]
+    assert consistent()
+
+
+def test_holds_on_entitlements_never_deplete(user, make_product):
+    vip = make_product("VIP", product_type="unlimited")
+    make_batch(user, vip, 1)
+    rid = TransactionService.reserve_quota(user.id, "VIP", 3)
+    assert TransactionService.get_balance(user.id, "VIP") == 1
+    result = TransactionService.commit_reservation(rid)
+    assert result["metadata"]["requested_amount"] == 3
+    assert Transaction.objects.get(direction="DEBIT").amount == 0
+    assert consistent()
