@@ -1,0 +1,12 @@
+"""Django app config of bot_kit (its models hold the purchase-flow state)."""
+
+from django.apps import AppConfig
+
+
+class BotKitConfig(AppConfig):
+    """Registers ``bot_kit`` as a Django app with the label ``bot_kit``."""
+
+    name = "bot_kit"
+    label = "bot_kit"
+    verbose_name = "Billing bot kit"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,72 @@
+"""``BillingFacade``: the billing services bound to one user, injected into handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What the ``HasQuota`` filter injects as ``billing_balance``."""
+
+    product_key: str
+    remaining: int
+    can_use: bool
+
+
+@dataclass(frozen=True)
+class BillingFacade:
+    """Async shortcuts to the billable services for ``user_id`` (the billing account).
+
+    Every method delegates to a service's async twin, so the ledger rules (locking,
+    idempotency, consumption order) are exactly those of ``billable.services``.
+    """
+
+    user_id: int
+    user: Any = None
+
+    async def balance(self, product_key: str) -> int:
+        """Spendable units of ``product_key``."""
+        from billable.services import TransactionService
+
+        return int(await TransactionService.aget_balance(self.user_id, product_key))
+
+    async def check(self, product_key: str) -> dict[str, Any]:
+        """The ``check_quota`` dict (``can_use``, ``remaining``, ``message`` …)."""
+        from billable.services import TransactionService
+
+        result: dict[str, Any] = await TransactionService.acheck_quota(self.user_id, product_key)
+        return result
+
+    async def consume(self, product_key: str, *, amount: int = 1, action_type: str = "usage",
+                      idempotency_key: str | None = None,
+                      metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Spend ``amount`` units now; returns the ``consume_quota`` result dict."""
+        from billable.services import TransactionService
+
+        result: dict[str, Any] = await TransactionService.aconsume_quota(
+            self.user_id, product_key, action_type=action_type, amount=amount,
+            idempotency_key=idempotency_key, metadata=metadata,
+        )
+        return result
+
+    async def summary(self) -> dict[str, dict[str, Any]]:
+        """``{KEY: {total, used, remaining, is_unlimited, expiry}}`` for the whole wallet."""
+        from billable.services import BalanceService
+
+        result: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(
+            self.user_id)
+        return result
+
+    async def claim_trial(self, sku: str, *, telegram_id: int | str | None = None) -> list[Any]:
+        """Claim the free offer ``sku`` once per identity (raises ``TrialAlreadyUsed``)."""
+        from billable.services.trials import TrialService
+
+        identities = {"telegram": str(telegram_id)} if telegram_id is not None else None
+        result: list[Any] = await TrialService.aclaim_trial(self.user_id, sku,
+                                                            identities=identities)
+        return result
+
+
+__all__ = ["Balance", "BillingFacade"]

@@ -1,0 +1,64 @@
+"""``/balance``: a summary of the user's wallet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot_kit.config import BillingConfig
+from bot_kit.texts import get_text
+
+
+def create_router(config: BillingConfig) -> Router:
+    """A router with the balance command (name from ``config.balance_command``)."""
+    router = Router(name="bot_kit.balance")
+
+    @router.message(Command(config.balance_command))
+    async def balance(message: Message, billing_lang: str = "en",
+                      billing_user_id: int | None = None) -> None:
+        if billing_user_id is None:
+            await message.answer(get_text("error_unavailable", billing_lang, config))
+            return
+        await message.answer(await balance_text(config, lang=billing_lang,
+                                                user_id=billing_user_id))
+
+    return router
+
+
+async def balance_text(config: BillingConfig, *, lang: str, user_id: int) -> str:
+    """The localized wallet summary (one line per product with a spendable balance)."""
+    from billable.models import Product
+    from billable.services import BalanceService
+
+    summary: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(user_id)
+    if not summary:
+        return get_text("balance_empty", lang, config)
+    names = {key: name async for key, name in Product.objects.filter(
+        product_key__in=list(summary)).values_list("product_key", "name")}
+    lines = [get_text("balance_header", lang, config)]
+    for key in sorted(summary):
+        lines.append(_line(summary[key], names.get(key, key), lang, config))
+    return "\n".join(lines)
+
+
+def _line(entry: dict[str, Any], name: str, lang: str, config: BillingConfig) -> str:
+    """One product: a counter (maybe expiring), or an entitlement (until a date / unlimited)."""
+    expiry = entry.get("expiry")
+    when = ""
+    if expiry:
+        when = expiry.strftime("%Y-%m-%d") if hasattr(expiry, "strftime") else str(expiry)[:10]
+    if entry.get("is_unlimited"):
+        if when:
+            return get_text("balance_line_until", lang, config, name=name, expiry=when)
+        return get_text("balance_line_unlimited", lang, config, name=name)
+    remaining = entry.get("remaining", 0)
+    if when:
+        return get_text("balance_line_expiry", lang, config, name=name, remaining=remaining,
+                        expiry=when)
+    return get_text("balance_line", lang, config, name=name, remaining=remaining)
+
+
+__all__ = ["balance_text", "create_router"]

@@ -1,0 +1,26 @@
+"""``/paysupport``: always answers — also to unknown users and while the database is down."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot_kit.config import BillingConfig
+from bot_kit.texts import get_text, pick_language
+
+
+def create_router(config: BillingConfig) -> Router:
+    """A router answering the support command with the (overridable) ``paysupport`` text."""
+    router = Router(name="bot_kit.support")
+
+    @router.message(Command(config.support_command))
+    async def paysupport(message: Message, billing_lang: str | None = None) -> None:
+        lang = billing_lang or pick_language(
+            message.from_user.language_code if message.from_user else None, config)
+        await message.answer(get_text("paysupport", lang, config))
+
+    return router
+
+
+__all__ = ["create_router"]

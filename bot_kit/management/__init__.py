@@ -1,0 +1,3 @@
+"""Management commands of bot_kit."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""``billable_refunds`` and ``billable_reconcile_stars``."""
+
+__all__: list[str] = []

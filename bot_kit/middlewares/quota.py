@@ -1,0 +1,161 @@
+"""Inner middleware enforcing ``@requires_quota``: hold → run handler → charge or release.
+
+For a gated handler the middleware:
+
+1. refuses the update politely when the user is throttled or unknown (database down);
+2. holds the units with ``reserve_quota`` under the idempotency key
+   ``tg:<bot id>:<update id>:<KEY>`` — a missing balance shows the paywall instead;
+3. runs the handler; commits the hold when it returns, releases it when it raises (and
+   re-raises).
+
+A redelivered update (same bot, same ``update_id``) finds its hold: when it was already charged
+or is still being processed the handler is **not** run again (logged at INFO); when the first
+attempt failed and released its hold the handler runs again with a fresh hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.dispatcher.flags import get_flag
+from aiogram.types import TelegramObject, Update
+from asgiref.sync import sync_to_async
+
+from bot_kit import keys
+from bot_kit.config import BillingConfig
+from bot_kit.decorators import QuotaRequirement
+from bot_kit.paywall import notify, send_paywall
+from bot_kit.texts import error_text, get_text
+
+logger = logging.getLogger("bot_kit.quota")
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The outcome of holding quota for one update."""
+
+    reservation_id: str | None
+    run: bool
+    reason: str = ""
+
+
+def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
+               ttl: int | None = None) -> Hold:
+    """Hold the units for an update (sync; one thread hop from the middleware).
+
+    Each attempt tags its hold with a fresh nonce in the metadata; when ``reserve_quota``
+    answers with a hold that carries another nonce, the key was used before (a redelivery)
+    and that hold's state decides. A concurrent redelivery waits on the idempotency key's
+    unique index, so it always sees the first attempt. Raises ``QuotaExhausted`` /
+    ``InsufficientFunds`` when the balance is too low.
+    """
+    from billable.models.ledger import Reservation
+    from billable.services import TransactionService
+
+    for _ in range(MAX_ATTEMPTS):
+        nonce = uuid.uuid4().hex
+        reservation_id = str(TransactionService.reserve_quota(
+            user_id, requirement.product_key, requirement.amount, ttl=ttl, idempotency_key=key,
+            metadata={"source": "bot_kit", "attempt": nonce}))
+        found = Reservation.objects.filter(pk=reservation_id).values_list(
+            "state", "metadata").first()
+        state, metadata = found if found is not None else (None, {})
+        if (metadata or {}).get("attempt") == nonce:
+            return Hold(reservation_id, run=True)
+        if state == Reservation.State.COMMITTED:
+            return Hold(reservation_id, run=False, reason="already_charged")
+        if state == Reservation.State.HELD:
+            return Hold(reservation_id, run=False, reason="in_progress")
+        key = f"{key}:retry:{reservation_id}"
+    return Hold(None, run=False, reason="too_many_attempts")
+
+
+class QuotaMiddleware(BaseMiddleware):
+    """Charge-on-success gating of handlers flagged with ``@requires_quota``."""
+
+    def __init__(self, config: BillingConfig) -> None:
+        self.config = config
+
+    async def __call__(self, handler: Handler, event: TelegramObject,
+                       data: dict[str, Any]) -> Any:
+        flag = get_flag(data, keys.QUOTA_FLAG)
+        if flag is None:
+            return await handler(event, data)
+        requirement = QuotaRequirement.coerce(flag)
+        assert requirement is not None
+        bot: Bot = data["bot"]
+        lang: str = data.get(keys.BILLING_LANG) or self.config.default_language
+        user_id: int | None = data.get(keys.BILLING_USER_ID)
+        if user_id is None:
+            await notify(event, bot, get_text("error_unavailable", lang, self.config))
+            return None
+        if not await self._allowed(event, bot, user_id, lang):
+            return None
+        hold = await self._hold(event, data, requirement, user_id, lang)
+        if hold is None or not hold.run:
+            return None
+        return await self._run(handler, event, data, hold)
+
+    async def _allowed(self, event: TelegramObject, bot: Bot, user_id: int, lang: str) -> bool:
+        throttle = self.config.throttle
+        if throttle is None or throttle.backend is None:
+            return True
+        wait = await throttle.backend.hit(f"{bot.id}:{user_id}", limit=throttle.limit,
+                                          window=throttle.window)
+        if wait <= 0:
+            return True
+        seconds = max(int(wait + 0.999), 1)
+        await notify(event, bot, get_text("throttled", lang, self.config, seconds=seconds))
+        return False
+
+    async def _hold(self, event: TelegramObject, data: dict[str, Any],
+                    requirement: QuotaRequirement, user_id: int, lang: str) -> Hold | None:
+        from billable.exceptions import BillableError, QuotaError
+
+        bot: Bot = data["bot"]
+        update: Update | None = data.get("event_update")
+        update_id = update.update_id if update is not None else id(event)
+        key = f"tg:{bot.id}:{update_id}:{requirement.product_key}"
+        try:
+            hold: Hold = await sync_to_async(hold_quota)(
+                user_id, requirement, key, ttl=self.config.reservation_ttl)
+        except QuotaError:
+            await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
+                               config=self.config)
+            return None
+        except BillableError as exc:
+            logger.warning("Quota hold refused for user %s: %s", user_id, exc)
+            await notify(event, bot, error_text(exc.code, lang, self.config))
+            return None
+        if not hold.run:
+            logger.info("Update %s not run again for user %s: %s", key, user_id, hold.reason)
+        return hold
+
+    async def _run(self, handler: Handler, event: TelegramObject, data: dict[str, Any],
+                   hold: Hold) -> Any:
+        from billable.services import TransactionService
+
+        try:
+            result = await handler(event, data)
+        except BaseException:
+            try:
+                await TransactionService.arelease_reservation(hold.reservation_id)
+            except Exception:
+                logger.exception("Could not release hold %s", hold.reservation_id)
+            raise
+        try:
+            await TransactionService.acommit_reservation(hold.reservation_id)
+        except Exception:
+            logger.exception("Could not commit hold %s (it will expire)", hold.reservation_id)
+        return result
+
+
+__all__ = ["Hold", "QuotaMiddleware", "hold_quota"]

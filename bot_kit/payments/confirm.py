@@ -1,0 +1,191 @@
+"""``successful_payment``: confirm the order exactly once per ``telegram_payment_charge_id``.
+
+The ``TelegramPayment`` row (UNIQUE charge id) is inserted first, in the same
+``transaction.atomic`` that calls ``OrderService.process_payment``. A redelivered update, a
+concurrent handler or a second bot process on the same PostgreSQL collides on that UNIQUE key and
+returns the recorded outcome without granting again. A payment that cannot be honoured is
+recorded as ``rejected`` and queued for an automatic refund in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+
+from billable.exceptions import BillableError
+from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
+from bot_kit.payments.subscriptions import (
+    from_unix,
+    record_subscription_charge,
+    subscription_sku,
+)
+
+logger = logging.getLogger("bot_kit.payments")
+
+STARS_METHOD = "telegram_stars"
+FIAT_METHOD = "telegram_payments"
+
+
+@dataclass(frozen=True)
+class PaymentFacts:
+    """The parts of a ``SuccessfulPayment`` (and its payer) that confirmation needs."""
+
+    telegram_user_id: int
+    charge_id: str
+    payload: str
+    currency: str
+    total_amount: int
+    provider_charge_id: str = ""
+    is_recurring: bool = False
+    is_first_recurring: bool = False
+    subscription_expiration_date: int | None = None
+
+    @classmethod
+    def from_message(cls, telegram_user_id: int, payment: Any) -> PaymentFacts:
+        """Build from an aiogram ``SuccessfulPayment``."""
+        return cls(
+            telegram_user_id=telegram_user_id, charge_id=payment.telegram_payment_charge_id,
+            payload=payment.invoice_payload, currency=payment.currency,
+            total_amount=payment.total_amount,
+            provider_charge_id=payment.provider_payment_charge_id or "",
+            is_recurring=bool(payment.is_recurring),
+            is_first_recurring=bool(payment.is_first_recurring),
+            subscription_expiration_date=payment.subscription_expiration_date,
+        )
+
+    @property
+    def is_renewal(self) -> bool:
+        return self.is_recurring and not self.is_first_recurring
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """Outcome: ``created`` is False for a charge seen before (send nothing again)."""
+
+    payment: TelegramPayment
+    created: bool
+    refund_id: int | None = None
+    order_id: int | None = None
+    summary: str = ""
+
+    @property
+    def confirmed(self) -> bool:
+        return self.payment.status == TelegramPayment.Status.CONFIRMED
+
+
+def _pay(facts: PaymentFacts, check: Any, user_id: int) -> Any:
+    """Pay the payload's order, or a fresh renewal order; returns the paid order."""
+    from billable.models import Order
+    from billable.services import OrderService
+
+    method = STARS_METHOD if facts.currency.upper() == "XTR" else FIAT_METHOD
+    order = check.order
+    if check.payload.is_subscription and order.status == Order.Status.PAID:
+        # A renewal (check_charge lets a paid order through only for recurring payments).
+        order = OrderService.create_order(
+            user_id, [{"sku": subscription_sku(order), "quantity": 1}],
+            metadata={"source": "telegram", "renewal_of": check.order.pk,
+                      "telegram_user_id": facts.telegram_user_id},
+        )
+    OrderService.process_payment(order.pk, payment_id=facts.charge_id, payment_method=method)
+    return order
+
+
+def _reject(payment: TelegramPayment, reason: str) -> None:
+    payment.status = TelegramPayment.Status.REJECTED
+    payment.reason = reason
+    payment.save(update_fields=["status", "reason"])
+    RefundRequest.objects.create(payment=payment, reason=f"automatic: {reason}",
+                                 requested_by="auto")
+    logger.warning("payment %s rejected (%s); refund queued", payment.charge_id, reason)
+
+
+def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, ...],
+            user_id: int | None) -> None:
+    """Pay what ``payment`` is for, or reject it (and queue its refund)."""
+    charge = Charge(telegram_user_id=facts.telegram_user_id, payload=facts.payload,
+                    currency=facts.currency, total_amount=facts.total_amount)
+    try:
+        check = check_charge(charge, secrets, user_id=user_id, allow_paid=facts.is_recurring)
+    except BillableError as exc:  # e.g. no signing secrets configured
+        _reject(payment, exc.code)
+        return
+    if check.reason is not None or user_id is None:
+        _reject(payment, check.reason or "wrong_buyer")
+        return
+    try:
+        with transaction.atomic():
+            order = _pay(facts, check, user_id)
+            if check.payload is not None and check.payload.is_subscription:
+                payment.subscription = record_subscription_charge(
+                    user_id=user_id, telegram_user_id=facts.telegram_user_id,
+                    sku=subscription_sku(order), payload=facts.payload,
+                    charge_id=facts.charge_id, expiration=facts.subscription_expiration_date,
+                    renewal=facts.is_renewal)
+    except Exception as exc:
+        logger.exception("payment %s could not be honoured", facts.charge_id)
+        _reject(payment, str(getattr(exc, "code", "error"))[:50])
+        return
+    payment.order = order
+    payment.status = TelegramPayment.Status.CONFIRMED
+    payment.save(update_fields=["order", "status", "subscription"])
+
+
+def _record(facts: PaymentFacts, secrets: tuple[str, ...],
+            user_id: int | None) -> TelegramPayment:
+    with transaction.atomic():
+        payment = TelegramPayment.objects.create(
+            charge_id=facts.charge_id, provider_charge_id=facts.provider_charge_id,
+            telegram_user_id=facts.telegram_user_id, user_id=user_id,
+            currency=facts.currency.upper(), total_amount=facts.total_amount,
+            invoice_payload=facts.payload[:255], status=TelegramPayment.Status.REJECTED,
+            is_recurring=facts.is_recurring, is_first_recurring=facts.is_first_recurring,
+            subscription_expires_at=from_unix(facts.subscription_expiration_date),
+        )
+        _honour(payment, facts, secrets, user_id)
+    return payment
+
+
+def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
+                    user_id: int | None = None, provider: str = "telegram") -> ConfirmResult:
+    """Record ``facts`` and pay its order exactly once; see the module docstring."""
+    existing = TelegramPayment.objects.filter(charge_id=facts.charge_id).first()
+    if existing is not None:
+        return ConfirmResult(existing, created=False, order_id=existing.order_id)
+    if user_id is None:
+        user_id = billing_user_id_for(facts.telegram_user_id, provider)
+    try:
+        payment = _record(facts, tuple(secrets), user_id)
+    except IntegrityError:
+        existing = TelegramPayment.objects.filter(charge_id=facts.charge_id).first()
+        if existing is None:
+            raise
+        return ConfirmResult(existing, created=False, order_id=existing.order_id)
+    refund_id = RefundRequest.objects.filter(payment=payment).values_list("pk", flat=True).first()
+    return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
+                         summary=_summary(payment.order_id))
+
+
+def _summary(order_id: int | None) -> str:
+    from billable.models import OrderItem
+
+    if order_id is None:
+        return ""
+    names = OrderItem.objects.filter(order_id=order_id).values_list("offer__name", flat=True)
+    return ", ".join(names)
+
+
+async def aconfirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
+                           user_id: int | None = None,
+                           provider: str = "telegram") -> ConfirmResult:
+    """Async twin of ``confirm_payment``."""
+    return await sync_to_async(confirm_payment)(facts, secrets, user_id=user_id,
+                                                provider=provider)
+
+
+__all__ = ["ConfirmResult", "PaymentFacts", "aconfirm_payment", "confirm_payment"]

@@ -1,0 +1,179 @@
+"""The purchase router: ``/buy``, buy buttons, pre-checkout, payments, refunds.
+
+Handlers are thin: they read the update, call the payment services through ``sync_to_async``
+and answer. Identity comes from bot_kit's middleware (``billing_user_id``, ``billing_lang``);
+without it the Telegram identity is looked up directly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message, PreCheckoutQuery, User
+from asgiref.sync import sync_to_async
+
+from bot_kit.callbacks import BuyOffer
+from bot_kit.config import BillingConfig
+from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment
+from bot_kit.payments.invoices import (
+    aprepare_invoice,
+    apurchasable_offers,
+    from_minor_units,
+    send_invoice,
+)
+from bot_kit.payments.precheckout import answer_pre_checkout, billing_user_id_for
+from bot_kit.payments.refunds import RefundOutbox, arecord_refunded, arequest_refund
+from bot_kit.paywall import format_price, offers_keyboard
+from bot_kit.texts import error_text, get_text, pick_language
+
+logger = logging.getLogger("bot_kit.payments")
+
+
+async def resolve_user_id(billing_user_id: int | None, tg_user: User,
+                          config: BillingConfig) -> int:
+    """The billing user id injected by the middleware, else looked up by Telegram id."""
+    if billing_user_id is not None:
+        return billing_user_id
+    found = await sync_to_async(billing_user_id_for)(tg_user.id, config.identity_provider)
+    if found is None:
+        from billable.exceptions import UserNotFound
+
+        raise UserNotFound("Telegram user is not known to billing yet")
+    return found
+
+
+def language(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
+    """The injected language, else the one picked from the user's ``language_code``."""
+    return lang or pick_language(tg_user.language_code if tg_user else None, config)
+
+
+async def try_refund_now(bot: Bot, refund_id: int | None) -> str | None:
+    """One immediate outbox attempt for ``refund_id`` (the worker retries if it fails)."""
+    if refund_id is None:
+        return None
+    try:
+        states = await RefundOutbox(bot).process_due(only=refund_id)
+    except Exception:
+        logger.exception("immediate refund attempt %s failed", refund_id)
+        return None
+    return states.get(refund_id)
+
+
+async def send_offer_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, *,
+                             user_id: int, config: BillingConfig) -> None:
+    """Create the order for ``sku`` and send its invoice to ``chat_id``."""
+    request = await aprepare_invoice(user_id, tg_user.id, sku, config)
+    await send_invoice(bot, chat_id, request)
+
+
+def _add_catalog(router: Router, config: BillingConfig) -> None:
+    @router.message(Command("buy"))
+    async def buy(message: Message, command: CommandObject, bot: Bot,
+                  billing_user_id: int | None = None, billing_lang: str | None = None) -> None:
+        """``/buy``: the catalog keyboard; ``/buy SKU``: that offer's invoice."""
+        tg_user = message.from_user
+        if tg_user is None:
+            return
+        lang = language(billing_lang, tg_user, config)
+        if command.args and command.args.strip():
+            user_id = await resolve_user_id(billing_user_id, tg_user, config)
+            await send_offer_invoice(bot, message.chat.id, tg_user, command.args.strip(),
+                                     user_id=user_id, config=config)
+            return
+        offers = await apurchasable_offers(config)
+        if not offers:
+            await message.answer(get_text("buy_empty", lang, config))
+            return
+        await message.answer(get_text("buy_catalog", lang, config),
+                             reply_markup=offers_keyboard(offers, lang, config))
+
+    @router.callback_query(BuyOffer.filter())
+    async def buy_button(query: CallbackQuery, callback_data: BuyOffer, bot: Bot,
+                         billing_user_id: int | None = None) -> None:
+        """A buy button (catalog or paywall): create the order and send its invoice."""
+        await query.answer()
+        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await send_offer_invoice(bot, chat_id, query.from_user, callback_data.sku,
+                                 user_id=user_id, config=config)
+
+
+def _add_checkout(router: Router, config: BillingConfig) -> None:
+    @router.pre_checkout_query()
+    async def pre_checkout(query: PreCheckoutQuery, billing_user_id: int | None = None,
+                           billing_lang: str | None = None) -> None:
+        """Approve or decline within Telegram's deadline."""
+        await answer_pre_checkout(query, config, user_id=billing_user_id, lang=billing_lang)
+
+    @router.message(F.successful_payment)
+    async def successful_payment(message: Message, bot: Bot,
+                                 billing_user_id: int | None = None,
+                                 billing_lang: str | None = None) -> None:
+        """Confirm once per charge; one receipt, or a refund notice for a rejected charge."""
+        tg_user, paid = message.from_user, message.successful_payment
+        if tg_user is None or paid is None:
+            return
+        facts = PaymentFacts.from_message(tg_user.id, paid)
+        result = await aconfirm_payment(facts, config.signing_secrets, user_id=billing_user_id,
+                                        provider=config.identity_provider)
+        if not result.created:
+            return
+        lang = language(billing_lang, tg_user, config)
+        if result.confirmed:
+            amount = format_price(from_minor_units(paid.total_amount, paid.currency),
+                                  paid.currency)
+            await message.answer(get_text("payment_receipt", lang, config,
+                                          order_id=result.order_id, name=result.summary,
+                                          amount=amount, charge_id=facts.charge_id))
+            return
+        await message.answer(get_text("payment_rejected", lang, config,
+                                      reason=result.payment.reason, charge_id=facts.charge_id))
+        await try_refund_now(bot, result.refund_id)
+
+    @router.message(F.refunded_payment)
+    async def refunded_payment(message: Message) -> None:
+        """Telegram refunded a charge: reverse its grant once."""
+        if message.refunded_payment is not None:
+            await arecord_refunded(message.refunded_payment.telegram_payment_charge_id)
+
+
+def _add_refund_command(router: Router, config: BillingConfig) -> None:
+    @router.message(Command("refund"))
+    async def refund(message: Message, command: CommandObject, bot: Bot,
+                     billing_lang: str | None = None) -> None:
+        """``/refund <charge id | order id>`` (admins): queue and attempt the refund."""
+        from billable.exceptions import BillableError
+
+        tg_user = message.from_user
+        lang = language(billing_lang, tg_user, config)
+        if tg_user is None or not config.is_admin(tg_user.id):
+            await message.answer(get_text("refund_forbidden", lang, config))
+            return
+        reference = (command.args or "").strip()
+        if not reference:
+            await message.answer(get_text("refund_usage", lang, config))
+            return
+        try:
+            request = await arequest_refund(reference, reason="admin refund",
+                                            requested_by=f"telegram:{tg_user.id}")
+        except BillableError as exc:
+            await message.answer(error_text(exc.code, lang, config))
+            return
+        state = await try_refund_now(bot, request.pk) or request.state
+        charge_id = await sync_to_async(lambda: request.payment.charge_id)()
+        await message.answer(get_text("refund_queued", lang, config, charge_id=charge_id,
+                                      state=state))
+
+
+def create_purchase_router(config: BillingConfig) -> Router:
+    """The router of one-time purchases and refunds (see the module docstring)."""
+    router = Router(name="bot_kit.payments")
+    _add_checkout(router, config)
+    _add_catalog(router, config)
+    _add_refund_command(router, config)
+    return router
+
+
+__all__ = ["create_purchase_router", "resolve_user_id", "send_offer_invoice", "try_refund_now"]

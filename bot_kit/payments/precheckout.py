@@ -1,0 +1,170 @@
+"""Pre-checkout: approve only a payable order of this buyer at this price, within the deadline.
+
+Telegram cancels a checkout that is not answered within 10 seconds. The whole decision (database
+reads and the host's validator) runs under ``DECISION_BUDGET`` seconds; the host validator gets
+``config.precheckout_timeout`` at most. Anything slow, failing or unexpected declines: the
+answer is always sent, and it is ``ok=True`` only when every check passed (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from bot_kit.payments.errors import InvalidPayload
+from bot_kit.payments.invoices import to_minor_units
+from bot_kit.payments.payload import InvoicePayload, verify_payload
+from bot_kit.texts import get_text, pick_language
+
+if TYPE_CHECKING:
+    from aiogram.types import PreCheckoutQuery
+
+    from bot_kit.config import BillingConfig
+
+logger = logging.getLogger("bot_kit.payments")
+
+#: Seconds the decision may take before we decline (Telegram's hard limit is 10).
+DECISION_BUDGET = 7.0
+
+# Stable reason codes; the localized texts are ``precheckout_<code>`` in locales/payments.py.
+INVALID = "invalid"
+WRONG_BUYER = "wrong_buyer"
+NOT_FOUND = "not_found"
+NOT_PAYABLE = "not_payable"
+ALREADY_PAID = "already_paid"
+AMOUNT_MISMATCH = "amount_mismatch"
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What the buyer is about to pay (or paid): payer, payload and price in minor units."""
+
+    telegram_user_id: int
+    payload: str
+    currency: str
+    total_amount: int
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """Outcome of checking a charge against its order: ``reason`` is None when it matches."""
+
+    reason: str | None
+    payload: InvoicePayload | None = None
+    order: Any = None
+
+
+def billing_user_id_for(telegram_user_id: int, provider: str = "telegram") -> int | None:
+    """The billing user linked to a Telegram user id, if any."""
+    from billable.models import ExternalIdentity
+
+    user = ExternalIdentity.get_user_by_identity(str(telegram_user_id), provider=provider)
+    return user.pk if user is not None else None
+
+
+def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | None,
+                 allow_paid: bool = False) -> OrderCheck:
+    """Match ``charge`` with its signed payload and order (read-only).
+
+    ``user_id`` is the payer's billing user. ``allow_paid`` lets an order that is already paid
+    pass (renewals of a subscription reuse the first order's payload).
+    """
+    from billable.models import Order
+
+    try:
+        payload = verify_payload(charge.payload, secrets)
+    except InvalidPayload:
+        return OrderCheck(INVALID)
+    if payload.buyer_id != charge.telegram_user_id:
+        return OrderCheck(WRONG_BUYER, payload)
+    if (payload.currency != charge.currency.upper() or payload.amount != charge.total_amount):
+        return OrderCheck(AMOUNT_MISMATCH, payload)
+    order = Order.objects.filter(pk=payload.order_id).first()
+    if order is None:
+        return OrderCheck(NOT_FOUND, payload)
+    if user_id is None or order.user_id != user_id:
+        return OrderCheck(WRONG_BUYER, payload, order)
+    if order.currency.upper() != payload.currency or _minor(order) != payload.amount:
+        return OrderCheck(AMOUNT_MISMATCH, payload, order)
+    if order.status == Order.Status.PAID and not allow_paid:
+        return OrderCheck(ALREADY_PAID, payload, order)
+    if order.status not in (Order.Status.PENDING, Order.Status.PAID):
+        return OrderCheck(NOT_PAYABLE, payload, order)
+    return OrderCheck(None, payload, order)
+
+
+def _minor(order: Any) -> int:
+    try:
+        return to_minor_units(order.total_amount, order.currency)
+    except ValueError:
+        return -1
+
+
+def check_precheckout(charge: Charge, config: BillingConfig, *,
+                      user_id: int | None = None) -> OrderCheck:
+    """``check_charge`` for a pre-checkout query, resolving the payer when not given."""
+    if user_id is None:
+        user_id = billing_user_id_for(charge.telegram_user_id, config.identity_provider)
+    result = check_charge(charge, config.signing_secrets, user_id=user_id)
+    if result.reason == ALREADY_PAID and _is_known_subscription(charge):
+        return OrderCheck(None, result.payload, result.order)
+    return result
+
+
+def _is_known_subscription(charge: Charge) -> bool:
+    """A paid subscription payload of a subscription we recorded: a renewal, not a re-payment."""
+    from bot_kit.models import StarSubscription
+
+    return StarSubscription.objects.filter(telegram_user_id=charge.telegram_user_id,
+                                           invoice_payload=charge.payload).exists()
+
+
+async def _decide(query: PreCheckoutQuery, config: BillingConfig,
+                  user_id: int | None) -> tuple[str | None, str | None]:
+    charge = Charge(telegram_user_id=query.from_user.id, payload=query.invoice_payload,
+                    currency=query.currency, total_amount=query.total_amount)
+    result = await sync_to_async(check_precheckout)(charge, config, user_id=user_id)
+    if result.reason is not None or config.precheckout_validator is None:
+        return result.reason, None
+    text = await asyncio.wait_for(config.precheckout_validator(query, result.order),
+                                  timeout=min(config.precheckout_timeout, DECISION_BUDGET))
+    return (UNAVAILABLE, str(text)) if text else (None, None)
+
+
+async def answer_pre_checkout(query: PreCheckoutQuery, config: BillingConfig, *,
+                              user_id: int | None = None, lang: str | None = None,
+                              budget: float = DECISION_BUDGET) -> bool:
+    """Decide and answer ``query``; returns whether it was approved."""
+    reason: str | None
+    custom: str | None = None
+    try:
+        async with asyncio.timeout(budget):
+            reason, custom = await _decide(query, config, user_id)
+    except TimeoutError:
+        logger.warning("pre-checkout %s declined: decision timed out", query.id)
+        reason = UNAVAILABLE
+    except Exception:
+        logger.exception("pre-checkout %s declined: validation failed", query.id)
+        reason = UNAVAILABLE
+    if reason is None:
+        await query.answer(ok=True)
+        return True
+    language = lang or pick_language(query.from_user.language_code, config)
+    message = custom or get_text(f"precheckout_{reason}", language, config)
+    await query.answer(ok=False, error_message=message)
+    return False
+
+
+__all__ = [
+    "Charge",
+    "OrderCheck",
+    "answer_pre_checkout",
+    "billing_user_id_for",
+    "check_charge",
+    "check_precheckout",
+]

@@ -1,0 +1,254 @@
+"""Refunds through a durable outbox of ``refundStarPayment`` calls.
+
+``request_refund`` writes a ``RefundRequest`` row (one per payment). ``RefundOutbox`` works the
+due rows: it claims them in a short transaction (a lease moves ``next_attempt_at`` ahead so a
+second worker skips them), calls the Bot API outside any transaction, then records the outcome.
+Success — or Telegram saying ``CHARGE_ALREADY_REFUNDED`` — marks the row done and reverses the
+grant with ``OrderService.refund_order`` in the same transaction, exactly once. ``429`` waits the
+``retry_after`` Telegram asked for; other transient failures back off exponentially; a
+permanent ``400`` or too many attempts marks the row ``failed`` (visible in the admin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from asgiref.sync import sync_to_async
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.payments.errors import PaymentNotFound, RefundNotAllowed
+
+if TYPE_CHECKING:
+    from aiogram import Bot, Dispatcher
+
+logger = logging.getLogger("bot_kit.payments")
+ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
+
+
+def _find_payment(reference: str) -> TelegramPayment:
+    payment = TelegramPayment.objects.select_for_update().filter(charge_id=reference).first()
+    if payment is None and reference.isdigit() and len(reference) < 19:
+        payment = (TelegramPayment.objects.select_for_update()
+                   .filter(order_id=int(reference)).order_by("-created_at", "-id").first())
+    if payment is None:
+        raise PaymentNotFound(f"No Telegram payment for {reference!r}")
+    return payment
+
+
+def request_refund(reference: str | int, *, reason: str = "",
+                   requested_by: str = "") -> RefundRequest:
+    """Queue the refund of a payment named by its charge id or its order id (idempotent).
+
+    A pending or done request is returned as is; a failed one is re-armed for a new attempt.
+    Raises ``PaymentNotFound`` or ``RefundNotAllowed`` (already refunded).
+    """
+    reference = str(reference or "").strip()
+    if not reference:
+        raise PaymentNotFound("A charge id or order id is required")
+    with transaction.atomic():
+        payment = _find_payment(reference)
+        if payment.status == TelegramPayment.Status.REFUNDED:
+            raise RefundNotAllowed("Payment already refunded")
+        refund, created = RefundRequest.objects.select_for_update().get_or_create(
+            payment=payment, defaults={"reason": reason[:255],
+                                       "requested_by": requested_by[:64]})
+        if not created and refund.state == RefundRequest.State.FAILED:
+            refund.state = RefundRequest.State.PENDING
+            refund.next_attempt_at = timezone.now()
+            refund.save(update_fields=["state", "next_attempt_at"])
+    return refund
+
+
+async def arequest_refund(reference: str | int, *, reason: str = "",
+                          requested_by: str = "") -> RefundRequest:
+    """Async twin of ``request_refund``."""
+    return await sync_to_async(request_refund)(reference, reason=reason,
+                                               requested_by=requested_by)
+
+
+def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool:
+    """Mark ``payment`` refunded and revoke what it granted; False when already done.
+
+    Call inside a transaction with ``payment`` locked.
+    """
+    from billable.services import OrderService
+
+    if payment.status == TelegramPayment.Status.REFUNDED:
+        return False
+    if payment.status == TelegramPayment.Status.CONFIRMED and payment.order_id is not None:
+        if not OrderService.refund_order(payment.order_id, reason=reason):
+            logger.info("order %s was not paid any more; nothing to revoke", payment.order_id)
+    payment.status = TelegramPayment.Status.REFUNDED
+    payment.refunded_at = timezone.now()
+    payment.save(update_fields=["status", "refunded_at"])
+    return True
+
+
+def record_refunded(charge_id: str) -> TelegramPayment | None:
+    """Handle a ``refunded_payment`` service message (idempotent)."""
+    with transaction.atomic():
+        payment = TelegramPayment.objects.select_for_update().filter(charge_id=charge_id).first()
+        if payment is None:
+            logger.warning("refunded_payment for unknown charge %s", charge_id)
+            return None
+        reverse_payment(payment, reason="refunded_payment")
+        RefundRequest.objects.filter(payment=payment).exclude(
+            state=RefundRequest.State.DONE).update(state=RefundRequest.State.DONE,
+                                                   done_at=timezone.now(),
+                                                   last_error="refunded_payment received")
+    return payment
+
+
+async def arecord_refunded(charge_id: str) -> TelegramPayment | None:
+    """Async twin of ``record_refunded``."""
+    return await sync_to_async(record_refunded)(charge_id)
+
+
+@dataclass(frozen=True)
+class RefundJob:
+    """A claimed outbox row: what the Bot API call needs."""
+
+    request_id: int
+    charge_id: str
+    telegram_user_id: int
+    attempts: int
+
+
+class RefundOutbox:
+    """Works the refund outbox; ``clock`` is injectable so tests move time instead of sleeping."""
+
+    def __init__(self, bot: Bot, *, clock: Callable[[], datetime] = timezone.now,
+                 base_delay: float = 5.0, max_delay: float = 3600.0, max_attempts: int = 10,
+                 lease: float = 120.0) -> None:
+        self.bot = bot
+        self.clock = clock
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts
+        self.lease = lease
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure (doubling, capped)."""
+        return float(min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0)))
+
+    def claim_due(self, *, limit: int = 20, only: int | None = None) -> list[RefundJob]:
+        """Lease up to ``limit`` due pending rows (skipping rows another worker holds)."""
+        now = self.clock()
+        with transaction.atomic():
+            rows = RefundRequest.objects.select_related("payment").filter(
+                state=RefundRequest.State.PENDING, next_attempt_at__lte=now)
+            if only is not None:
+                rows = rows.filter(pk=only)
+            skip = connection.features.has_select_for_update_skip_locked
+            rows = rows.select_for_update(skip_locked=skip, of=("self",))
+            jobs = []
+            for row in rows.order_by("next_attempt_at", "id")[:limit]:
+                row.attempts += 1
+                row.next_attempt_at = now + timedelta(seconds=self.lease)
+                row.save(update_fields=["attempts", "next_attempt_at"])
+                jobs.append(RefundJob(row.pk, row.payment.charge_id,
+                                      row.payment.telegram_user_id, row.attempts))
+        return jobs
+
+    def mark_done(self, request_id: int, *, note: str = "") -> None:
+        """Record success and reverse the grant once (no-op when already done)."""
+        with transaction.atomic():
+            row = RefundRequest.objects.select_for_update().get(pk=request_id)
+            if row.state == RefundRequest.State.DONE:
+                return
+            payment = TelegramPayment.objects.select_for_update().get(pk=row.payment_id)
+            reverse_payment(payment, reason=row.reason or "refund")
+            row.state = RefundRequest.State.DONE
+            row.done_at = self.clock()
+            row.last_error = note
+            row.save(update_fields=["state", "done_at", "last_error"])
+
+    def mark_retry(self, job: RefundJob, error: str, *, delay: float | None = None) -> str:
+        """Schedule another attempt (or fail the row after ``max_attempts``); returns state."""
+        failed = delay is None and job.attempts >= self.max_attempts
+        wait = self.backoff(job.attempts) if delay is None else delay
+        state = RefundRequest.State.FAILED if failed else RefundRequest.State.PENDING
+        RefundRequest.objects.filter(pk=job.request_id, state=RefundRequest.State.PENDING).update(
+            state=state, last_error=error[:2000],
+            next_attempt_at=self.clock() + timedelta(seconds=wait))
+        return str(state)
+
+    def mark_failed(self, job: RefundJob, error: str) -> str:
+        """A permanent error: stop retrying the row (an admin may re-arm it)."""
+        RefundRequest.objects.filter(pk=job.request_id, state=RefundRequest.State.PENDING).update(
+            state=RefundRequest.State.FAILED, last_error=error[:2000])
+        return str(RefundRequest.State.FAILED)
+
+    async def _attempt(self, job: RefundJob) -> str:
+        try:
+            await self.bot.refund_star_payment(user_id=job.telegram_user_id,
+                                               telegram_payment_charge_id=job.charge_id)
+        except TelegramRetryAfter as exc:
+            return await sync_to_async(self.mark_retry)(job, str(exc),
+                                                        delay=float(exc.retry_after))
+        except TelegramBadRequest as exc:
+            if ALREADY_REFUNDED in str(exc.message):
+                await sync_to_async(self.mark_done)(job.request_id, note=ALREADY_REFUNDED)
+                return str(RefundRequest.State.DONE)
+            return await sync_to_async(self.mark_failed)(job, str(exc))
+        except Exception as exc:
+            logger.warning("refund of %s failed: %r", job.charge_id, exc)
+            return await sync_to_async(self.mark_retry)(job, repr(exc))
+        await sync_to_async(self.mark_done)(job.request_id)
+        return str(RefundRequest.State.DONE)
+
+    async def process_due(self, *, limit: int = 20, only: int | None = None) -> dict[int, str]:
+        """Attempt every due row once; returns ``{request_id: resulting state}``."""
+        jobs = await sync_to_async(self.claim_due)(limit=limit, only=only)
+        return {job.request_id: await self._attempt(job) for job in jobs}
+
+    async def run(self, *, interval: float = 5.0, stop: asyncio.Event | None = None) -> None:
+        """Work the outbox until ``stop`` is set (the ``billable_refunds --loop`` worker)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self.process_due()
+            except Exception:
+                logger.exception("refund outbox pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                continue
+
+
+def attach_refund_worker(dp: Dispatcher, *, interval: float = 5.0) -> None:
+    """Work the refund outbox in the bot process while ``dp`` runs (startup → shutdown)."""
+    state: dict[str, Any] = {}
+
+    async def start(bot: Bot) -> None:
+        stop = asyncio.Event()
+        state["stop"] = stop
+        state["task"] = asyncio.create_task(RefundOutbox(bot).run(interval=interval, stop=stop))
+
+    async def stop() -> None:
+        if "task" in state:
+            state["stop"].set()
+            await state.pop("task")
+
+    dp.startup.register(start)
+    dp.shutdown.register(stop)
+
+
+__all__ = [
+    "RefundJob",
+    "RefundOutbox",
+    "arecord_refunded",
+    "arequest_refund",
+    "attach_refund_worker",
+    "record_refunded",
+    "request_refund",
+    "reverse_payment",
+]

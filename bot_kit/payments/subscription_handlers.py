@@ -1,0 +1,159 @@
+"""The subscription router: ``/subscribe``, its buttons and Telegram ``subscription`` updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    BotSubscriptionUpdated,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    User,
+)
+from django.utils import timezone
+
+from bot_kit.config import BillingConfig
+from bot_kit.models import StarSubscription
+from bot_kit.payments.handlers import language, resolve_user_id
+from bot_kit.payments.invoices import apurchasable_offers, from_minor_units
+from bot_kit.payments.subscriptions import (
+    alatest_subscription,
+    aprepare_subscription,
+    arecord_subscription_update,
+    create_subscription_link,
+    set_subscription_canceled,
+)
+from bot_kit.paywall import format_price
+from bot_kit.texts import get_text
+
+
+class SubscribeOffer(CallbackData, prefix="bk_sub"):
+    """A "subscribe" button for the subscription offer ``sku``."""
+
+    sku: str
+
+
+class SubscriptionAction(CallbackData, prefix="bk_subact"):
+    """Cancel (``cancel``) or re-enable (``resume``) the user's subscription."""
+
+    action: str
+
+
+def _expires(subscription: StarSubscription) -> str:
+    return subscription.expires_at.strftime("%Y-%m-%d") if subscription.expires_at else "—"
+
+
+def _is_current(subscription: StarSubscription | None) -> bool:
+    return subscription is not None and (subscription.expires_at is None
+                                         or subscription.expires_at > timezone.now())
+
+
+async def _send_link(bot: Bot, chat_id: int, tg_user: User, sku: str, *, user_id: int,
+                     lang: str, config: BillingConfig) -> None:
+    request = await aprepare_subscription(user_id, tg_user.id, sku, config)
+    link = await create_subscription_link(bot, request)
+    amount = format_price(from_minor_units(request.amount, request.currency), request.currency)
+    button = InlineKeyboardButton(text=get_text("subscribe_button", lang, config), url=link)
+    await bot.send_message(chat_id=chat_id, text=get_text("subscribe_link", lang, config,
+                                                           name=request.title, amount=amount),
+                           reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]))
+
+
+def _status_markup(subscription: StarSubscription, lang: str,
+                   config: BillingConfig) -> InlineKeyboardMarkup:
+    canceled = subscription.state == StarSubscription.State.CANCELED
+    key = "subscription_resume_button" if canceled else "subscription_cancel_button"
+    action = SubscriptionAction(action="resume" if canceled else "cancel").pack()
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+        text=get_text(key, lang, config), callback_data=action)]])
+
+
+async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: str | None, *,
+                               lang: str, billing_user_id: int | None,
+                               config: BillingConfig) -> None:
+    """One offer (or the one named): send its link; several: a keyboard to choose from."""
+    offers = await apurchasable_offers(config, config.subscription_offers)
+    skus = [args.strip()] if args and args.strip() else [o.sku for o in offers]
+    if len(skus) == 1:
+        user_id = await resolve_user_id(billing_user_id, tg_user, config)
+        await _send_link(bot, message.chat.id, tg_user, skus[0], user_id=user_id, lang=lang,
+                         config=config)
+        return
+    if not offers:
+        await message.answer(get_text("subscribe_empty", lang, config))
+        return
+    rows = [[InlineKeyboardButton(
+        text=get_text("buy_button", lang, config, name=o.name,
+                      price=format_price(o.price, o.currency)),
+        callback_data=SubscribeOffer(sku=o.sku).pack())] for o in offers]
+    await message.answer(get_text("subscribe_catalog", lang, config),
+                         reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+
+
+def _add_subscribe(router: Router, config: BillingConfig) -> None:
+    @router.message(Command("subscribe"))
+    async def subscribe(message: Message, command: CommandObject, bot: Bot,
+                        billing_user_id: int | None = None,
+                        billing_lang: str | None = None) -> None:
+        """Show the current subscription (with cancel / re-enable) or offer one."""
+        tg_user = message.from_user
+        if tg_user is None:
+            return
+        lang = language(billing_lang, tg_user, config)
+        current = await alatest_subscription(tg_user.id)
+        if current is not None and _is_current(current) and not command.args:
+            await message.answer(
+                get_text("subscription_status", lang, config, name=current.sku,
+                         state=current.state, expires=_expires(current)),
+                reply_markup=_status_markup(current, lang, config))
+            return
+        await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
+                                   billing_user_id=billing_user_id, config=config)
+
+    @router.callback_query(SubscribeOffer.filter())
+    async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
+                               billing_user_id: int | None = None,
+                               billing_lang: str | None = None) -> None:
+        """A subscription offer was chosen: send its invoice link."""
+        await query.answer()
+        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await _send_link(bot, chat_id, query.from_user, callback_data.sku, user_id=user_id,
+                         lang=language(billing_lang, query.from_user, config), config=config)
+
+
+def _add_management(router: Router, config: BillingConfig) -> None:
+    @router.callback_query(SubscriptionAction.filter())
+    async def change(query: CallbackQuery, callback_data: SubscriptionAction, bot: Bot,
+                     billing_lang: str | None = None) -> None:
+        """Cancel or re-enable through ``editUserStarSubscription``."""
+        await query.answer()
+        lang = language(billing_lang, query.from_user, config)
+        canceled = callback_data.action == "cancel"
+        subscription = await set_subscription_canceled(bot, query.from_user.id,
+                                                       canceled=canceled)
+        key = "subscription_canceled" if canceled else "subscription_resumed"
+        await bot.send_message(chat_id=query.from_user.id,
+                               text=get_text(key, lang, config,
+                                             expires=_expires(subscription)))
+
+    @router.subscription()
+    async def subscription_updated(update: BotSubscriptionUpdated, **_: Any) -> None:
+        """Record Telegram's canceled / active / failed state."""
+        await arecord_subscription_update(update.user.id, update.invoice_payload, update.state)
+
+
+def create_subscription_router(config: BillingConfig) -> Router:
+    """The router of Stars subscriptions (see the module docstring)."""
+    router = Router(name="bot_kit.subscriptions")
+    _add_subscribe(router, config)
+    _add_management(router, config)
+    return router
+
+
+__all__ = ["SubscribeOffer", "SubscriptionAction", "create_subscription_router"]

@@ -1,0 +1,161 @@
+"""/trial, /balance and /paysupport through a real Dispatcher."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram import Router
+from aiogram.types import Message
+
+from billable.models import ExternalIdentity, TrialHistory
+from billable.services import TransactionService
+from bot_kit.config import BillingConfig
+from bot_kit.texts import get_text
+from tests.bot_kit.helpers import texts_sent
+
+TRIAL = BillingConfig(offers=("PACK_10",), trial_offer="trial_3")
+
+
+async def user_id_of(tg_id: int) -> int:
+    return await ExternalIdentity.objects.filter(external_id=str(tg_id)).values_list(
+        "user_id", flat=True).aget()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_trial_twice_grants_once(make_dp, bot, session, updates, catalog):
+    dp = make_dp(TRIAL)
+    tg = updates.user(language_code="ru")
+
+    await dp.feed_update(bot, updates.command("trial", user=tg))
+    await dp.feed_update(bot, updates.command("trial", user=tg))
+
+    user_id = await user_id_of(tg.id)
+    assert await TransactionService.aget_balance(user_id, "PREDICTIONS") == 3
+    assert texts_sent(session) == [
+        get_text("trial_granted", "ru", products="Predictions × 3"),
+        get_text("trial_already_used", "ru"),
+    ]
+    assert await TrialHistory.ahas_used_trial(telegram_id=tg.id)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_trial_is_per_telegram_identity_not_per_account(make_dp, bot, session, updates,
+                                                             catalog):
+    dp = make_dp(TRIAL)
+    tg = updates.user()
+    await dp.feed_update(bot, updates.command("trial", user=tg))
+    # The identity is detached and re-created: a new account, the same Telegram id.
+    await ExternalIdentity.objects.filter(external_id=str(tg.id)).adelete()
+
+    await dp.feed_update(bot, updates.command("trial", user=tg))
+
+    assert texts_sent(session)[-1] == get_text("trial_already_used", "en")
+    assert await TransactionService.aget_balance(await user_id_of(tg.id), "PREDICTIONS") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_trial_without_configured_offer_is_unavailable(make_dp, bot, session, updates):
+    dp = make_dp(BillingConfig())
+
+    await dp.feed_update(bot, updates.command("trial"))
+
+    assert texts_sent(session) == [get_text("trial_unavailable", "en")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_trial_of_a_paid_offer_is_refused(make_dp, bot, session, updates, catalog):
+    dp = make_dp(BillingConfig(trial_offer="PACK_10"))
+
+    await dp.feed_update(bot, updates.command("trial"))
+
+    assert texts_sent(session) == [get_text("trial_unavailable", "en")]
+    assert await TrialHistory.objects.acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_custom_command_names(make_dp, bot, session, updates, catalog):
+    dp = make_dp(BillingConfig(trial_offer="TRIAL_3", trial_command="free"))
+
+    await dp.feed_update(bot, updates.command("free"))
+
+    assert texts_sent(session) == [get_text("trial_granted", "en", products="Predictions × 3")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_balance_lists_spendable_products(make_dp, bot, session, updates, catalog):
+    dp = make_dp(TRIAL)
+    tg = updates.user()
+    await dp.feed_update(bot, updates.command("balance", user=tg))
+    await TransactionService.agrant_offer(await user_id_of(tg.id), catalog["pack"])
+
+    await dp.feed_update(bot, updates.command("balance", user=tg))
+
+    assert texts_sent(session) == [
+        get_text("balance_empty", "en"),
+        "\n".join([get_text("balance_header", "en"),
+                   get_text("balance_line", "en", name="Predictions", remaining=10)]),
+    ]
+
+
+def test_paysupport_answers_unknown_user_without_a_database(make_dp, bot, session, updates):
+    """No ``django_db`` mark: any query would fail, and /paysupport must still answer."""
+    import asyncio
+
+    dp = make_dp(BillingConfig())
+
+    asyncio.run(dp.feed_update(bot, updates.command("paysupport")))
+
+    assert texts_sent(session) == [get_text("paysupport", "en")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_host_overrides_texts(make_dp, bot, session, updates):
+    config = BillingConfig(texts={"en": {"paysupport": "Write to @help"},
+                                  "ru": {"paysupport": "Пишите @help"}})
+    dp = make_dp(config)
+
+    await dp.feed_update(bot, updates.command("paysupport"))
+    await dp.feed_update(bot, updates.command("paysupport", user=updates.user(
+        language_code="ru")))
+
+    assert texts_sent(session) == ["Write to @help", "Пишите @help"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_kit_commands_win_over_a_catch_all_included_earlier(bot, session, updates):
+    from aiogram import Dispatcher
+
+    from bot_kit.setup import setup_billing
+
+    host = Router()
+
+    @host.message()
+    async def catch_all(message: Message) -> None:
+        await message.answer("host")
+
+    dp = Dispatcher()
+    dp.include_router(host)
+    setup_billing(dp, BillingConfig())
+
+    await dp.feed_update(bot, updates.command("paysupport"))
+    await dp.feed_update(bot, updates.message("anything"))
+
+    assert texts_sent(session) == [get_text("paysupport", "en"), "host"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_balance_shows_until_when_a_period_product_ends(make_dp, bot, session, updates,
+                                                       make_product, make_offer):
+    from asgiref.sync import sync_to_async
+
+    pro = await sync_to_async(make_product)("PRO", name="Pro", product_type="period")
+    month = await sync_to_async(make_offer)("PRO_MONTH", items=[(pro, 1, "days", 30)])
+    dp = make_dp(BillingConfig())
+    tg = updates.user(language_code="ru")
+    await dp.feed_update(bot, updates.message("hi", user=tg))
+    [batch] = await TransactionService.agrant_offer(await user_id_of(tg.id), month)
+
+    await dp.feed_update(bot, updates.command("balance", user=tg))
+
+    expected = get_text("balance_line_until", "ru", name="Pro",
+                        expiry=batch.expires_at.strftime("%Y-%m-%d"))
+    assert texts_sent(session)[-1].splitlines() == [get_text("balance_header", "ru"), expected]
