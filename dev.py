@@ -19,7 +19,9 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+# BILLABLE_VENV points at an existing, already set-up virtual environment to reuse (the
+# quick-start test runs the demo in a fresh copy of the tree without reinstalling everything).
+VENV = Path(os.environ["BILLABLE_VENV"]) if os.environ.get("BILLABLE_VENV") else ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".billable-installed"
 PG_URL_DEFAULT = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -39,6 +41,11 @@ def run(*args: str | Path, env: dict[str, str] | None = None, check: bool = True
 
 def ensure_venv() -> None:
     """Create .venv and install the project with its dev extras (only when needed)."""
+    if os.environ.get("BILLABLE_VENV"):
+        if not PY.exists():
+            say(f"BILLABLE_VENV={VENV} has no bin/python")
+            raise SystemExit(2)
+        return
     if not PY.exists():
         say("creating virtual environment in .venv")
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -1,3 +1,5 @@
+"""URLs of the demo project: the admin and the billable REST API."""
+
 from django.contrib import admin
 from django.urls import include, path
 

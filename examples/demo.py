@@ -1,0 +1,134 @@
+"""The demo: ``python3 dev.py demo`` (or ``python -m examples.demo`` inside the venv).
+
+1. migrates the demo database (SQLite in ``.demo/``, or ``DATABASE_URL``) and loads the demo
+   catalog (``billable_seed_demo``);
+2. without ``TELEGRAM_BOT_TOKEN``: plays a scripted conversation with the demo bot against a
+   fake Telegram Bot API on 127.0.0.1 (real long polling) and prints it; with a token: runs the
+   demo bot for real (``TELEGRAM_API_SERVER`` selects a self-hosted Bot API server);
+3. serves the REST API and the admin on ``http://127.0.0.1:<port>/`` with uvicorn, after
+   printing an admin login, the API token and a ``curl`` line to try.
+
+Options: ``--no-serve`` (stop after step 2; the exit status says whether the story's checks
+passed), ``--port`` (default 8000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from typing import Any
+
+HOST = "127.0.0.1"
+ADMIN_USERNAME = "admin"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 dev.py demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-serve", action="store_true",
+                        help="print the conversation and exit (no web server)")
+    parser.add_argument("--port", type=int, default=8000, help="port of the web server")
+    return parser.parse_args(argv)
+
+
+def banner(title: str) -> None:
+    print(f"\n=== {title} " + "=" * max(3, 66 - len(title)), flush=True)
+
+
+def prepare_database() -> None:
+    """Apply migrations and load the demo catalog (both are safe to repeat)."""
+    from django.core.management import call_command
+
+    banner("database")
+    call_command("migrate", interactive=False, verbosity=0)
+    print("migrations applied")
+    call_command("billable_seed_demo")
+
+
+def play_offline() -> bool:
+    """The scripted conversation; True when every check passed."""
+    from examples.demo_bot.conversation import play_offline as play
+
+    banner("offline conversation (fake Telegram on 127.0.0.1, real polling)")
+    conversation = asyncio.run(play())
+    banner("checks")
+    for name, ok in conversation.checks.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    passed = bool(conversation.checks) and all(conversation.checks.values())
+    print("all checks passed" if passed else "some checks FAILED", flush=True)
+    return passed
+
+
+def admin_password() -> str:
+    """Create (or reset) the demo superuser and return its new, generated password."""
+    from django.contrib.auth import get_user_model
+
+    password = secrets.token_urlsafe(12)
+    user, _ = get_user_model().objects.get_or_create(
+        username=ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True})
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def print_access(port: int) -> None:
+    from django.conf import settings
+
+    base = f"http://{HOST}:{port}"
+    token = settings.BILLABLE_API_TOKEN
+    banner("REST API and admin")
+    print(f"admin:  {base}/admin/   user {ADMIN_USERNAME!r}, password {admin_password()!r}")
+    print(f"API:    {base}/api/v1/billing/   token {token!r}")
+    print(f"docs:   {base}/api/v1/billing/docs/   (log in to the admin first, or send the token)")
+    print(f'try:    curl -s -H "Authorization: Bearer {token}" {base}/api/v1/billing/catalog')
+    print("stop with Ctrl+C", flush=True)
+
+
+def uvicorn_server(port: int) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config("examples.demo_project.asgi:application", host=HOST, port=port,
+                            log_level="info", lifespan="off")
+    return uvicorn.Server(config)
+
+
+async def run_online(serve: bool, port: int) -> None:
+    """The demo bot against Telegram (polling), next to the web server unless ``--no-serve``."""
+    from bot_kit.runner import build_bot
+    from examples.demo_bot.bot import build_dispatcher
+    from examples.demo_bot.runner import poll_with_refunds
+
+    banner("demo bot (polling Telegram)")
+    tasks = [poll_with_refunds(build_dispatcher(), build_bot())]
+    if serve:
+        tasks.append(uvicorn_server(port).serve())
+    await asyncio.gather(*tasks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the process exit status."""
+    args = parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.demo_project.settings")
+    import django
+
+    django.setup()
+    prepare_database()
+    if os.environ.get("TELEGRAM_BOT_TOKEN"):
+        if not args.no_serve:
+            print_access(args.port)
+        asyncio.run(run_online(not args.no_serve, args.port))
+        return 0
+    passed = play_offline()
+    if args.no_serve or not passed:
+        return 0 if passed else 1
+    print_access(args.port)
+    uvicorn_server(args.port).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The demo bot: every billable feature in one small aiogram 3 app.
+
+What the kit gives with ``setup_billing`` (nothing to write): ``/balance``, ``/trial``, ``/buy``
+with Telegram Stars invoices, pre-checkout and receipts, ``/subscribe`` (Stars subscriptions),
+``/paysupport``, and ``/refund <charge id>`` for admins.
+
+What this module adds, to show the service layer from handlers:
+
+* ``/start`` — a welcome and the command list;
+* ``/exchange`` — spend internal credits on ten predictions (``TransactionService.aexchange``);
+* ``/predict`` — a gated command: it needs one ``PREDICTIONS`` unit, charged only if the
+  handler succeeds; without quota the kit shows its paywall with buy buttons.
+
+The catalog (SKUs below) is loaded by ``python manage.py billable_seed_demo``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from aiogram import Dispatcher, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import Message
+
+from bot_kit import BillingConfig, requires_quota, setup_billing
+
+#: Offers of the demo catalog (``billable_seed_demo``).
+TRIAL_SKU = "OFF_WELCOME_TRIAL"
+STAR_PACKS = ("STARS_PACK_S", "STARS_PACK_M")
+EXCHANGE_SKU = "EXCHANGE_PREDICT_10"
+SUBSCRIPTION_SKU = "PREMIUM_MONTH"
+#: The consumable spent by /predict.
+PREDICTIONS = "PREDICTIONS"
+
+WELCOME = (
+    "Welcome to the billable demo bot!\n"
+    "/trial – three free predictions\n"
+    "/buy – buy credits with Telegram Stars\n"
+    "/exchange – trade 50 credits for 10 predictions\n"
+    "/predict – get a prediction (uses one)\n"
+    "/balance – what you have\n"
+    "/subscribe – a monthly Premium subscription\n"
+    "/paysupport – help with a payment"
+)
+
+#: Predictions are not sold for Stars directly, so the paywall explains the way to get them.
+PAYWALL = ("You have run out of {product}. Claim three free ones with /trial, "
+           "or /buy credits and /exchange them.")
+
+PROPHECIES = (
+    "A pull request you fear will pass review on the first try.",
+    "Your next migration will apply cleanly on PostgreSQL.",
+    "The ledger balances. It always does.",
+    "An old bug will introduce itself politely and leave.",
+    "Someone will star your repository today.",
+)
+
+
+def demo_config(*, admin_ids: frozenset[int] | None = None) -> BillingConfig:
+    """The bot's billing configuration; admins and the signing secret come from the env."""
+    if admin_ids is None:
+        raw = os.environ.get("DEMO_BOT_ADMIN_IDS", "")
+        admin_ids = frozenset(int(part) for part in raw.split(",") if part.strip().isdigit())
+    secret = os.environ.get("DEMO_BOT_SIGNING_SECRET", "demo-signing-secret-change-me")
+    return BillingConfig(
+        offers=STAR_PACKS,
+        trial_offer=TRIAL_SKU,
+        subscription_offers=(SUBSCRIPTION_SKU,),
+        admin_ids=admin_ids,
+        signing_secrets=(secret,),
+        texts={"en": {"paywall_no_offers": PAYWALL}},
+    )
+
+
+def prophecy_for(message: Message) -> str:
+    """A stable pick (the same message always gets the same prophecy)."""
+    seed = f"{message.chat.id}:{message.message_id}".encode()
+    return PROPHECIES[hashlib.sha256(seed).digest()[0] % len(PROPHECIES)]
+
+
+def create_router() -> Router:
+    """The demo's own commands (a new Router each call: aiogram attaches a router once)."""
+    router = Router(name="demo_bot")
+
+    @router.message(CommandStart())
+    async def start(message: Message) -> None:
+        await message.answer(WELCOME)
+
+    @router.message(Command("exchange"))
+    async def exchange(message: Message, billing_user_id: int) -> None:
+        """Spend credits on predictions; billable errors reach the kit's error handler."""
+        from billable.models import Offer
+        from billable.services import TransactionService
+
+        offer = await Offer.objects.filter(sku=EXCHANGE_SKU, is_active=True).afirst()
+        if offer is None:
+            await message.answer("The exchange is closed right now.")
+            return
+        result: dict[str, Any] = await TransactionService.aexchange(
+            billing_user_id, offer=offer, metadata={"telegram_message_id": message.message_id},
+            idempotency_key=f"tg-exchange-{message.chat.id}-{message.message_id}",
+        )
+        if not result["success"]:
+            await message.answer(f"Not enough credits ({result['message']}). "
+                                 "/buy a pack first.")
+            return
+        left = await TransactionService.aget_balance(billing_user_id, PREDICTIONS)
+        await message.answer(f"Exchanged {result['metadata']['price']} credits. "
+                             f"Predictions left: {left}.")
+
+    @router.message(Command("predict"))
+    @requires_quota(PREDICTIONS, amount=1)
+    async def predict(message: Message) -> None:
+        await message.answer(f"🔮 {prophecy_for(message)}")
+
+    return router
+
+
+def build_dispatcher(config: BillingConfig | None = None, *,
+                     storage: BaseStorage | None = None) -> Dispatcher:
+    """A Dispatcher with the demo router and the billing kit installed.
+
+    ``storage`` is aiogram's FSM storage (e.g. ``RedisStorage`` when several workers run).
+    """
+    dp = Dispatcher(storage=storage or MemoryStorage())
+    dp.include_router(create_router())
+    setup_billing(dp, config or demo_config())
+    return dp
+
+
+__all__ = [
+    "EXCHANGE_SKU",
+    "PREDICTIONS",
+    "STAR_PACKS",
+    "SUBSCRIPTION_SKU",
+    "TRIAL_SKU",
+    "build_dispatcher",
+    "create_router",
+    "demo_config",
+]
