@@ -14,14 +14,49 @@ from django.db import connections
 _counter = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _close_async_worker_connections() -> Iterator[None]:
-    """Close the connection asgiref's worker thread opened for ``sync_to_async`` calls.
+def _wants_rolled_back_db(request: pytest.FixtureRequest) -> bool:
+    """True for tests on the ordinary (rolled-back, non-transactional) database fixture."""
+    names = request.fixturenames
+    if "transactional_db" in names or "live_server" in names:
+        return False
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        return not (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    return "db" in names
 
-    Left open, it keeps PostgreSQL from dropping the test database at the end of the run.
+
+@pytest.fixture(autouse=True)
+def _async_worker_shares_test_connection(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Give asgiref's ``sync_to_async`` worker thread the test's own database connection.
+
+    pytest-asyncio runs async tests on an event loop in the main thread, so every
+    ``sync_to_async`` call (the services' async twins, the async ORM) runs in asgiref's single
+    worker thread. That thread would otherwise open a second connection outside the test's
+    rolled-back transaction: its writes would survive the test and leak into later ones. Django's
+    own async ``TestCase`` avoids this by running the test under ``async_to_sync``; this fixture
+    gets the same effect for pytest-style async tests (the main thread only awaits meanwhile).
+    Transactional tests keep separate connections, as real concurrency needs. Afterwards the
+    worker's own connection is closed, so PostgreSQL can drop the test database at the end.
     """
+    shared = _wants_rolled_back_db(request)
+    if shared:
+        main = connections["default"]
+        main.inc_thread_sharing()
+
+        def share() -> None:
+            connections["default"] = main
+
+        SyncToAsync.single_thread_executor.submit(share).result()
     yield
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+    def release() -> None:
+        if shared:
+            del connections["default"]
+        connections.close_all()
+
+    SyncToAsync.single_thread_executor.submit(release).result()
+    if shared:
+        main.dec_thread_sharing()
 
 
 @pytest.fixture

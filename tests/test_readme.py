@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from django.db import connections
 from django.test import Client, override_settings
 
 from tests.examples.readme_runner import CurlShell, code_blocks, run_python_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-
-
-@pytest.fixture(autouse=True)
-async def close_worker_connections() -> AsyncIterator[None]:
-    """Close the connection ``sync_to_async``'s worker thread opened (PostgreSQL teardown)."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 def demo_token() -> str:

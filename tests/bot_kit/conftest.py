@@ -6,25 +6,16 @@ billing services run in ``sync_to_async``'s worker thread, which must see commit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher, Router
-from asgiref.sync import sync_to_async
-from django.db import connections
 
 from bot_kit.config import BillingConfig
 from bot_kit.middlewares.identity import IdentityCache
 from bot_kit.setup import setup_billing
 from bot_kit.testing import FakeSession, UpdateFactory, make_bot
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_connections() -> AsyncIterator[None]:
-    """Close the connections opened by ``sync_to_async``'s worker thread after each test."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

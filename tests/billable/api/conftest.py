@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connections
 from django.test import AsyncClient
 from ninja.testing import TestAsyncClient
 
@@ -89,16 +88,6 @@ class Api:
         content = response.content
         parsed = json.loads(content) if content else None
         return Reply(response.status_code, parsed, dict(response.headers.items()))
-
-
-@pytest.fixture(autouse=True)
-def _close_worker_connections() -> Iterator[None]:
-    """Close what asgiref's worker thread opened (async tests not run by ``in_main_thread``).
-
-    Its connection would otherwise stay open and keep PostgreSQL from dropping the test database.
-    """
-    yield
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(params=["router", "django"])
