@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from billable.conf import billable_settings
@@ -27,13 +26,17 @@ from billable.exceptions import (
     ReservationNotFound,
     ReservationStateError,
 )
-from billable.models import QuotaBatch, Reservation, ReservationItem
+from billable.models import Reservation, ReservationItem
 from billable.models.base import uuid7
-from billable.services import wallet
+from billable.services import statements, wallet
 from billable.services.idempotency import claim_key
+from billable.services.statements import HoldRow
 from billable.services.validation import positive_int
 
 HELD = Reservation.State.HELD
+ATTEMPTS = 3
+RESERVATION_FIELDS = ("id", "user", "product", "amount", "committed_amount", "state",
+                      "action_type", "metadata", "expires_at", "created_at", "settled_at")
 
 
 def ttl_delta(ttl: Any) -> timedelta:
@@ -64,49 +67,59 @@ def parse_reservation_id(value: Any) -> UUID:
 def reserve(user_id: Any, key: str, amount: int, *, ttl: timedelta, idempotency_key: str | None,
             metadata: dict[str, Any], action_type: str) -> str:
     """Hold ``amount`` of ``key``; raise QuotaExhausted / InsufficientFunds when it cannot."""
+    reservation_id, _fresh = place(user_id, key, amount, ttl=ttl, idempotency_key=idempotency_key,
+                                   metadata=metadata, action_type=action_type)
+    return reservation_id
+
+
+def place(user_id: Any, key: str, amount: int, *, ttl: timedelta, idempotency_key: str | None,
+          metadata: dict[str, Any], action_type: str) -> tuple[str, bool]:
+    """:func:`reserve`, also telling whether the hold is new (False: an idempotent replay)."""
     reservation_id = uuid7()
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            if idempotency_key:
-                earlier = claim_key(
-                    user_id, idempotency_key, operation="reserve",
-                    request={"product_key": key, "amount": amount, "action_type": action_type},
-                    result={"reservation_id": str(reservation_id)},
-                )
-                if earlier is not None:
-                    return str(earlier.result["reservation_id"])
-            batches = wallet.lock_spendable(user_id, key, now)
-            allocations = wallet.allocate(batches, key, amount)
-            wallet.apply_allocations(allocations)
-            Reservation.objects.create(
-                id=reservation_id, user_id=user_id, product_id=allocations[0].batch.product_id,
-                amount=amount, action_type=action_type, metadata=metadata,
-                expires_at=now + ttl, created_at=now,
-            )
-            ReservationItem.objects.bulk_create([
-                ReservationItem(reservation_id=reservation_id, quota_batch_id=a.batch.pk,
-                                amount=a.take)
-                for a in allocations
-            ])
-    except wallet.Refusal as refusal:
-        exhausted = refusal.result["error"] == "quota_exhausted"
-        error = QuotaExhausted if exhausted else InsufficientFunds
-        raise error(refusal.result["message"], product_key=key) from None
-    return str(reservation_id)
+    for _attempt in range(ATTEMPTS):
+        try:
+            with transaction.atomic():
+                if idempotency_key:
+                    earlier = claim_key(
+                        user_id, idempotency_key, operation="reserve",
+                        request={"product_key": key, "amount": amount,
+                                 "action_type": action_type},
+                        result={"reservation_id": str(reservation_id)},
+                    )
+                    if earlier is not None:
+                        return str(earlier.result["reservation_id"]), False
+                _hold(user_id, key, amount, reservation_id=reservation_id, ttl=ttl,
+                      metadata=metadata, action_type=action_type, now=now)
+            return str(reservation_id), True
+        except wallet.Refusal as refusal:
+            exhausted = refusal.result["error"] == "quota_exhausted"
+            error = QuotaExhausted if exhausted else InsufficientFunds
+            raise error(refusal.result["message"], product_key=key) from None
+        except wallet.StaleBatch:
+            continue
+    raise InsufficientFunds(wallet.insufficient_result()["message"], product_key=key)
 
 
-def _lock(reservation_id: UUID) -> Reservation:
-    found = (Reservation.objects.select_for_update(of=("self",)).select_related("product")
-             .filter(pk=reservation_id).first())
+def _hold(user_id: Any, key: str, amount: int, *, reservation_id: UUID, ttl: timedelta,
+          metadata: dict[str, Any], action_type: str, now: datetime) -> None:
+    """Lock and take the units, then insert the reservation and its items (one INSERT each)."""
+    batches = wallet.lock_spendable(user_id, key, now)
+    allocations = wallet.allocate(batches, key, amount)
+    wallet.apply_allocations(allocations)
+    statements.insert_values(Reservation, RESERVATION_FIELDS, [(
+        reservation_id, user_id, allocations[0].batch.product_id, amount, 0, HELD, action_type,
+        metadata, now + ttl, now, None,
+    )])
+    statements.insert_values(ReservationItem, ("reservation", "quota_batch", "amount"),
+                             [(reservation_id, a.batch.pk, a.take) for a in allocations])
+
+
+def _lock(reservation_id: UUID, now: datetime) -> HoldRow:
+    found = statements.lock_hold(reservation_id, now)
     if found is None:
         raise ReservationNotFound(f"Reservation not found: {reservation_id}")
     return found
-
-
-def _parts(reservation: Reservation) -> list[tuple[Any, int]]:
-    items = reservation.items.order_by("id").values_list("quota_batch_id", "amount")
-    return [(batch_id, amount) for batch_id, amount in items]
 
 
 def _split(parts: Sequence[tuple[Any, int]], amount: int) -> tuple[list[Any], list[Any]]:
@@ -122,92 +135,106 @@ def _split(parts: Sequence[tuple[Any, int]], amount: int) -> tuple[list[Any], li
     return settled, returned
 
 
-def _balance(reservation: Reservation, now: datetime) -> int:
-    total = (QuotaBatch.objects.spendable(now)
-             .filter(user_id=reservation.user_id, product_id=reservation.product_id)
-             .aggregate(total=Sum("remaining_quantity"))["total"])
-    return int(total or 0)
-
-
-def _usage(reservation: Reservation, *, message: str, now: datetime) -> dict[str, Any]:
+def _usage(held: HoldRow, *, message: str, committed: int, now: datetime, balance: bool
+           ) -> dict[str, Any]:
+    remaining = None
+    if balance:
+        found = statements.spendable_summary(held.user_id, held.product_key, now)
+        remaining = found[1] if found else 0
     return {
-        "success": True, "message": message, "usage_id": str(reservation.pk),
-        "reservation_id": str(reservation.pk), "amount": reservation.committed_amount,
-        "remaining": _balance(reservation, now), "metadata": _debit_metadata(reservation),
+        "success": True, "message": message, "usage_id": str(held.pk),
+        "reservation_id": str(held.pk), "amount": committed,
+        "remaining": remaining, "metadata": _debit_metadata(held),
     }
 
 
-def _debit_metadata(reservation: Reservation) -> dict[str, Any]:
-    meta = {**reservation.metadata, "reservation_id": str(reservation.pk)}
-    if reservation.product.is_entitlement:
-        meta["requested_amount"] = reservation.amount
+def _debit_metadata(held: HoldRow) -> dict[str, Any]:
+    meta = {**held.metadata, "reservation_id": str(held.pk)}
+    if held.is_entitlement:
+        meta["requested_amount"] = held.amount
     return meta
 
 
-def _finish(reservation: Reservation, state: str, now: datetime, committed: int = 0) -> None:
-    reservation.state = state
-    reservation.committed_amount = committed
-    reservation.settled_at = now
-    reservation.save(update_fields=["state", "committed_amount", "settled_at"])
+def _finish(held: HoldRow, state: str, now: datetime, committed: int = 0) -> None:
+    """Settle the row; a concurrent settle (possible on SQLite) rolls back and retries."""
+    if not statements.finish_hold(held.pk, state=state, committed=committed, now=now):
+        raise wallet.StaleBatch(str(held.pk))
 
 
-def commit(reservation_id: Any, amount: Any = None) -> dict[str, Any]:
+def commit(reservation_id: Any, amount: Any = None, *, balance: bool = True) -> dict[str, Any]:
     """Settle ``amount`` (default: all) of a hold; the rest goes back. Idempotent.
 
     A hold past its expiry is released (as ``EXPIRED``) and the commit is refused with
-    :class:`ReservationStateError`, whether or not the expiry job has run yet.
+    :class:`ReservationStateError`, whether or not the expiry job has run yet. With
+    ``balance=False`` the answer's ``remaining`` is ``None`` (one query less, for callers
+    that discard it, such as the bot kit's gating middleware).
     """
     rid = parse_reservation_id(reservation_id)
     count = None if amount is None else positive_int(amount)
+    for _attempt in range(ATTEMPTS):
+        try:
+            return _commit_once(rid, count, balance=balance)
+        except wallet.StaleBatch:
+            continue
+    raise ReservationStateError("Reservation is being settled concurrently")
+
+
+def _commit_once(rid: UUID, count: int | None, *, balance: bool) -> dict[str, Any]:
     now = timezone.now()
     with transaction.atomic():
-        held = _lock(rid)
+        held = _lock(rid, now)
         if held.state == Reservation.State.COMMITTED:
             if count is not None and count != held.committed_amount:
                 raise ReservationStateError("Reservation was committed with another amount")
             return _usage(held, message="Reservation was committed previously (idempotent)",
-                          now=now)
+                          committed=held.committed_amount, now=now, balance=balance)
         if held.state != HELD:
             raise ReservationStateError(f"Reservation is {held.state.lower()}")
-        if held.expires_at > now:
-            return _settle(held, count, now)
+        if held.live:
+            return _settle(held, count, now, balance=balance)
         _release_locked(held, now, Reservation.State.EXPIRED)
     raise ReservationStateError("Reservation expired")
 
 
-def _settle(held: Reservation, count: int | None, now: datetime) -> dict[str, Any]:
+def _settle(held: HoldRow, count: int | None, now: datetime, *, balance: bool
+            ) -> dict[str, Any]:
     if count is None:
         count = held.amount
     if count > held.amount:
         raise InvalidAmount(f"Cannot commit {count}: only {held.amount} held", field="amount")
-    settled, returned = _split(_parts(held), count)
+    _finish(held, Reservation.State.COMMITTED, now, committed=count)
+    settled, returned = _split(held.parts, count)
     debits = wallet.debit_rows(held.user_id, settled, action_type=held.action_type,
                                metadata=_debit_metadata(held), first_id=held.pk)
     returns = wallet.return_units(held.user_id, returned,
                                   metadata={"reservation_id": str(held.pk)})
-    _finish(held, Reservation.State.COMMITTED, now, committed=count)
     wallet.emit_created(debits, consumed=True)
     wallet.emit_created(returns)
-    return _usage(held, message="Quota consumed", now=now)
+    return _usage(held, message="Quota consumed", committed=count, now=now, balance=balance)
 
 
-def _release_locked(held: Reservation, now: datetime, state: str) -> None:
-    rows = wallet.return_units(held.user_id, _parts(held),
+def _release_locked(held: HoldRow, now: datetime, state: str) -> None:
+    _finish(held, state, now)
+    rows = wallet.return_units(held.user_id, held.parts,
                                metadata={"reservation_id": str(held.pk)})
     wallet.emit_created(rows)
-    _finish(held, state, now)
 
 
 def release(reservation_id: Any) -> bool:
     """Give a hold back; True when it is (now or already) released, False when committed."""
     rid = parse_reservation_id(reservation_id)
-    now = timezone.now()
-    with transaction.atomic():
-        held = _lock(rid)
-        if held.state == HELD:
-            _release_locked(held, now, Reservation.State.RELEASED)
-            return True
-        return held.state != Reservation.State.COMMITTED
+    for _attempt in range(ATTEMPTS):
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                held = _lock(rid, now)
+                if held.state == HELD:
+                    _release_locked(held, now, Reservation.State.RELEASED)
+                    return True
+                return held.state != Reservation.State.COMMITTED
+        except wallet.StaleBatch:
+            continue
+    raise ReservationStateError("Reservation is being settled concurrently")
 
 
 def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
@@ -219,13 +246,14 @@ def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
             due = Reservation.objects.filter(state=HELD, expires_at__lte=now)
             if user_id is not None:
                 due = due.filter(user_id=user_id)
-            batch = list(due.select_related("product").order_by("id")
-                         .select_for_update(of=("self",))[:chunk])
-            for held in batch:
-                _release_locked(held, now, Reservation.State.EXPIRED)
-        released += len(batch)
-        if len(batch) < chunk:
+            ids = list(due.order_by("id").select_for_update(of=("self",))
+                       .values_list("id", flat=True)[:chunk])
+            for rid in ids:
+                _release_locked(_lock(rid, now), now, Reservation.State.EXPIRED)
+        released += len(ids)
+        if len(ids) < chunk:
             return released
 
 
-__all__ = ["commit", "parse_reservation_id", "release", "release_expired", "reserve", "ttl_delta"]
+__all__ = ["commit", "parse_reservation_id", "place", "release", "release_expired", "reserve",
+           "ttl_delta"]

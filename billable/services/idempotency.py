@@ -1,20 +1,22 @@
 """Idempotency keys backed by a UNIQUE(user, key) constraint, not by a read-then-write check.
 
-The key row is inserted first, inside a savepoint of the caller's transaction. A concurrent
-caller with the same key blocks on the unique index until the first transaction ends: if it
-committed, the insert fails and the caller replays the stored result; if it rolled back, the
-insert succeeds and the caller does the work itself. The lookup is an index probe, so its cost
-does not depend on the size of the user's ledger.
+The key row is inserted first with ``INSERT … ON CONFLICT DO NOTHING`` (no savepoint). A
+concurrent caller with the same key blocks on the unique index until the first transaction
+ends: if it committed, the insert does nothing and the caller replays the stored result; if it
+rolled back, the insert succeeds and the caller does the work itself. The lookup is an index
+probe, so its cost does not depend on the size of the user's ledger.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
+from django.utils import timezone
 
 from billable.exceptions import IdempotencyConflict
 from billable.models import IdempotencyKey
+from billable.services import statements
 from billable.services.validation import fingerprint
 
 
@@ -28,16 +30,12 @@ def claim_key(
     different request raises :class:`IdempotencyConflict`. Must run inside ``atomic()``.
     """
     digest = fingerprint({"operation": operation, **request})
-    try:
-        with transaction.atomic():
-            IdempotencyKey.objects.create(
-                user_id=user_id, key=key, operation=operation, fingerprint=digest, result=result
-            )
+    if statements.insert_key(user_id, key, operation=operation, fingerprint=digest,
+                             result=result, now=timezone.now()):
         return None
-    except IntegrityError:
-        existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
-        if existing is None:
-            raise
+    existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
+    if existing is None:
+        raise IntegrityError(f"idempotency key {key!r} conflicted but cannot be read")
     if existing.fingerprint != digest:
         raise IdempotencyConflict(
             f"Idempotency key '{key}' was already used for a different request",

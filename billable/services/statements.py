@@ -10,6 +10,7 @@ and values are adapted by the model fields, so the statements follow the schema 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -18,7 +19,14 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from billable.models import Product, QuotaBatch, Transaction
+from billable.models import (
+    IdempotencyKey,
+    Product,
+    QuotaBatch,
+    Reservation,
+    ReservationItem,
+    Transaction,
+)
 
 
 @dataclass
@@ -180,5 +188,146 @@ def insert_ledger(rows: list[LedgerRow]) -> None:
         cursor.execute(_insert_sql(conn.vendor, len(rows)), params)
 
 
-__all__ = ["LedgerRow", "Lot", "insert_ledger", "lock_spendable_lots", "spendable_summary",
-           "take"]
+def _prep(model: type[models.Model], name: str, value: Any, conn: BaseDatabaseWrapper) -> Any:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field.get_db_prep_save(value, conn)
+
+
+@cache
+def _values_sql(vendor: str, model: type[models.Model], names: tuple[str, ...], count: int
+                ) -> str:
+    columns = ", ".join(_col(model, name) for name in names)
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    return f"INSERT INTO {_table(model)} ({columns}) VALUES {', '.join([row] * count)}"
+
+
+@cache
+def _fields(model: type[models.Model], names: tuple[str, ...]) -> tuple[models.Field, ...]:
+    found = tuple(model._meta.get_field(name) for name in names)
+    return tuple(f for f in found if isinstance(f, models.Field))
+
+
+def insert_values(model: type[models.Model], names: tuple[str, ...],
+                  rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (values in the order of the field ``names``) in one ``INSERT``."""
+    if not rows:
+        return
+    conn = _conn()
+    fields = _fields(model, names)
+    params = [field.get_db_prep_save(value, conn) for row in rows
+              for field, value in zip(fields, row, strict=True)]
+    with conn.cursor() as cursor:
+        cursor.execute(_values_sql(conn.vendor, model, names, len(rows)), params)
+
+
+KEY_FIELDS = ("user", "key", "operation", "fingerprint", "result", "created_at")
+
+
+@cache
+def _key_sql(vendor: str) -> str:
+    k = IdempotencyKey
+    insert = _values_sql(vendor, k, KEY_FIELDS, 1)
+    return f"{insert} ON CONFLICT ({_col(k, 'user')}, {_col(k, 'key')}) DO NOTHING"
+
+
+def insert_key(user_id: Any, key: str, *, operation: str, fingerprint: str,
+               result: dict[str, Any], now: datetime) -> bool:
+    """Insert an idempotency key row; False when ``(user, key)`` exists (one statement).
+
+    ``ON CONFLICT DO NOTHING`` needs no savepoint: a concurrent insert of the same key makes
+    this statement wait for that transaction, then do nothing (it committed) or insert (it
+    rolled back) — the unique index decides, exactly as with a plain ``INSERT``.
+    """
+    conn = _conn()
+    values = (user_id, key, operation, fingerprint, result, now)
+    params = [field.get_db_prep_save(value, conn)
+              for field, value in zip(_fields(IdempotencyKey, KEY_FIELDS), values, strict=True)]
+    with conn.cursor() as cursor:
+        cursor.execute(_key_sql(conn.vendor), params)
+        return bool(cursor.rowcount == 1)
+
+
+@dataclass
+class HoldRow:
+    """A locked reservation with what settling it needs (its product and its items)."""
+
+    pk: Any
+    user_id: Any
+    product_id: Any
+    amount: int
+    committed_amount: int
+    state: str
+    action_type: str
+    metadata: dict[str, Any]
+    live: bool
+    product_key: str
+    is_entitlement: bool
+    parts: list[tuple[Any, int]]
+
+
+@cache
+def _hold_sql(vendor: str) -> str:
+    r, p, i = Reservation, Product, ReservationItem
+    names = ("id", "user", "product", "amount", "committed_amount", "state", "action_type",
+             "metadata")
+    lock = " FOR UPDATE OF r" if _conn().features.has_select_for_update_of else ""
+    return (
+        f"SELECT {', '.join(f'r.{_col(r, n)}' for n in names)},"
+        f" CASE WHEN r.{_col(r, 'expires_at')} > %s THEN 1 ELSE 0 END,"
+        f" p.{_col(p, 'product_key')}, p.{_col(p, 'product_type')},"
+        f" i.{_col(i, 'quota_batch')}, i.{_col(i, 'amount')}"
+        f" FROM {_table(r)} r"
+        f" INNER JOIN {_table(p)} p ON p.{_col(p, 'id')} = r.{_col(r, 'product')}"
+        f" LEFT JOIN {_table(i)} i ON i.{_col(i, 'reservation')} = r.{_col(r, 'id')}"
+        f" WHERE r.{_col(r, 'id')} = %s ORDER BY i.{_col(i, 'id')}{lock}"
+    )
+
+
+def lock_hold(reservation_id: Any, now: datetime) -> HoldRow | None:
+    """Lock one reservation and read it with its product and items (one query), or ``None``."""
+    conn = _conn()
+    params = [conn.ops.adapt_datetimefield_value(now),
+              _prep(Reservation, "id", reservation_id, conn)]
+    with conn.cursor() as cursor:
+        cursor.execute(_hold_sql(conn.vendor), params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    entitlements = (Product.ProductType.PERIOD, Product.ProductType.UNLIMITED)
+    return HoldRow(
+        pk=reservation_id, user_id=first[1], product_id=first[2], amount=int(first[3]),
+        committed_amount=int(first[4]), state=str(first[5]), action_type=str(first[6]),
+        metadata=_json(first[7]), live=bool(first[8]),
+        product_key=str(first[9]), is_entitlement=first[10] in entitlements,
+        parts=[(row[11], int(row[12])) for row in rows if row[11] is not None],
+    )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A JSON column read by a raw cursor: text on SQLite, text or decoded on PostgreSQL."""
+    decoded = json.loads(value) if isinstance(value, (str, bytes)) else value
+    return dict(decoded) if isinstance(decoded, dict) else {}
+
+
+@cache
+def _finish_sql(vendor: str) -> str:
+    r = Reservation
+    return (f"UPDATE {_table(r)} SET {_col(r, 'state')} = %s, {_col(r, 'committed_amount')} = %s,"
+            f" {_col(r, 'settled_at')} = %s WHERE {_col(r, 'id')} = %s AND {_col(r, 'state')} = %s")
+
+
+def finish_hold(reservation_id: Any, *, state: str, committed: int, now: datetime) -> bool:
+    """Move a ``HELD`` reservation to ``state``; False when it was not ``HELD`` any more."""
+    conn = _conn()
+    params = [state, committed, conn.ops.adapt_datetimefield_value(now),
+              _prep(Reservation, "id", reservation_id, conn), "HELD"]
+    with conn.cursor() as cursor:
+        cursor.execute(_finish_sql(conn.vendor), params)
+        return bool(cursor.rowcount == 1)
+
+
+__all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key", "insert_ledger",
+           "insert_values",
+           "lock_hold", "lock_spendable_lots", "spendable_summary", "take"]

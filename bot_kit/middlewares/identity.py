@@ -22,10 +22,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import cache as memoize
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from bot_kit import keys
 from bot_kit.config import BillingConfig
@@ -107,6 +110,29 @@ def evict_identity(external_id: str) -> None:
         cache.discard(external_id)
 
 
+@memoize
+def _owner_sql(vendor: str) -> str:
+    from billable.models import ExternalIdentity
+
+    meta, quote = ExternalIdentity._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
+    column = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
+    return (f"SELECT {column['user']} FROM {quote(meta.db_table)} "
+            f"WHERE {column['provider']} = %s AND {column['external_id']} = %s")
+
+
+def current_owner(provider: str, external_id: str) -> Any:
+    """The ``user_id`` the identity points to now, or ``None`` (sync; one unique-index probe).
+
+    Hand-written SQL on the ``(provider, external_id)`` unique index: this runs on every
+    update of a cached user, and building the equivalent queryset costs more than running it.
+    """
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_owner_sql(conn.vendor), [provider, external_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def profile_of(tg_user: User) -> dict[str, Any]:
     """The Telegram profile kept in the identity metadata (absent fields are left out)."""
     return {name: getattr(tg_user, name) for name in PROFILE_FIELDS
@@ -144,8 +170,6 @@ class IdentityMiddleware(BaseMiddleware):
 
     async def resolve(self, tg_user: User) -> CachedIdentity:
         """The billing account of ``tg_user`` (one indexed query when cached)."""
-        from billable.models import ExternalIdentity
-
         external_id = str(tg_user.id)
         profile = profile_of(tg_user)
         fingerprint = tuple(sorted(profile.items()))
@@ -154,9 +178,8 @@ class IdentityMiddleware(BaseMiddleware):
         if cached is not None and cached.profile == fingerprint:
             if now - cached.validated_at < self.config.identity_revalidate_after:
                 return cached
-            current = await ExternalIdentity.objects.filter(
-                provider=self.config.identity_provider, external_id=external_id,
-            ).values_list("user_id", flat=True).afirst()
+            current = await sync_to_async(current_owner)(self.config.identity_provider,
+                                                         external_id)
             if current == cached.user_id:
                 if self.config.identity_revalidate_after:
                     self.cache.put(external_id, replace(cached, validated_at=now))
@@ -202,6 +225,7 @@ __all__ = [
     "CachedIdentity",
     "IdentityCache",
     "IdentityMiddleware",
+    "current_owner",
     "evict_identity",
     "evict_users",
     "profile_of",

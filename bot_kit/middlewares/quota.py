@@ -16,7 +16,6 @@ attempt failed and released its hold the handler runs again with a fresh hold.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,31 +50,46 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
                ttl: int | None = None) -> Hold:
     """Hold the units for an update (sync; one thread hop from the middleware).
 
-    Each attempt tags its hold with a fresh nonce in the metadata; when ``reserve_quota``
-    answers with a hold that carries another nonce, the key was used before (a redelivery)
-    and that hold's state decides. A concurrent redelivery waits on the idempotency key's
-    unique index, so it always sees the first attempt. Raises ``QuotaExhausted`` /
-    ``InsufficientFunds`` when the balance is too low.
+    The hold is placed through the ledger's ``holds.place`` — the code behind
+    ``reserve_quota``, with the same validation — which also says whether the hold is new or an
+    idempotent replay of ``key`` (a redelivery); for a replay the earlier hold's state decides.
+    A concurrent redelivery waits on the idempotency key's unique index, so it always sees the
+    first attempt. Raises ``QuotaExhausted`` / ``InsufficientFunds`` when the balance is too low.
     """
     from billable.models.ledger import Reservation
-    from billable.services import TransactionService
+    from billable.services import holds
+    from billable.services.validation import (
+        coerce_user_id,
+        normalize_product_key,
+        optional_key,
+        positive_int,
+    )
 
+    owner = coerce_user_id(user_id)
+    product_key = normalize_product_key(requirement.product_key)
+    amount = positive_int(requirement.amount)
+    lifetime = holds.ttl_delta(ttl)
     for _ in range(MAX_ATTEMPTS):
-        nonce = uuid.uuid4().hex
-        reservation_id = str(TransactionService.reserve_quota(
-            user_id, requirement.product_key, requirement.amount, ttl=ttl, idempotency_key=key,
-            metadata={"source": "bot_kit", "attempt": nonce}))
-        found = Reservation.objects.filter(pk=reservation_id).values_list(
-            "state", "metadata").first()
-        state, metadata = found if found is not None else (None, {})
-        if (metadata or {}).get("attempt") == nonce:
+        reservation_id, fresh = holds.place(
+            owner, product_key, amount, ttl=lifetime, idempotency_key=optional_key(key),
+            metadata={"source": "bot_kit"}, action_type="usage")
+        if fresh:
             return Hold(reservation_id, run=True)
+        state = Reservation.objects.filter(pk=reservation_id).values_list(
+            "state", flat=True).first()
         if state == Reservation.State.COMMITTED:
             return Hold(reservation_id, run=False, reason="already_charged")
         if state == Reservation.State.HELD:
             return Hold(reservation_id, run=False, reason="in_progress")
         key = f"{key}:retry:{reservation_id}"
     return Hold(None, run=False, reason="too_many_attempts")
+
+
+def settle_hold(reservation_id: str | None) -> None:
+    """Charge a hold after the handler returned (sync; the balance is not read back)."""
+    from billable.services import holds
+
+    holds.commit(reservation_id, balance=False)
 
 
 class QuotaMiddleware(BaseMiddleware):
@@ -152,10 +166,10 @@ class QuotaMiddleware(BaseMiddleware):
                 logger.exception("Could not release hold %s", hold.reservation_id)
             raise
         try:
-            await TransactionService.acommit_reservation(hold.reservation_id)
+            await sync_to_async(settle_hold)(hold.reservation_id)
         except Exception:
             logger.exception("Could not commit hold %s (it will expire)", hold.reservation_id)
         return result
 
 
-__all__ = ["Hold", "QuotaMiddleware", "hold_quota"]
+__all__ = ["Hold", "QuotaMiddleware", "hold_quota", "settle_hold"]

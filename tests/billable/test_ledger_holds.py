@@ -19,6 +19,7 @@ from billable.exceptions import (
 from billable.models import QuotaBatch, Reservation, Transaction
 from billable.services import TransactionService
 from tests.billable.ledger_support import ledger, ledger_rows, make_batch
+from tests.helpers import requires_postgres, run_in_threads
 
 pytestmark = pytest.mark.django_db
 __all__ = ["ledger"]
@@ -182,3 +183,88 @@ def test_holds_on_entitlements_never_deplete(user, make_product):
     assert result["metadata"]["requested_amount"] == 3
     assert Transaction.objects.get(direction="DEBIT").amount == 0
     assert consistent()
+
+
+def test_commit_reports_held_metadata_and_keeps_it_on_the_debits(user, credits):
+    make_batch(user, credits, 5)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 2, metadata={"job": 7})
+    result = TransactionService.commit_reservation(rid)
+    assert result["metadata"] == {"job": 7, "reservation_id": rid}
+    debit = Transaction.objects.get(direction="DEBIT")
+    assert str(debit.pk) == rid and debit.metadata == {"job": 7, "reservation_id": rid}
+    hold = Reservation.objects.get(pk=rid)
+    assert (hold.state, hold.committed_amount, hold.settled_at is not None) == (
+        "COMMITTED", 2, True)
+
+
+def test_a_stale_settle_is_retried_and_replays(user, credits, monkeypatch):
+    """A hold read as HELD but settled meanwhile (SQLite has no row locks) is not settled twice."""
+    from dataclasses import replace
+
+    from billable.services import holds, statements
+
+    make_batch(user, credits, 5)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 2)
+    TransactionService.commit_reservation(rid)
+    real_lock = statements.lock_hold
+    reads = []
+
+    def stale_lock(reservation_id, now):
+        found = real_lock(reservation_id, now)
+        reads.append(found.state)
+        return replace(found, state="HELD") if len(reads) == 1 else found
+
+    monkeypatch.setattr(holds.statements, "lock_hold", stale_lock)
+    result = holds.commit(rid)
+    assert reads == ["COMMITTED", "COMMITTED"]
+    assert "idempotent" in result["message"] and result["usage_id"] == rid
+    assert Transaction.objects.filter(direction="DEBIT").count() == 1
+    assert TransactionService.get_balance(user.id, "CREDITS") == 3
+    assert consistent()
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_commits_and_releases_settle_a_hold_once(user, make_product):
+    credits = make_product("CREDITS")
+    make_batch(user, credits, 10)
+    rids = [TransactionService.reserve_quota(user.id, "CREDITS", 2) for _ in range(3)]
+
+    def settle(index: int):
+        rid = rids[index % 3]
+        if index % 2:
+            return TransactionService.release_reservation(rid)
+        try:
+            return TransactionService.commit_reservation(rid)["usage_id"]
+        except ReservationStateError:
+            return "refused"
+
+    results = run_in_threads(12, settle)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    states = {str(r.pk): r.state for r in Reservation.objects.all()}
+    debits = Transaction.objects.filter(direction="DEBIT")
+    assert {str(d.pk) for d in debits} == {r for r, s in states.items() if s == "COMMITTED"}
+    assert all(d.amount == 2 for d in debits)
+    held = sum(2 for s in states.values() if s == "COMMITTED")
+    assert TransactionService.get_balance(user.id, "CREDITS") == 10 - held
+    assert consistent()
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_reserves_with_one_key_hold_once(user, make_product):
+    credits = make_product("CREDITS")
+    make_batch(user, credits, 10)
+    results = run_in_threads(8, lambda i: holds_place(user.id))
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert len({rid for rid, _fresh in results}) == 1
+    assert sorted(fresh for _rid, fresh in results) == [False] * 7 + [True]
+    assert TransactionService.get_balance(user.id, "CREDITS") == 7
+    assert consistent()
+
+
+def holds_place(user_id):
+    from billable.services import holds
+
+    return holds.place(user_id, "CREDITS", 3, ttl=timedelta(minutes=5), idempotency_key="one",
+                       metadata={}, action_type="usage")

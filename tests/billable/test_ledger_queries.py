@@ -7,8 +7,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billable.models import Order, OrderItem
-from billable.services import TransactionService
+from billable.models import Order, OrderItem, Transaction
+from billable.services import TransactionService, holds
 from tests.billable.ledger_support import make_batch
 
 pytestmark = pytest.mark.django_db
@@ -83,3 +83,53 @@ def test_grant_many_is_constant_in_the_number_of_lines(user, make_product, make_
     with CaptureQueriesContext(connection) as many:
         TransactionService.grant_many(user.id, [(o, None) for o in offers])
     assert len(data_statements(many)) == len(data_statements(one)) == 4
+
+
+@pytest.mark.parametrize("key", [None, "hold-1"])
+def test_reserve_touching_one_batch_costs_at_most_five_statements(user, credits, key):
+    make_batch(user, credits, 10)
+    with CaptureQueriesContext(connection) as ctx:
+        rid = TransactionService.reserve_quota(user.id, "CREDITS", 3, idempotency_key=key)
+    assert TransactionService.get_balance(user.id, "CREDITS") == 7
+    # (key INSERT) + SELECT … FOR UPDATE + UPDATE batch + INSERT hold + INSERT items
+    statements = data_statements(ctx)
+    assert len(statements) == (5 if key else 4), statements
+    with CaptureQueriesContext(connection) as ctx:
+        again = TransactionService.reserve_quota(user.id, "CREDITS", 3, idempotency_key=key)
+    if key:  # a replay is the key INSERT that does nothing, plus the read of the stored row
+        assert again == rid and len(data_statements(ctx)) == 2
+
+
+def test_commit_of_a_whole_hold_costs_four_statements(user, credits):
+    make_batch(user, credits, 2, age_days=2)
+    make_batch(user, credits, 10, age_days=1)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 5)
+    with CaptureQueriesContext(connection) as ctx:
+        result = TransactionService.commit_reservation(rid)
+    assert (result["amount"], result["remaining"]) == (5, 7)
+    # lock hold + items + product, UPDATE hold, one multi-row DEBIT INSERT, balance read
+    assert len(data_statements(ctx)) == 4, data_statements(ctx)
+    assert Transaction.objects.filter(direction="DEBIT").count() == 2
+
+
+def test_commit_without_balance_skips_the_balance_read(user, credits):
+    make_batch(user, credits, 10)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 4)
+    with CaptureQueriesContext(connection) as ctx:
+        result = holds.commit(rid, balance=False)
+    assert (result["success"], result["amount"], result["remaining"]) == (True, 4, None)
+    assert len(data_statements(ctx)) == 3, data_statements(ctx)
+    assert TransactionService.get_balance(user.id, "CREDITS") == 6
+    assert TransactionService.check_ledger() == []
+
+
+def test_partial_commit_returns_the_rest_with_a_constant_number_of_statements(user, credits):
+    for age in range(4):
+        make_batch(user, credits, 2, age_days=age)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 8)
+    with CaptureQueriesContext(connection) as ctx:
+        result = TransactionService.commit_reservation(rid, 3)
+    assert (result["amount"], result["remaining"]) == (3, 5)
+    # + one conditional UPDATE per batch that gets units back
+    assert len(data_statements(ctx)) == 4 + 3, data_statements(ctx)
+    assert TransactionService.check_ledger() == []
