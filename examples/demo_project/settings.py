@@ -68,7 +68,10 @@ def database_from_url(url: str | None) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": parsed.hostname or "127.0.0.1",
         "PORT": str(parsed.port or 5432),
-        "CONN_MAX_AGE": 60,
+        # A connection pool (psycopg-pool, Django >= 5.1): under ASGI every request runs in a
+        # fresh thread, so persistent per-thread connections (CONN_MAX_AGE) would pile up.
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}},
     }
 
 
