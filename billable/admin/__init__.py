@@ -12,6 +12,7 @@ from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, Pr
 from billable.admin.customers import CustomerAdmin
 from billable.admin.identities import ExternalIdentityAdmin, ReferralAdmin, TrialHistoryAdmin
 from billable.admin.ledger import (
+    CustomerMergeAdmin,
     IdempotencyKeyAdmin,
     QuotaBatchAdmin,
     ReadOnlyAdminMixin,
@@ -37,6 +38,7 @@ __all__ = [
     "OFFER_ITEMS_COLUMNS",
     "PRODUCT_IMPORT_EXPORT_FIELDS",
     "CustomerAdmin",
+    "CustomerMergeAdmin",
     "ExternalIdentityAdmin",
     "IdempotencyKeyAdmin",
     "OfferAdmin",

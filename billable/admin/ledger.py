@@ -17,7 +17,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billable.admin.reports import admin_url, batch_source, batch_state_label, related_document
-from billable.models import IdempotencyKey, QuotaBatch, Reservation, ReservationItem, Transaction
+from billable.models import (
+    CustomerMerge,
+    IdempotencyKey,
+    QuotaBatch,
+    Reservation,
+    ReservationItem,
+    Transaction,
+)
 
 _USER_SEARCH = f"user__{get_user_model().USERNAME_FIELD}"
 #: Ledger rows shown on a batch page (the rest are one click away, filtered).
@@ -174,3 +181,13 @@ class IdempotencyKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def customer(self, obj: IdempotencyKey) -> str:
         url = admin_url("billable.customer", obj.user_id)
         return format_html('<a href="{}">{}</a>', url or "#", obj.user)
+
+
+@admin.register(CustomerMerge)
+class CustomerMergeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit trail of customer merges (written by ``CustomerService.merge_customers``)."""
+
+    list_display = ("created_at", "source_id_value", "target_id_value")
+    search_fields = ("source_id_value", "target_id_value")
+    readonly_fields = ("created_at", "source_user", "target_user", "source_id_value",
+                       "target_id_value", "stats")

@@ -9,12 +9,14 @@ from billable.models.ledger import (
     ReservationItem,
     Transaction,
 )
+from billable.models.merges import CustomerMerge
 from billable.models.orders import Order, OrderItem
 from billable.models.referrals import Referral
 from billable.models.trials import TrialHistory
 
 __all__ = [
     "Customer",
+    "CustomerMerge",
     "ExternalIdentity",
     "IdempotencyKey",
     "Offer",

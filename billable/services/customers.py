@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from billable.exceptions import IdentityConflict, MergeError, UserNotFound
 from billable.models import (
+    CustomerMerge,
     ExternalIdentity,
     IdempotencyKey,
     Order,
@@ -153,6 +154,9 @@ class CustomerService:
             _move_idempotency_keys(target, source)
             stats["moved_referrals"] = _move_referrals(target, source)
             _reconcile_trials(target, source)
+            CustomerMerge.objects.create(target_user_id=target, source_user_id=source,
+                                         target_id_value=str(target),
+                                         source_id_value=str(source), stats=stats)
             send_on_commit(customers_merged, sender=cls, target_user_id=target,
                            source_user_id=source)
         logger.info("Merged customer %s into %s: %s", source, target, stats)

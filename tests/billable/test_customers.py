@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 
 from billable.exceptions import IdentityConflict, MergeError, UserNotFound
 from billable.models import (
+    CustomerMerge,
     ExternalIdentity,
     IdempotencyKey,
     Order,
@@ -56,6 +57,9 @@ def test_merge_moves_orders_ledger_identities_and_referrals(mode, pair, pack, ma
     assert TransactionService.get_balance(target.id, "TEST_PROD") == 7
     assert TransactionService.get_balance(source.id, "TEST_PROD") == 0
     assert TransactionService.check_ledger() == []
+    record = CustomerMerge.objects.get()
+    assert (record.target_user_id, record.source_user_id) == (target.id, source.id)
+    assert record.stats["moved_transactions"] == 2
 
 
 def test_merge_errors(pair):
@@ -186,3 +190,10 @@ def test_customers_merged_after_commit(pair, django_capture_on_commit_callbacks)
         customers_merged.disconnect(receiver)
     assert seen == [(target.id, source.id)]
     assert stats["moved_orders"] == 0
+
+
+def test_refused_merge_leaves_no_record(pair):
+    target, _ = pair
+    with pytest.raises(MergeError):
+        CustomerService.merge_customers(target.id, target.id)
+    assert not CustomerMerge.objects.exists()
