@@ -246,14 +246,21 @@ def _apply_product_row(row: Row) -> bool:
     return created
 
 
-def import_products_csv(source: CsvSource, *, strict: bool = False) -> ImportResult:
-    """Upsert products by ``product_key`` (any case) from CSV; offers are never touched."""
+def _open_import(source: CsvSource, fields: Any, *, strict: bool) -> tuple[ImportResult, Any]:
+    """A fresh ``ImportResult`` and the file's rows, or ``None`` rows after a header error."""
     result = ImportResult(strict=strict)
     try:
-        rows = _read_rows(source, PRODUCT_CSV_FIELDS)
+        return result, _read_rows(source, fields)
     except _RowError as exc:
         result.header_error = True
         result.errors.append(str(exc))
+        return result, None
+
+
+def import_products_csv(source: CsvSource, *, strict: bool = False) -> ImportResult:
+    """Upsert products by ``product_key`` (any case) from CSV; offers are never touched."""
+    result, rows = _open_import(source, PRODUCT_CSV_FIELDS, strict=strict)
+    if rows is None:
         return result
     seen: set[str] = set()
     with transaction.atomic():
@@ -372,12 +379,8 @@ def import_offers_csv(source: CsvSource, *, strict: bool = False) -> ImportResul
     Offer fields come from the first row of each group. When any row of a group names a
     ``product_key`` the offer's items are replaced by the file's; otherwise they are kept.
     """
-    result = ImportResult(strict=strict)
-    try:
-        rows = _read_rows(source, OFFER_CSV_HEADERS)
-    except _RowError as exc:
-        result.header_error = True
-        result.errors.append(str(exc))
+    result, rows = _open_import(source, OFFER_CSV_HEADERS, strict=strict)
+    if rows is None:
         return result
     with transaction.atomic():
         for sku, group in _group_by_sku(rows, result).items():

@@ -95,16 +95,23 @@ async def test_subscription_lifecycle(make_dp: Any, config: BillingConfig, bot: 
     assert texts_sent(session)[-1].startswith("You have run out of Pro access")
 
 
+async def subscribe_and_pay_first(dp: Any, bot: Bot, session: FakeSession,
+                                  updates: UpdateFactory, tg_user: Any) -> str:
+    """/subscribe, then the first recurring payment (charge ``first``); return the payload."""
+    await dp.feed_update(bot, updates.command("subscribe", user=tg_user))
+    payload = session.calls_to("createInvoiceLink")[0].params["payload"]
+    await dp.feed_update(bot, updates.successful_payment(
+        payload=payload, total_amount=100, user=tg_user, charge_id="first", is_recurring=True,
+        is_first_recurring=True, subscription_expiration_date=int(time.time()) + 30 * DAY))
+    return str(payload)
+
+
 async def test_cancel_and_reenable_through_edit_user_star_subscription(
         make_dp: Any, config: BillingConfig, bot: Bot, session: FakeSession,
         updates: UpdateFactory, catalog: dict) -> None:
     dp = make_dp(config)
     alice = updates.user()
-    await dp.feed_update(bot, updates.command("subscribe", user=alice))
-    payload = session.calls_to("createInvoiceLink")[0].params["payload"]
-    await dp.feed_update(bot, updates.successful_payment(
-        payload=payload, total_amount=100, user=alice, charge_id="first", is_recurring=True,
-        is_first_recurring=True, subscription_expiration_date=int(time.time()) + 30 * DAY))
+    await subscribe_and_pay_first(dp, bot, session, updates, alice)
     await dp.feed_update(bot, updates.command("subscribe", user=alice))
     markup = session.calls_to("sendMessage")[-1].params["reply_markup"]
     assert markup["inline_keyboard"][0][0]["callback_data"] == SubscriptionAction(
@@ -131,10 +138,6 @@ async def test_precheckout_of_a_known_subscription_renewal_is_approved(
         updates: UpdateFactory, catalog: dict) -> None:
     dp = make_dp(config)
     alice = updates.user()
-    await dp.feed_update(bot, updates.command("subscribe", user=alice))
-    payload = session.calls_to("createInvoiceLink")[0].params["payload"]
-    await dp.feed_update(bot, updates.successful_payment(
-        payload=payload, total_amount=100, user=alice, charge_id="first", is_recurring=True,
-        is_first_recurring=True, subscription_expiration_date=int(time.time()) + 30 * DAY))
+    payload = await subscribe_and_pay_first(dp, bot, session, updates, alice)
     assert (await pre_checkout(dp, bot, session, updates, alice, payload, 100))["ok"] is True
     assert (await pre_checkout(dp, bot, session, updates, alice, payload, 99))["ok"] is False
