@@ -9,6 +9,7 @@ Works both ways::
 ``billable_default_api``, as in 0.2). The OpenAPI document (``openapi.json``) and the Swagger UI
 (``docs``) exist only while ``BILLABLE_SHOW_DOCS`` is true (checked per request) and require the
 bearer token too, or a logged-in staff session (so the docs open in a browser from the admin).
+``health`` is the readiness endpoint (``billable.health``): unauthenticated, ``200`` or ``503``.
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ def build_api(*, urls_namespace: str = URLS_NAMESPACE) -> NinjaAPI:
         docs_decorator=docs_guard,
     )
     api.add_router("", router)
+    api.get("/health", auth=None, include_in_schema=False)(health)
     return api
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    """Readiness of this process (see ``billable.health``); never cached."""
+    from billable.health import areadiness
+
+    ready, body = await areadiness()
+    response = JsonResponse(body, status=200 if ready else 503)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 api = build_api()
 
 urlpatterns = [path("", api.urls)]
 
-__all__ = ["URLS_NAMESPACE", "api", "build_api", "docs_guard", "urlpatterns"]
+__all__ = ["URLS_NAMESPACE", "api", "build_api", "docs_guard", "health", "urlpatterns"]

@@ -1,4 +1,5 @@
-"""Admin of the purchase flow: payments are read-only; refunds can be re-armed or requested."""
+"""Admin of the purchase flow and the inbox: payments are read-only; refunds can be re-armed
+or requested; dead-lettered inbox updates can be re-queued."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from bot_kit.models import RefundRequest, StarSubscription, TelegramPayment
+from bot_kit.models import InboxUpdate, RefundRequest, StarSubscription, TelegramPayment
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -85,3 +86,25 @@ class StarSubscriptionAdmin(ReadOnlyAdmin):
     list_filter = ("state", "sku")
     search_fields = ("telegram_user_id", "first_charge_id", "last_charge_id")
     list_select_related = ("user",)
+
+
+@admin.register(InboxUpdate)
+class InboxUpdateAdmin(ReadOnlyAdmin):
+    """The durable inbox: what arrived, what is pending, what failed (dead letters)."""
+
+    list_display = ("update_id", "bot_id", "kind", "state", "attempts", "available_at",
+                    "last_error", "created_at", "done_at")
+    list_filter = ("state", "kind", "bot_id")
+    search_fields = ("=update_id",)
+    date_hierarchy = "created_at"
+    actions = ("requeue",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    @admin.action(description="Re-queue the selected updates (dead or pending) now")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[InboxUpdate]) -> None:
+        from bot_kit.inbox.store import requeue
+
+        count = requeue(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} update(s) re-queued.")

@@ -10,3 +10,9 @@ class BotKitConfig(AppConfig):
     label = "bot_kit"
     verbose_name = "Billing bot kit"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from bot_kit import checks, health
+
+        health.register()
+        checks.register_all()

@@ -15,15 +15,19 @@ PrecheckoutValidator = Callable[[Any, Any], Awaitable[str | None]]
 
 @dataclass(frozen=True)
 class Throttle:
-    """Per-user rate limit of gated commands: at most ``limit`` updates per ``window`` seconds."""
+    """Per-user rate limit of gated commands: at most ``limit`` updates per ``window`` seconds.
+
+    A backend that fails or takes longer than ``timeout`` seconds lets the update through.
+    """
 
     limit: int = 1
     window: float = 1.0
     backend: ThrottleBackend | None = None
+    timeout: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.limit < 1 or self.window <= 0:
-            raise ValueError("Throttle needs limit >= 1 and window > 0")
+        if self.limit < 1 or self.window <= 0 or self.timeout <= 0:
+            raise ValueError("Throttle needs limit >= 1, window > 0 and timeout > 0")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ BILLING_LANG = "billing_lang"
 BILLING_BALANCE = "billing_balance"
 #: Handler flag read by the quota middleware (set by ``@requires_quota``).
 QUOTA_FLAG = "billable_quota"
+#: True when the inbox hands out an update whose previous worker died mid-way (lease expired).
+INBOX_TAKEOVER = "inbox_takeover"
+#: The attempt number of an update processed from the inbox (1 for the first).
+INBOX_ATTEMPT = "inbox_attempt"
 
 __all__ = [
     "BILLING",
@@ -26,5 +30,7 @@ __all__ = [
     "BILLING_LANG",
     "BILLING_USER",
     "BILLING_USER_ID",
+    "INBOX_ATTEMPT",
+    "INBOX_TAKEOVER",
     "QUOTA_FLAG",
 ]

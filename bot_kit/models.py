@@ -107,6 +107,8 @@ class RefundRequest(models.Model):
     payment = models.OneToOneField(TelegramPayment, on_delete=models.PROTECT,
                                    related_name="refund_request")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    claimed_by = models.CharField(max_length=64, blank=True, default="",
+                                  help_text="Lease token of the worker calling Telegram now.")
     reason = models.CharField(max_length=255, blank=True, default="")
     requested_by = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
@@ -129,4 +131,49 @@ class RefundRequest(models.Model):
         return f"refund of {self.payment_id} ({self.state})"
 
 
-__all__ = ["RefundRequest", "StarSubscription", "TelegramPayment"]
+class InboxUpdate(models.Model):
+    """One Telegram update, committed before Telegram is told it arrived (the durable inbox).
+
+    The webhook view and the polling loop insert the raw update (UNIQUE per bot and
+    ``update_id``, so a redelivery is a no-op) and only then acknowledge it; workers claim due
+    rows with a lease (``available_at`` moved ahead, ``claimed_by`` set), renew the lease while
+    the handler runs, and mark the row ``done`` — or ``dead`` after too many failed attempts
+    (visible and re-queueable in the admin).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        DEAD = "dead", "Dead (needs a look)"
+
+    bot_id = models.BigIntegerField()
+    update_id = models.BigIntegerField()
+    kind = models.CharField(max_length=40, blank=True, default="",
+                            help_text="The update type (message, pre_checkout_query …).")
+    payload = models.JSONField(help_text="The update as Telegram sent it.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    available_at = models.DateTimeField(default=timezone.now,
+                                        help_text="Due time, or the end of the current lease.")
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "bot_kit_inbox"
+        ordering = ["available_at", "id"]
+        verbose_name = "inbox update"
+        indexes = [models.Index(fields=["state", "available_at"], name="bot_kit_inbox_due_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["bot_id", "update_id"],
+                                    name="bot_kit_inbox_unique_update"),
+            models.CheckConstraint(condition=Q(state__in=["pending", "done", "dead"]),
+                                   name="bot_kit_inbox_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"update {self.update_id} of bot {self.bot_id} ({self.state})"
+
+
+__all__ = ["InboxUpdate", "RefundRequest", "StarSubscription", "TelegramPayment"]

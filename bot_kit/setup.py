@@ -61,6 +61,12 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
     return routers
 
 
+def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
+    """The ``BillingConfig`` that ``setup_billing`` installed on ``dp`` (``None`` if none)."""
+    config = getattr(dp, "_bot_kit_config", None)
+    return config if isinstance(config, BillingConfig) else None
+
+
 def inline_magic_filters(router: Router) -> None:
     """Evaluate the magic filters (``F.successful_payment`` …) of ``router`` and its children
     in the event loop.
@@ -108,4 +114,4 @@ def _billing_error_handler(config: BillingConfig) -> Any:
     return on_billing_error
 
 
-__all__ = ["GATED_EVENTS", "inline_magic_filters", "setup_billing"]
+__all__ = ["GATED_EVENTS", "billing_config", "inline_magic_filters", "setup_billing"]

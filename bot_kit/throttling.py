@@ -3,15 +3,30 @@
 A backend answers one question, ``await backend.hit(key, limit=..., window=...)``: ``0.0``
 when the call is allowed, otherwise the number of seconds until the caller may retry. Both
 backends use a fixed window (``limit`` hits per ``window`` seconds).
+
+Throttling is never on the money path: :func:`allowed` gives a backend ``Throttle.timeout``
+seconds, and a backend that fails or is slow (Redis down) lets the update through — it fails
+open, with one warning when the outage starts and one line when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from bot_kit.resilience import Outage
+
+if TYPE_CHECKING:
+    from bot_kit.config import Throttle
+
+logger = logging.getLogger("bot_kit.throttling")
+_OUTAGES: weakref.WeakKeyDictionary[Any, Outage] = weakref.WeakKeyDictionary()
 
 
 @runtime_checkable
@@ -69,4 +84,27 @@ class RedisThrottle:
         return max(int(ttl_ms), 1) / 1000.0
 
 
-__all__ = ["MemoryThrottle", "RedisThrottle", "ThrottleBackend"]
+def _outage(backend: Any) -> Outage:
+    outage = _OUTAGES.get(backend)
+    if outage is None:
+        outage = _OUTAGES[backend] = Outage(
+            f"throttle backend {type(backend).__name__} (failing open)", logger)
+    return outage
+
+
+async def allowed(throttle: Throttle, key: str) -> float:
+    """``throttle.backend.hit`` within ``throttle.timeout`` seconds; ``0.0`` when it fails."""
+    backend = throttle.backend
+    if backend is None:
+        return 0.0
+    try:
+        async with asyncio.timeout(throttle.timeout):
+            wait = await backend.hit(key, limit=throttle.limit, window=throttle.window)
+    except Exception as exc:
+        _outage(backend).failed(exc)
+        return 0.0
+    _outage(backend).recovered()
+    return wait
+
+
+__all__ = ["MemoryThrottle", "RedisThrottle", "ThrottleBackend", "allowed"]

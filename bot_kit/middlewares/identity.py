@@ -33,6 +33,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from bot_kit import keys
 from bot_kit.config import BillingConfig
 from bot_kit.facade import BillingFacade
+from bot_kit.resilience import describe, is_transient
 from bot_kit.texts import pick_language
 
 logger = logging.getLogger("bot_kit.identity")
@@ -160,8 +161,12 @@ class IdentityMiddleware(BaseMiddleware):
         if tg_user is not None:
             try:
                 entry = await self.resolve(tg_user)
-            except Exception:
-                logger.exception("Could not resolve Telegram user %s", tg_user.id)
+            except Exception as exc:
+                if is_transient(exc):  # one line, no traceback: the database is unreachable
+                    logger.warning("Could not resolve Telegram user %s: %s", tg_user.id,
+                                   describe(exc))
+                else:
+                    logger.exception("Could not resolve Telegram user %s", tg_user.id)
             else:
                 data[keys.BILLING_USER] = entry.user
                 data[keys.BILLING_USER_ID] = entry.user_id

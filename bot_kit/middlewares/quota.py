@@ -10,7 +10,13 @@ For a gated handler the middleware:
 
 A redelivered update (same bot, same ``update_id``) finds its hold: when it was already charged
 or is still being processed the handler is **not** run again (logged at INFO); when the first
-attempt failed and released its hold the handler runs again with a fresh hold.
+attempt failed and released its hold the handler runs again with a fresh hold. When the inbox
+hands the update out as a *takeover* (the worker of the first attempt died: its lease ran out)
+a hold still ``HELD`` belongs to that dead attempt: it is released and the handler runs again
+with a fresh hold, so the user gets an answer and is charged at most once.
+
+A throttle backend that fails (Redis down) lets the update through: throttling fails open with
+one warning per outage (``bot_kit.throttling.allowed``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from bot_kit.config import BillingConfig
 from bot_kit.decorators import QuotaRequirement
 from bot_kit.paywall import notify, send_paywall
 from bot_kit.texts import error_text, get_text
+from bot_kit.throttling import allowed
 
 logger = logging.getLogger("bot_kit.quota")
 
@@ -47,17 +54,19 @@ class Hold:
 
 
 def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
-               ttl: int | None = None) -> Hold:
+               ttl: int | None = None, takeover: bool = False) -> Hold:
     """Hold the units for an update (sync; one thread hop from the middleware).
 
     The hold is placed through the ledger's ``holds.place`` — the code behind
     ``reserve_quota``, with the same validation — which also says whether the hold is new or an
     idempotent replay of ``key`` (a redelivery); for a replay the earlier hold's state decides.
     A concurrent redelivery waits on the idempotency key's unique index, so it always sees the
-    first attempt. Raises ``QuotaExhausted`` / ``InsufficientFunds`` when the balance is too low.
+    first attempt. With ``takeover`` a ``HELD`` replay is released (its attempt is dead) and a
+    fresh hold is placed. Raises ``QuotaExhausted`` / ``InsufficientFunds`` when the balance is
+    too low.
     """
     from billable.models.ledger import Reservation
-    from billable.services import holds
+    from billable.services import TransactionService, holds
     from billable.services.validation import (
         coerce_user_id,
         normalize_product_key,
@@ -80,7 +89,11 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
         if state == Reservation.State.COMMITTED:
             return Hold(reservation_id, run=False, reason="already_charged")
         if state == Reservation.State.HELD:
-            return Hold(reservation_id, run=False, reason="in_progress")
+            if not takeover:
+                return Hold(reservation_id, run=False, reason="in_progress")
+            TransactionService.release_reservation(reservation_id)
+            logger.info("hold %s of a dead attempt released; running %s again",
+                        reservation_id, key)
         key = f"{key}:retry:{reservation_id}"
     return Hold(None, run=False, reason="too_many_attempts")
 
@@ -122,8 +135,7 @@ class QuotaMiddleware(BaseMiddleware):
         throttle = self.config.throttle
         if throttle is None or throttle.backend is None:
             return True
-        wait = await throttle.backend.hit(f"{bot.id}:{user_id}", limit=throttle.limit,
-                                          window=throttle.window)
+        wait = await allowed(throttle, f"{bot.id}:{user_id}")
         if wait <= 0:
             return True
         seconds = max(int(wait + 0.999), 1)
@@ -140,7 +152,8 @@ class QuotaMiddleware(BaseMiddleware):
         key = f"tg:{bot.id}:{update_id}:{requirement.product_key}"
         try:
             hold: Hold = await sync_to_async(hold_quota)(
-                user_id, requirement, key, ttl=self.config.reservation_ttl)
+                user_id, requirement, key, ttl=self.config.reservation_ttl,
+                takeover=bool(data.get(keys.INBOX_TAKEOVER)))
         except QuotaError:
             await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
                                config=self.config)

@@ -1,8 +1,9 @@
 """Refunds through a durable outbox of ``refundStarPayment`` calls.
 
 ``request_refund`` writes a ``RefundRequest`` row (one per payment). ``RefundOutbox`` works the
-due rows: it claims them in a short transaction (a lease moves ``next_attempt_at`` ahead so a
-second worker skips them), calls the Bot API outside any transaction, then records the outcome.
+due rows one at a time: it claims a row in a short transaction (a lease moves
+``next_attempt_at`` ahead and a token marks the holder, so a second worker skips it), calls the
+Bot API outside any transaction while a heartbeat renews the lease, then records the outcome.
 Success — or Telegram saying ``CHARGE_ALREADY_REFUNDED`` — marks the row done and reverses the
 grant with ``OrderService.refund_order`` in the same transaction, exactly once. ``429`` waits the
 ``retry_after`` Telegram asked for; other transient failures back off exponentially; a
@@ -12,7 +13,9 @@ permanent ``400`` or too many attempts marks the row ``failed`` (visible in the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.errors import PaymentNotFound, RefundNotAllowed
+from bot_kit.resilience import Outage, arecycle, backoff, describe, is_transient, recycle
 
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher
@@ -114,34 +119,42 @@ async def arecord_refunded(charge_id: str) -> TelegramPayment | None:
 
 @dataclass(frozen=True)
 class RefundJob:
-    """A claimed outbox row: what the Bot API call needs."""
+    """A claimed outbox row: what the Bot API call needs, and the lease token that holds it."""
 
     request_id: int
     charge_id: str
     telegram_user_id: int
     attempts: int
+    token: str = ""
 
 
 class RefundOutbox:
-    """Works the refund outbox; ``clock`` is injectable so tests move time instead of sleeping."""
+    """Works the refund outbox; ``clock`` is injectable so tests move time instead of sleeping.
+
+    One row is claimed at a time, under a lease of ``lease`` seconds that a heartbeat renews
+    every ``lease / 3`` seconds while ``refundStarPayment`` is in flight: however slow Telegram
+    is, no second worker calls it for the same charge while this one is alive.
+    """
 
     def __init__(self, bot: Bot, *, clock: Callable[[], datetime] = timezone.now,
                  base_delay: float = 5.0, max_delay: float = 3600.0, max_attempts: int = 10,
-                 lease: float = 120.0) -> None:
+                 lease: float = 60.0) -> None:
         self.bot = bot
         self.clock = clock
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_attempts = max_attempts
         self.lease = lease
+        self.database = Outage("database (refund outbox)", logger)
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure (doubling, capped)."""
-        return float(min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0)))
+        return backoff(attempts, base=self.base_delay, cap=self.max_delay)
 
-    def claim_due(self, *, limit: int = 20, only: int | None = None) -> list[RefundJob]:
+    def claim_due(self, *, limit: int = 1, only: int | None = None) -> list[RefundJob]:
         """Lease up to ``limit`` due pending rows (skipping rows another worker holds)."""
-        now = self.clock()
+        recycle()
+        now, token = self.clock(), uuid.uuid4().hex
         with transaction.atomic():
             rows = RefundRequest.objects.select_related("payment").filter(
                 state=RefundRequest.State.PENDING, next_attempt_at__lte=now)
@@ -151,15 +164,24 @@ class RefundOutbox:
             rows = rows.select_for_update(skip_locked=skip, of=("self",))
             jobs = []
             for row in rows.order_by("next_attempt_at", "id")[:limit]:
-                row.attempts += 1
-                row.next_attempt_at = now + timedelta(seconds=self.lease)
-                row.save(update_fields=["attempts", "next_attempt_at"])
-                jobs.append(RefundJob(row.pk, row.payment.charge_id,
-                                      row.payment.telegram_user_id, row.attempts))
+                claimed = RefundRequest.objects.filter(
+                    pk=row.pk, state=RefundRequest.State.PENDING, next_attempt_at__lte=now
+                ).update(attempts=F("attempts") + 1, claimed_by=token,
+                         next_attempt_at=now + timedelta(seconds=self.lease))
+                if claimed:
+                    jobs.append(RefundJob(row.pk, row.payment.charge_id,
+                                          row.payment.telegram_user_id, row.attempts + 1, token))
         return jobs
+
+    def renew(self, job: RefundJob) -> bool:
+        """Extend the lease of ``job``; False when the row is no longer held under its token."""
+        return bool(RefundRequest.objects.filter(
+            pk=job.request_id, claimed_by=job.token, state=RefundRequest.State.PENDING
+        ).update(next_attempt_at=self.clock() + timedelta(seconds=self.lease)))
 
     def mark_done(self, request_id: int, *, note: str = "") -> None:
         """Record success and reverse the grant once (no-op when already done)."""
+        recycle()
         with transaction.atomic():
             row = RefundRequest.objects.select_for_update().get(pk=request_id)
             if row.state == RefundRequest.State.DONE:
@@ -169,28 +191,53 @@ class RefundOutbox:
             row.state = RefundRequest.State.DONE
             row.done_at = self.clock()
             row.last_error = note
-            row.save(update_fields=["state", "done_at", "last_error"])
+            row.claimed_by = ""
+            row.save(update_fields=["state", "done_at", "last_error", "claimed_by"])
 
     def mark_retry(self, job: RefundJob, error: str, *, delay: float | None = None) -> str:
         """Schedule another attempt (or fail the row after ``max_attempts``); returns state."""
+        recycle()
         failed = delay is None and job.attempts >= self.max_attempts
         wait = self.backoff(job.attempts) if delay is None else delay
         state = RefundRequest.State.FAILED if failed else RefundRequest.State.PENDING
         RefundRequest.objects.filter(pk=job.request_id, state=RefundRequest.State.PENDING).update(
-            state=state, last_error=error[:2000],
+            state=state, last_error=error[:2000], claimed_by="",
             next_attempt_at=self.clock() + timedelta(seconds=wait))
         return str(state)
 
     def mark_failed(self, job: RefundJob, error: str) -> str:
         """A permanent error: stop retrying the row (an admin may re-arm it)."""
+        recycle()
         RefundRequest.objects.filter(pk=job.request_id, state=RefundRequest.State.PENDING).update(
-            state=RefundRequest.State.FAILED, last_error=error[:2000])
+            state=RefundRequest.State.FAILED, last_error=error[:2000], claimed_by="")
         return str(RefundRequest.State.FAILED)
 
-    async def _attempt(self, job: RefundJob) -> str:
+    async def _keep_lease(self, job: RefundJob) -> None:
+        while True:
+            await asyncio.sleep(max(self.lease / 3, 0.05))
+            try:
+                held = await sync_to_async(self.renew)(job)
+            except Exception as exc:
+                logger.warning("could not renew the lease of refund %s (%s)", job.request_id,
+                               describe(exc))
+                continue
+            if not held:
+                logger.warning("lease of refund %s was lost", job.request_id)
+                return
+
+    async def _call(self, job: RefundJob) -> None:
+        heartbeat = asyncio.create_task(self._keep_lease(job))
         try:
             await self.bot.refund_star_payment(user_id=job.telegram_user_id,
                                                telegram_payment_charge_id=job.charge_id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _attempt(self, job: RefundJob) -> str:
+        try:
+            await self._call(job)
         except TelegramRetryAfter as exc:
             return await sync_to_async(self.mark_retry)(job, str(exc),
                                                         delay=float(exc.retry_after))
@@ -200,28 +247,40 @@ class RefundOutbox:
                 return str(RefundRequest.State.DONE)
             return await sync_to_async(self.mark_failed)(job, str(exc))
         except Exception as exc:
-            logger.warning("refund of %s failed: %r", job.charge_id, exc)
-            return await sync_to_async(self.mark_retry)(job, repr(exc))
+            logger.warning("refund of %s failed: %s", job.charge_id, describe(exc))
+            return await sync_to_async(self.mark_retry)(job, describe(exc))
         await sync_to_async(self.mark_done)(job.request_id)
         return str(RefundRequest.State.DONE)
 
     async def process_due(self, *, limit: int = 20, only: int | None = None) -> dict[int, str]:
-        """Attempt every due row once; returns ``{request_id: resulting state}``."""
-        jobs = await sync_to_async(self.claim_due)(limit=limit, only=only)
-        return {job.request_id: await self._attempt(job) for job in jobs}
+        """Attempt due rows once each, one lease at a time; ``{request_id: resulting state}``."""
+        results: dict[int, str] = {}
+        for _ in range(limit):
+            jobs = await sync_to_async(self.claim_due)(limit=1, only=only)
+            if not jobs:
+                break
+            results[jobs[0].request_id] = await self._attempt(jobs[0])
+        return results
 
     async def run(self, *, interval: float = 5.0, stop: asyncio.Event | None = None) -> None:
-        """Work the outbox until ``stop`` is set (the ``billable_refunds --loop`` worker)."""
+        """Work the outbox until ``stop`` is set (the ``billable_refunds --loop`` worker).
+
+        A pass that fails because the database is unreachable is logged once per outage and
+        retried after a pause; connections are recycled before every pass.
+        """
         stop = stop or asyncio.Event()
         while not stop.is_set():
             try:
                 await self.process_due()
-            except Exception:
-                logger.exception("refund outbox pass failed")
-            try:
+                self.database.recovered()
+            except Exception as exc:
+                if is_transient(exc):
+                    self.database.failed(exc)
+                else:
+                    logger.exception("refund outbox pass failed")
+                await arecycle()
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                continue
 
 
 def attach_refund_worker(dp: Dispatcher, *, interval: float = 5.0) -> None:

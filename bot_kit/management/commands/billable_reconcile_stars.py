@@ -1,4 +1,9 @@
-"""``billable_reconcile_stars``: compare recorded Stars payments with getStarTransactions."""
+"""``billable_reconcile_stars``: compare recorded Stars payments with getStarTransactions.
+
+``--repair`` lists the repairs it would make (dry run); ``--repair --apply`` makes them through
+the exactly-once payment paths (``bot_kit.payments.repair``). The signing secrets come from the
+bot's ``BillingConfig`` (the Dispatcher of ``--dispatcher`` / ``BOT_KIT_DISPATCHER``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -14,30 +20,64 @@ from bot_kit.management.commands import _bot
 
 class Command(BaseCommand):
     help = ("Compare recorded Telegram Stars payments with the bot's Stars transactions; "
-            "exit with an error when they differ.")
+            "exit with an error when they differ. --repair plans repairs, --apply makes them.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=None,
                             help="Only compare charges of the last N days.")
+        parser.add_argument("--repair", action="store_true",
+                            help="List the repairs for the differences (dry run).")
+        parser.add_argument("--apply", action="store_true",
+                            help="With --repair: make the repairs.")
+        parser.add_argument("--dispatcher", help="Dotted path of the bot's Dispatcher (for its "
+                                                 "signing secrets); default BOT_KIT_DISPATCHER.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from bot_kit.payments.reconcile import reconcile
-
         days = options["days"]
         if days is not None and days <= 0:
             raise CommandError("--days must be a positive number")
+        if options["apply"] and not options["repair"]:
+            raise CommandError("--apply goes with --repair")
         since = timezone.now() - timedelta(days=days) if days else None
-
-        async def run() -> Any:
-            bot = _bot.command_bot()
-            try:
-                return await reconcile(bot, since=since)
-            finally:
-                await bot.session.close()
-
-        differences = asyncio.run(run())
+        differences, transactions = asyncio.run(self._fetch(since))
         for difference in differences:
             self.stdout.write(difference.describe())
+        if options["repair"] and differences:
+            self._repair(differences, transactions, apply=options["apply"],
+                         dispatcher=options["dispatcher"])
         if differences:
             raise CommandError(f"{len(differences)} difference(s) found.")
         self.stdout.write("OK: recorded payments match Telegram.")
+
+    async def _fetch(self, since: Any) -> tuple[list[Any], list[Any]]:
+        from bot_kit.payments.reconcile import (
+            compare_charges,
+            fetch_star_transactions,
+            recorded_charges,
+            telegram_charges,
+        )
+
+        bot = _bot.command_bot()
+        try:
+            transactions = await fetch_star_transactions(bot, since=since)
+        finally:
+            await bot.session.close()
+        ours = await sync_to_async(recorded_charges)(since)
+        return compare_charges(ours, telegram_charges(transactions)), transactions
+
+    def _repair(self, differences: list[Any], transactions: list[Any], *, apply: bool,
+                dispatcher: str | None) -> None:
+        from bot_kit.payments.repair import apply_repair, plan_repairs
+
+        plan = plan_repairs(differences, transactions)
+        if not apply:
+            for repair in plan:
+                self.stdout.write(f"[DRY] {repair.describe()}")
+            self.stdout.write(f"{len(plan)} repair(s) planned; run again with --apply.")
+            return
+        config = _bot.command_config(dispatcher)
+        for repair in plan:
+            outcome = apply_repair(repair, config.signing_secrets,
+                                   provider=config.identity_provider)
+            self.stdout.write(f"{repair.describe()} -> {outcome}")
+        self.stdout.write(f"{len(plan)} repair(s) made.")
