@@ -74,4 +74,5 @@ async def areadiness() -> tuple[bool, dict[str, Any]]:
         return False, {"status": "fail", "checks": {"timeout": "fail"}}
 
 
-__all__ = ["BUDGET", "NOT_CONFIGURED", "Probe", "areadiness", "database", "readiness", "register_probe"]
+__all__ = ["BUDGET", "NOT_CONFIGURED", "Probe", "areadiness", "database", "readiness",
+           "register_probe"]

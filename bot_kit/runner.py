@@ -116,6 +116,7 @@ async def _run(dp: Dispatcher, bot: Bot, mode: Mode, webhook: WebhookOptions,
     worker = InboxWorker(dp, bot, lease=options.lease, concurrency=options.concurrency,
                          interval=options.interval, max_attempts=options.max_attempts,
                          grace=options.grace)
+    me = await bot.me()  # checks the token before anything starts
     data = {"dispatcher": dp, "bots": [bot], **dp.workflow_data}
     await dp.emit_startup(bot=bot, **data)
     jobs: list[Awaitable[Any]] = [worker.run(stop)]
@@ -135,7 +136,7 @@ async def _run(dp: Dispatcher, bot: Bot, mode: Mode, webhook: WebhookOptions,
         await bot.set_webhook(url, secret_token=secret,
                               allowed_updates=dp.resolve_used_update_types())
         logger.info("webhook registered: %s", url)
-    logger.info("bot %s running (%s)", bot.id, mode)
+    logger.info("bot @%s (id %s) running: %s", me.username, bot.id, mode)
     try:
         await _until_stopped(jobs, stop)
     finally:

@@ -9,14 +9,14 @@ The view only commits the update to the inbox (``bot_kit.inbox.webhook.accept``)
 ``TELEGRAM_WEBHOOK_SECRET``, both read from the environment on each request. Without a secret
 (and without ``BOT_KIT_WEBHOOK_ALLOW_NO_SECRET = True``) every update is refused with ``503`` —
 Telegram keeps it and delivers it again once the secret is set — and system check
-``bot_kit.E001`` names the missing setting.
+``bot_kit.W001`` names the missing setting.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -35,8 +35,7 @@ def bot_id_from_env() -> int | None:
 
 
 def webhook_view(*, bot_id: int | None = None, secret: str | None = None,
-                 allow_no_secret: bool | None = None
-                 ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+                 allow_no_secret: bool | None = None) -> Any:
     """A webhook view for one bot; arguments left out are read from the environment/settings."""
 
     @csrf_exempt

@@ -9,7 +9,7 @@
    printing an admin login, the API token and a ``curl`` line to try.
 
 Options: ``--no-serve`` (stop after step 2; the exit status says whether the story's checks
-passed), ``--port`` (default 8000).
+passed), ``--port`` (default 8000). SIGINT (Ctrl+C) and SIGTERM stop every mode cleanly.
 """
 
 from __future__ import annotations
@@ -96,17 +96,18 @@ def uvicorn_server(port: int) -> Any:
     return uvicorn.Server(config)
 
 
-async def run_online(serve: bool, port: int) -> None:
-    """The demo bot against Telegram (polling), next to the web server unless ``--no-serve``."""
+def run_until_signal(*, bot: bool, web_port: int | None) -> None:
+    """The demo bot (polling through the inbox) and/or the web server, until SIGINT/SIGTERM."""
     from bot_kit.runner import build_bot
     from examples.demo_bot.bot import build_dispatcher
-    from examples.demo_bot.runner import poll_with_refunds
+    from examples.demo_bot.runner import serve
 
-    banner("demo bot (polling Telegram)")
-    tasks = [poll_with_refunds(build_dispatcher(), build_bot())]
-    if serve:
-        tasks.append(uvicorn_server(port).serve())
-    await asyncio.gather(*tasks)
+    if bot:
+        banner("demo bot (polling Telegram)")
+    web = uvicorn_server(web_port) if web_port is not None else None
+    asyncio.run(serve(dp=build_dispatcher() if bot else None, bot=build_bot() if bot else None,
+                      web=web))
+    print("stopped", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TELEGRAM_BOT_TOKEN"):
         if not args.no_serve:
             print_access(args.port)
-        asyncio.run(run_online(not args.no_serve, args.port))
+        run_until_signal(bot=True, web_port=None if args.no_serve else args.port)
         return 0
     passed = play_offline()
     if args.no_serve or not passed:
         return 0 if passed else 1
     print_access(args.port)
-    uvicorn_server(args.port).run()
+    run_until_signal(bot=False, web_port=args.port)
     return 0
 
 

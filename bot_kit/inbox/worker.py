@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update

@@ -1,7 +1,9 @@
 """``python -m examples.demo_bot [--webhook URL] [--port N]``: the demo bot against Telegram.
 
-Needs ``TELEGRAM_BOT_TOKEN``; migrate and load the catalog first (``python3 dev.py demo`` does
-both, or ``python examples/manage.py migrate && python examples/manage.py billable_seed_demo``).
+Needs ``TELEGRAM_BOT_TOKEN`` (and ``TELEGRAM_WEBHOOK_SECRET`` with ``--webhook``); migrate and
+load the catalog first (``python3 dev.py demo`` does both, or ``python examples/manage.py
+migrate && python examples/manage.py billable_seed_demo``). The same as ``python
+examples/manage.py runbot [--webhook URL]``.
 """
 
 from __future__ import annotations
@@ -26,19 +28,17 @@ def main(argv: list[str] | None = None) -> None:
 
     django.setup()
     logging.basicConfig(level=logging.INFO)
-    from bot_kit.runner import BotConfigurationError, build_bot, run_webhook
+    from bot_kit.inbox.webhook import WebhookSecretMissing
+    from bot_kit.runner import BotConfigurationError, WebhookOptions, build_bot, run_bot
     from examples.demo_bot.bot import build_dispatcher
-    from examples.demo_bot.runner import poll_with_refunds
 
     try:
         bot = build_bot()
-    except BotConfigurationError as exc:
+        mode = "webhook" if args.webhook else "polling"
+        options = WebhookOptions(base_url=args.webhook, host=args.host, port=args.port)
+        asyncio.run(run_bot(build_dispatcher(), bot, mode=mode, webhook=options))
+    except (BotConfigurationError, WebhookSecretMissing) as exc:
         raise SystemExit(str(exc)) from None
-    dp = build_dispatcher()
-    if args.webhook:
-        run_webhook(dp, bot, base_url=args.webhook, host=args.host, port=args.port)
-    else:
-        asyncio.run(poll_with_refunds(dp, bot))
 
 
 if __name__ == "__main__":

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from typing import Any
 
 from aiogram import Dispatcher, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import Message
 
-from bot_kit import BillingConfig, requires_quota, setup_billing
+from bot_kit import BillingConfig, RedisThrottle, Throttle, requires_quota, setup_billing
+from bot_kit.fsm import FailSafeStorage
 
 #: Offers of the demo catalog (``billable_seed_demo``).
 TRIAL_SKU = "OFF_WELCOME_TRIAL"
@@ -125,11 +128,32 @@ def build_dispatcher(config: BillingConfig | None = None, *,
     """A Dispatcher with the demo router and the billing kit installed.
 
     ``storage`` is aiogram's FSM storage (e.g. ``RedisStorage`` when several workers run).
+    Without one, ``BOT_KIT_REDIS_URL`` (env ``REDIS_URL`` in the demo settings) selects a
+    fail-safe Redis storage and, for the default config, a shared Redis throttle.
     """
+    redis = _redis()
+    if storage is None and redis is not None:
+        storage = FailSafeStorage(RedisStorage(redis))
+    if config is None:
+        config = demo_config()
+        if redis is not None:
+            config = replace(config, throttle=Throttle(limit=5, window=10,
+                                                       backend=RedisThrottle(redis)))
     dp = Dispatcher(storage=storage or MemoryStorage())
     dp.include_router(create_router())
-    setup_billing(dp, config or demo_config())
+    setup_billing(dp, config)
     return dp
+
+
+def _redis() -> Any:
+    from bot_kit.health import redis_url
+
+    url = redis_url()
+    if url is None:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 __all__ = [

@@ -81,3 +81,13 @@ STATIC_URL = "/static/"
 
 BILLABLE_API_TOKEN = os.environ.get("BILLABLE_API_TOKEN", "demo-token-change-me-0123456789")
 BILLABLE_CURRENCY = os.environ.get("BILLABLE_CURRENCY", "USD")
+
+# Long-lived bot processes (runbot) recycle broken connections around each update; with health
+# checks a reused connection is also pinged once per update (docs/delivery.md).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if os.environ.get("DATABASE_PGBOUNCER") == "1":  # PgBouncer in transaction mode (docs/scaling.md)
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+
+# bot_kit: the Dispatcher of `manage.py runbot`, and the Redis of the bot (FSM, throttling).
+BOT_KIT_DISPATCHER = "examples.demo_bot.bot.build_dispatcher"
+BOT_KIT_REDIS_URL = os.environ.get("REDIS_URL") or None

@@ -85,9 +85,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     async def _run(self, dp: Any, options: dict[str, Any]) -> None:
-        from bot_kit.runner import WebhookOptions, WorkerOptions, build_bot, run_bot
+        from bot_kit.runner import Mode, WebhookOptions, WorkerOptions, build_bot, run_bot
 
-        mode = "webhook" if options["webhook"] else (
+        mode: Mode = "webhook" if options["webhook"] else (
             "workers" if options["workers_only"] else "polling")
         webhook = WebhookOptions(base_url=options["webhook"], path=options["path"],
                                  host=options["host"], port=options["port"],
