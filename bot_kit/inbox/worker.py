@@ -74,6 +74,7 @@ class InboxWorker:
         self.grace, self.retention = grace, retention
         self.database = Outage("database (inbox)", logger)
         self._active: dict[asyncio.Task[str], Claimed] = {}
+        self._settled: set[int] = set()  # rows whose outcome is being written
         self._wake = asyncio.Event()
         self._purged_at = -PURGE_EVERY
 
@@ -159,6 +160,12 @@ class InboxWorker:
 
     async def _process(self, row: Claimed) -> str:
         """Feed one claimed row to the dispatcher and record the outcome; returns the state."""
+        try:
+            return await self._process_row(row)
+        finally:
+            self._settled.discard(row.pk)
+
+    async def _process_row(self, row: Claimed) -> str:
         limit = STALE_AFTER.get(row.kind)
         if limit is not None and (timezone.now() - row.created_at).total_seconds() > limit:
             await sync_to_async(_finish)(row.pk, "expired: Telegram no longer takes an answer")
@@ -169,7 +176,9 @@ class InboxWorker:
             await asyncio.shield(sync_to_async(store.release)([row.pk], row.token))
             raise
         except Exception as exc:
+            self._settled.add(row.pk)
             return await self._failed(row, exc)
+        self._settled.add(row.pk)
         return await self._done(row)
 
     async def _feed(self, row: Claimed) -> None:
@@ -223,7 +232,8 @@ class InboxWorker:
                 except Exception as exc:
                     logger.warning("could not renew inbox leases (%s)", describe(exc))
                     continue
-                for lost in set(pks) - kept:
+                running = {row.pk for task, row in self._active.items() if not task.done()}
+                for lost in (set(pks) - kept - self._settled) & running:
                     logger.warning("lease of inbox row %s was lost (a slow handler?)", lost)
 
     async def _shutdown(self) -> None:

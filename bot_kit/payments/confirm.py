@@ -4,7 +4,9 @@ The ``TelegramPayment`` row (UNIQUE charge id) is inserted first, in the same
 ``transaction.atomic`` that calls ``OrderService.process_payment``. A redelivered update, a
 concurrent handler or a second bot process on the same PostgreSQL collides on that UNIQUE key and
 returns the recorded outcome without granting again. A payment that cannot be honoured is
-recorded as ``rejected`` and queued for an automatic refund in the same transaction.
+recorded as ``rejected`` and queued for an automatic refund in the same transaction — but a
+database that fails mid-way (a transient error) rolls everything back and raises, so the update
+is retried: an outage never turns a good payment into a refund.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot_kit.payments.subscriptions import (
     record_subscription_charge,
     subscription_sku,
 )
+from bot_kit.resilience import is_transient
 
 logger = logging.getLogger("bot_kit.payments")
 
@@ -128,6 +131,8 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
                     charge_id=facts.charge_id, expiration=facts.subscription_expiration_date,
                     renewal=facts.is_renewal)
     except Exception as exc:
+        if is_transient(exc):  # the database failed, not the order: retry the whole update
+            raise
         logger.exception("payment %s could not be honoured", facts.charge_id)
         _reject(payment, str(getattr(exc, "code", "error"))[:50])
         return

@@ -69,6 +69,7 @@ class FakeBotAPI:
         self.star_transactions: list[dict[str, Any]] = []
         self._failures: dict[str | None, deque[FakeAPIError]] = {}
         self._responders: dict[str, Responder] = {}
+        self.delays: dict[str, float] = {}
         self._message_ids = itertools.count(1)
         self._serials = itertools.count(1)
 
@@ -88,6 +89,14 @@ class FakeBotAPI:
         queue = self._failures.setdefault(method, deque())
         for _ in range(times):
             queue.append(FakeAPIError(status, description, retry_after=retry_after))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer ``method`` only after ``seconds`` (the call is recorded when it arrives)."""
+        self.delays[method] = seconds
+
+    def delay_of(self, method: str) -> float:
+        """Seconds the answer to ``method`` is held back (0 unless ``slow`` was called)."""
+        return self.delays.get(method, 0.0)
 
     def respond(self, method: str, responder: Responder) -> None:
         """Answer ``method`` with ``responder(params)`` instead of the default result."""

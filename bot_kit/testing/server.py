@@ -55,9 +55,13 @@ class FakeBotAPIServer:
         self.max_long_poll = max_long_poll
         self.url = ""
         self._pending: list[dict[str, Any]] = []
-        self._changed = asyncio.Condition()
+        self._tick = asyncio.Event()  # replaced (and set) on every change: a broadcast
         self._runner: web.AppRunner | None = None
         self._closing = False
+        #: Every update handed out by ``getUpdates`` (redeliveries included), oldest first.
+        self.delivered: list[int] = []
+        #: The highest ``offset`` a ``getUpdates`` confirmed (updates below it are gone).
+        self.confirmed_offset = 0
 
     @property
     def calls(self) -> list[RecordedCall]:
@@ -68,16 +72,17 @@ class FakeBotAPIServer:
         """Queue an update for the next ``getUpdates``."""
         data = update_to_json(update) if isinstance(update, Update) else dict(update)
         self._pending.append(data)
-        asyncio.get_running_loop().create_task(self._notify())
+        self._changed()
 
     async def wait_for_call(self, method: str, timeout: float = 5.0, *,  # noqa: ASYNC109
                             count: int = 1) -> RecordedCall:
         """Wait until ``method`` was called ``count`` times; return the latest such call."""
         async def reached() -> RecordedCall:
-            async with self._changed:
-                while len(self.api.calls_to(method)) < count:
-                    await self._changed.wait()
-            return self.api.calls_to(method)[-1]
+            while True:
+                tick = self._tick
+                if len(self.api.calls_to(method)) >= count:
+                    return self.api.calls_to(method)[-1]
+                await tick.wait()
 
         return await asyncio.wait_for(reached(), timeout)
 
@@ -94,7 +99,7 @@ class FakeBotAPIServer:
 
     async def close(self) -> None:
         self._closing = True
-        await self._notify()
+        self._changed()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -107,9 +112,10 @@ class FakeBotAPIServer:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _changed(self) -> None:
+        """Wake every waiter (lock-free: the current event is set and replaced)."""
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -118,7 +124,9 @@ class FakeBotAPIServer:
             result = await self._get_updates(params)
             return web.json_response({"ok": True, "result": result})
         status, body = self.api.handle(method, params)
-        await self._notify()
+        self._changed()
+        if self.api.delay_of(method):
+            await asyncio.sleep(self.api.delay_of(method))
         return web.json_response(body, status=status)
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
@@ -134,15 +142,33 @@ class FakeBotAPIServer:
         timeout = min(float(params.get("timeout") or 0), self.max_long_poll)
         if offset:
             self._pending = [u for u in self._pending if u["update_id"] >= offset]
-        if not self._pending and timeout > 0 and not self._closing:
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: bool(self._pending) or self._closing),
-                        timeout)
-                except TimeoutError:
-                    pass
-        return self._pending[:limit]
+            self.confirmed_offset = max(self.confirmed_offset, offset)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._pending and not self._closing:
+            tick, left = self._tick, deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for(tick.wait(), left)
+            except TimeoutError:
+                break
+        batch = self._pending[:limit]
+        self.delivered.extend(u["update_id"] for u in batch)
+        if batch:
+            self._changed()
+        return batch
+
+    async def wait_delivered(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until ``getUpdates`` has handed out at least ``count`` updates in all."""
+        async def reached() -> None:
+            while True:
+                tick = self._tick
+                if len(self.delivered) >= count:
+                    return
+                await tick.wait()
+
+        await asyncio.wait_for(reached(), timeout)
 
 
 __all__ = ["FakeBotAPIServer", "decode_form"]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,10 @@ class FakeSession(BaseSession):
         """Register a custom responder for ``method``."""
         self.fake_api.respond(method, responder)
 
+    def slow(self, method: str, seconds: float) -> None:
+        """Hold back the answers to ``method`` (see ``FakeBotAPI.slow``)."""
+        self.fake_api.slow(method, seconds)
+
     def params_of(self, bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any]:
         """The JSON-like parameters aiogram would send (defaults resolved, ``None`` dropped)."""
         files: dict[str, Any] = {}
@@ -64,6 +69,8 @@ class FakeSession(BaseSession):
                            timeout: int | None = None) -> TelegramType:  # noqa: ASYNC109
         name = method.__api_method__
         status, body = self.fake_api.handle(name, self.params_of(bot, method))
+        if self.fake_api.delay_of(name):
+            await asyncio.sleep(self.fake_api.delay_of(name))
         response = self.check_response(bot=bot, method=method, status_code=status,
                                        content=json.dumps(body))
         return response.result  # type: ignore[return-value]
