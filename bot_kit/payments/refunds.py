@@ -239,18 +239,32 @@ class RefundOutbox:
         try:
             await self._call(job)
         except TelegramRetryAfter as exc:
-            return await sync_to_async(self.mark_retry)(job, str(exc),
-                                                        delay=float(exc.retry_after))
+            return await self._record(self.mark_retry, job, str(exc),
+                                      delay=float(exc.retry_after))
         except TelegramBadRequest as exc:
             if ALREADY_REFUNDED in str(exc.message):
-                await sync_to_async(self.mark_done)(job.request_id, note=ALREADY_REFUNDED)
+                await self._record(self.mark_done, job.request_id, note=ALREADY_REFUNDED)
                 return str(RefundRequest.State.DONE)
-            return await sync_to_async(self.mark_failed)(job, str(exc))
+            return await self._record(self.mark_failed, job, str(exc))
         except Exception as exc:
             logger.warning("refund of %s failed: %s", job.charge_id, describe(exc))
-            return await sync_to_async(self.mark_retry)(job, describe(exc))
-        await sync_to_async(self.mark_done)(job.request_id)
+            return await self._record(self.mark_retry, job, describe(exc))
+        await self._record(self.mark_done, job.request_id)
         return str(RefundRequest.State.DONE)
+
+    async def _record(self, mark: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Write an outcome, retrying a few times when the database blips (the call to
+        Telegram is already made: losing its outcome would mean calling again)."""
+        for attempt in range(1, 5):
+            try:
+                return await sync_to_async(mark)(*args, **kwargs)
+            except Exception as exc:
+                if attempt == 4 or not is_transient(exc):
+                    raise
+                logger.warning("recording a refund outcome failed (%s); retrying",
+                               describe(exc))
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=2.0))
+        raise AssertionError("unreachable")
 
     async def process_due(self, *, limit: int = 20, only: int | None = None) -> dict[int, str]:
         """Attempt due rows once each, one lease at a time; ``{request_id: resulting state}``."""

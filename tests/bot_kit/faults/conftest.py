@@ -55,6 +55,13 @@ def admin_sql(sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
+def child_connections(dbname: str) -> int:
+    """How many connections the bot processes hold to ``dbname``."""
+    rows = admin_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                     "AND application_name = %s", dbname, CHILD_APP)
+    return int(rows[0][0])
+
+
 def terminate_children(dbname: str) -> int:
     """"Restart" the database for the bot processes: kill their connections (only theirs)."""
     rows = admin_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

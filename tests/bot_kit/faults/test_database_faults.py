@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from bot_kit.testing import FakeBotAPIServer, UpdateFactory
-from tests.bot_kit.faults.conftest import Spawner, terminate_children
+from tests.bot_kit.faults.conftest import Spawner, child_connections, terminate_children
 from tests.bot_kit.faults.story import (
     PACK_CREDITS,
     confirmed,
@@ -56,6 +56,7 @@ async def test_bot_and_refund_worker_survive_terminated_connections(
     for purchase in first:
         telegram.put_update(purchase.update(updates))
     await wait_until(lambda: confirmed(first) == 10, timeout=30)
+    await wait_until(lambda: child_connections(spawn.db.name) >= 2, timeout=30)
 
     killed = await asyncio.to_thread(terminate_children, spawn.db.name)
     assert killed >= 2  # the bot's and the refund worker's connections
