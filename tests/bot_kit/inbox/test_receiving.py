@@ -68,6 +68,17 @@ async def test_accept_stores_once_and_refuses_forgeries(updates: UpdateFactory) 
     assert await stored() == [update.update_id] and woken == [True]
 
 
+async def test_accept_answers_503_while_the_inbox_cannot_be_written(
+        updates: UpdateFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> int:
+        from django.db.utils import OperationalError
+
+        raise OperationalError("the database is restarting")
+
+    monkeypatch.setattr("bot_kit.inbox.store.store_many", down)
+    assert await accept(42, body(updates.command("start")), SECRET, secret=SECRET) == 503
+
+
 async def test_aiohttp_webhook_app_answers_401_and_stores_genuine_updates(
         updates: UpdateFactory) -> None:
     app = webhook_app(42, path="/telegram/webhook", secret=SECRET)

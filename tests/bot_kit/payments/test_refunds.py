@@ -197,3 +197,30 @@ def test_parallel_outbox_workers_call_telegram_once(session: FakeSession, catalo
     assert len(session.calls_to("refundStarPayment")) == 1
     assert TelegramPayment.objects.get(pk=payment.pk).status == "refunded"
     assert OrderService.get_order(order.pk).status == "refunded"
+
+
+async def test_two_outboxes_make_one_call_per_charge_when_telegram_is_slower_than_the_lease(
+        catalog: dict) -> None:
+    import asyncio
+    from collections import Counter
+
+    from bot_kit.payments.refunds import arequest_refund
+
+    for charge in ("slow-1", "slow-2"):
+        await TelegramPayment.objects.acreate(charge_id=charge, telegram_user_id=7,
+                                              currency="XTR", total_amount=5, status="rejected")
+        await arequest_refund(charge)
+    session = FakeSession()
+    session.slow("refundStarPayment", 0.6)  # the lease is 0.2 s: only the heartbeat saves it
+    workers = [RefundOutbox(make_bot(session), lease=0.2) for _ in range(2)]
+
+    async def keep_working(outbox: RefundOutbox) -> None:
+        for _ in range(8):
+            await outbox.process_due()
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(keep_working(outbox) for outbox in workers))
+    calls = Counter(c.params["telegram_payment_charge_id"]
+                    for c in session.calls_to("refundStarPayment"))
+    assert calls == {"slow-1": 1, "slow-2": 1}
+    assert await RefundRequest.objects.filter(state="done").acount() == 2
