@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,8 +33,27 @@ def say(message: str) -> None:
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
+    """Run a child to completion; SIGINT/SIGTERM/SIGHUP sent to dev.py are passed on to it.
+
+    The child gets its own session, so Ctrl+C reaches it once (through us) and dev.py never
+    exits before it, leaving no orphan behind.
+    """
     merged = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    code = subprocess.call([str(a) for a in args], cwd=ROOT, env=merged)
+    child = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=merged,
+                             start_new_session=True)
+
+    def forward(sig: int, frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(sig)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
     if check and code != 0:
         raise SystemExit(code)
     return code

@@ -221,3 +221,88 @@ async def test_demo_with_a_token_polls_the_api_server_named_by_env(tmp_path: Pat
             await asyncio.wait_for(process.communicate(), 30)
 
     assert str(reply.params["text"]).startswith("Welcome to the billable demo bot!")
+
+
+def port_is_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_is_open(port):
+        assert time.monotonic() < deadline, f"nothing listens on {port}"
+        time.sleep(0.2)
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def is_running(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "\nState:\tZ" not in status.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_offline_demo_with_web_server_stops_cleanly_on_a_signal(
+        checkout: Path, demo_output: subprocess.CompletedProcess[str], sig: int) -> None:
+    port = free_port()
+    env = {**demo_env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(checkout),
+           "DJANGO_SETTINGS_MODULE": "examples.demo_project.settings"}
+    process = subprocess.Popen([sys.executable, "-m", "examples.demo", "--port", str(port)],
+                               cwd=checkout, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for_line(process, "stop with Ctrl+C", timeout=240)
+        wait_for_port(port, 60)
+        process.send_signal(sig)
+        code = process.wait(timeout=30)
+        rest = process.stdout.read() if process.stdout else ""
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0, rest[-3000:]
+    assert "Traceback" not in rest
+    assert not port_is_open(port)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+async def test_demo_bot_and_web_server_stop_cleanly_through_dev_py(
+        checkout: Path, demo_output: subprocess.CompletedProcess[str], sig: int) -> None:
+    """The mode that used to ignore signals (token + web server), started by ``dev.py``, which
+    must pass the signal on and leave no orphan."""
+    import asyncio
+
+    from bot_kit.testing import FakeBotAPIServer
+
+    port = free_port()
+    async with FakeBotAPIServer() as server:
+        env = {**demo_env(), "TELEGRAM_BOT_TOKEN": "42:TEST",
+               "TELEGRAM_API_SERVER": server.url}
+        process = await asyncio.create_subprocess_exec(
+            PYTHON3, "dev.py", "demo", "--port", str(port), cwd=checkout, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            await server.wait_for_call("deleteWebhook", timeout=240)
+            for _ in range(150):
+                if await asyncio.to_thread(port_is_open, port):
+                    break
+                await asyncio.sleep(0.2)
+            [demo] = children_of(process.pid)
+            process.send_signal(sig)  # to dev.py only, as a terminal or systemd would
+            _, errors = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, errors.decode()[-3000:]
+        assert not is_running(demo)  # no orphan
+        assert not port_is_open(port)
+        assert b"Traceback" not in errors

@@ -133,30 +133,26 @@ async def test_redis_throttle_and_fsm_are_shared_between_workers(redis: Any) -> 
 
 @pytest.mark.django_db(transaction=True)
 async def test_webhook_mode_serves_the_demo_bot() -> None:
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-    from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
+
+    from bot_kit.inbox.webhook import SECRET_HEADER, webhook_app
+    from bot_kit.inbox.worker import InboxWorker
 
     await sync_to_async(call_command)("billable_seed_demo", verbosity=0)
     dp, bot = build_dispatcher(), make_bot(FakeSession())
-    app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token="s3cret").register(
-        app, path="/telegram/webhook")
+    worker = InboxWorker(dp, bot)
+    app = webhook_app(bot.id, path="/telegram/webhook", secret="s3cret", on_stored=worker.wake)
     update: Update = UpdateFactory().command("start")
 
     async with TestClient(TestServer(app)) as client:
         refused = await client.post("/telegram/webhook", json=update_to_json(update),
-                                    headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+                                    headers={SECRET_HEADER: "wrong"})
         accepted = await client.post("/telegram/webhook", data=json.dumps(update_to_json(update)),
-                                     headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret",
+                                     headers={SECRET_HEADER: "s3cret",
                                               "Content-Type": "application/json"})
-        session: Any = bot.session
-        for _ in range(100):
-            if session.calls_to("sendMessage"):
-                break
-            await asyncio.sleep(0.05)
-
     assert refused.status == 401
     assert accepted.status == 200
+    assert await worker.process_due() == {update.update_id: "done"}
+    session: Any = bot.session
     (welcome,) = session.calls_to("sendMessage")
     assert welcome.params["text"].startswith("Welcome to the billable demo bot!")

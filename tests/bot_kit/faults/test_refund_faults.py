@@ -40,8 +40,8 @@ def done() -> int:
 async def test_two_refund_workers_call_telegram_once_per_charge_when_it_is_slow(
         spawn: Spawner, telegram: FakeBotAPIServer) -> None:
     await sync_to_async(queue)()
-    telegram.api.slow("refundStarPayment", 2.5)  # lease below: 1 s, renewed every 0.33 s
-    workers = [spawn.start("billable_refunds", "--loop", "--interval", "0.1", "--lease", "1",
+    telegram.api.slow("refundStarPayment", 1.5)  # lease below: 0.5 s, renewed every 0.17 s
+    workers = [spawn.start("billable_refunds", "--loop", "--interval", "0.1", "--lease", "0.5",
                            telegram_url=telegram.url) for _ in range(2)]
     await wait_until(lambda: done() == len(CHARGES), timeout=60)
 
