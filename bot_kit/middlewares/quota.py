@@ -61,9 +61,8 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
     ``reserve_quota``, with the same validation — which also says whether the hold is new or an
     idempotent replay of ``key`` (a redelivery); for a replay the earlier hold's state decides.
     A concurrent redelivery waits on the idempotency key's unique index, so it always sees the
-    first attempt. With ``takeover`` a ``HELD`` replay is released (its attempt is dead) and a
-    fresh hold is placed. Raises ``QuotaExhausted`` / ``InsufficientFunds`` when the balance is
-    too low.
+    first attempt; with ``takeover`` a ``HELD`` replay is released (its attempt is dead) and a
+    fresh hold placed. Raises ``QuotaExhausted`` / ``InsufficientFunds`` on a low balance.
     """
     from billable.models.ledger import Reservation
     from billable.services import TransactionService, holds
@@ -92,8 +91,7 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
             if not takeover:
                 return Hold(reservation_id, run=False, reason="in_progress")
             TransactionService.release_reservation(reservation_id)
-            logger.info("hold %s of a dead attempt released; running %s again",
-                        reservation_id, key)
+            logger.info("hold %s of a dead attempt released; %s runs again", reservation_id, key)
         key = f"{key}:retry:{reservation_id}"
     return Hold(None, run=False, reason="too_many_attempts")
 

@@ -38,8 +38,9 @@ pidfile = {root}/pgbouncer.pid
 
 def _apt_install() -> str | None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "--no-install-recommends", "pgbouncer"]
-    for step in ([command], [["apt-get", "update"], command]):
+    wait = ["-o", "DPkg::Lock::Timeout=180"]  # another apt may be running: wait for it
+    command = ["apt-get", *wait, "install", "-y", "--no-install-recommends", "pgbouncer"]
+    for step in ([command], [["apt-get", *wait, "update"], command]):
         try:
             if all(subprocess.run(c, env=env, capture_output=True, timeout=600).returncode == 0
                    for c in step):
