@@ -1,4 +1,5 @@
-"""The offline demo: the demo bot, real long polling, a fake Telegram on 127.0.0.1.
+"""The offline demo: the demo bot, real long polling through the inbox, a fake Telegram on
+127.0.0.1.
 
 A scripted user talks to the bot through ``bot_kit.testing.FakeBotAPIServer``; the script also
 plays Telegram's part of a Stars payment (the ``pre_checkout_query`` and ``successful_payment``
@@ -10,7 +11,6 @@ done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from aiogram.types import Update
 from asgiref.sync import sync_to_async
 
 from bot_kit.callbacks import BuyOffer
+from bot_kit.runner import WorkerOptions, run_polling
 from bot_kit.testing import FakeBotAPIServer, RecordedCall, UpdateFactory
 from examples.demo_bot.bot import PREDICTIONS, STAR_PACKS, build_dispatcher, demo_config
 
@@ -163,23 +164,24 @@ def _balance(telegram_id: int, product_key: str) -> int:
 
 
 async def play_offline(echo: Callable[[str], None] = print) -> Conversation:
-    """Start the fake Bot API and the bot with polling, play the script, stop everything."""
+    """Start the fake Bot API and the bot (``bot_kit.runner``: polling through the durable
+    inbox, its workers and the refund worker), play the script, stop everything."""
     async with FakeBotAPIServer() as server:
         bot = Bot("4242:DEMO", session=AiohttpSession(api=TelegramAPIServer.from_base(server.url)))
         dp = build_dispatcher(demo_config(admin_ids=frozenset({ADMIN_ID})))
-        polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False,
-                                                       polling_timeout=1))
+        stop = asyncio.Event()
+        runtime = asyncio.create_task(run_polling(dp, bot, stop=stop, handle_signals=False,
+                                                  workers=WorkerOptions(interval=0.2)))
         run = secrets.randbelow(900_000) + 100_000  # fresh ids: the demo db is reused
         conversation = Conversation(server, echo, user_id=7_000_000 + run,
-                                    charge_id=f"stxDEMO{run:010d}")
+                                    charge_id=f"stxDEMO{run:010d}",
+                                    updates=UpdateFactory(start_update_id=run * 1000))
         try:
-            await server.wait_for_call("getMe", timeout=15)
+            await server.wait_for_call("deleteWebhook", timeout=15)
             await conversation.play()
         finally:
-            with contextlib.suppress(RuntimeError):  # polling never started
-                await dp.stop_polling()
-            await asyncio.wait_for(polling, 15)
-            await bot.session.close()
+            stop.set()
+            await asyncio.wait_for(runtime, 20)
     return conversation
 
 
