@@ -6,6 +6,8 @@ so the restarted bot processes all of them, once.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -39,9 +41,11 @@ async def test_polling_bot_killed_mid_batch_loses_no_paid_update(
     bot.kill()
     at_kill = await sync_to_async(confirmed)(bought)
 
-    spawn.start(*POLLING, telegram_url=telegram.url)
+    bot = spawn.start(*POLLING, telegram_url=telegram.url)
     await wait_until(lambda: inbox_states().get("pending", 0) == 0 and
                      paid_state(bought)["confirmed"] == 20, timeout=40)
     await sync_to_async(assert_granted_exactly_once)(bought)
     assert telegram.confirmed_offset > max(u.update_id for u in paid)
+    assert await asyncio.to_thread(bot.stop) == 0  # SIGTERM: a clean, graceful exit
+    assert "bot 42 stopped" in bot.output() and "Traceback" not in bot.output()
     print(f"{at_kill} of 20 were confirmed when the bot was killed")
