@@ -117,13 +117,14 @@ async def _run(dp: Dispatcher, bot: Bot, mode: Mode, webhook: WebhookOptions,
                          interval=options.interval, max_attempts=options.max_attempts,
                          grace=options.grace)
     me = await bot.me()  # checks the token before anything starts
+    if mode == "polling":
+        await bot.delete_webhook(drop_pending_updates=False)
     data = {"dispatcher": dp, "bots": [bot], **dp.workflow_data}
     await dp.emit_startup(bot=bot, **data)
     jobs: list[Awaitable[Any]] = [worker.run(stop)]
     if options.refunds:
         jobs.append(_refund_worker(bot, options, stop))
     if mode == "polling":
-        await bot.delete_webhook(drop_pending_updates=False)
         poller = InboxPoller(bot, allowed_updates=dp.resolve_used_update_types(),
                              on_stored=worker.wake)
         jobs.append(poller.run(stop))
@@ -131,11 +132,8 @@ async def _run(dp: Dispatcher, bot: Bot, mode: Mode, webhook: WebhookOptions,
         jobs.append(_serve_webhook(bot, webhook, secret, worker.wake, stop))
     if health_port is not None:
         jobs.append(_serve_health(webhook.host, health_port, stop))
-    url = webhook.url()
-    if url and mode != "polling":
-        await bot.set_webhook(url, secret_token=secret,
-                              allowed_updates=dp.resolve_used_update_types())
-        logger.info("webhook registered: %s", url)
+    if webhook.url() and mode != "polling":
+        jobs.append(_register_webhook(dp, bot, str(webhook.url()), secret))
     logger.info("bot @%s (id %s) running: %s", me.username, bot.id, mode)
     try:
         await _until_stopped(jobs, stop)
@@ -159,6 +157,12 @@ async def _until_stopped(jobs: list[Awaitable[Any]], stop: asyncio.Event) -> Non
     for result in results:
         if isinstance(result, Exception):
             raise result
+
+
+async def _register_webhook(dp: Dispatcher, bot: Bot, url: str, secret: str | None) -> None:
+    """``setWebhook`` once the receiver is starting (a failure stops the process)."""
+    await bot.set_webhook(url, secret_token=secret, allowed_updates=dp.resolve_used_update_types())
+    logger.info("webhook registered: %s", url)
 
 
 async def _refund_worker(bot: Bot, options: WorkerOptions, stop: asyncio.Event) -> None:
