@@ -24,6 +24,7 @@ from billable.exceptions import (
     BillableError,
     ConflictError,
     CurrencyError,
+    DatabaseBusy,
     IdempotencyConflict,
     InvalidInput,
     MergeError,
@@ -46,6 +47,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     NotFound: 404,
     IdempotencyConflict: 409,
     ConflictError: 409,
+    DatabaseBusy: 503,
     BillableError: 400,
 }
 
@@ -74,7 +76,13 @@ def failure_result(result: Mapping[str, Any], *, status: int = 400) -> Status[di
 
 
 def status_for(exc: Exception, overrides: Mapping[type[Exception], int] | None = None) -> int:
-    """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`."""
+    """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`.
+
+    ``DatabaseBusy`` is always 503: it says nothing about the request, only that it may be
+    repeated.
+    """
+    if isinstance(exc, DatabaseBusy):
+        return STATUS_BY_ERROR[DatabaseBusy]
     for table in (overrides or {}, STATUS_BY_ERROR):
         for cls in type(exc).__mro__:
             if cls in table:

@@ -21,12 +21,14 @@ from billable.services import consumption, expiry, holds, statements
 from billable.services import grants as granting
 from billable.services.idempotency import claim_key
 from billable.services.ledger_check import check_ledger as _check_ledger
+from billable.services.transient import retrying
 from billable.services.validation import (
     coerce_user_id,
     metadata_dict,
     normalize_product_key,
     optional_key,
     positive_int,
+    safe_text,
 )
 
 
@@ -94,6 +96,7 @@ class TransactionService:
     # -- grants ---------------------------------------------------------------------------
 
     @classmethod
+    @retrying
     def grant_many(cls, user_id: Any, grants: Sequence[tuple[Any, OrderItem | None]], *,
                    source: str = "purchase", metadata: dict[str, Any] | None = None
                    ) -> list[QuotaBatch]:
@@ -118,6 +121,7 @@ class TransactionService:
                                                    metadata=metadata)
 
     @classmethod
+    @retrying
     def grant_offer(cls, user_id: Any, offer: Offer | str | int,
                     order_item: OrderItem | None = None, source: str = "purchase",
                     metadata: dict[str, Any] | None = None, *,
@@ -297,7 +301,7 @@ def _action_type(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value.strip()) > 50:
         raise InvalidInput("action_type must be a non-empty string of at most 50 characters",
                            field="action_type")
-    return value.strip()
+    return safe_text(value.strip(), field="action_type")
 
 
 __all__ = ["TransactionService"]

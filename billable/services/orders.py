@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billable.exceptions import (
+    EmptyOffer,
     InvalidAmount,
     InvalidInput,
     OfferNotFound,
@@ -33,8 +34,12 @@ from billable.exceptions import (
     UserNotFound,
 )
 from billable.models import Offer, Order, OrderItem
+from billable.models.catalog import MAX_PERIOD_YEARS, span_allowed
 from billable.services.identities import coerce_pk
-from billable.services.validation import metadata_dict, positive_int
+from billable.services.periods import extends
+from billable.services.snapshots import snapshot_of
+from billable.services.transient import retrying
+from billable.services.validation import metadata_dict, positive_int, safe_text
 from billable.signals import order_confirmed, send_on_commit
 
 #: ``payment_method`` recorded when the caller gives none.
@@ -72,6 +77,7 @@ def _parse_lines(items: Any) -> list[tuple[str, str, int]]:
         sku = item.get("sku")
         if not isinstance(sku, str) or not sku.strip():
             raise InvalidInput("Item must have 'sku'")
+        safe_text(sku, field="sku")
         lines.append((sku, sku.strip().upper(), _line_quantity(item)))
     if not lines:
         raise InvalidInput("Order must contain at least one item")
@@ -79,17 +85,35 @@ def _parse_lines(items: Any) -> list[tuple[str, str, int]]:
 
 
 def _load_offers(lines: list[tuple[str, str, int]]) -> dict[str, Offer]:
-    """Active offers by SKU with their items (two queries); unknown SKU raises OfferNotFound."""
+    """Active offers by SKU with their items and products (three queries).
+
+    Refuses what could never be honoured at payment: an unknown or inactive SKU
+    (``OfferNotFound``), an offer without items (``EmptyOffer``), and a quantity whose units or
+    period would not fit the ledger (``InvalidAmount``).
+    """
     skus = {sku for _, sku, _ in lines}
     offers = {o.sku: o for o in Offer.objects.filter(sku__in=skus, is_active=True)
-              .prefetch_related("items")}
+              .prefetch_related("items__product")}
     for raw, sku, quantity in lines:
         offer = offers.get(sku)
         if offer is None:
             raise OfferNotFound(f"Offer not found for sku: {raw!r}")
-        if any(item.quantity * quantity > _MAX_UNITS for item in offer.items.all()):
-            raise InvalidAmount("Quantity too large for this offer")
+        _check_line(offer, quantity)
     return offers
+
+
+def _check_line(offer: Offer, quantity: int) -> None:
+    items = list(offer.items.all())
+    if not items:
+        raise EmptyOffer(f"Offer '{offer.sku}' has no items and cannot be sold.")
+    if any(item.quantity * quantity > _MAX_UNITS for item in items):
+        raise InvalidAmount("Quantity too large for this offer", field="quantity")
+    for item in items:
+        span = item.period_value * quantity if extends(item) and item.period_value else None
+        if not span_allowed(item.period_unit, span or item.period_value):
+            raise InvalidAmount(
+                f"Quantity too large for this offer: the period would last more than "
+                f"{MAX_PERIOD_YEARS} years", field="quantity")
 
 
 def _order_currency(offers: list[Offer]) -> str:
@@ -106,7 +130,7 @@ def _payment_fields(payment_id: Any, payment_method: Any) -> tuple[str | None, s
     if payment_id is not None:
         if isinstance(payment_id, bool) or not isinstance(payment_id, (str, int)):
             raise InvalidInput("payment_id must be a string")
-        payment_id = str(payment_id).strip() or None
+        payment_id = safe_text(str(payment_id), field="payment_id").strip() or None
     if payment_id is not None and len(payment_id) > _MAX_PAYMENT_ID:
         raise InvalidInput(f"payment_id must be at most {_MAX_PAYMENT_ID} characters")
     if payment_method is None or (isinstance(payment_method, str) and not payment_method.strip()):
@@ -114,7 +138,7 @@ def _payment_fields(payment_id: Any, payment_method: Any) -> tuple[str | None, s
     if not isinstance(payment_method, str) or len(payment_method.strip()) > _MAX_PAYMENT_METHOD:
         raise InvalidInput(f"payment_method must be a string of at most {_MAX_PAYMENT_METHOD}"
                            " characters")
-    return payment_id, payment_method.strip()
+    return payment_id, safe_text(payment_method.strip(), field="payment_method")
 
 
 def _locked_order(order_id: Any) -> Order:
@@ -152,7 +176,8 @@ class OrderService:
             order = Order.objects.create(user_id=pk, total_amount=total, currency=currency,
                                          status=Order.Status.PENDING, metadata=metadata)
             OrderItem.objects.bulk_create([
-                OrderItem(order=order, offer=offers[sku], quantity=qty, price=offers[sku].price)
+                OrderItem(order=order, offer=offers[sku], quantity=qty, price=offers[sku].price,
+                          snapshot=snapshot_of(offers[sku]))
                 for _, sku, qty in lines
             ])
         return order
@@ -179,6 +204,7 @@ class OrderService:
         return await sync_to_async(cls.get_order)(order_id)
 
     @classmethod
+    @retrying
     def pay_order(cls, order_id: Any, *, payment_id: Any = None,
                   payment_method: str | None = None) -> Order:
         """Mark a pending order paid and grant every line, exactly once; return the order.
@@ -235,8 +261,10 @@ class OrderService:
         return await sync_to_async(cls.process_payment)(order_id, payment_id, payment_method)
 
     @classmethod
+    @retrying
     def cancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``pending → cancelled`` (a cancelled order stays cancelled); raises otherwise."""
+        reason = _reason(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status == Order.Status.CANCELLED:
@@ -273,10 +301,12 @@ class OrderService:
         return await sync_to_async(cls.cancel_order)(order_id, reason)
 
     @classmethod
+    @retrying
     def refund_paid_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``paid → refunded``: revoke what is left of every granted batch (DEBIT rows)."""
         from billable.services.ledger import TransactionService
 
+        reason = _reason(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status != Order.Status.PAID:
@@ -347,14 +377,28 @@ def _replayed(order: Order, payment_id: str | None, payment_method: str | None) 
 
 
 def _grant_lines(order: Order) -> None:
-    """Grant every order line in a constant number of statements (``grant_many``)."""
+    """Grant every order line — its snapshot, taken when the order was created — in a constant
+    number of statements (``grant_many``). A line that grants nothing (a legacy line whose
+    offer has no items any more) refuses the payment: the order stays pending."""
     from billable.services.ledger import TransactionService
 
     lines = list(order.items.select_related("offer"))
-    TransactionService.grant_many(
+    batches = TransactionService.grant_many(
         order.user_id, [(line.offer, line) for line in lines], source="purchase",
         metadata={"order_id": order.pk},
     )
+    granted = {batch.order_item_id for batch in batches}
+    for line in lines:
+        if line.pk not in granted:
+            raise EmptyOffer(f"Offer '{line.offer.sku}' has no items: order #{order.pk} "
+                             "cannot be honoured")
+
+
+def _reason(reason: Any) -> str | None:
+    """A cancel/refund reason as storable text (checked before anything is written)."""
+    if reason is None or reason == "":
+        return None
+    return safe_text(str(reason), field="reason")
 
 
 def _with_reason(metadata: Any, key: str, reason: str | None, stamp: str) -> dict[str, Any]:
