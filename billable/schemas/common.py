@@ -139,6 +139,7 @@ ERROR_RESPONSES: dict[int, type[BaseModel]] = {
     404: CommonResponse,
     409: CommonResponse,
     422: ValidationErrorResponse,
+    503: CommonResponse,
 }
 
 

@@ -30,7 +30,7 @@ from billable.models import (
 )
 from billable.services.identities import coerce_pk
 from billable.services.locks import lock_users
-from billable.services.transient import retrying
+from billable.services.transient import RetryTransaction, retrying
 from billable.services.trials import USER_IDENTITY_TYPE
 from billable.signals import customers_merged, send_on_commit
 
@@ -52,10 +52,14 @@ def _lock_both(target: int, source: int) -> None:
         raise UserNotFound(f"Target user {target} does not exist.")
     if source not in existing:
         raise UserNotFound(f"Source user {source} does not exist.")
-    list(Reservation.objects.select_for_update(no_key=True).filter(user_id=source)
-         .order_by("id").values_list("pk", flat=True))
+    holds = list(Reservation.objects.select_for_update(no_key=True).filter(user_id=source)
+                 .order_by("id").values_list("pk", flat=True))
     list(QuotaBatch.objects.select_for_update(no_key=True).filter(user_id=source).order_by("id")
          .values_list("pk", flat=True))
+    if Reservation.objects.filter(user_id=source).exclude(pk__in=holds).exists():
+        # A hold was placed between the two lock statements; whoever settles it locks it
+        # before the batches we now hold. Give everything back and start again.
+        raise RetryTransaction("a hold of the source appeared while locking")
 
 
 def _move_identities(target: int, source: int) -> int:

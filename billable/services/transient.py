@@ -33,8 +33,19 @@ TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
+class RetryTransaction(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised inside a :func:`retrying` operation to roll it back and run it again.
+
+    For a path that finds, after taking its locks, that the rows it locked are not all the rows
+    it must change (a row appeared in between): it gives every lock back instead of waiting for
+    the newcomer, which may be waiting for it.
+    """
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for a deadlock, a serialization failure or SQLite's "database is locked"."""
+    if isinstance(exc, RetryTransaction):
+        return True
     if not isinstance(exc, DatabaseError):
         return False
     cause = exc.__cause__
@@ -59,14 +70,14 @@ def retrying(func: F) -> F:
         if connections[DEFAULT_DB_ALIAS].in_atomic_block:
             try:
                 return func(*args, **kwargs)
-            except DatabaseError as exc:
+            except (DatabaseError, RetryTransaction) as exc:
                 if is_transient(exc):
                     raise _busy(exc) from exc
                 raise
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return func(*args, **kwargs)
-            except DatabaseError as exc:
+            except (DatabaseError, RetryTransaction) as exc:
                 if not is_transient(exc):
                     raise
                 if attempt == ATTEMPTS:
@@ -77,4 +88,4 @@ def retrying(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["ATTEMPTS", "TRANSIENT_SQLSTATES", "is_transient", "retrying"]
+__all__ = ["ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction", "is_transient", "retrying"]
