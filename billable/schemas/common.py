@@ -21,12 +21,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from billable.services.validation import safe_json, safe_text
-
-#: Largest primary key a ``BigAutoField`` (and SQLite's INTEGER) can hold.
-MAX_DB_ID = 2**63 - 1
-#: Largest amount a ledger row can hold (``PositiveIntegerField`` on PostgreSQL).
-MAX_AMOUNT = 2_147_483_647
+from billable.services.validation import MAX_AMOUNT, MAX_DB_ID, safe_json, safe_text
 
 
 def clean_text(value: str) -> str:

@@ -29,6 +29,7 @@ from billable.services.grants import grant_lines
 from billable.services.idempotency import claim_key
 from billable.services.locks import lock_users
 from billable.services.transient import retrying
+from billable.services.validation import MAX_DB_ID, safe_text
 
 ATTEMPTS = 3
 
@@ -102,9 +103,10 @@ def resolve_active_offer(offer: Any = None, offer_id: Any = None) -> Offer:
     if ref is None or isinstance(ref, bool) or not isinstance(ref, (int, str)):
         raise OfferNotFound("Offer not found")
     active = Offer.objects.filter(is_active=True)
-    text = str(ref).strip()
-    found = (active.filter(pk=int(text)).first() if text.isdigit() else None) or (
-        active.filter(sku=text).first() if text else None)
+    text = safe_text(str(ref).strip(), field="offer_id")
+    number = int(text) if text.isascii() and text.isdigit() else 0
+    by_pk = active.filter(pk=number).first() if 0 < number <= MAX_DB_ID else None
+    found = by_pk or (active.filter(sku=text).first() if text else None)
     if found is None:
         raise OfferNotFound("Offer not found")
     return found

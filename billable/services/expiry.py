@@ -22,6 +22,7 @@ from billable.models import Order, Product, QuotaBatch, Transaction
 from billable.services import periods, wallet
 from billable.services.locks import lock_users
 from billable.services.transient import retrying
+from billable.services.validation import MAX_DB_ID
 
 CHUNK = 500
 OPEN = (QuotaBatch.State.ACTIVE, QuotaBatch.State.EXHAUSTED)
@@ -109,9 +110,12 @@ def _order_pk(order: Any) -> Any:
     try:
         if isinstance(order, (bool, float)) or order is None:
             raise ValidationError("missing")
-        return pk_field.to_python(order)
+        pk = pk_field.to_python(order)
     except ValidationError as exc:
         raise OrderNotFound(f"Order not found: {order!r}") from exc
+    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
+        raise OrderNotFound(f"Order not found: {order!r}")
+    return pk
 
 
 def _close(batches: list[QuotaBatch], *, state: str, action_type: str,

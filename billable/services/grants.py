@@ -26,6 +26,7 @@ from billable.models.base import uuid7
 from billable.services.locks import lock_users
 from billable.services.periods import add_months, bounded_end, extends, period_end
 from billable.services.snapshots import has_snapshot, line_items
+from billable.services.validation import MAX_DB_ID
 from billable.services.wallet import CREDIT, emit_created
 
 Grant = tuple[Any, "OrderItem | None"]
@@ -41,9 +42,12 @@ def _offer_pk(offer: Any) -> Any:
     pk_field = Offer._meta.pk
     assert pk_field is not None
     try:
-        return pk_field.to_python(offer)
+        pk = pk_field.to_python(offer)
     except ValidationError as exc:
         raise OfferNotFound("Offer not found") from exc
+    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
+        raise OfferNotFound("Offer not found")
+    return pk
 
 
 def _items_by_offer(offer_pks: set[Any]) -> dict[Any, list[OfferItem]]:

@@ -47,8 +47,9 @@ def _resolve_offer(offer: Any) -> Offer | int:
     if isinstance(offer, int) and not isinstance(offer, bool):
         return offer
     if isinstance(offer, str) and offer.strip():
-        found = Offer.objects.filter(sku=offer).values_list("pk", flat=True).first()
-        if found is None and offer.strip().isdigit():
+        found = Offer.objects.filter(sku=safe_text(offer, field="offer")).values_list(
+            "pk", flat=True).first()
+        if found is None and offer.strip().isascii() and offer.strip().isdigit():
             return int(offer.strip())
         if found is not None:
             return found

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from billable.exceptions import DatabaseBusy
+from billable.exceptions import BillableError, DatabaseBusy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,13 +33,15 @@ TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
-class RetryTransaction(Exception):  # noqa: N818 (a signal, not an error)
-    """Raised inside a :func:`retrying` operation to roll it back and run it again.
+class RetryTransaction(BillableError):
+    """Internal: raised inside a :func:`retrying` operation to roll it back and run it again.
 
     For a path that finds, after taking its locks, that the rows it locked are not all the rows
     it must change (a row appeared in between): it gives every lock back instead of waiting for
     the newcomer, which may be waiting for it.
     """
+
+    code = "retry_transaction"
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -80,7 +80,11 @@ class TrialService:
     def is_eligible(cls, identities: dict[str, Any] | None = None, *,
                     user_id: Any = None) -> bool:
         """True when none of ``identities`` (nor ``user:<user_id>`` if given) claimed a trial."""
+        if identities is not None and not isinstance(identities, dict):
+            raise InvalidInput("identities must be an object of {type: value}")
         merged = dict(identities or {})
+        for kind in merged:
+            safe_text(str(kind), field="identity type")
         pk = coerce_pk(user_id)
         pairs = TrialHistory.identity_pairs(merged)
         if pk is not None:

@@ -22,6 +22,8 @@ from billable.exceptions import InvalidAmount, InvalidInput, InvalidProductKey
 #: Largest amount a ledger row can hold (PositiveIntegerField on PostgreSQL).
 MAX_AMOUNT = 2_147_483_647
 MAX_KEY_LENGTH = 255
+#: Largest primary key a ``BigAutoField`` (and SQLite's INTEGER) can hold.
+MAX_DB_ID = 2**63 - 1
 #: Deepest nesting accepted inside a JSON value (metadata, profiles, identities).
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT_BITS = 4000
@@ -87,7 +89,7 @@ def coerce_user_id(value: Any) -> Any:
         parsed = pk_field.to_python(value)
     except (ValidationError, TypeError, ValueError) as exc:
         raise InvalidInput("Invalid user_id", field="user_id") from exc
-    if parsed is None or (isinstance(parsed, int) and parsed <= 0):
+    if parsed is None or (isinstance(parsed, int) and not 0 < parsed <= MAX_DB_ID):
         raise InvalidInput("Invalid user_id", field="user_id")
     return parsed
 
@@ -185,6 +187,7 @@ def fingerprint(payload: dict[str, Any]) -> str:
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_DB_ID",
     "MAX_JSON_DEPTH",
     "coerce_user_id",
     "fingerprint",

@@ -90,6 +90,16 @@ def _run(workers: list[Callable[[], None]]) -> list[BaseException]:
     return errors
 
 
+def _consumers(users: list[Any], seed: int) -> list[Callable[[], None]]:
+    rng = random.Random(seed)
+
+    def consumer() -> None:
+        for _ in range(30):
+            T.consume_quota(rng.choice(users).id, "CREDITS", amount=rng.randint(3, 12))
+
+    return [consumer] * 6
+
+
 def _calls(users: list[Any], seed: int) -> list[Callable[[], None]]:
     rng = random.Random(seed)
 
@@ -130,13 +140,7 @@ def test_releasing_expired_holds_never_deadlocks_with_consumers(make_user, make_
     for round_ in range(ROUNDS):
         users = _wallets(make_user, product)
         _expired_holds(users)
-        rng = random.Random(round_)
-
-        def consumer() -> None:
-            for _ in range(30):
-                T.consume_quota(rng.choice(users).id, "CREDITS", amount=rng.randint(3, 12))
-
-        errors = _run([consumer] * 6 + [T.expire_batches] * 3)
+        errors = _run(_consumers(users, seed=round_) + [T.expire_batches] * 3)
         assert [e for e in errors if not isinstance(e, BillableError)] == []
         assert not [e for e in errors if isinstance(e, DatabaseBusy)]
     time.sleep(1.0)

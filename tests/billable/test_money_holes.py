@@ -102,7 +102,7 @@ def test_merge_marks_every_identity_of_the_customer_as_trial_used(make_user, mak
     assert TrialService.is_eligible({}, user_id=source.id) is False
 
 
-# -- 4. a paid order grants what was ordered -------------------------------------------------------
+# -- 4. a paid order grants what was ordered ------------------------------------------------------
 
 
 def test_payment_grants_the_order_as_created_not_the_edited_offer(user, make_product, make_offer):
@@ -140,7 +140,7 @@ def test_pending_lines_get_a_snapshot_when_migrating(user, make_product, make_of
     assert lines[1].snapshot is None
 
 
-# -- 5. refunding the first of two back-to-back periods ---------------------------------------------
+# -- 5. refunding the first of two back-to-back periods -------------------------------------------
 
 
 def test_refunding_the_first_of_two_chained_periods_moves_the_second_forward(user, make_product,
@@ -183,7 +183,7 @@ def test_an_offer_without_items_cannot_be_ordered_exchanged_or_claimed(user, mak
     assert T.get_balance(user.id, "COINS") == 50
 
 
-# -- 7. prices are never rounded silently ------------------------------------------------------------
+# -- 7. prices are never rounded silently ---------------------------------------------------------
 
 
 def test_a_price_with_more_digits_than_the_column_holds_is_refused(make_offer):
@@ -196,7 +196,7 @@ def test_a_price_with_more_digits_than_the_column_holds_is_refused(make_offer):
     assert make_offer("EVEN", price="9.990").price == Decimal("9.99")
 
 
-# -- 8. orders that can never be paid --------------------------------------------------------------
+# -- 8. orders that can never be paid -------------------------------------------------------------
 
 
 def test_an_order_whose_period_cannot_be_represented_is_refused(user, make_product, make_offer):
@@ -216,7 +216,7 @@ def test_periods_chained_past_year_9999_are_clamped_not_crashing(user, make_prod
     assert T.check_ledger() == []
 
 
-# -- 9. signal payloads have one type ----------------------------------------------------------------
+# -- 9. signal payloads have one type -------------------------------------------------------------
 
 
 def test_ledger_signals_carry_uuids_whatever_wrote_the_row(user, make_product, make_offer,
