@@ -18,7 +18,7 @@ from ninja import Router
 from ninja.security import HttpBearer
 
 from billable.api import catalog, customers, identify, orders, referrals, trials, wallet
-from billable.api.errors import reject_unparsable_body, translate_errors
+from billable.api.errors import guard_request, translate_errors
 from billable.api.users import aresolve_user_id_by_identity
 from billable.conf import billable_settings
 
@@ -59,7 +59,7 @@ APIKeyAuth = BearerAuth
 #: The billing router: every operation requires the bearer token and maps billable errors.
 router = Router(tags=["billing"], auth=BearerAuth())
 router.add_decorator(translate_errors, mode="operation")
-router.add_decorator(reject_unparsable_body, mode="view")
+router.add_decorator(guard_request, mode="view")
 for _domain in (identify, catalog, wallet, orders, trials, referrals, customers):
     router.add_router("", _domain.router)
 

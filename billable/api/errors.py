@@ -15,7 +15,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
 from ninja import Status
@@ -144,15 +150,48 @@ def translate_errors(view: F) -> F:
     return sync_wrapper  # type: ignore[return-value]
 
 
-def reject_unparsable_body(run: F) -> F:
-    """View decorator: an authenticated request whose body is not JSON gets the envelope.
+#: Errors Django raises while reading a request, before any API code runs: status, code, text.
+REQUEST_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (RequestDataTooBig, 413, "request_too_large",
+     "Request body is larger than the server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)"),
+    (TooManyFieldsSent, 400, "too_many_fields",
+     "Too many query or form parameters (DATA_UPLOAD_MAX_NUMBER_FIELDS)"),
+    (TooManyFilesSent, 400, "too_many_files",
+     "Too many uploaded files (DATA_UPLOAD_MAX_NUMBER_FILES)"),
+)
 
-    Django Ninja answers ``400 {"detail": "Cannot parse request body"}``; this keeps the one
-    error contract (``data.error == "invalid_json"``). Unauthenticated requests still get 401.
+
+def _read_request(request: HttpRequest) -> JsonResponse | None:
+    """Parse the query string and read the body now, where Django's refusals can be answered
+    with the envelope; ``None`` when both are fine."""
+    try:
+        request.GET  # noqa: B018 (parsing is the point: it raises TooManyFieldsSent)
+        if request.method in ("POST", "PUT", "PATCH"):
+            request.body  # noqa: B018 (raises RequestDataTooBig)
+    except SuspiciousOperation as exc:
+        for kind, status, code, message in REQUEST_ERRORS:
+            if isinstance(exc, kind):
+                return JsonResponse(error_body(message, code), status=status)
+        return JsonResponse(error_body("Bad request", "bad_request"), status=400)
+    return None
+
+
+def guard_request(run: F) -> F:
+    """View decorator: requests Django or the JSON parser refuse get the error envelope.
+
+    * a body above ``DATA_UPLOAD_MAX_MEMORY_SIZE`` → ``413`` ``request_too_large``; more query
+      or form parameters than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` → ``400`` ``too_many_fields``
+      (Django's own answer would be an HTML page, or a traceback with ``DEBUG`` on);
+    * an authenticated request whose body is not JSON → ``400`` ``invalid_json`` (Django Ninja
+      answers ``{"detail": "Cannot parse request body"}``). Unauthenticated requests still get
+      401 for that case.
     """
 
     @functools.wraps(run)
     async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        refused = _read_request(request)
+        if refused is not None:
+            return refused
         if request.method in ("POST", "PUT", "PATCH") and request.body:
             from billable.api import bearer_token, token_is_valid
 
@@ -166,6 +205,10 @@ def reject_unparsable_body(run: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
+#: The earlier name of :func:`guard_request`.
+reject_unparsable_body = guard_request
+
+
 __all__ = [
     "INVALID_JSON",
     "STATUS_BY_CODE",
@@ -174,6 +217,7 @@ __all__ = [
     "error_status",
     "fail",
     "failure_result",
+    "guard_request",
     "reject_unparsable_body",
     "status_for",
     "to_response",
