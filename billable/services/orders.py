@@ -1,11 +1,13 @@
 """Orders and payments: a strict ``pending → paid → refunded`` state machine.
 
 * ``create_order`` prices every line from the catalog (a client ``price`` is ignored), accepts
-  only active offers, positive whole quantities and one currency per order.
+  only active offers with items, quantities the ledger can honour and one currency per order
+  (``order_input``), and freezes each line's contents in ``OrderItem.snapshot``.
 * ``pay_order`` / ``process_payment`` move ``pending → paid`` exactly once and grant every line
   in the same database transaction (the order row is locked; the partial unique constraint on
   ``(payment_method, payment_id)`` makes one payment id pay at most one order).
-* ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left).
+* ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left and
+  moves the user's later periods forward over the refunded time).
 
 The published 0.2 contract returned booleans from ``process_payment``, ``cancel_order`` and
 ``refund_order``; those names keep that contract. The strict variants ``pay_order``,
@@ -14,7 +16,6 @@ The published 0.2 contract returned booleans from ``process_payment``, ``cancel_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -26,119 +27,26 @@ from django.utils import timezone
 from billable.exceptions import (
     EmptyOffer,
     InvalidAmount,
-    InvalidInput,
-    OfferNotFound,
     OrderNotFound,
     OrderStateError,
     PaymentConflict,
     UserNotFound,
 )
-from billable.models import Offer, Order, OrderItem
-from billable.models.catalog import MAX_PERIOD_YEARS, span_allowed
+from billable.models import Order, OrderItem
 from billable.services.identities import coerce_pk
-from billable.services.periods import extends
+from billable.services.order_input import (
+    DEFAULT_PAYMENT_METHOD,
+    MAX_TOTAL,
+    load_offers,
+    order_currency,
+    parse_lines,
+    payment_fields,
+    reason_text,
+)
 from billable.services.snapshots import snapshot_of
 from billable.services.transient import retrying
-from billable.services.validation import metadata_dict, positive_int, safe_text
+from billable.services.validation import metadata_dict
 from billable.signals import order_confirmed, send_on_commit
-
-#: ``payment_method`` recorded when the caller gives none.
-DEFAULT_PAYMENT_METHOD = "manual"
-#: Largest quantity of one order line (keeps granted units inside the ledger's integer range).
-MAX_LINE_QUANTITY = 1_000_000
-_MAX_UNITS = 2_147_483_647
-_MAX_TOTAL = Decimal(10) ** 18  # Order.total_amount is Decimal(20, 2)
-_MAX_PAYMENT_ID = 255
-_MAX_PAYMENT_METHOD = 50
-
-
-def _line_quantity(item: Mapping[str, Any]) -> int:
-    quantity = positive_int(item.get("quantity", 1), field="quantity")
-    if quantity > MAX_LINE_QUANTITY:
-        raise InvalidAmount(f"quantity must be at most {MAX_LINE_QUANTITY}", field="quantity")
-    return quantity
-
-
-def _as_mapping(item: Any) -> Mapping[str, Any]:
-    if hasattr(item, "model_dump"):
-        item = item.model_dump()
-    if not isinstance(item, Mapping):
-        raise InvalidInput("Each item must be an object with 'sku' and 'quantity'")
-    return item
-
-
-def _parse_lines(items: Any) -> list[tuple[str, str, int]]:
-    """``(raw sku, normalised sku, quantity)`` per line; raises on malformed input."""
-    if isinstance(items, (str, bytes, Mapping)) or not hasattr(items, "__iter__"):
-        raise InvalidInput("items must be a list of {'sku', 'quantity'} objects")
-    lines = []
-    for raw_item in items:
-        item = _as_mapping(raw_item)
-        sku = item.get("sku")
-        if not isinstance(sku, str) or not sku.strip():
-            raise InvalidInput("Item must have 'sku'")
-        safe_text(sku, field="sku")
-        lines.append((sku, sku.strip().upper(), _line_quantity(item)))
-    if not lines:
-        raise InvalidInput("Order must contain at least one item")
-    return lines
-
-
-def _load_offers(lines: list[tuple[str, str, int]]) -> dict[str, Offer]:
-    """Active offers by SKU with their items and products (three queries).
-
-    Refuses what could never be honoured at payment: an unknown or inactive SKU
-    (``OfferNotFound``), an offer without items (``EmptyOffer``), and a quantity whose units or
-    period would not fit the ledger (``InvalidAmount``).
-    """
-    skus = {sku for _, sku, _ in lines}
-    offers = {o.sku: o for o in Offer.objects.filter(sku__in=skus, is_active=True)
-              .prefetch_related("items__product")}
-    for raw, sku, quantity in lines:
-        offer = offers.get(sku)
-        if offer is None:
-            raise OfferNotFound(f"Offer not found for sku: {raw!r}")
-        _check_line(offer, quantity)
-    return offers
-
-
-def _check_line(offer: Offer, quantity: int) -> None:
-    items = list(offer.items.all())
-    if not items:
-        raise EmptyOffer(f"Offer '{offer.sku}' has no items and cannot be sold.")
-    if any(item.quantity * quantity > _MAX_UNITS for item in items):
-        raise InvalidAmount("Quantity too large for this offer", field="quantity")
-    for item in items:
-        span = item.period_value * quantity if extends(item) and item.period_value else None
-        if not span_allowed(item.period_unit, span or item.period_value):
-            raise InvalidAmount(
-                f"Quantity too large for this offer: the period would last more than "
-                f"{MAX_PERIOD_YEARS} years", field="quantity")
-
-
-def _order_currency(offers: list[Offer]) -> str:
-    currencies = {offer.currency for offer in offers}
-    if len(currencies) > 1:
-        raise InvalidInput(
-            "All items of an order must use the same currency (got "
-            + ", ".join(sorted(currencies)) + ")"
-        )
-    return currencies.pop()
-
-
-def _payment_fields(payment_id: Any, payment_method: Any) -> tuple[str | None, str]:
-    if payment_id is not None:
-        if isinstance(payment_id, bool) or not isinstance(payment_id, (str, int)):
-            raise InvalidInput("payment_id must be a string")
-        payment_id = safe_text(str(payment_id), field="payment_id").strip() or None
-    if payment_id is not None and len(payment_id) > _MAX_PAYMENT_ID:
-        raise InvalidInput(f"payment_id must be at most {_MAX_PAYMENT_ID} characters")
-    if payment_method is None or (isinstance(payment_method, str) and not payment_method.strip()):
-        return payment_id, DEFAULT_PAYMENT_METHOD
-    if not isinstance(payment_method, str) or len(payment_method.strip()) > _MAX_PAYMENT_METHOD:
-        raise InvalidInput(f"payment_method must be a string of at most {_MAX_PAYMENT_METHOD}"
-                           " characters")
-    return payment_id, safe_text(payment_method.strip(), field="payment_method")
 
 
 def _locked_order(order_id: Any) -> Order:
@@ -162,15 +70,15 @@ class OrderService:
         ``InvalidAmount`` (quantity), ``OfferNotFound`` ("Offer not found for sku: '<sku>'"),
         ``UserNotFound``.
         """
-        lines = _parse_lines(items)
+        lines = parse_lines(items)
         metadata = metadata_dict(metadata)
-        offers = _load_offers(lines)
-        currency = _order_currency([offers[sku] for _, sku, _ in lines])
+        offers = load_offers(lines)
+        currency = order_currency([offers[sku] for _, sku, _ in lines])
         pk = coerce_pk(getattr(user_id, "pk", user_id))
         if pk is None or not get_user_model().objects.filter(pk=pk).exists():
             raise UserNotFound(f"User {user_id} not found")
         total = sum((offers[sku].price * qty for _, sku, qty in lines), Decimal("0.00"))
-        if total >= _MAX_TOTAL:
+        if total >= MAX_TOTAL:
             raise InvalidAmount("Order total is too large", field="quantity")
         with transaction.atomic():
             order = Order.objects.create(user_id=pk, total_amount=total, currency=currency,
@@ -214,7 +122,7 @@ class OrderService:
         when a paid order is confirmed with another payment id or the payment id (per method)
         already paid another order. Nothing is granted on any error.
         """
-        payment_id, method = _payment_fields(payment_id, payment_method)
+        payment_id, method = payment_fields(payment_id, payment_method)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status == Order.Status.PAID:
@@ -264,7 +172,7 @@ class OrderService:
     @retrying
     def cancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``pending → cancelled`` (a cancelled order stays cancelled); raises otherwise."""
-        reason = _reason(reason)
+        reason = reason_text(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status == Order.Status.CANCELLED:
@@ -306,7 +214,7 @@ class OrderService:
         """``paid → refunded``: revoke what is left of every granted batch (DEBIT rows)."""
         from billable.services.ledger import TransactionService
 
-        reason = _reason(reason)
+        reason = reason_text(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status != Order.Status.PAID:
@@ -392,13 +300,6 @@ def _grant_lines(order: Order) -> None:
         if line.pk not in granted:
             raise EmptyOffer(f"Offer '{line.offer.sku}' has no items: order #{order.pk} "
                              "cannot be honoured")
-
-
-def _reason(reason: Any) -> str | None:
-    """A cancel/refund reason as storable text (checked before anything is written)."""
-    if reason is None or reason == "":
-        return None
-    return safe_text(str(reason), field="reason")
 
 
 def _with_reason(metadata: Any, key: str, reason: str | None, stamp: str) -> dict[str, Any]:
