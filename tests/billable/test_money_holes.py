@@ -120,6 +120,18 @@ def test_payment_grants_the_order_as_created_not_the_edited_offer(user, make_pro
     assert order.items.get().price == Decimal("5.00")
 
 
+def test_the_order_admin_shows_what_each_line_grants_escaped(admin_client, user, make_product,
+                                                             make_offer):
+    from django.urls import reverse
+
+    make_offer("PACK", items=[(make_product("<B>"), 10),
+                              (make_product("PREMIUM", product_type="period"), 1, "days", 30)])
+    order = OrderService.create_order(user.id, [{"sku": "pack", "quantity": 2}])
+    page = admin_client.get(reverse("admin:billable_order_change", args=[order.pk]))
+    text = page.content.decode()
+    assert "10 × &lt;B&gt;; 1 × PREMIUM for 30 days" in text
+
+
 def test_pending_lines_get_a_snapshot_when_migrating(user, make_product, make_offer):
     from importlib import import_module
 
