@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 CONSUMPTION_ORDERS = ("fifo", "expiring_first")
+#: Longest hold lifetime (``ttl`` of ``reserve_quota`` and ``BILLABLE_RESERVATION_TTL``): a year.
+MAX_RESERVATION_TTL_SECONDS = 365 * 24 * 3600
 
 
 class BillableSettings:

@@ -18,7 +18,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from billable.conf import billable_settings
+from billable.conf import MAX_RESERVATION_TTL_SECONDS, billable_settings
 from billable.exceptions import (
     InsufficientFunds,
     InvalidAmount,
@@ -38,7 +38,7 @@ from billable.services.validation import positive_int
 HELD = Reservation.State.HELD
 ATTEMPTS = 3
 #: Longest hold lifetime accepted (a hold is for work in progress, not for storage).
-MAX_TTL = timedelta(days=365)
+MAX_TTL = timedelta(seconds=MAX_RESERVATION_TTL_SECONDS)
 RESERVATION_FIELDS = ("id", "user", "product", "amount", "committed_amount", "state",
                       "action_type", "metadata", "expires_at", "created_at", "settled_at")
 

@@ -135,3 +135,12 @@ def test_odd_digit_strings_as_ids(wallet, ref):
                  lambda: OrderService.get_order(ref),
                  lambda: T.grant_offer(wallet.id, ref)):
         _refused(call)
+
+
+@pytest.mark.parametrize("ttl, refused", [(900, False), (365 * 24 * 3600, False),
+                                          (365 * 24 * 3600 + 1, True), (0, True)])
+def test_the_default_hold_lifetime_is_checked_at_startup(settings, ttl, refused):
+    from billable.checks import check_settings
+
+    settings.BILLABLE_RESERVATION_TTL = ttl
+    assert ("billable.E004" in {problem.id for problem in check_settings()}) is refused
