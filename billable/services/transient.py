@@ -69,20 +69,15 @@ def retrying(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-            try:
-                return func(*args, **kwargs)
-            except (DatabaseError, RetryTransaction) as exc:
-                if is_transient(exc):
-                    raise _busy(exc) from exc
-                raise
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return func(*args, **kwargs)
             except (DatabaseError, RetryTransaction) as exc:
                 if not is_transient(exc):
                     raise
-                if attempt == ATTEMPTS:
+                # Checked only on failure, so the happy path costs nothing: inside the caller's
+                # transaction the work cannot be redone from here.
+                if attempt == ATTEMPTS or connections[DEFAULT_DB_ALIAS].in_atomic_block:
                     raise _busy(exc) from exc
                 time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
         raise AssertionError("unreachable")  # pragma: no cover
