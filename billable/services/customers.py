@@ -1,9 +1,11 @@
 """Customer merge: move everything one billing account owns into another, atomically.
 
-Both accounts are locked (ascending primary key — the stable lock order shared with the referral
-service) so concurrent merges serialise instead of deadlocking. Ledgers move whole: batches and
-their transactions change owner only (``Transaction.objects…._reassign_owner``); amounts,
-directions and batches never change, so the ledger invariant holds before and after. The source
+Rows are locked in the global lock order of ``billable.services.locks`` (orders, accounts,
+reservations, batches), so concurrent merges serialise and merges never deadlock with payments,
+holds or consumption. Ledgers move whole: batches and their transactions change owner only
+(``Transaction.objects…._reassign_owner``); amounts, directions and batches never change, so the
+ledger invariant holds before and after. Trial history is only ever added to: if the merged
+customer used a trial, both accounts and all their identities stay "trial used". The source
 account itself is kept (empty), as in 0.2.
 """
 
