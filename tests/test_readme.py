@@ -90,7 +90,7 @@ async def test_readme_bot_gates_the_export_command_on_quota() -> None:
 
 
 OWN_DOCS = ["README.md", "docs/index.md", "docs/architecture.md", "docs/reference.md",
-            "docs/compatibility.md", "docs/scaling.md", "examples/README.md",
+            "docs/compatibility.md", "docs/upgrading.md", "docs/scaling.md", "examples/README.md",
             "examples/n8n/README.md"]
 
 
