@@ -35,7 +35,7 @@ from billable.exceptions import (
 from billable.models import Offer, Order, OrderItem
 from billable.services.identities import coerce_pk
 from billable.services.validation import metadata_dict, positive_int
-from billable.signals import order_confirmed, send_on_commit
+from billable.signals import order_confirmed, order_refunded, send_on_commit
 
 #: ``payment_method`` recorded when the caller gives none.
 DEFAULT_PAYMENT_METHOD = "manual"
@@ -287,6 +287,7 @@ class OrderService:
             order.metadata = _with_reason(order.metadata, "refund_reason", reason,
                                           "refunded_at")
             order.save(update_fields=["status", "metadata"])
+            send_on_commit(order_refunded, sender=cls, order=order)
         return order
 
     @classmethod

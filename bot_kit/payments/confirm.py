@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
+from billable import metrics
 from billable.exceptions import BillableError
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
@@ -103,6 +104,8 @@ def _reject(payment: TelegramPayment, reason: str) -> None:
     RefundRequest.objects.create(payment=payment, reason=f"automatic: {reason}",
                                  requested_by="auto")
     logger.warning("payment %s rejected (%s); refund queued", payment.charge_id, reason)
+    transaction.on_commit(lambda: metrics.record_payment(
+        "failed", currency=payment.currency, method="telegram", reason=reason))
 
 
 def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, ...],
