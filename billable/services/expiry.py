@@ -8,6 +8,7 @@ thousands of locks at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -22,8 +23,12 @@ from billable.services import wallet
 CHUNK = 500
 
 
-def expire_due(*, user_id: Any = None, chunk: int = CHUNK) -> int:
-    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved."""
+def expire_due(*, user_id: Any = None, chunk: int = CHUNK,
+               progress: Callable[[int], None] | None = None) -> int:
+    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` batches.
+    """
     expired = 0
     while True:
         now = timezone.now()
@@ -35,6 +40,8 @@ def expire_due(*, user_id: Any = None, chunk: int = CHUNK) -> int:
             _close(batches, state=QuotaBatch.State.EXPIRED, action_type="expiration",
                    metadata={"reason": "expired"})
         expired += len(batches)
+        if progress is not None:
+            progress(len(batches))
         if len(batches) < chunk:
             return expired
 

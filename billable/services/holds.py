@@ -9,7 +9,7 @@ committed hold is the reservation id (the first DEBIT row reuses it), so replays
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -237,8 +237,12 @@ def release(reservation_id: Any) -> bool:
     raise ReservationStateError("Reservation is being settled concurrently")
 
 
-def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
-    """Release every ``HELD`` reservation past its expiry; return how many were released."""
+def release_expired(*, user_id: Any = None, chunk: int = 500,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Release every ``HELD`` reservation past its expiry; return how many were released.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` holds.
+    """
     released = 0
     while True:
         now = timezone.now()
@@ -251,6 +255,8 @@ def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
             for rid in ids:
                 _release_locked(_lock(rid, now), now, Reservation.State.EXPIRED)
         released += len(ids)
+        if progress is not None:
+            progress(len(ids))
         if len(ids) < chunk:
             return released
 
