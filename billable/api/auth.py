@@ -24,6 +24,7 @@ from ninja.security import HttpBearer
 
 from billable.api.errors import error_body
 from billable.api.routes import route_of
+from billable.logs import log_context
 from billable.scopes import ADMIN
 from billable.services.api_keys import Principal, authenticate_token, settings_principal
 
@@ -124,16 +125,20 @@ def enforce_scopes(run: F) -> F:
     """View decorator (``router.add_decorator(enforce_scopes, mode="view")``).
 
     Authenticates the request before Ninja parses it and refuses a key without the route's
-    scope with ``403``; requests without a valid token go on to Ninja's own ``401``.
+    scope with ``403``; requests without a valid token go on to Ninja's own ``401``. The key's
+    name is bound to the request's log records (``api_key``).
     """
     scope = required_scope(*route_of(run))
 
     @functools.wraps(run)
     async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         principal = await sync_to_async(request_principal)(request)
-        if principal is not None and not principal.allows(scope):
+        if principal is None:
+            return await run(request, *args, **kwargs)  # Ninja answers 401
+        if not principal.allows(scope):
             return insufficient_scope(scope)
-        return await run(request, *args, **kwargs)
+        with log_context(api_key=principal.name):
+            return await run(request, *args, **kwargs)
 
     return guarded  # type: ignore[return-value]
 
