@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billable.metrics.backlogs import register_backlog, registered_backlogs
+from billable.metrics.backlogs import register_backlog, registered_backlogs, unregister_backlog
 from billable.metrics.instruments import (
     enabled,
     record_api_request,
@@ -75,4 +75,5 @@ __all__ = [
     "register_backlog",
     "registered_backlogs",
     "start_http_server",
+    "unregister_backlog",
 ]

@@ -54,6 +54,11 @@ def register_backlog(name: str, pending: Callable[[], Any], *,
     _BACKLOGS[name] = Backlog(name, pending, age_field)
 
 
+def unregister_backlog(name: str) -> None:
+    """Stop measuring the backlog ``name`` (no error when unknown)."""
+    _BACKLOGS.pop(name, None)
+
+
 def registered_backlogs() -> list[Backlog]:
     """The registered backlogs, in registration order."""
     return list(_BACKLOGS.values())
@@ -102,4 +107,4 @@ def holds_overdue() -> Any:
 
 
 __all__ = ["Backlog", "BacklogCollector", "holds_overdue", "register_backlog",
-           "registered_backlogs"]
+           "registered_backlogs", "unregister_backlog"]
