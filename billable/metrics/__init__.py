@@ -54,14 +54,14 @@ def install() -> None:
 def start_http_server(port: int, addr: str = "127.0.0.1") -> Any:
     """Serve this process's metrics on ``addr:port`` (for bot and worker processes).
 
-    Unauthenticated: bind it to a private interface. Returns what ``prometheus_client`` returns
-    (the server and its thread), or ``None`` without ``prometheus-client``.
+    Unauthenticated: bind it to a private interface. Returns ``(server, thread)`` — call
+    ``server.shutdown()`` to stop it — or ``None`` without ``prometheus-client``.
     """
     if not enabled():
         return None
-    import prometheus_client
+    from billable.metrics.server import start_http_server as start
 
-    return prometheus_client.start_http_server(port, addr=addr)
+    return start(port, addr)
 
 
 __all__ = [

@@ -13,7 +13,6 @@ answers everyone: only do that when the network already restricts who reaches it
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -41,20 +40,13 @@ def _allowed(request: HttpRequest) -> bool | None:
 
 
 def exposition(registry: Any = None) -> tuple[bytes, str]:
-    """The text exposition of ``registry`` (default: this process's, or the multiprocess
-    directory's when ``PROMETHEUS_MULTIPROC_DIR`` is set) and its content type."""
+    """The text exposition of ``registry`` (default: :func:`~billable.metrics.server.
+    scrape_registry`) and its content type."""
     import prometheus_client
-    from prometheus_client import CollectorRegistry
 
-    if registry is None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    from billable.metrics.server import scrape_registry
 
-        from billable.metrics.backlogs import BacklogCollector
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        registry.register(BacklogCollector())
-    data = prometheus_client.generate_latest(registry or prometheus_client.REGISTRY)
+    data = prometheus_client.generate_latest(registry or scrape_registry())
     return data, prometheus_client.CONTENT_TYPE_LATEST
 
 

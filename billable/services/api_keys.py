@@ -104,6 +104,11 @@ def settings_principal(token: str) -> Principal | None:
     return None
 
 
+def may_be_key(token: str) -> bool:
+    """True if ``token`` has the shape of a stored key (else it is refused without a query)."""
+    return token.startswith(KEY_PREFIX) and len(token) <= MAX_TOKEN_LENGTH
+
+
 def authenticate_token(token: str | None) -> Principal | None:
     """The principal of a bearer token, or ``None`` when the API must answer 401.
 
@@ -115,7 +120,7 @@ def authenticate_token(token: str | None) -> Principal | None:
     principal = settings_principal(token)
     if principal is not None:
         return principal
-    if not token.startswith(KEY_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+    if not may_be_key(token):
         return None
     digest = hash_token(token)
     key = ApiKey.objects.filter(key_hash=digest).first()
@@ -138,6 +143,7 @@ __all__ = [
     "authenticate_token",
     "create_api_key",
     "hash_token",
+    "may_be_key",
     "revoke_api_key",
     "settings_principal",
 ]

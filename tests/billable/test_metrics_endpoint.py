@@ -105,18 +105,32 @@ def test_the_endpoint_needs_the_metrics_scope_or_staff(client: Client,
         assert client.get("/metrics").status_code == 200
 
 
+def open_connections() -> int | None:
+    """Connections to the test database (PostgreSQL only)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
 def test_a_process_without_a_web_server_serves_its_metrics() -> None:
     from urllib.request import urlopen
 
     from billable.metrics import start_http_server
 
+    before = open_connections()
     server, thread = start_http_server(0)
     try:
         port = server.server_address[1]
-        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            body = response.read().decode()
+        for _ in range(3):  # every scrape runs in a new thread, which opens a connection
+            with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                body = response.read().decode()
         assert "# TYPE billable_payments_total counter" in body
         assert 'billable_backlog_items{backlog="refunds"}' in body
+        assert open_connections() == before  # ... and closes it when the scrape ends
     finally:
         server.shutdown()
         server.server_close()
