@@ -1,4 +1,5 @@
-"""The Prometheus exposition endpoint, and a stand-alone server for bot and worker processes.
+"""The Prometheus exposition endpoint of the web process (bot and worker processes without a web
+server use :func:`billable.metrics.start_http_server`).
 
 Mount the view in the host's URLconf::
 
