@@ -10,3 +10,8 @@ class BotKitConfig(AppConfig):
     label = "bot_kit"
     verbose_name = "Billing bot kit"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from bot_kit import metrics
+
+        metrics.register()

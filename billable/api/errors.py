@@ -193,12 +193,12 @@ def guard_request(run: F) -> F:
         if refused is not None:
             return refused
         if request.method in ("POST", "PUT", "PATCH") and request.body:
-            from billable.api import bearer_token, token_is_valid
+            from billable.api.auth import is_authenticated
 
             try:
                 json.loads(request.body)
             except Exception:
-                if token_is_valid(bearer_token(request)):
+                if is_authenticated(request):
                     return JsonResponse(error_body(INVALID_JSON, "invalid_json"), status=400)
         return await run(request, *args, **kwargs)
 

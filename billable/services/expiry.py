@@ -9,6 +9,7 @@ queued periods so a refund never leaves a hole in the access the user keeps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -28,12 +29,18 @@ CHUNK = 500
 OPEN = (QuotaBatch.State.ACTIVE, QuotaBatch.State.EXHAUSTED)
 
 
-def expire_due(*, user_id: Any = None, chunk: int = CHUNK) -> int:
-    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved."""
+def expire_due(*, user_id: Any = None, chunk: int = CHUNK,
+               progress: Callable[[int], None] | None = None) -> int:
+    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` batches.
+    """
     expired = 0
     while True:
         count = _expire_chunk(user_id, chunk)
         expired += count
+        if progress is not None:
+            progress(count)
         if count < chunk:
             return expired
 

@@ -10,7 +10,7 @@ committed hold is the reservation id (the first DEBIT row reuses it), so replays
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -255,12 +255,18 @@ def release(reservation_id: Any) -> bool:
     raise ReservationStateError("Reservation is being settled concurrently")
 
 
-def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
-    """Release every ``HELD`` reservation past its expiry; return how many were released."""
+def release_expired(*, user_id: Any = None, chunk: int = 500,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Release every ``HELD`` reservation past its expiry; return how many were released.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` holds.
+    """
     released = 0
     while True:
         count = _release_expired_chunk(user_id, chunk)
         released += count
+        if progress is not None:
+            progress(count)
         if count < chunk:
             return released
 

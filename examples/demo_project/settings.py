@@ -10,7 +10,10 @@ DATA_DIR = Path(os.environ.get("BILLABLE_DEMO_DIR", BASE_DIR / ".demo"))
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
 # Off unless asked for: with DEBUG on, Django answers some refused requests with a traceback.
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+# Comma-separated Host names the demo answers; host.docker.internal is how n8n in Docker
+# reaches a demo started with ``--host 0.0.0.0``.
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get(
+    "DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,host.docker.internal").split(",") if host.strip()]
 USE_TZ = True
 TIME_ZONE = "UTC"
 

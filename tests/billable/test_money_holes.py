@@ -144,7 +144,7 @@ def test_pending_lines_get_a_snapshot_when_migrating(user, make_product, make_of
     paid = Order.objects.create(user=user, status="paid")
     lines = [OrderItem.objects.create(order=o, offer=offer, quantity=1, price=5)
              for o in (pending, paid)]
-    migration = import_module("billable.migrations.0003_order_item_snapshots")
+    migration = import_module("billable.migrations.0005_order_item_snapshots")
     migration.snapshot_pending_lines(apps, None)
     for line in lines:
         line.refresh_from_db()

@@ -30,7 +30,7 @@ def snapshot_pending_lines(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("billable", "0002_customer_merges"),
+        ("billable", "0004_api_keys"),
     ]
 
     operations = [
