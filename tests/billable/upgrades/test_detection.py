@@ -42,14 +42,16 @@ def test_a_fresh_install_is_recognised_as_current_and_records_the_step() -> None
 
 def test_an_existing_0_3_database_migrates_without_any_change(tmp_path: Path) -> None:
     with scratch_database(tmp_path, "existing_03") as url:
-        checked(migrate(url))  # then step back to the state of a database built before 0003
-        checked(migrate(url, "billable", "0002_customer_merges"))
+        checked(migrate(url))
         checked(run(["-m", "django", "billable_seed_demo"], url=url))
         shell(url, ACTIVITY)
-        # Only the tables that exist at 0002 (later migrations add others, e.g. 0004 API keys).
+        # Later migrations add tables and columns (0004 API keys, 0005 order-line snapshots)
+        # that a database built before 0003 lacks: leave them out of the comparison.
         dump = ["-m", "django", "dumpdata", "billable", "--exclude", "billable.apikey",
-                "--indent", "1"]
+                "--exclude", "billable.orderitem", "--indent", "1"]
         before = checked(run(dump, url=url)).stdout
+        # Step back to the state of a database built before 0003, then forward again.
+        checked(migrate(url, "billable", "0002_customer_merges"))
         migrated = checked(migrate(url)).stdout
         after = checked(run(dump, url=url)).stdout
 
