@@ -33,8 +33,9 @@ INTERNAL: dict[str, tuple[str, ...]] = {
     "bot": ("sqlite", "postgresql"),
     "purchase": ("sqlite", "postgresql"),
     "ledger": ("sqlite", "postgresql"),
+    "sqlite_load": ("sqlite",),
 }
-ORDER = ("ledger", "grants", "scale", "concurrency", "rest", "bot", "purchase")
+ORDER = ("ledger", "grants", "scale", "concurrency", "rest", "bot", "purchase", "sqlite_load")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -23,6 +23,7 @@ TITLES = {
     "rest": "REST API under uvicorn (2 workers)",
     "bot": "Bot updates through the kit (bench/bot.py)",
     "purchase": "Full in-chat purchase through the kit (Telegram Stars)",
+    "sqlite_load": "The demo on SQLite under load (uvicorn, 16 concurrent consumes)",
 }
 
 

@@ -2,11 +2,16 @@ from django.apps import AppConfig
 
 
 class BillableConfig(AppConfig):
-    """Django app config: registers system checks when the app registry is ready."""
+    """Django app config: registers system checks, event logs and, with ``prometheus-client``,
+    metrics."""
 
     name = "billable"
     verbose_name = "Billing"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billable import checks  # noqa: F401  (registers the checks)
+        import billable.checks  # noqa: F401  (registers the checks)
+        from billable import logs, metrics
+
+        logs.connect_event_logs()
+        metrics.install()

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from billable.conf import CONSUMPTION_ORDERS, billable_settings
+from billable.conf import CONSUMPTION_ORDERS, MAX_RESERVATION_TTL_SECONDS, billable_settings
 
 
 @register(Tags.security)
@@ -62,9 +62,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
             )
         )
     ttl = billable_settings.RESERVATION_TTL
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+    valid = isinstance(ttl, int) and not isinstance(ttl, bool)
+    if not valid or not 0 < ttl <= MAX_RESERVATION_TTL_SECONDS:
         problems.append(
-            Error("BILLABLE_RESERVATION_TTL must be a positive number of seconds.",
-                  id="billable.E004")
+            Error("BILLABLE_RESERVATION_TTL must be a positive number of seconds, at most "
+                  f"{MAX_RESERVATION_TTL_SECONDS} (365 days).", id="billable.E004")
         )
     return problems

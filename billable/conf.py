@@ -21,9 +21,13 @@ DEFAULTS: dict[str, Any] = {
     "BILLABLE_RESERVATION_TTL": 900,
     # Page size of GET /wallet/transactions (and its upper bound).
     "BILLABLE_TRANSACTIONS_PAGE_SIZE": 100,
+    # Serve billable.metrics.views.metrics_view without credentials (network-restricted hosts).
+    "BILLABLE_METRICS_PUBLIC": False,
 }
 
 CONSUMPTION_ORDERS = ("fifo", "expiring_first")
+#: Longest hold lifetime (``ttl`` of ``reserve_quota`` and ``BILLABLE_RESERVATION_TTL``): a year.
+MAX_RESERVATION_TTL_SECONDS = 365 * 24 * 3600
 
 
 class BillableSettings:

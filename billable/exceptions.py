@@ -177,16 +177,37 @@ class MergeError(BillableError):
 
 
 class CurrencyError(BillableError):
-    """An exchange currency is missing, inactive or not marked as a currency."""
+    """An exchange currency is missing, inactive, not marked as a currency, or not a spendable
+    quantity (a ``period`` or ``unlimited`` product cannot be a currency)."""
 
     code = "currency_invalid"
     default_message = "Invalid currency"
+
+
+class EmptyOffer(InvalidInput):
+    """An offer without items cannot be bought, exchanged, invoiced or claimed as a trial."""
+
+    code = "offer_has_no_items"
+    default_message = "This offer has no items and cannot be sold"
+
+
+# -- infrastructure ----------------------------------------------------------------------------
+
+
+class DatabaseBusy(BillableError):
+    """The database aborted the operation (deadlock victim, serialization failure, SQLite
+    write lock timeout) after every retry; nothing was applied and the call may be repeated."""
+
+    code = "database_busy"
+    default_message = "The database is busy; try again"
 
 
 __all__ = [
     "BillableError",
     "ConflictError",
     "CurrencyError",
+    "DatabaseBusy",
+    "EmptyOffer",
     "IdempotencyConflict",
     "IdentityConflict",
     "InsufficientFunds",

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 order_confirmed = Signal()  # order
+order_refunded = Signal()  # order
 transaction_created = Signal()  # transaction
 quota_consumed = Signal()  # usage
 trial_activated = Signal()  # user_id, products
@@ -41,6 +42,7 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
 __all__ = [
     "customers_merged",
     "order_confirmed",
+    "order_refunded",
     "quota_consumed",
     "referral_attached",
     "send_on_commit",

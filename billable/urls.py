@@ -9,6 +9,10 @@ Works both ways::
 ``billable_default_api``, as in 0.2). The OpenAPI document (``openapi.json``) and the Swagger UI
 (``docs``) exist only while ``BILLABLE_SHOW_DOCS`` is true (checked per request) and require the
 bearer token too, or a logged-in staff session (so the docs open in a browser from the admin).
+The Swagger UI files come from the API itself (``docs/assets/…``, see
+:mod:`billable.api.swagger`), so the page works offline without ``"ninja"`` in
+``INSTALLED_APPS``.
+
 ``health`` is the readiness endpoint (``billable.health``): unauthenticated, ``200`` or ``503``.
 """
 
@@ -24,6 +28,7 @@ from ninja import NinjaAPI
 
 from billable import __version__
 from billable.api import bearer_token, router, token_is_valid
+from billable.api.swagger import OfflineSwagger, add_docs_assets
 from billable.conf import billable_settings
 
 URLS_NAMESPACE = "billable_default_api"
@@ -52,10 +57,12 @@ def build_api(*, urls_namespace: str = URLS_NAMESPACE) -> NinjaAPI:
         version=__version__,
         description="Billing engine: catalog, wallet, ledger, orders, trials, referrals.",
         urls_namespace=urls_namespace,
+        docs=OfflineSwagger(),
         docs_url="/docs/",
         openapi_url="/openapi.json",
         docs_decorator=docs_guard,
     )
+    add_docs_assets(api)
     api.add_router("", router)
     api.get("/health", auth=None, include_in_schema=False)(health)
     return api

@@ -12,7 +12,8 @@ class BotKitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bot_kit import checks, health
+        from bot_kit import checks, health, metrics
 
         health.register()
         checks.register_all()
+        metrics.register()

@@ -16,6 +16,7 @@ from aiogram.types import (
     TelegramObject,
 )
 
+from billable import metrics
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
 from bot_kit.texts import get_text
@@ -71,6 +72,7 @@ async def product_name(product_key: str) -> str:
 async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lang: str,
                        config: BillingConfig) -> None:
     """Tell the user they ran out of ``product_key`` and offer what to buy."""
+    metrics.record_paywall(product_key.upper(), channel="telegram")
     offers = await paywall_offers(config, product_key)
     name = await product_name(product_key)
     key = "paywall" if offers else "paywall_no_offers"

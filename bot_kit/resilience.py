@@ -22,6 +22,8 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 
+from billable.exceptions import DatabaseBusy
+
 logger = logging.getLogger("bot_kit.resilience")
 
 #: Exception class names of optional libraries that mean "the service is unreachable".
@@ -52,7 +54,8 @@ def is_transient(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (OperationalError, InterfaceError, OSError, TimeoutError)):
+        if isinstance(current, (OperationalError, InterfaceError, OSError, TimeoutError,
+                                DatabaseBusy)):
             return True
         if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(current).__mro__):
             return True

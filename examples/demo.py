@@ -5,11 +5,13 @@
 2. without ``TELEGRAM_BOT_TOKEN``: plays a scripted conversation with the demo bot against a
    fake Telegram Bot API on 127.0.0.1 (real long polling) and prints it; with a token: runs the
    demo bot for real (``TELEGRAM_API_SERVER`` selects a self-hosted Bot API server);
-3. serves the REST API and the admin on ``http://127.0.0.1:<port>/`` with uvicorn, after
+3. serves the REST API and the admin on ``http://<host>:<port>/`` with uvicorn, after
    printing an admin login, the API token and a ``curl`` line to try.
 
 Options: ``--no-serve`` (stop after step 2; the exit status says whether the story's checks
-passed), ``--port`` (default 8000). SIGINT (Ctrl+C) and SIGTERM stop every mode cleanly.
+passed), ``--port`` (default 8000), ``--host`` (default 127.0.0.1; ``0.0.0.0`` lets n8n in a
+Docker container reach the demo, with the Host names of ``DJANGO_ALLOWED_HOSTS``).
+SIGINT (Ctrl+C) and SIGTERM stop every mode cleanly.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-serve", action="store_true",
                         help="print the conversation and exit (no web server)")
     parser.add_argument("--port", type=int, default=8000, help="port of the web server")
+    parser.add_argument("--host", default=HOST,
+                        help="address the web server binds (default 127.0.0.1, this machine only)")
     return parser.parse_args(argv)
 
 
@@ -75,10 +79,10 @@ def admin_password() -> str:
     return password
 
 
-def print_access(port: int) -> None:
+def print_access(host: str, port: int) -> None:
     from django.conf import settings
 
-    base = f"http://{HOST}:{port}"
+    base = f"http://{HOST if host in ('0.0.0.0', '::') else host}:{port}"
     token = settings.BILLABLE_API_TOKEN
     banner("REST API and admin")
     print(f"admin:  {base}/admin/   user {ADMIN_USERNAME!r}, password {admin_password()!r}")
@@ -88,15 +92,15 @@ def print_access(port: int) -> None:
     print("stop with Ctrl+C", flush=True)
 
 
-def uvicorn_server(port: int) -> Any:
+def uvicorn_server(host: str, port: int) -> Any:
     import uvicorn
 
-    config = uvicorn.Config("examples.demo_project.asgi:application", host=HOST, port=port,
+    config = uvicorn.Config("examples.demo_project.asgi:application", host=host, port=port,
                             log_level="info", lifespan="off")
     return uvicorn.Server(config)
 
 
-def run_until_signal(*, bot: bool, web_port: int | None) -> None:
+def run_until_signal(*, bot: bool, host: str, web_port: int | None) -> None:
     """The demo bot (polling through the inbox) and/or the web server, until SIGINT/SIGTERM."""
     from bot_kit.runner import build_bot
     from examples.demo_bot.bot import build_dispatcher
@@ -104,7 +108,7 @@ def run_until_signal(*, bot: bool, web_port: int | None) -> None:
 
     if bot:
         banner("demo bot (polling Telegram)")
-    web = uvicorn_server(web_port) if web_port is not None else None
+    web = uvicorn_server(host, web_port) if web_port is not None else None
     asyncio.run(serve(dp=build_dispatcher() if bot else None, bot=build_bot() if bot else None,
                       web=web))
     print("stopped", flush=True)
@@ -120,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     prepare_database()
     if os.environ.get("TELEGRAM_BOT_TOKEN"):
         if not args.no_serve:
-            print_access(args.port)
-        run_until_signal(bot=True, web_port=None if args.no_serve else args.port)
+            print_access(args.host, args.port)
+        run_until_signal(bot=True, host=args.host,
+                         web_port=None if args.no_serve else args.port)
         return 0
     passed = play_offline()
     if args.no_serve or not passed:
         return 0 if passed else 1
-    print_access(args.port)
-    run_until_signal(bot=False, web_port=args.port)
+    print_access(args.host, args.port)
+    run_until_signal(bot=False, host=args.host, web_port=args.port)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,42 @@ def test_readme_mentions_the_two_quick_start_commands() -> None:
     shell = "\n".join(source for _, source in code_blocks(README, "bash"))
     assert "python3 dev.py demo" in shell
     assert "python3 dev.py test" in shell
+
+
+#: Modules a snippet may import that come with an extra rather than with the base install.
+EXTRA_OF_MODULE = {"aiogram": "bot", "bot_kit": "bot", "psycopg": "postgres",
+                   "psycopg_pool": "postgres", "redis": "redis"}
+
+
+def _extras_used_by_docs() -> set[str]:
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    used = set()
+    for page in pages:
+        for _, source in code_blocks(page, "python"):
+            tree = ast.parse(source.replace("await ", "").replace("async with", "with"))
+            for node in ast.walk(tree):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                used |= {EXTRA_OF_MODULE[n.split(".")[0]] for n in names
+                         if n.split(".")[0] in EXTRA_OF_MODULE}
+            if "django.db.backends.postgresql" in source:
+                used.add("postgres")
+        for named in re.findall(r"billable\[([\w,]+)\]", page.read_text(encoding="utf-8")):
+            used |= set(named.split(","))
+    return used
+
+
+def test_readme_install_line_names_every_extra_the_docs_use() -> None:
+    shell = "\n".join(source for _, source in code_blocks(README, "bash"))
+    match = re.search(r'pip install "billable\[([\w,]+)\]"', shell)
+    assert match, "the README lost its install line"
+    installed = set(match.group(1).split(","))
+    offered = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]) - {"dev"}
+
+    used = _extras_used_by_docs()
+    assert {"bot", "postgres", "redis"} <= used
+    assert used <= installed <= offered
 
 
 @pytest.mark.django_db
@@ -90,7 +128,7 @@ async def test_readme_bot_gates_the_export_command_on_quota() -> None:
 
 
 OWN_DOCS = ["README.md", "docs/index.md", "docs/architecture.md", "docs/reference.md",
-            "docs/compatibility.md", "docs/scaling.md", "examples/README.md",
+            "docs/compatibility.md", "docs/upgrading.md", "docs/scaling.md", "examples/README.md",
             "examples/n8n/README.md"]
 
 
@@ -115,7 +153,7 @@ def test_reference_lists_exactly_the_api_operations() -> None:
               for path, operations in schema["paths"].items() for method in operations}
     text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
     documented = {(m, _normalise(p)) for m, p in re.findall(r"`(GET|POST) (/[\w/{}.-]+)`", text)}
-    documented -= {("GET", "/docs"), ("GET", "/openapi.json")}
+    documented -= {("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/docs/assets/{}")}
 
     assert documented == served
 

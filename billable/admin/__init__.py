@@ -2,12 +2,14 @@
 
 Importing this package registers: catalog (Product, Offer), ledger (QuotaBatch, Transaction,
 Reservation, IdempotencyKey — read-only), orders (Order with service-backed actions),
-identities (ExternalIdentity, TrialHistory, Referral) and customers (the Customer proxy with its
+identities (ExternalIdentity, TrialHistory, Referral), API keys (shown once, revoked, never
+edited into new secrets) and customers (the Customer proxy with its
 reports). The names below are re-exported for code written against the published 0.2 module.
 """
 
 from django.urls import reverse
 
+from billable.admin.api_keys import ApiKeyAdmin
 from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, ProductAdminForm
 from billable.admin.customers import CustomerAdmin
 from billable.admin.identities import ExternalIdentityAdmin, ReferralAdmin, TrialHistoryAdmin
@@ -37,6 +39,7 @@ __all__ = [
     "OFFER_IMPORT_EXPORT_FIELDS",
     "OFFER_ITEMS_COLUMNS",
     "PRODUCT_IMPORT_EXPORT_FIELDS",
+    "ApiKeyAdmin",
     "CustomerAdmin",
     "CustomerMergeAdmin",
     "ExternalIdentityAdmin",

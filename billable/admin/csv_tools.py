@@ -134,6 +134,7 @@ class CsvAdminMixin:
             return
         level = messages.SUCCESS if result.applied else messages.ERROR
         self.message_user(request, result.summary(), level=level)
+        self.message_user(request, result.progress_line(), level=messages.INFO)
         if result.links_overwritten:
             skus = ", ".join(result.links_overwritten)
             self.message_user(request, f"Links overwritten for offers: {skus}.",

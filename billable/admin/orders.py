@@ -24,12 +24,24 @@ ADMIN_PAYMENT_METHOD = "admin"
 
 
 class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """Order lines with the catalog price at purchase time."""
+    """Order lines with the catalog price and the contents (snapshot) at order time."""
 
     model = OrderItem
     extra = 0
-    fields = ("offer", "quantity", "price")
+    fields = ("offer", "quantity", "price", "contents")
     readonly_fields = fields
+
+    @admin.display(description="Grants (per unit, frozen at order time)")
+    def contents(self, obj: OrderItem) -> str:
+        """The snapshot as text, e.g. ``10 × TOKENS; 1 × PREMIUM for 30 days``."""
+        if not isinstance(obj.snapshot, dict):
+            return "— (no snapshot: granted from the offer at payment)"
+        parts = []
+        for item in obj.snapshot.get("items", []):
+            period = item.get("period_unit")
+            span = "" if period == "forever" else f" for {item.get('period_value')} {period}"
+            parts.append(f"{item.get('quantity')} × {item.get('product_key')}{span}")
+        return "; ".join(parts) or "nothing"
 
 
 def _run_for_each(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],

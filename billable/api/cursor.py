@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q
@@ -37,10 +37,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         data = json.loads(raw)
         moment = datetime.fromisoformat(data["t"])
         row_id = uuid.UUID(str(data["id"]))
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        moment = moment.astimezone(UTC)  # a time outside years 1-9999 in UTC overflows here
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, OverflowError):
         raise InvalidInput(INVALID_CURSOR, field="cursor") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(INVALID_CURSOR, field="cursor")
     return moment, row_id
 
 

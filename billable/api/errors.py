@@ -15,7 +15,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
 from ninja import Status
@@ -24,6 +30,7 @@ from billable.exceptions import (
     BillableError,
     ConflictError,
     CurrencyError,
+    DatabaseBusy,
     IdempotencyConflict,
     InvalidInput,
     MergeError,
@@ -46,6 +53,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     NotFound: 404,
     IdempotencyConflict: 409,
     ConflictError: 409,
+    DatabaseBusy: 503,
     BillableError: 400,
 }
 
@@ -74,7 +82,13 @@ def failure_result(result: Mapping[str, Any], *, status: int = 400) -> Status[di
 
 
 def status_for(exc: Exception, overrides: Mapping[type[Exception], int] | None = None) -> int:
-    """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`."""
+    """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`.
+
+    ``DatabaseBusy`` is always 503: it says nothing about the request, only that it may be
+    repeated.
+    """
+    if isinstance(exc, DatabaseBusy):
+        return STATUS_BY_ERROR[DatabaseBusy]
     for table in (overrides or {}, STATUS_BY_ERROR):
         for cls in type(exc).__mro__:
             if cls in table:
@@ -136,26 +150,63 @@ def translate_errors(view: F) -> F:
     return sync_wrapper  # type: ignore[return-value]
 
 
-def reject_unparsable_body(run: F) -> F:
-    """View decorator: an authenticated request whose body is not JSON gets the envelope.
+#: Errors Django raises while reading a request, before any API code runs: status, code, text.
+REQUEST_ERRORS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (RequestDataTooBig, 413, "request_too_large",
+     "Request body is larger than the server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)"),
+    (TooManyFieldsSent, 400, "too_many_fields",
+     "Too many query or form parameters (DATA_UPLOAD_MAX_NUMBER_FIELDS)"),
+    (TooManyFilesSent, 400, "too_many_files",
+     "Too many uploaded files (DATA_UPLOAD_MAX_NUMBER_FILES)"),
+)
 
-    Django Ninja answers ``400 {"detail": "Cannot parse request body"}``; this keeps the one
-    error contract (``data.error == "invalid_json"``). Unauthenticated requests still get 401.
+
+def _read_request(request: HttpRequest) -> JsonResponse | None:
+    """Parse the query string and read the body now, where Django's refusals can be answered
+    with the envelope; ``None`` when both are fine."""
+    try:
+        request.GET  # noqa: B018 (parsing is the point: it raises TooManyFieldsSent)
+        if request.method in ("POST", "PUT", "PATCH"):
+            request.body  # noqa: B018 (raises RequestDataTooBig)
+    except SuspiciousOperation as exc:
+        for kind, status, code, message in REQUEST_ERRORS:
+            if isinstance(exc, kind):
+                return JsonResponse(error_body(message, code), status=status)
+        return JsonResponse(error_body("Bad request", "bad_request"), status=400)
+    return None
+
+
+def guard_request(run: F) -> F:
+    """View decorator: requests Django or the JSON parser refuse get the error envelope.
+
+    * a body above ``DATA_UPLOAD_MAX_MEMORY_SIZE`` → ``413`` ``request_too_large``; more query
+      or form parameters than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` → ``400`` ``too_many_fields``
+      (Django's own answer would be an HTML page, or a traceback with ``DEBUG`` on);
+    * an authenticated request whose body is not JSON → ``400`` ``invalid_json`` (Django Ninja
+      answers ``{"detail": "Cannot parse request body"}``). Unauthenticated requests still get
+      401 for that case.
     """
 
     @functools.wraps(run)
     async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        refused = _read_request(request)
+        if refused is not None:
+            return refused
         if request.method in ("POST", "PUT", "PATCH") and request.body:
-            from billable.api import bearer_token, token_is_valid
+            from billable.api.auth import is_authenticated
 
             try:
                 json.loads(request.body)
             except Exception:
-                if token_is_valid(bearer_token(request)):
+                if is_authenticated(request):
                     return JsonResponse(error_body(INVALID_JSON, "invalid_json"), status=400)
         return await run(request, *args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+#: The earlier name of :func:`guard_request`.
+reject_unparsable_body = guard_request
 
 
 __all__ = [
@@ -166,6 +217,7 @@ __all__ = [
     "error_status",
     "fail",
     "failure_result",
+    "guard_request",
     "reject_unparsable_body",
     "status_for",
     "to_response",

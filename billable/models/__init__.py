@@ -1,5 +1,6 @@
 """billable models. Import from here: ``from billable.models import Product, Offer``."""
 
+from billable.models.api_keys import ApiKey
 from billable.models.catalog import Offer, OfferItem, Product
 from billable.models.identities import Customer, ExternalIdentity
 from billable.models.ledger import (
@@ -15,6 +16,7 @@ from billable.models.referrals import Referral
 from billable.models.trials import TrialHistory
 
 __all__ = [
+    "ApiKey",
     "Customer",
     "CustomerMerge",
     "ExternalIdentity",

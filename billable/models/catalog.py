@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -13,6 +14,43 @@ from django.utils import timezone
 from billable.models.base import CapsQuerySet, normalize_key
 
 STARS_CURRENCY = "XTR"
+#: Longest single period: an offer item's, or an order line's ``period × quantity``.
+MAX_PERIOD_YEARS = 1000
+_MAX_PERIOD_VALUE = {"hours": MAX_PERIOD_YEARS * 366 * 24, "days": MAX_PERIOD_YEARS * 366,
+                     "months": MAX_PERIOD_YEARS * 12, "years": MAX_PERIOD_YEARS}
+#: Digits the price column holds (``Decimal(20, 2)``): whole part and fraction.
+PRICE_PLACES = 2
+PRICE_LIMIT = Decimal(10) ** (20 - PRICE_PLACES)
+
+
+def span_allowed(unit: str, value: int | None) -> bool:
+    """True when a period of ``value`` ``unit`` lasts at most :data:`MAX_PERIOD_YEARS` years."""
+    if unit == "forever" or value is None:
+        return True
+    return unit in _MAX_PERIOD_VALUE and 0 < value <= _MAX_PERIOD_VALUE[unit]
+
+
+def price_problem(value: Any, currency: str) -> str | None:
+    """Why ``value`` cannot be stored as a price in ``currency`` exactly, or ``None``.
+
+    Refuses what the ``Decimal(20, 2)`` column would round or overflow (``9.999`` would
+    silently become ``10.00``), negatives, non-finite values, and fractions of Telegram Stars.
+    """
+    try:
+        price = Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return "Price must be a number."
+    if not price.is_finite():
+        return "Price must be a finite number."
+    if price < 0:
+        return "Price must not be negative."
+    if price >= PRICE_LIMIT:
+        return f"Price must be less than {PRICE_LIMIT}."
+    if price != price.quantize(Decimal(1).scaleb(-PRICE_PLACES), rounding=ROUND_DOWN):
+        return f"Price must have at most {PRICE_PLACES} decimal places (got {price})."
+    if currency == STARS_CURRENCY and price != price.to_integral_value():
+        return "Prices in Telegram Stars (XTR) must be whole numbers."
+    return None
 
 
 def product_key_conflict_message(key: str) -> str:
@@ -42,6 +80,20 @@ def check_skus(keys: list[str]) -> None:
         raise ValidationError({"sku": sku_conflict_message(taken)})
 
 
+def check_created_at(value: Any) -> None:
+    """Refuse a creation time that cannot be stored and read back (outside years 1–9999 in UTC).
+
+    ``0001-01-01T00:00+05:00`` is year 0 in UTC: PostgreSQL stores it, but Python cannot read
+    it back, and every later read of the row would fail.
+    """
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                {"created_at": "Date is out of range (years 1 to 9999, in UTC)."}) from None
+
+
 class _NamespaceQuerySet(CapsQuerySet):
     """Keeps product keys and SKUs in one namespace on bulk writes as well as on ``save()``."""
 
@@ -50,10 +102,14 @@ class _NamespaceQuerySet(CapsQuerySet):
     def _check_keys(self, keys: list[str]) -> None:
         raise NotImplementedError
 
+    def _check_rows(self, objs: list[Any]) -> None:
+        """Per-row model rules that must hold on bulk writes too."""
+
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
         for obj in objs:
             obj.normalize_keys()
+        self._check_rows(objs)
         self._check_keys([getattr(o, self.key_field) for o in objs if getattr(o, self.key_field)])
         return super().bulk_create(objs, *args, **kwargs)
 
@@ -61,6 +117,7 @@ class _NamespaceQuerySet(CapsQuerySet):
         objs = list(objs)
         for obj in objs:
             obj.normalize_keys()
+        self._check_rows(objs)
         if self.key_field in fields:
             self._check_keys([getattr(o, self.key_field) for o in objs
                               if getattr(o, self.key_field)])
@@ -79,6 +136,10 @@ class ProductQuerySet(_NamespaceQuerySet):
     def _check_keys(self, keys: list[str]) -> None:
         check_product_keys(keys)
 
+    def _check_rows(self, objs: list[Any]) -> None:
+        for obj in objs:
+            obj.check_currency()
+
     def active(self) -> ProductQuerySet:
         return self.filter(is_active=True)
 
@@ -88,6 +149,10 @@ class OfferQuerySet(_NamespaceQuerySet):
 
     def _check_keys(self, keys: list[str]) -> None:
         check_skus(keys)
+
+    def _check_rows(self, objs: list[Any]) -> None:
+        for obj in objs:
+            obj.check_price()
 
     def active(self) -> OfferQuerySet:
         return self.filter(is_active=True)
@@ -137,7 +202,20 @@ class Product(models.Model):
 
     def clean(self) -> None:
         self.normalize_keys()
+        self.check_currency()
+        check_created_at(self.created_at)
         check_product_keys([self.product_key] if self.product_key else [])
+
+    def check_currency(self) -> None:
+        """A currency must be a spendable quantity: ``period`` / ``unlimited`` cannot be one.
+
+        Exchanging spends units of the currency; an entitlement has none to spend (consuming
+        it takes 0), so it would make every exchange free.
+        """
+        if self.is_currency and self.is_entitlement:
+            raise ValidationError({"is_currency": (
+                f"A {self.product_type} product cannot be a currency: only quantity products "
+                "can be spent in exchanges.")})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.clean()
@@ -182,15 +260,17 @@ class Offer(models.Model):
             from billable.conf import billable_settings
 
             self.currency = str(billable_settings.CURRENCY).upper()
-        if self.price is not None:
-            price = Decimal(str(self.price))
-            if price < 0:
-                raise ValidationError({"price": "Price must not be negative."})
-            if self.currency == STARS_CURRENCY and price != price.to_integral_value():
-                raise ValidationError(
-                    {"price": "Prices in Telegram Stars (XTR) must be whole numbers."}
-                )
+        self.check_price()
+        check_created_at(self.created_at)
         check_skus([self.sku])
+
+    def check_price(self) -> None:
+        """Refuse a price the column would round (``9.999``) or that the currency forbids."""
+        if self.price is None:
+            return
+        problem = price_problem(self.price, self.currency)
+        if problem:
+            raise ValidationError({"price": problem})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.clean()
@@ -228,3 +308,8 @@ class OfferItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.product_id} ({self.period_unit})"
+
+    def clean(self) -> None:
+        if not span_allowed(self.period_unit, self.period_value):
+            raise ValidationError({"period_value": (
+                f"A period may last at most {MAX_PERIOD_YEARS} years.")})

@@ -50,13 +50,18 @@ class Order(models.Model):
 
 
 class OrderItem(models.Model):
-    """One line of an order; ``price`` is the catalog unit price at purchase time."""
+    """One line of an order: ``price`` is the catalog unit price and ``snapshot`` the offer's
+    contents (products, quantities, periods) at the time the order was created."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
     offer = models.ForeignKey("billable.Offer", on_delete=models.PROTECT,
                               related_name="order_items")
     quantity = models.PositiveIntegerField(default=1)
     price = models.DecimalField(max_digits=20, decimal_places=2)
+    snapshot = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="The offer's items when the order was created; payment grants exactly these.",
+    )
 
     class Meta:
         db_table = "billable_order_items"

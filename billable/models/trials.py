@@ -38,7 +38,8 @@ class TrialHistory(models.Model):
         """SHA-256 hex of ``str(value).strip().lower()``; ``""`` for ``None``."""
         if value is None:
             return ""
-        return hashlib.sha256(str(value).strip().lower().encode("utf-8")).hexdigest()
+        text = str(value).strip().lower()
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     @classmethod
     def identity_pairs(cls, identities: dict[str, Any] | None = None,

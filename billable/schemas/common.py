@@ -8,7 +8,6 @@ profile) may only hold storable values. A violation is a ``422`` validation erro
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,23 +21,12 @@ from pydantic import (
     StringConstraints,
 )
 
-#: Largest primary key a ``BigAutoField`` (and SQLite's INTEGER) can hold.
-MAX_DB_ID = 2**63 - 1
-#: Largest amount a ledger row can hold (``PositiveIntegerField`` on PostgreSQL).
-MAX_AMOUNT = 2_147_483_647
-#: Deepest nesting accepted inside a JSON object field.
-MAX_JSON_DEPTH = 32
+from billable.services.validation import MAX_AMOUNT, MAX_DB_ID, safe_json, safe_text
 
 
 def clean_text(value: str) -> str:
     """Refuse NUL characters and lone surrogates (neither can be stored in PostgreSQL)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
+    return safe_text(value, field="text")
 
 
 def strip_required(value: str) -> str:
@@ -49,29 +37,14 @@ def strip_required(value: str) -> str:
     return value
 
 
-def _check_json_node(node: Any) -> list[Any]:
-    """Validate one JSON node; return its children."""
-    if isinstance(node, str):
-        clean_text(node)
-    elif isinstance(node, float) and not math.isfinite(node):
-        raise ValueError("numbers must be finite")
-    elif isinstance(node, dict):
-        for key in node:
-            clean_text(str(key))
-        return list(node.values())
-    elif isinstance(node, list):
-        return list(node)
-    return []
-
-
 def clean_json(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse JSON objects that the database cannot store (NUL, surrogates, NaN, deep nesting)."""
-    level: list[Any] = [value]
-    for _ in range(MAX_JSON_DEPTH + 1):
-        if not level:
-            return value
-        level = [child for node in level for child in _check_json_node(node)]
-    raise ValueError(f"must not be nested deeper than {MAX_JSON_DEPTH} levels")
+    """Refuse JSON objects that the database cannot store (NUL, surrogates, NaN, deep nesting).
+
+    The rule is the service layer's (``billable.services.validation.safe_json``); its error is a
+    ``ValueError``, which Django Ninja reports as a ``422``.
+    """
+    result: dict[str, Any] = safe_json(value, field="JSON")
+    return result
 
 
 def aware_utc(value: datetime) -> datetime:
@@ -161,6 +134,7 @@ ERROR_RESPONSES: dict[int, type[BaseModel]] = {
     404: CommonResponse,
     409: CommonResponse,
     422: ValidationErrorResponse,
+    503: CommonResponse,
 }
 
 

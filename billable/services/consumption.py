@@ -15,12 +15,21 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from billable.exceptions import CurrencyError, IdempotencyConflict, InvalidPrice, OfferNotFound
-from billable.models import Offer, Product
+from billable.exceptions import (
+    CurrencyError,
+    EmptyOffer,
+    IdempotencyConflict,
+    InvalidPrice,
+    OfferNotFound,
+)
+from billable.models import Offer, OfferItem, Product
 from billable.models.base import uuid7
 from billable.services import statements, wallet
 from billable.services.grants import grant_lines
 from billable.services.idempotency import claim_key
+from billable.services.locks import lock_users
+from billable.services.transient import retrying
+from billable.services.validation import MAX_DB_ID, safe_text
 
 ATTEMPTS = 3
 
@@ -31,6 +40,7 @@ def spendable_total(user_id: Any, key: str) -> int:
     return found[1] if found else 0
 
 
+@retrying
 def consume(user_id: Any, key: str, amount: int, *, action_type: str, action_id: str | None,
             idempotency_key: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
     """Debit ``amount`` of ``key``; return the success or documented failure dict."""
@@ -93,9 +103,10 @@ def resolve_active_offer(offer: Any = None, offer_id: Any = None) -> Offer:
     if ref is None or isinstance(ref, bool) or not isinstance(ref, (int, str)):
         raise OfferNotFound("Offer not found")
     active = Offer.objects.filter(is_active=True)
-    text = str(ref).strip()
-    found = (active.filter(pk=int(text)).first() if text.isdigit() else None) or (
-        active.filter(sku=text).first() if text else None)
+    text = safe_text(str(ref).strip(), field="offer_id")
+    number = int(text) if text.isascii() and text.isdigit() else 0
+    by_pk = active.filter(pk=number).first() if 0 < number <= MAX_DB_ID else None
+    found = by_pk or (active.filter(sku=text).first() if text else None)
     if found is None:
         raise OfferNotFound("Offer not found")
     return found
@@ -109,6 +120,9 @@ def currency_product(code: str) -> Product:
         raise CurrencyError(f"Currency product '{key}' not found.")
     if not product.is_currency:
         raise CurrencyError(f"Product '{key}' is not marked as a currency for exchange.")
+    if product.is_entitlement:
+        raise CurrencyError(f"Product '{key}' is a {product.product_type} product and cannot be "
+                            "spent as a currency: only quantity products can.")
     if not product.is_active:
         raise CurrencyError(f"Currency product '{key}' is not active.")
     return product
@@ -123,10 +137,22 @@ def whole_price(price: Any, currency: str) -> int:
     return int(value)
 
 
+def require_items(offer: Offer) -> None:
+    """Refuse an offer without items: selling it would take money and grant nothing."""
+    if not OfferItem.objects.filter(offer_id=offer.pk).exists():
+        raise EmptyOffer(f"Offer '{offer.sku}' has no items and cannot be sold.")
+
+
+@retrying
 def exchange(user_id: Any, offer: Offer, *, metadata: dict[str, Any],
              idempotency_key: str | None) -> dict[str, Any]:
-    """Spend ``offer.price`` of its currency product and grant ``offer`` atomically."""
+    """Spend ``offer.price`` of its currency product and grant ``offer`` atomically.
+
+    The account is locked first (the global lock order: accounts before keys and batches),
+    because granting a period product extends the user's running access under that lock.
+    """
     currency = currency_product(offer.currency)
+    require_items(offer)
     key = str(currency.product_key)
     price = whole_price(offer.price, key)
     meta = {**metadata, "price": price}
@@ -134,6 +160,7 @@ def exchange(user_id: Any, offer: Offer, *, metadata: dict[str, Any],
     for _attempt in range(ATTEMPTS):
         try:
             with transaction.atomic():
+                user_locked = bool(lock_users([user_id]))
                 if idempotency_key:
                     earlier = claim_key(
                         user_id, idempotency_key, operation="exchange",
@@ -142,7 +169,8 @@ def exchange(user_id: Any, offer: Offer, *, metadata: dict[str, Any],
                     if earlier is not None:
                         return {"success": True, "message": "Exchanged previously (idempotent)",
                                 "metadata": earlier.result.get("metadata", meta)}
-                return _swap(user_id, offer, key, price, meta=meta, usage_id=usage_id)
+                return _swap(user_id, offer, key, price, meta=meta, usage_id=usage_id,
+                             user_locked=user_locked)
         except wallet.Refusal as refusal:
             return refusal.result
         except wallet.StaleBatch:
@@ -151,12 +179,13 @@ def exchange(user_id: Any, offer: Offer, *, metadata: dict[str, Any],
 
 
 def _swap(user_id: Any, offer: Offer, key: str, price: int, *, meta: dict[str, Any],
-          usage_id: Any) -> dict[str, Any]:
+          usage_id: Any, user_locked: bool) -> dict[str, Any]:
     now = timezone.now()
     batches = wallet.lock_spendable(user_id, key, now)
     allocations = wallet.allocate(batches, key, price)
     wallet.apply_allocations(allocations)
-    granted = grant_lines(user_id, [(offer, None)], source="exchange", metadata=meta, now=now)
+    granted = grant_lines(user_id, [(offer, None)], source="exchange", metadata=meta, now=now,
+                          user_locked=user_locked)
     debit_meta = {**meta, "offer_sku": offer.sku, "offer_id": offer.pk,
                   "batch_ids": [str(b.pk) for b in granted]}
     rows = wallet.debit_rows(user_id, [(a.batch.pk, a.take) for a in allocations],
@@ -166,5 +195,5 @@ def _swap(user_id: Any, offer: Offer, key: str, price: int, *, meta: dict[str, A
     return {"success": True, "message": "Exchanged", "metadata": meta}
 
 
-__all__ = ["consume", "currency_product", "exchange", "resolve_active_offer", "spendable_total",
-           "whole_price"]
+__all__ = ["consume", "currency_product", "exchange", "require_items", "resolve_active_offer",
+           "spendable_total", "whole_price"]

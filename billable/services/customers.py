@@ -1,9 +1,11 @@
 """Customer merge: move everything one billing account owns into another, atomically.
 
-Both accounts are locked (ascending primary key — the stable lock order shared with the referral
-service) so concurrent merges serialise instead of deadlocking. Ledgers move whole: batches and
-their transactions change owner only (``Transaction.objects…._reassign_owner``); amounts,
-directions and batches never change, so the ledger invariant holds before and after. The source
+Rows are locked in the global lock order of ``billable.services.locks`` (orders, accounts,
+reservations, batches), so concurrent merges serialise and merges never deadlock with payments,
+holds or consumption. Ledgers move whole: batches and their transactions change owner only
+(``Transaction.objects…._reassign_owner``); amounts, directions and batches never change, so the
+ledger invariant holds before and after. Trial history is only ever added to: if the merged
+customer used a trial, both accounts and all their identities stay "trial used". The source
 account itself is kept (empty), as in 0.2.
 """
 
@@ -13,7 +15,6 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 
@@ -30,6 +31,8 @@ from billable.models import (
     TrialHistory,
 )
 from billable.services.identities import coerce_pk
+from billable.services.locks import lock_users
+from billable.services.transient import RetryTransaction, retrying
 from billable.services.trials import USER_IDENTITY_TYPE
 from billable.signals import customers_merged, send_on_commit
 
@@ -37,21 +40,28 @@ logger = logging.getLogger("billable.customers")
 
 
 def _lock_both(target: int, source: int) -> None:
-    """Lock in the order the payment and ledger paths use: orders, then accounts, then batches.
+    """Lock in the global order (``billable.services.locks``): the source's orders, both
+    accounts, the source's reservations, then the source's batches — each by ascending pk.
 
-    Accounts are locked ``FOR NO KEY UPDATE`` (ascending pk): concurrent merges serialise, while
-    ledger writes that only reference the account (foreign-key checks) are not blocked.
+    Accounts are locked ``FOR NO KEY UPDATE``: concurrent merges serialise, while ledger writes
+    that only reference the account (foreign-key checks) are not blocked. Locking the batches
+    here also waits for consumers of the source to finish, so everything they wrote moves too.
     """
     list(Order.objects.select_for_update().filter(user_id=source).order_by("pk")
          .values_list("pk", flat=True))
-    existing = set(get_user_model().objects.select_for_update(no_key=True)
-                   .filter(pk__in=[target, source]).order_by("pk").values_list("pk", flat=True))
+    existing = lock_users([target, source])
     if target not in existing:
         raise UserNotFound(f"Target user {target} does not exist.")
     if source not in existing:
         raise UserNotFound(f"Source user {source} does not exist.")
-    list(QuotaBatch.objects.select_for_update().filter(user_id=source).order_by("id")
+    holds = list(Reservation.objects.select_for_update(no_key=True).filter(user_id=source)
+                 .order_by("id").values_list("pk", flat=True))
+    list(QuotaBatch.objects.select_for_update(no_key=True).filter(user_id=source).order_by("id")
          .values_list("pk", flat=True))
+    if Reservation.objects.filter(user_id=source).exclude(pk__in=holds).exists():
+        # A hold was placed between the two lock statements; whoever settles it locks it
+        # before the batches we now hold. Give everything back and start again.
+        raise RetryTransaction("a hold of the source appeared while locking")
 
 
 def _move_identities(target: int, source: int) -> int:
@@ -111,21 +121,44 @@ def _move_referrals(target: int, source: int) -> int:
     return len(rows)
 
 
+def _trial_pairs(user_ids: tuple[int, ...]) -> list[tuple[str, str]]:
+    """The trial identities of the merged customer: both accounts and every identity they hold
+    (after the move, all of them belong to the target)."""
+    pairs = [(USER_IDENTITY_TYPE, TrialHistory.generate_identity_hash(str(pk)))
+             for pk in user_ids]
+    identities = ExternalIdentity.objects.filter(user_id__in=user_ids).values_list(
+        "provider", "external_id")
+    pairs += [(provider, TrialHistory.generate_identity_hash(value))
+              for provider, value in identities]
+    return list(dict.fromkeys(pairs))
+
+
 def _reconcile_trials(target: int, source: int) -> None:
-    """The source account's own trial claim becomes the target's (one claim per account)."""
-    source_hash = TrialHistory.generate_identity_hash(str(source))
-    target_hash = TrialHistory.generate_identity_hash(str(target))
-    rows = TrialHistory.objects.filter(identity_type=USER_IDENTITY_TYPE)
-    if rows.filter(identity_hash=target_hash).exists():
-        rows.filter(identity_hash=source_hash).delete()
-    else:
-        rows.filter(identity_hash=source_hash).update(identity_hash=target_hash)
+    """If the merged customer used a trial, every account and identity involved stays "used".
+
+    Nothing is deleted or renamed (the 0.2-era rename let the emptied source claim again, and
+    the next merge moved that second trial over): the missing history rows are added for both
+    accounts and all their identities, with the plan name of the earliest claim.
+    """
+    pairs = _trial_pairs((target, source))
+    query = Q()
+    for kind, digest in pairs:
+        query |= Q(identity_type=kind, identity_hash=digest)
+    used = TrialHistory.objects.filter(query).order_by("used_at", "id").first()
+    if used is None:
+        return
+    TrialHistory.objects.bulk_create(
+        [TrialHistory(identity_type=kind, identity_hash=digest,
+                      trial_plan_name=used.trial_plan_name) for kind, digest in pairs],
+        ignore_conflicts=True,
+    )
 
 
 class CustomerService:
     """Customer-level operations (merging duplicate accounts)."""
 
     @classmethod
+    @retrying
     def merge_customers(cls, target_user_id: Any, source_user_id: Any) -> dict[str, int]:
         """Move the source account's data into the target; return what moved.
 

@@ -2,57 +2,111 @@
 
 Both write a DEBIT for whatever is left in the batch before changing its state, so the ledger
 invariant (``initial − Σ DEBIT − held == remaining``) holds afterwards. Batches are locked in
-primary-key order, like everywhere else, and processed in chunks so a large backlog never holds
-thousands of locks at once.
+primary-key order, like everywhere else (``billable.services.locks``); expiry works in chunks so
+a large backlog never holds thousands of locks at once. A revocation re-chains the owner's
+queued periods so a refund never leaves a hole in the access the user keeps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billable.exceptions import OrderNotFound
-from billable.models import Order, QuotaBatch, Transaction
-from billable.services import wallet
+from billable.models import Order, Product, QuotaBatch, Transaction
+from billable.services import periods, wallet
+from billable.services.locks import lock_users
+from billable.services.transient import retrying
+from billable.services.validation import MAX_DB_ID
 
 CHUNK = 500
+OPEN = (QuotaBatch.State.ACTIVE, QuotaBatch.State.EXHAUSTED)
 
 
-def expire_due(*, user_id: Any = None, chunk: int = CHUNK) -> int:
-    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved."""
+def expire_due(*, user_id: Any = None, chunk: int = CHUNK,
+               progress: Callable[[int], None] | None = None) -> int:
+    """Move ``ACTIVE`` batches past their expiry to ``EXPIRED``; return how many moved.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` batches.
+    """
     expired = 0
     while True:
-        now = timezone.now()
-        with transaction.atomic():
-            due = QuotaBatch.objects.filter(state=QuotaBatch.State.ACTIVE, expires_at__lte=now)
-            if user_id is not None:
-                due = due.filter(user_id=user_id)
-            batches = list(due.order_by("id").select_for_update()[:chunk])
-            _close(batches, state=QuotaBatch.State.EXPIRED, action_type="expiration",
-                   metadata={"reason": "expired"})
-        expired += len(batches)
-        if len(batches) < chunk:
+        count = _expire_chunk(user_id, chunk)
+        expired += count
+        if progress is not None:
+            progress(count)
+        if count < chunk:
             return expired
 
 
-def revoke_order(order: Order | Any, *, reason: str) -> int:
-    """Revoke every open batch granted by ``order`` (DEBIT of the remainder, ``REVOKED``)."""
-    order_pk = _order_pk(order)
+@retrying
+def _expire_chunk(user_id: Any, chunk: int) -> int:
+    now = timezone.now()
     with transaction.atomic():
-        batches = list(
-            QuotaBatch.objects.filter(
-                order_item__order_id=order_pk,
-                state__in=[QuotaBatch.State.ACTIVE, QuotaBatch.State.EXHAUSTED],
-            ).order_by("id").select_for_update(of=("self",))
-        )
-        _close(batches, state=QuotaBatch.State.REVOKED, action_type=reason,
-               metadata={"reason": reason, "order_id": order_pk},
-               related=Order(pk=order_pk))
+        due = QuotaBatch.objects.filter(state=QuotaBatch.State.ACTIVE, expires_at__lte=now)
+        if user_id is not None:
+            due = due.filter(user_id=user_id)
+        batches = list(due.order_by("id").select_for_update(no_key=True)[:chunk])
+        _close(batches, state=QuotaBatch.State.EXPIRED, action_type="expiration",
+               metadata={"reason": "expired"})
     return len(batches)
+
+
+@retrying
+def revoke_order(order: Order | Any, *, reason: str) -> int:
+    """Revoke every open batch granted by ``order`` (DEBIT of the remainder, ``REVOKED``).
+
+    Queued periods of the same products are moved forward over the time the revoked periods
+    would still have run (:func:`periods.close_gaps`): the user keeps every other purchase, in
+    one run without a hole. Locks: the owners' accounts (serialising with period grants), then
+    in one ascending statement the order's batches and the owners' running and queued period
+    batches of those products.
+    """
+    order_pk = _order_pk(order)
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(QuotaBatch.objects.filter(order_item__order_id=order_pk, state__in=OPEN)
+                    .values_list("pk", "user_id", "product_id", "product__product_type",
+                                 "expires_at"))
+        if not rows:
+            return 0
+        owners = {user for _, user, _, _, _ in rows}
+        lock_users(owners)
+        periods_left = {product for _, _, product, kind, end in rows
+                        if kind == Product.ProductType.PERIOD and end is not None and end > now}
+        mine = {pk for pk, _, _, _, _ in rows}
+        scope = Q(pk__in=mine) | Q(user_id__in=owners, product_id__in=periods_left,
+                                   state=QuotaBatch.State.ACTIVE, expires_at__gt=now)
+        locked = list(QuotaBatch.objects.filter(scope).order_by("id")
+                      .select_for_update(no_key=True))
+        revoked = [b for b in locked if b.pk in mine and b.state in OPEN]
+        moved = _rechain([b for b in locked if b.pk not in mine], periods_left, now)
+        meta: dict[str, Any] = {"reason": reason, "order_id": order_pk}
+        if moved:
+            meta["periods_moved_forward"] = [str(b.pk) for b in moved]
+        _close(revoked, state=QuotaBatch.State.REVOKED, action_type=reason, metadata=meta,
+               related=Order(pk=order_pk))
+    return len(revoked)
+
+
+def _rechain(others: list[QuotaBatch], products: set[Any], now: Any) -> list[QuotaBatch]:
+    """Close the gaps the revoked periods leave in each owner's access to each product."""
+    moved: list[QuotaBatch] = []
+    groups: dict[tuple[Any, Any], list[QuotaBatch]] = {}
+    for batch in others:
+        if batch.product_id in products and batch.state == QuotaBatch.State.ACTIVE:
+            groups.setdefault((batch.user_id, batch.product_id), []).append(batch)
+    for group in groups.values():
+        moved += periods.close_gaps(group, now)
+    if moved:
+        QuotaBatch.objects.bulk_update(moved, ["valid_from", "expires_at"])
+    return moved
 
 
 def _order_pk(order: Any) -> Any:
@@ -63,9 +117,12 @@ def _order_pk(order: Any) -> Any:
     try:
         if isinstance(order, (bool, float)) or order is None:
             raise ValidationError("missing")
-        return pk_field.to_python(order)
+        pk = pk_field.to_python(order)
     except ValidationError as exc:
         raise OrderNotFound(f"Order not found: {order!r}") from exc
+    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
+        raise OrderNotFound(f"Order not found: {order!r}")
+    return pk
 
 
 def _close(batches: list[QuotaBatch], *, state: str, action_type: str,

@@ -2,17 +2,17 @@
 
 ``grant_lines`` is the batched primitive behind ``TransactionService.grant_offer``,
 ``grant_many`` and ``exchange``: whatever the number of offers and items it runs one query for
-the offer items (with their products), one for the user (locked when period products are
-involved), at most one aggregate for running periods, one ``INSERT`` for the batches and one for
-the ledger rows.
+the offer items (with their products) — for order lines carrying a snapshot, one for the
+snapshot's products instead —, one for the user (locked when period products are involved), at
+most one aggregate for running periods, one ``INSERT`` for the batches and one for the ledger
+rows. Period ends are clamped to ``periods.FAR_FUTURE``, so a grant never fails on dates.
 """
 
 from __future__ import annotations
 
-import calendar
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -20,35 +20,16 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db.models import Max
 
-from billable.exceptions import InvalidInput, OfferNotFound, UserNotFound
-from billable.models import Offer, OfferItem, OrderItem, Product, QuotaBatch, Transaction
+from billable.exceptions import OfferNotFound, UserNotFound
+from billable.models import Offer, OfferItem, OrderItem, QuotaBatch, Transaction
 from billable.models.base import uuid7
+from billable.services.locks import lock_users
+from billable.services.periods import add_months, bounded_end, extends, period_end
+from billable.services.snapshots import has_snapshot, line_items
+from billable.services.validation import MAX_DB_ID
 from billable.services.wallet import CREDIT, emit_created
 
 Grant = tuple[Any, "OrderItem | None"]
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus calendar months; the day is clamped to the target month's last day."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def period_end(start: datetime, unit: str, value: int | None) -> datetime | None:
-    """When a grant starting at ``start`` ends; ``None`` for ``forever`` or no value."""
-    if unit == OfferItem.PeriodUnit.FOREVER or not value:
-        return None
-    if unit == OfferItem.PeriodUnit.HOURS:
-        return start + timedelta(hours=value)
-    if unit == OfferItem.PeriodUnit.DAYS:
-        return start + timedelta(days=value)
-    if unit == OfferItem.PeriodUnit.MONTHS:
-        return add_months(start, value)
-    if unit == OfferItem.PeriodUnit.YEARS:
-        return add_months(start, 12 * value)
-    raise InvalidInput(f"Unknown period unit: {unit!r}")
 
 
 def _offer_pk(offer: Any) -> Any:
@@ -61,29 +42,30 @@ def _offer_pk(offer: Any) -> Any:
     pk_field = Offer._meta.pk
     assert pk_field is not None
     try:
-        return pk_field.to_python(offer)
+        pk = pk_field.to_python(offer)
     except ValidationError as exc:
         raise OfferNotFound("Offer not found") from exc
+    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
+        raise OfferNotFound("Offer not found")
+    return pk
 
 
 def _items_by_offer(offer_pks: set[Any]) -> dict[Any, list[OfferItem]]:
     grouped: dict[Any, list[OfferItem]] = defaultdict(list)
+    if not offer_pks:
+        return grouped
     items = OfferItem.objects.filter(offer_id__in=offer_pks).select_related("product")
     for item in items.order_by("offer_id", "id"):
         grouped[item.offer_id].append(item)
     return grouped
 
 
-def _is_extendable(item: OfferItem) -> bool:
-    return (item.product.product_type == Product.ProductType.PERIOD
-            and item.period_unit != OfferItem.PeriodUnit.FOREVER and bool(item.period_value))
-
-
 def _check_user(user_id: Any, *, lock: bool) -> None:
-    users = get_user_model().objects.filter(pk=user_id)
     if lock:
-        users = users.select_for_update()
-    if not list(users.values_list("pk", flat=True)):
+        found = bool(lock_users([user_id]))
+    else:
+        found = get_user_model().objects.filter(pk=user_id).exists()
+    if not found:
         raise UserNotFound(f"User {user_id} not found")
 
 
@@ -97,17 +79,20 @@ def _running_ends(user_id: Any, product_ids: set[Any], now: datetime) -> dict[An
     return dict(rows)
 
 
-def _plan(grants: Sequence[tuple[Any, OrderItem | None]], items: dict[Any, list[OfferItem]],
-          ends: dict[Any, datetime], *, user_id: Any, now: datetime) -> Iterator[QuotaBatch]:
+def _plan(grants: Sequence[tuple[Any, OrderItem | None]], items: dict[Any, list[Any]],
+          snapshots: dict[Any, list[Any]], ends: dict[Any, datetime], *, user_id: Any,
+          now: datetime) -> Iterator[QuotaBatch]:
     for offer_pk, order_item in grants:
         multiplier = order_item.quantity if order_item is not None else 1
-        for item in items.get(offer_pk, []):
+        line: list[Any] = (snapshots[order_item.pk] if has_snapshot(order_item)
+                           else items.get(offer_pk, []))
+        for item in line:
             start, span = now, item.period_value
-            if _is_extendable(item):
+            if extends(item):
                 start = max(now, ends.get(item.product_id, now))
                 span = (item.period_value or 0) * multiplier
-            expires = period_end(start, item.period_unit, span)
-            if _is_extendable(item) and expires is not None:
+            expires = bounded_end(start, item.period_unit, span)
+            if extends(item) and expires is not None:
                 ends[item.product_id] = expires
             quantity = item.quantity * multiplier
             yield QuotaBatch(
@@ -133,21 +118,28 @@ def _credit_rows(batches: Sequence[QuotaBatch], *, source: str, metadata: dict[s
 
 
 def grant_lines(user_id: Any, grants: Sequence[Grant], *, source: str, metadata: dict[str, Any],
-                now: datetime) -> list[QuotaBatch]:
+                now: datetime, user_locked: bool = False) -> list[QuotaBatch]:
     """Create the batches and CREDIT rows for every ``(offer, order_item)``; run in ``atomic``.
 
-    ``offer`` is an :class:`Offer` or its primary key; an unknown offer raises
-    :class:`OfferNotFound` and an unknown user :class:`UserNotFound` before anything is written.
+    ``offer`` is an :class:`Offer` or its primary key. An order line with a snapshot grants its
+    snapshot; anything else grants the offer's current items. An unknown offer raises
+    :class:`OfferNotFound` and an unknown user :class:`UserNotFound` before anything is
+    written. ``user_locked`` says the caller already holds the account lock.
     """
     resolved = [(_offer_pk(offer), order_item) for offer, order_item in grants]
-    items = _items_by_offer({pk for pk, _ in resolved})
-    unknown = [pk for pk, _ in resolved if pk not in items]
+    snapshots = line_items([line for _, line in resolved if has_snapshot(line)])
+    live = {pk for pk, line in resolved if not has_snapshot(line)}
+    items = _items_by_offer(live)
+    unknown = [pk for pk in live if pk not in items]
     if unknown and Offer.objects.filter(pk__in=unknown).count() != len(set(unknown)):
         raise OfferNotFound("Offer not found")
-    extendable = {i.product_id for lst in items.values() for i in lst if _is_extendable(i)}
-    _check_user(user_id, lock=bool(extendable))
+    every: list[Any] = [*(i for lst in items.values() for i in lst),
+                        *(i for lst in snapshots.values() for i in lst)]
+    extendable = {i.product_id for i in every if extends(i)}
+    if not user_locked:
+        _check_user(user_id, lock=bool(extendable))
     ends = _running_ends(user_id, extendable, now)
-    batches = list(_plan(resolved, items, ends, user_id=user_id, now=now))
+    batches = list(_plan(resolved, items, snapshots, ends, user_id=user_id, now=now))
     if not batches:
         return []
     QuotaBatch.objects.bulk_create(batches)

@@ -9,7 +9,8 @@ committed hold is the reservation id (the first DEBIT row reuses it), so replays
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from billable.conf import billable_settings
+from billable.conf import MAX_RESERVATION_TTL_SECONDS, billable_settings
 from billable.exceptions import (
     InsufficientFunds,
     InvalidAmount,
@@ -31,26 +32,38 @@ from billable.models.base import uuid7
 from billable.services import statements, wallet
 from billable.services.idempotency import claim_key
 from billable.services.statements import HoldRow
+from billable.services.transient import retrying
 from billable.services.validation import positive_int
 
 HELD = Reservation.State.HELD
 ATTEMPTS = 3
+#: Longest hold lifetime accepted (a hold is for work in progress, not for storage).
+MAX_TTL = timedelta(seconds=MAX_RESERVATION_TTL_SECONDS)
 RESERVATION_FIELDS = ("id", "user", "product", "amount", "committed_amount", "state",
                       "action_type", "metadata", "expires_at", "created_at", "settled_at")
 
 
 def ttl_delta(ttl: Any) -> timedelta:
-    """A hold lifetime from seconds or a ``timedelta``; ``None`` uses the setting."""
+    """A hold lifetime from seconds or a ``timedelta``; ``None`` uses the setting.
+
+    Positive, finite and at most :data:`MAX_TTL` (365 days), else :class:`InvalidInput` — a
+    huge, infinite or NaN lifetime never reaches the date arithmetic.
+    """
     if ttl is None:
         ttl = billable_settings.RESERVATION_TTL
+    message = f"ttl must be a positive number of seconds (at most {int(MAX_TTL.total_seconds())})"
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
-    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+    elif isinstance(ttl, int) and not isinstance(ttl, bool):
+        if ttl > MAX_TTL.total_seconds():
+            raise InvalidInput(message, field="ttl")
         seconds = float(ttl)
+    elif isinstance(ttl, float):
+        seconds = ttl
     else:
         raise InvalidInput("ttl must be a number of seconds or a timedelta", field="ttl")
-    if seconds <= 0:
-        raise InvalidInput("ttl must be positive", field="ttl")
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TTL.total_seconds():
+        raise InvalidInput(message, field="ttl")
     return timedelta(seconds=seconds)
 
 
@@ -72,6 +85,7 @@ def reserve(user_id: Any, key: str, amount: int, *, ttl: timedelta, idempotency_
     return reservation_id
 
 
+@retrying
 def place(user_id: Any, key: str, amount: int, *, ttl: timedelta, idempotency_key: str | None,
           metadata: dict[str, Any], action_type: str) -> tuple[str, bool]:
     """:func:`reserve`, also telling whether the hold is new (False: an idempotent replay)."""
@@ -161,6 +175,7 @@ def _finish(held: HoldRow, state: str, now: datetime, committed: int = 0) -> Non
         raise wallet.StaleBatch(str(held.pk))
 
 
+@retrying
 def commit(reservation_id: Any, amount: Any = None, *, balance: bool = True) -> dict[str, Any]:
     """Settle ``amount`` (default: all) of a hold; the rest goes back. Idempotent.
 
@@ -206,20 +221,23 @@ def _settle(held: HoldRow, count: int | None, now: datetime, *, balance: bool
     settled, returned = _split(held.parts, count)
     debits = wallet.debit_rows(held.user_id, settled, action_type=held.action_type,
                                metadata=_debit_metadata(held), first_id=held.pk)
-    returns = wallet.return_units(held.user_id, returned,
-                                  metadata={"reservation_id": str(held.pk)})
+    returns = wallet.return_units(_returns(held, returned))
     wallet.emit_created(debits, consumed=True)
     wallet.emit_created(returns)
     return _usage(held, message="Quota consumed", committed=count, now=now, balance=balance)
 
 
+def _returns(held: HoldRow, parts: Sequence[tuple[Any, int]]) -> list[wallet.Return]:
+    return [wallet.Return(held.user_id, batch_id, amount, str(held.pk))
+            for batch_id, amount in parts]
+
+
 def _release_locked(held: HoldRow, now: datetime, state: str) -> None:
     _finish(held, state, now)
-    rows = wallet.return_units(held.user_id, held.parts,
-                               metadata={"reservation_id": str(held.pk)})
-    wallet.emit_created(rows)
+    wallet.emit_created(wallet.return_units(_returns(held, held.parts)))
 
 
+@retrying
 def release(reservation_id: Any) -> bool:
     """Give a hold back; True when it is (now or already) released, False when committed."""
     rid = parse_reservation_id(reservation_id)
@@ -237,22 +255,41 @@ def release(reservation_id: Any) -> bool:
     raise ReservationStateError("Reservation is being settled concurrently")
 
 
-def release_expired(*, user_id: Any = None, chunk: int = 500) -> int:
-    """Release every ``HELD`` reservation past its expiry; return how many were released."""
+def release_expired(*, user_id: Any = None, chunk: int = 500,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Release every ``HELD`` reservation past its expiry; return how many were released.
+
+    ``progress(n)`` is called after each committed chunk of ``n`` holds.
+    """
     released = 0
     while True:
-        now = timezone.now()
-        with transaction.atomic():
-            due = Reservation.objects.filter(state=HELD, expires_at__lte=now)
-            if user_id is not None:
-                due = due.filter(user_id=user_id)
-            ids = list(due.order_by("id").select_for_update(of=("self",))
-                       .values_list("id", flat=True)[:chunk])
-            for rid in ids:
-                _release_locked(_lock(rid, now), now, Reservation.State.EXPIRED)
-        released += len(ids)
-        if len(ids) < chunk:
+        count = _release_expired_chunk(user_id, chunk)
+        released += count
+        if progress is not None:
+            progress(count)
+        if count < chunk:
             return released
+
+
+@retrying
+def _release_expired_chunk(user_id: Any, chunk: int) -> int:
+    """One transaction: lock up to ``chunk`` due holds (by id), then give every held unit back
+    in one ascending batch order — never hold by hold, which would lock batches out of order."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = Reservation.objects.filter(state=HELD, expires_at__lte=now)
+        if user_id is not None:
+            due = due.filter(user_id=user_id)
+        ids = list(due.order_by("id").select_for_update(of=("self",), no_key=True)
+                   .values_list("id", flat=True)[:chunk])
+        returns: list[wallet.Return] = []
+        for rid in ids:
+            held = _lock(rid, now)
+            if statements.finish_hold(held.pk, state=Reservation.State.EXPIRED, committed=0,
+                                      now=now):
+                returns += _returns(held, held.parts)
+        wallet.emit_created(wallet.return_units(returns))
+    return len(ids)
 
 
 __all__ = ["commit", "parse_reservation_id", "place", "release", "release_expired", "reserve",

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 
 from billable.exceptions import InvalidInput, UserNotFound
 from billable.models import ExternalIdentity
+from billable.services.validation import MAX_DB_ID, metadata_dict, safe_text
 
 MAX_PROVIDER_LENGTH = 50
 MAX_EXTERNAL_ID_LENGTH = 255
@@ -38,11 +39,10 @@ def coerce_pk(value: Any) -> int | None:
     """
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-        return number if number > 0 else None
+        return value if 0 < value <= MAX_DB_ID else None
     return None
 
 
@@ -57,7 +57,7 @@ def normalize_provider(provider: Any) -> str:
         return "default"
     if len(provider) > MAX_PROVIDER_LENGTH:
         raise InvalidInput(f"provider must be at most {MAX_PROVIDER_LENGTH} characters")
-    return provider
+    return safe_text(provider, field="provider")
 
 
 def normalize_external_id(external_id: Any) -> str:
@@ -69,7 +69,7 @@ def normalize_external_id(external_id: Any) -> str:
         raise InvalidInput("external_id cannot be empty or whitespace-only")
     if len(value) > MAX_EXTERNAL_ID_LENGTH:
         raise InvalidInput(f"external_id must be at most {MAX_EXTERNAL_ID_LENGTH} characters")
-    return value
+    return safe_text(value, field="external_id")
 
 
 def _normalize_profile(profile: Any) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def _normalize_profile(profile: Any) -> dict[str, Any]:
         return {}
     if not isinstance(profile, dict):
         raise InvalidInput("profile must be an object")
-    return profile
+    return metadata_dict(profile, field="profile")
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ from billable.services import consumption, expiry, holds, statements
 from billable.services import grants as granting
 from billable.services.idempotency import claim_key
 from billable.services.ledger_check import check_ledger as _check_ledger
+from billable.services.transient import retrying
 from billable.services.validation import (
     coerce_user_id,
     metadata_dict,
     normalize_product_key,
     optional_key,
     positive_int,
+    safe_text,
 )
 
 
@@ -45,8 +47,9 @@ def _resolve_offer(offer: Any) -> Offer | int:
     if isinstance(offer, int) and not isinstance(offer, bool):
         return offer
     if isinstance(offer, str) and offer.strip():
-        found = Offer.objects.filter(sku=offer).values_list("pk", flat=True).first()
-        if found is None and offer.strip().isdigit():
+        found = Offer.objects.filter(sku=safe_text(offer, field="offer")).values_list(
+            "pk", flat=True).first()
+        if found is None and offer.strip().isascii() and offer.strip().isdigit():
             return int(offer.strip())
         if found is not None:
             return found
@@ -94,6 +97,7 @@ class TransactionService:
     # -- grants ---------------------------------------------------------------------------
 
     @classmethod
+    @retrying
     def grant_many(cls, user_id: Any, grants: Sequence[tuple[Any, OrderItem | None]], *,
                    source: str = "purchase", metadata: dict[str, Any] | None = None
                    ) -> list[QuotaBatch]:
@@ -118,6 +122,7 @@ class TransactionService:
                                                    metadata=metadata)
 
     @classmethod
+    @retrying
     def grant_offer(cls, user_id: Any, offer: Offer | str | int,
                     order_item: OrderItem | None = None, source: str = "purchase",
                     metadata: dict[str, Any] | None = None, *,
@@ -297,7 +302,7 @@ def _action_type(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value.strip()) > 50:
         raise InvalidInput("action_type must be a non-empty string of at most 50 characters",
                            field="action_type")
-    return value.strip()
+    return safe_text(value.strip(), field="action_type")
 
 
 __all__ = ["TransactionService"]

@@ -7,6 +7,7 @@ every ledger row belongs to the same user as its batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
@@ -24,8 +25,12 @@ def _sum_of(queryset: Any) -> Coalesce:
     return Coalesce(subquery, Value(0), output_field=IntegerField())
 
 
-def check_ledger(user_id: Any = None) -> list[str]:
-    """Return the invariant violations (an empty list means the ledger is consistent)."""
+def check_ledger(user_id: Any = None, *,
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+    """Return the invariant violations (an empty list means the ledger is consistent).
+
+    ``progress(1)`` is called for each batch checked.
+    """
     batches = QuotaBatch.objects.select_related("product").annotate(
         credits=_sum_of(Transaction.objects.filter(direction=Transaction.Direction.CREDIT)),
         debits=_sum_of(Transaction.objects.filter(direction=Transaction.Direction.DEBIT)),
@@ -47,6 +52,8 @@ def check_ledger(user_id: Any = None) -> list[str]:
             problems.append(
                 f"{label}: initial {batch.initial_quantity} - debits {batch.debits} - held "
                 f"{batch.held} = {expected} != remaining {batch.remaining_quantity}")
+        if progress is not None:
+            progress(1)
     for row_id, owner, batch_id in strays.values_list("id", "user_id", "quota_batch_id"):
         problems.append(f"transaction {row_id} (user {owner}) is on another user's batch "
                         f"{batch_id}")

@@ -1,11 +1,13 @@
 """Orders and payments: a strict ``pending → paid → refunded`` state machine.
 
 * ``create_order`` prices every line from the catalog (a client ``price`` is ignored), accepts
-  only active offers, positive whole quantities and one currency per order.
+  only active offers with items, quantities the ledger can honour and one currency per order
+  (``order_input``), and freezes each line's contents in ``OrderItem.snapshot``.
 * ``pay_order`` / ``process_payment`` move ``pending → paid`` exactly once and grant every line
   in the same database transaction (the order row is locked; the partial unique constraint on
   ``(payment_method, payment_id)`` makes one payment id pay at most one order).
-* ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left).
+* ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left and
+  moves the user's later periods forward over the refunded time).
 
 The published 0.2 contract returned booleans from ``process_payment``, ``cancel_order`` and
 ``refund_order``; those names keep that contract. The strict variants ``pay_order``,
@@ -14,7 +16,6 @@ The published 0.2 contract returned booleans from ``process_payment``, ``cancel_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -24,97 +25,28 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billable.exceptions import (
+    EmptyOffer,
     InvalidAmount,
-    InvalidInput,
-    OfferNotFound,
     OrderNotFound,
     OrderStateError,
     PaymentConflict,
     UserNotFound,
 )
-from billable.models import Offer, Order, OrderItem
+from billable.models import Order, OrderItem
 from billable.services.identities import coerce_pk
-from billable.services.validation import metadata_dict, positive_int
-from billable.signals import order_confirmed, send_on_commit
-
-#: ``payment_method`` recorded when the caller gives none.
-DEFAULT_PAYMENT_METHOD = "manual"
-#: Largest quantity of one order line (keeps granted units inside the ledger's integer range).
-MAX_LINE_QUANTITY = 1_000_000
-_MAX_UNITS = 2_147_483_647
-_MAX_TOTAL = Decimal(10) ** 18  # Order.total_amount is Decimal(20, 2)
-_MAX_PAYMENT_ID = 255
-_MAX_PAYMENT_METHOD = 50
-
-
-def _line_quantity(item: Mapping[str, Any]) -> int:
-    quantity = positive_int(item.get("quantity", 1), field="quantity")
-    if quantity > MAX_LINE_QUANTITY:
-        raise InvalidAmount(f"quantity must be at most {MAX_LINE_QUANTITY}", field="quantity")
-    return quantity
-
-
-def _as_mapping(item: Any) -> Mapping[str, Any]:
-    if hasattr(item, "model_dump"):
-        item = item.model_dump()
-    if not isinstance(item, Mapping):
-        raise InvalidInput("Each item must be an object with 'sku' and 'quantity'")
-    return item
-
-
-def _parse_lines(items: Any) -> list[tuple[str, str, int]]:
-    """``(raw sku, normalised sku, quantity)`` per line; raises on malformed input."""
-    if isinstance(items, (str, bytes, Mapping)) or not hasattr(items, "__iter__"):
-        raise InvalidInput("items must be a list of {'sku', 'quantity'} objects")
-    lines = []
-    for raw_item in items:
-        item = _as_mapping(raw_item)
-        sku = item.get("sku")
-        if not isinstance(sku, str) or not sku.strip():
-            raise InvalidInput("Item must have 'sku'")
-        lines.append((sku, sku.strip().upper(), _line_quantity(item)))
-    if not lines:
-        raise InvalidInput("Order must contain at least one item")
-    return lines
-
-
-def _load_offers(lines: list[tuple[str, str, int]]) -> dict[str, Offer]:
-    """Active offers by SKU with their items (two queries); unknown SKU raises OfferNotFound."""
-    skus = {sku for _, sku, _ in lines}
-    offers = {o.sku: o for o in Offer.objects.filter(sku__in=skus, is_active=True)
-              .prefetch_related("items")}
-    for raw, sku, quantity in lines:
-        offer = offers.get(sku)
-        if offer is None:
-            raise OfferNotFound(f"Offer not found for sku: {raw!r}")
-        if any(item.quantity * quantity > _MAX_UNITS for item in offer.items.all()):
-            raise InvalidAmount("Quantity too large for this offer")
-    return offers
-
-
-def _order_currency(offers: list[Offer]) -> str:
-    currencies = {offer.currency for offer in offers}
-    if len(currencies) > 1:
-        raise InvalidInput(
-            "All items of an order must use the same currency (got "
-            + ", ".join(sorted(currencies)) + ")"
-        )
-    return currencies.pop()
-
-
-def _payment_fields(payment_id: Any, payment_method: Any) -> tuple[str | None, str]:
-    if payment_id is not None:
-        if isinstance(payment_id, bool) or not isinstance(payment_id, (str, int)):
-            raise InvalidInput("payment_id must be a string")
-        payment_id = str(payment_id).strip() or None
-    if payment_id is not None and len(payment_id) > _MAX_PAYMENT_ID:
-        raise InvalidInput(f"payment_id must be at most {_MAX_PAYMENT_ID} characters")
-    if payment_method is None or (isinstance(payment_method, str) and not payment_method.strip()):
-        return payment_id, DEFAULT_PAYMENT_METHOD
-    if not isinstance(payment_method, str) or len(payment_method.strip()) > _MAX_PAYMENT_METHOD:
-        raise InvalidInput(f"payment_method must be a string of at most {_MAX_PAYMENT_METHOD}"
-                           " characters")
-    return payment_id, payment_method.strip()
+from billable.services.order_input import (
+    DEFAULT_PAYMENT_METHOD,
+    MAX_TOTAL,
+    load_offers,
+    order_currency,
+    parse_lines,
+    payment_fields,
+    reason_text,
+)
+from billable.services.snapshots import snapshot_of
+from billable.services.transient import retrying
+from billable.services.validation import metadata_dict
+from billable.signals import order_confirmed, order_refunded, send_on_commit
 
 
 def _locked_order(order_id: Any) -> Order:
@@ -138,21 +70,22 @@ class OrderService:
         ``InvalidAmount`` (quantity), ``OfferNotFound`` ("Offer not found for sku: '<sku>'"),
         ``UserNotFound``.
         """
-        lines = _parse_lines(items)
+        lines = parse_lines(items)
         metadata = metadata_dict(metadata)
-        offers = _load_offers(lines)
-        currency = _order_currency([offers[sku] for _, sku, _ in lines])
+        offers = load_offers(lines)
+        currency = order_currency([offers[sku] for _, sku, _ in lines])
         pk = coerce_pk(getattr(user_id, "pk", user_id))
         if pk is None or not get_user_model().objects.filter(pk=pk).exists():
             raise UserNotFound(f"User {user_id} not found")
         total = sum((offers[sku].price * qty for _, sku, qty in lines), Decimal("0.00"))
-        if total >= _MAX_TOTAL:
+        if total >= MAX_TOTAL:
             raise InvalidAmount("Order total is too large", field="quantity")
         with transaction.atomic():
             order = Order.objects.create(user_id=pk, total_amount=total, currency=currency,
                                          status=Order.Status.PENDING, metadata=metadata)
             OrderItem.objects.bulk_create([
-                OrderItem(order=order, offer=offers[sku], quantity=qty, price=offers[sku].price)
+                OrderItem(order=order, offer=offers[sku], quantity=qty, price=offers[sku].price,
+                          snapshot=snapshot_of(offers[sku]))
                 for _, sku, qty in lines
             ])
         return order
@@ -179,6 +112,7 @@ class OrderService:
         return await sync_to_async(cls.get_order)(order_id)
 
     @classmethod
+    @retrying
     def pay_order(cls, order_id: Any, *, payment_id: Any = None,
                   payment_method: str | None = None) -> Order:
         """Mark a pending order paid and grant every line, exactly once; return the order.
@@ -188,7 +122,7 @@ class OrderService:
         when a paid order is confirmed with another payment id or the payment id (per method)
         already paid another order. Nothing is granted on any error.
         """
-        payment_id, method = _payment_fields(payment_id, payment_method)
+        payment_id, method = payment_fields(payment_id, payment_method)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status == Order.Status.PAID:
@@ -235,8 +169,10 @@ class OrderService:
         return await sync_to_async(cls.process_payment)(order_id, payment_id, payment_method)
 
     @classmethod
+    @retrying
     def cancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``pending → cancelled`` (a cancelled order stays cancelled); raises otherwise."""
+        reason = reason_text(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status == Order.Status.CANCELLED:
@@ -273,10 +209,12 @@ class OrderService:
         return await sync_to_async(cls.cancel_order)(order_id, reason)
 
     @classmethod
+    @retrying
     def refund_paid_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``paid → refunded``: revoke what is left of every granted batch (DEBIT rows)."""
         from billable.services.ledger import TransactionService
 
+        reason = reason_text(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status != Order.Status.PAID:
@@ -287,6 +225,7 @@ class OrderService:
             order.metadata = _with_reason(order.metadata, "refund_reason", reason,
                                           "refunded_at")
             order.save(update_fields=["status", "metadata"])
+            send_on_commit(order_refunded, sender=cls, order=order)
         return order
 
     @classmethod
@@ -347,14 +286,21 @@ def _replayed(order: Order, payment_id: str | None, payment_method: str | None) 
 
 
 def _grant_lines(order: Order) -> None:
-    """Grant every order line in a constant number of statements (``grant_many``)."""
+    """Grant every order line — its snapshot, taken when the order was created — in a constant
+    number of statements (``grant_many``). A line that grants nothing (a legacy line whose
+    offer has no items any more) refuses the payment: the order stays pending."""
     from billable.services.ledger import TransactionService
 
     lines = list(order.items.select_related("offer"))
-    TransactionService.grant_many(
+    batches = TransactionService.grant_many(
         order.user_id, [(line.offer, line) for line in lines], source="purchase",
         metadata={"order_id": order.pk},
     )
+    granted = {batch.order_item_id for batch in batches}
+    for line in lines:
+        if line.pk not in granted:
+            raise EmptyOffer(f"Offer '{line.offer.sku}' has no items: order #{order.pk} "
+                             "cannot be honoured")
 
 
 def _with_reason(metadata: Any, key: str, reason: str | None, stamp: str) -> dict[str, Any]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from billable.exceptions import InvalidInput, NotFound, ReferralError, UserNotFound
 from billable.models import Referral
 from billable.services.identities import coerce_pk
+from billable.services.locks import lock_users
+from billable.services.transient import retrying
+from billable.services.validation import metadata_dict
 from billable.signals import referral_attached, send_on_commit
 
 MSG_INVALID_IDS = "Provide valid identifiers"
@@ -23,13 +25,6 @@ MSG_REFERRER_MISSING = "Referrer user not found in database"
 MSG_REFEREE_MISSING = "Referee user not found in database"
 MSG_SAME_USER = "Referrer and referee cannot be same"
 MSG_EXISTS = "Relationship exists or invalid IDs"
-
-
-def _lock_users(*pks: int) -> set[int]:
-    """Lock the given accounts in ascending pk order; return the pks that exist."""
-    User = get_user_model()
-    return set(User.objects.select_for_update(no_key=True).filter(pk__in=pks).order_by("pk")
-               .values_list("pk", flat=True))
 
 
 def _existing_or_refuse(referrer_id: int, referee_id: int) -> Referral | None:
@@ -48,6 +43,7 @@ class ReferralService:
     """Attach referrers to referees and read referral statistics."""
 
     @classmethod
+    @retrying
     def assign_referrer(cls, referrer_id: Any, referee_id: Any, *,
                         metadata: dict[str, Any] | None = None) -> tuple[Referral, bool]:
         """Record that ``referrer_id`` invited ``referee_id``; return ``(referral, created)``.
@@ -64,10 +60,11 @@ class ReferralService:
             raise ReferralError(MSG_INVALID_IDS)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput("metadata must be an object")
+        metadata = metadata_dict(metadata)
         if referrer == referee:
             raise ReferralError(MSG_SAME_USER)
         with transaction.atomic():
-            existing = _lock_users(referrer, referee)
+            existing = lock_users([referrer, referee])
             if referrer not in existing:
                 raise UserNotFound(MSG_REFERRER_MISSING)
             if referee not in existing:

@@ -88,10 +88,24 @@ def spendable_summary(user_id: Any, key: str, now: datetime) -> tuple[str, int] 
     return (str(row[0]), int(row[1])) if row and row[1] else None
 
 
+def _row_lock(alias: str) -> str:
+    """``FOR NO KEY UPDATE OF <alias>`` where supported (PostgreSQL), else nothing (SQLite).
+
+    ``NO KEY UPDATE`` is the lock an ``UPDATE`` of non-key columns takes anyway; unlike ``FOR
+    UPDATE`` it does not conflict with the ``KEY SHARE`` locks that inserting a row with a
+    foreign key takes on the referenced row (ledger rows, hold items), so those inserts never
+    join a lock cycle.
+    """
+    features = _conn().features
+    if features.has_select_for_no_key_update and features.has_select_for_update_of:
+        return f" FOR NO KEY UPDATE OF {alias}"
+    return f" FOR UPDATE OF {alias}" if features.has_select_for_update_of else ""
+
+
 @cache
 def _lock_sql(vendor: str) -> str:
     b, p = QuotaBatch, Product
-    lock = " FOR UPDATE OF b" if _conn().features.has_select_for_update_of else ""
+    lock = _row_lock("b")
     return (
         f"SELECT b.{_col(b, 'id')}, b.{_col(b, 'remaining_quantity')}, b.{_col(b, 'created_at')},"
         f" b.{_col(b, 'expires_at')}, b.{_col(b, 'product')}, p.{_col(p, 'product_type')} "
@@ -148,9 +162,14 @@ class LedgerRow:
     created_at: datetime
 
     def to_model(self) -> Transaction:
-        """The saved :class:`Transaction` this row is (built only for signal receivers)."""
-        row = Transaction(**{f.attname: v for f, v in zip(_ledger_fields(), self._values(),
-                                                          strict=True)})
+        """The saved :class:`Transaction` this row is (built only for signal receivers).
+
+        Values are passed through the model fields' ``to_python``, so receivers see the types
+        an ORM read gives (``UUID`` for ``id`` / ``quota_batch_id``, never the hex string a raw
+        SQLite cursor returns), whichever path wrote the row.
+        """
+        row = Transaction(**{f.attname: f.to_python(v) for f, v in zip(
+            _ledger_fields(), self._values(), strict=True)})
         row._state.adding = False
         row._state.db = DEFAULT_DB_ALIAS
         return row
@@ -271,7 +290,7 @@ def _hold_sql(vendor: str) -> str:
     r, p, i = Reservation, Product, ReservationItem
     names = ("id", "user", "product", "amount", "committed_amount", "state", "action_type",
              "metadata")
-    lock = " FOR UPDATE OF r" if _conn().features.has_select_for_update_of else ""
+    lock = _row_lock("r")
     return (
         f"SELECT {', '.join(f'r.{_col(r, n)}' for n in names)},"
         f" CASE WHEN r.{_col(r, 'expires_at')} > %s THEN 1 ELSE 0 END,"

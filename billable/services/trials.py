@@ -20,7 +20,11 @@ from django.db import IntegrityError, transaction
 
 from billable.exceptions import InvalidInput, OfferNotFound, TrialAlreadyUsed, UserNotFound
 from billable.models import ExternalIdentity, Offer, QuotaBatch, TrialHistory
+from billable.services.consumption import require_items
 from billable.services.identities import coerce_pk
+from billable.services.locks import lock_users
+from billable.services.transient import retrying
+from billable.services.validation import metadata_dict, safe_json, safe_text
 from billable.signals import send_on_commit, trial_activated
 
 #: Identity type of the always-recorded account identity (``user:<id>``).
@@ -32,6 +36,8 @@ def _identity_pairs(user_id: int, identities: Any) -> list[tuple[str, str]]:
     """Deduplicated ``(identity_type, hash)`` pairs to claim for this user."""
     if identities is not None and not isinstance(identities, dict):
         raise InvalidInput("identities must be an object of {type: value}")
+    for kind in identities or {}:
+        safe_text(str(kind), field="identity type")
     pairs = TrialHistory.identity_pairs(identities or {})
     if not pairs:
         own = ExternalIdentity.objects.filter(user_id=user_id).values_list(
@@ -48,7 +54,7 @@ def _free_offer(sku: Any) -> Offer:
         sku = sku.sku
     if not isinstance(sku, str) or not sku.strip():
         raise InvalidInput("sku is required")
-    offer = Offer.objects.filter(sku=sku, is_active=True).first()
+    offer = Offer.objects.filter(sku=safe_text(sku, field="sku"), is_active=True).first()
     if offer is None:
         raise OfferNotFound("Trial offer not found")
     if offer.price != 0:
@@ -74,7 +80,11 @@ class TrialService:
     def is_eligible(cls, identities: dict[str, Any] | None = None, *,
                     user_id: Any = None) -> bool:
         """True when none of ``identities`` (nor ``user:<user_id>`` if given) claimed a trial."""
+        if identities is not None and not isinstance(identities, dict):
+            raise InvalidInput("identities must be an object of {type: value}")
         merged = dict(identities or {})
+        for kind in merged:
+            safe_text(str(kind), field="identity type")
         pk = coerce_pk(user_id)
         pairs = TrialHistory.identity_pairs(merged)
         if pk is not None:
@@ -99,26 +109,20 @@ class TrialService:
         inactive offer), ``InvalidInput`` (paid offer, malformed identities), ``UserNotFound``.
         Sends ``trial_activated(user_id, products)`` after commit.
         """
-        from billable.services.ledger import TransactionService
-
         pk = coerce_pk(getattr(user_id, "pk", user_id))
         if pk is None or not get_user_model().objects.filter(pk=pk).exists():
             raise UserNotFound(f"User {user_id} not found")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput("metadata must be an object")
         offer = _free_offer(sku)
+        require_items(offer)
         pairs = _identity_pairs(pk, identities)
         if _any_used(pairs):
             raise TrialAlreadyUsed("Trial already used")
-        name = (plan_name or offer.name)[:_PLAN_NAME_LENGTH]
-        grant_metadata = {**(metadata or {}), "identities": identities or {}}
-        with transaction.atomic():
-            _record_claims(pairs, name)
-            batches = TransactionService.grant_offer(pk, offer, source=source,
-                                                     metadata=grant_metadata)
-            products = [batch.product.name for batch in batches]
-            send_on_commit(trial_activated, sender=cls, user_id=pk, products=products)
-        return batches
+        name = safe_text((plan_name or offer.name)[:_PLAN_NAME_LENGTH], field="plan_name")
+        grant_metadata = {**metadata_dict(metadata),
+                          "identities": safe_json(identities or {}, field="identities")}
+        return _claim(cls, pk, offer, pairs, name, grant_metadata, source)
 
     @classmethod
     async def aclaim_trial(cls, user_id: Any, sku: Any, *,
@@ -130,6 +134,23 @@ class TrialService:
         return await sync_to_async(cls.claim_trial)(
             user_id, sku, identities=identities, metadata=metadata, plan_name=plan_name,
             source=source)
+
+
+@retrying
+def _claim(sender: Any, pk: int, offer: Offer, pairs: list[tuple[str, str]], name: str,
+           metadata: dict[str, Any], source: str) -> list[QuotaBatch]:
+    """Lock the account (the global lock order: accounts before trial rows and batches), record
+    the claims, grant — one transaction."""
+    from billable.services.ledger import TransactionService
+
+    with transaction.atomic():
+        if not lock_users([pk]):
+            raise UserNotFound(f"User {pk} not found")
+        _record_claims(pairs, name)
+        batches = TransactionService.grant_offer(pk, offer, source=source, metadata=metadata)
+        products = [batch.product.name for batch in batches]
+        send_on_commit(trial_activated, sender=sender, user_id=pk, products=products)
+    return batches
 
 
 def _any_used(pairs: list[tuple[str, str]]) -> bool:

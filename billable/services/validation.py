@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +22,11 @@ from billable.exceptions import InvalidAmount, InvalidInput, InvalidProductKey
 #: Largest amount a ledger row can hold (PositiveIntegerField on PostgreSQL).
 MAX_AMOUNT = 2_147_483_647
 MAX_KEY_LENGTH = 255
+#: Largest primary key a ``BigAutoField`` (and SQLite's INTEGER) can hold.
+MAX_DB_ID = 2**63 - 1
+#: Deepest nesting accepted inside a JSON value (metadata, profiles, identities).
+MAX_JSON_DEPTH = 32
+MAX_JSON_INT_BITS = 4000
 
 
 def positive_int(value: Any, *, field: str = "amount") -> int:
@@ -56,7 +62,10 @@ def normalize_product_key(value: Any, *, field: str = "product_key") -> str:
     key = value.strip().upper()
     if len(key) > 50:
         raise InvalidProductKey(f"{field} is longer than 50 characters", field=field)
-    return key
+    try:
+        return safe_text(key, field=field)
+    except InvalidInput as exc:
+        raise InvalidProductKey(exc.message, field=field) from None
 
 
 def coerce_user_id(value: Any) -> Any:
@@ -80,7 +89,7 @@ def coerce_user_id(value: Any) -> Any:
         parsed = pk_field.to_python(value)
     except (ValidationError, TypeError, ValueError) as exc:
         raise InvalidInput("Invalid user_id", field="user_id") from exc
-    if parsed is None or (isinstance(parsed, int) and parsed <= 0):
+    if parsed is None or (isinstance(parsed, int) and not 0 < parsed <= MAX_DB_ID):
         raise InvalidInput("Invalid user_id", field="user_id")
     return parsed
 
@@ -96,24 +105,78 @@ def optional_key(value: Any, *, field: str = "idempotency_key") -> str | None:
         raise InvalidInput(f"{field} must not be blank", field=field)
     if len(text) > MAX_KEY_LENGTH:
         raise InvalidInput(f"{field} is longer than {MAX_KEY_LENGTH} characters", field=field)
-    return text
+    return safe_text(text, field=field)
 
 
-def metadata_dict(value: Any) -> dict[str, Any]:
+def safe_text(value: str, *, field: str = "value") -> str:
+    """Return ``value`` if PostgreSQL can store it: no NUL character, no lone surrogate.
+
+    Raises :class:`InvalidInput` otherwise (the database would refuse it with a raw error).
+    """
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
+    return value
+
+
+def _json_children(node: Any, field: str) -> list[Any]:
+    """Check one JSON node; return its children."""
+    if isinstance(node, str):
+        safe_text(node, field=field)
+    elif isinstance(node, bool) or node is None:
+        return []
+    elif isinstance(node, int):
+        if node.bit_length() > MAX_JSON_INT_BITS:
+            raise InvalidInput(f"{field} holds a number that is too large", field=field)
+    elif isinstance(node, float):
+        if not math.isfinite(node):
+            raise InvalidInput(f"{field} numbers must be finite (no NaN or Infinity)",
+                               field=field)
+    elif isinstance(node, dict):
+        for key in node:
+            if not isinstance(key, str):
+                raise InvalidInput(f"{field} keys must be strings", field=field)
+            safe_text(key, field=field)
+        return list(node.values())
+    elif isinstance(node, (list, tuple)):
+        return list(node)
+    else:
+        raise InvalidInput(f"{field} must be JSON-serializable: {type(node).__name__} is not",
+                           field=field)
+    return []
+
+
+def safe_json(value: Any, *, field: str = "metadata") -> Any:
+    """Return ``value`` if it is JSON the database can store and read back.
+
+    Refused with :class:`InvalidInput`: values JSON cannot hold (``Decimal``, ``datetime``,
+    objects), non-string keys, NaN and infinities, NUL characters and lone surrogates, numbers
+    of more than 4,000 bits, and nesting deeper than :data:`MAX_JSON_DEPTH` levels. The walk is
+    iterative, so a deeply nested value never reaches Python's recursion limit.
+    """
+    level: list[Any] = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        if not level:
+            return value
+        level = [child for node in level for child in _json_children(node, field)]
+    raise InvalidInput(f"{field} must not be nested deeper than {MAX_JSON_DEPTH} levels",
+                       field=field)
+
+
+def metadata_dict(value: Any, *, field: str = "metadata") -> dict[str, Any]:
     """Return a shallow copy of caller metadata; ``None`` is ``{}``.
 
-    Non-dicts and values JSON cannot store (``Decimal``, ``datetime``, objects) are refused with
+    Non-dicts and values the database cannot store (see :func:`safe_json`) are refused with
     :class:`InvalidInput` instead of failing later inside the database write.
     """
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidInput("metadata must be a JSON object", field="metadata")
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata must be JSON-serializable: {exc}", field="metadata") from exc
-    return dict(value)
+        raise InvalidInput(f"{field} must be a JSON object", field=field)
+    return dict(safe_json(value, field=field))
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -124,10 +187,14 @@ def fingerprint(payload: dict[str, Any]) -> str:
 
 __all__ = [
     "MAX_AMOUNT",
+    "MAX_DB_ID",
+    "MAX_JSON_DEPTH",
     "coerce_user_id",
     "fingerprint",
     "metadata_dict",
     "normalize_product_key",
     "optional_key",
     "positive_int",
+    "safe_json",
+    "safe_text",
 ]

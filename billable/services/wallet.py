@@ -1,9 +1,10 @@
 """Wallet mechanics shared by consume, exchange, holds, expiry and revocation.
 
-Locking discipline (deadlock-free): batch rows are always locked in primary-key order
-(``ORDER BY id FOR UPDATE``) and the consumption order is applied afterwards in Python;
-reservations are always locked before batches. Every batch change is a conditional ``UPDATE`` so
-a concurrent change (possible on SQLite, which has no row locks) is detected, never overwritten.
+Locking discipline: batch rows are always locked in primary-key order (``ORDER BY id FOR NO KEY
+UPDATE``, or updates issued in that order) and the consumption order is applied afterwards in
+Python; reservations are locked before batches. This is part of the one global lock order of
+``docs/ledger.md`` (*Lock order*). Every batch change is a conditional ``UPDATE`` so a
+concurrent change (possible on SQLite, which has no row locks) is detected, never overwritten.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.contrib.contenttypes.models import ContentType
@@ -144,29 +145,47 @@ def debit_rows(
     return rows
 
 
-def return_units(user_id: Any, parts: Sequence[tuple[Any, int]], *, metadata: dict[str, Any]
-                 ) -> list[LedgerRow]:
-    """Give held units back to their batches; units of expired/revoked batches are debited.
+class Return(NamedTuple):
+    """Held units going back to a batch (from a commit, a release or an expired hold)."""
 
-    A batch that expired or was revoked while the hold was open does not become spendable
-    again: its returned units are written off with a DEBIT (``expiration`` / ``revocation``)
-    so the ledger invariant keeps holding.
+    user_id: Any
+    batch_id: Any
+    amount: int
+    reservation_id: str
+
+
+def batch_order(pk: Any) -> UUID:
+    """The lock-order key of a batch primary key (a ``UUID``, or a raw SQLite hex string)."""
+    return pk if isinstance(pk, UUID) else UUID(str(pk))
+
+
+def return_units(returns: Iterable[Return]) -> list[LedgerRow]:
+    """Give held units back to their batches, updating the batches in primary-key order.
+
+    The order is global over everything passed in (several holds released together lock their
+    batches in one ascending sequence, like a consumption does), so a release never waits on a
+    consumer in a cycle. A batch that expired or was revoked while the hold was open does not
+    become spendable again: its returned units are written off with a DEBIT (``expiration`` /
+    ``revocation``) so the ledger invariant keeps holding.
     """
-    written_off: list[tuple[Any, int, str]] = []
-    for batch_id, amount in sorted(parts, key=lambda part: part[0]):
-        if amount == 0:
+    written_off: dict[tuple[Any, str, str], list[tuple[Any, int]]] = {}
+    for item in sorted(returns, key=lambda r: batch_order(r.batch_id)):
+        if item.amount == 0:
             continue
-        updated = QuotaBatch.objects.filter(pk=batch_id, state__in=[ACTIVE, EXHAUSTED]).update(
-            remaining_quantity=F("remaining_quantity") + amount, state=ACTIVE
-        )
+        updated = QuotaBatch.objects.filter(
+            pk=item.batch_id, state__in=[ACTIVE, EXHAUSTED]
+        ).update(remaining_quantity=F("remaining_quantity") + item.amount, state=ACTIVE)
         if not updated:
-            state = QuotaBatch.objects.filter(pk=batch_id).values_list("state", flat=True).get()
+            state = QuotaBatch.objects.filter(pk=item.batch_id).values_list(
+                "state", flat=True).get()
             action = "expiration" if state == QuotaBatch.State.EXPIRED else "revocation"
-            written_off.append((batch_id, amount, action))
+            written_off.setdefault((item.user_id, action, item.reservation_id), []).append(
+                (item.batch_id, item.amount))
     rows: list[LedgerRow] = []
-    for action in sorted({item[2] for item in written_off}):
-        parts_for = [(b, n) for b, n, a in written_off if a == action]
-        rows += debit_rows(user_id, parts_for, action_type=action, metadata=metadata)
+    for (user_id, action, reservation_id), parts in sorted(written_off.items(),
+                                                         key=lambda kv: kv[0][1:]):
+        rows += debit_rows(user_id, parts, action_type=action,
+                           metadata={"reservation_id": reservation_id})
     return rows
 
 
@@ -192,9 +211,11 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
 __all__ = [
     "Allocation",
     "Refusal",
+    "Return",
     "StaleBatch",
     "allocate",
     "apply_allocations",
+    "batch_order",
     "consumption_key",
     "debit_rows",
     "emit_created",

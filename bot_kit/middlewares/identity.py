@@ -30,6 +30,7 @@ from aiogram.types import TelegramObject, User
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from billable.logs import log_context
 from bot_kit import keys
 from bot_kit.config import BillingConfig
 from bot_kit.facade import BillingFacade
@@ -142,7 +143,8 @@ def profile_of(tg_user: User) -> dict[str, Any]:
 
 class IdentityMiddleware(BaseMiddleware):
     """Puts ``billing_user``, ``billing_user_id``, ``billing``, ``billing_lang`` and
-    ``billing_config`` into the handler data of every update that has a user.
+    ``billing_config`` into the handler data of every update that has a user, and binds the
+    customer and Telegram user ids to every log record of the update (``billable.logs``).
 
     When the database is unreachable the update still goes on (``/paysupport`` must answer);
     only the config and the language are injected then, and gated handlers are refused.
@@ -171,7 +173,9 @@ class IdentityMiddleware(BaseMiddleware):
                 data[keys.BILLING_USER] = entry.user
                 data[keys.BILLING_USER_ID] = entry.user_id
                 data[keys.BILLING] = BillingFacade(user_id=entry.user_id, user=entry.user)
-        return await handler(event, data)
+        with log_context(customer_id=data.get(keys.BILLING_USER_ID),
+                         telegram_user_id=tg_user.id if tg_user else None):
+            return await handler(event, data)
 
     async def resolve(self, tg_user: User) -> CachedIdentity:
         """The billing account of ``tg_user`` (one indexed query when cached)."""

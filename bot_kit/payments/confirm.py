@@ -18,7 +18,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
+from billable import metrics
 from billable.exceptions import BillableError
+from billable.logs import log_fields
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
@@ -105,7 +107,11 @@ def _reject(payment: TelegramPayment, reason: str) -> None:
     payment.save(update_fields=["status", "reason"])
     RefundRequest.objects.create(payment=payment, reason=f"automatic: {reason}",
                                  requested_by="auto")
-    logger.warning("payment %s rejected (%s); refund queued", payment.charge_id, reason)
+    logger.warning("payment %s rejected (%s); refund queued", payment.charge_id, reason,
+                   extra=log_fields(charge_id=payment.charge_id, customer_id=payment.user_id,
+                                    reason=reason))
+    transaction.on_commit(lambda: metrics.record_payment(
+        "failed", currency=payment.currency, method="telegram", reason=reason))
 
 
 def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, ...],
@@ -133,7 +139,8 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
     except Exception as exc:
         if is_transient(exc):  # the database failed, not the order: retry the whole update
             raise
-        logger.exception("payment %s could not be honoured", facts.charge_id)
+        logger.exception("payment %s could not be honoured", facts.charge_id,
+                         extra=log_fields(charge_id=facts.charge_id, customer_id=user_id))
         _reject(payment, str(getattr(exc, "code", "error"))[:50])
         return
     payment.order = order

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
+from billable import metrics
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
 from bot_kit.payments.payload import InvoicePayload, verify_payload
@@ -154,6 +155,7 @@ async def answer_pre_checkout(query: PreCheckoutQuery, config: BillingConfig, *,
     if reason is None:
         await query.answer(ok=True)
         return True
+    metrics.record_payment("declined", currency=query.currency, method="telegram", reason=reason)
     language = lang or pick_language(query.from_user.language_code, config)
     message = custom or get_text(f"precheckout_{reason}", language, config)
     await query.answer(ok=False, error_message=message)

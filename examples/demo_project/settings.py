@@ -8,8 +8,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(os.environ.get("BILLABLE_DEMO_DIR", BASE_DIR / ".demo"))
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+# Off unless asked for: with DEBUG on, Django answers some refused requests with a traceback.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+# Comma-separated Host names the demo answers; host.docker.internal is how n8n in Docker
+# reaches a demo started with ``--host 0.0.0.0``.
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get(
+    "DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,host.docker.internal").split(",") if host.strip()]
 USE_TZ = True
 TIME_ZONE = "UTC"
 
@@ -53,14 +57,30 @@ TEMPLATES = [
 ]
 
 
+#: SQLite under concurrent writers (ASGI runs requests in several threads): every transaction
+#: takes the write lock when it begins (``BEGIN IMMEDIATE``) and waits up to 20 s for it instead
+#: of failing with "database is locked" mid-transaction; WAL lets reads go on during a write.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+
+
+def sqlite_database(path: str) -> dict:
+    """A Django DATABASES entry for the SQLite file at ``path``, with :data:`SQLITE_OPTIONS`."""
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": path,
+            "OPTIONS": dict(SQLITE_OPTIONS)}
+
+
 def database_from_url(url: str | None) -> dict:
     """A Django DATABASES entry from ``DATABASE_URL`` (SQLite file in .demo/ when unset)."""
     if not url:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "demo.sqlite3")}
+        return sqlite_database(str(DATA_DIR / "demo.sqlite3"))
     parsed = urlparse(url)
     if parsed.scheme in ("sqlite", "sqlite3"):
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": parsed.path}
+        return sqlite_database(parsed.path)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "postgres",

@@ -90,8 +90,9 @@ def test_progress_bar_only_on_a_tty():
             return True
 
     User.objects.create_user(username="u1", password="x")
-    out, err = Tty(), StringIO()
+    out, err = StringIO(), Tty()
     call_command("migrate_identities", "username", "telegram", stdout=out, stderr=err)
-    assert "[" in err.getvalue() and "1/1" in err.getvalue()
+    assert "\r[" in err.getvalue() and "1/1 users" in err.getvalue()
+    assert "[" not in out.getvalue()
     _, plain_err = _run("username", "other")
     assert plain_err == ""

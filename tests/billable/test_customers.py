@@ -157,22 +157,24 @@ def test_reservations_move_with_the_batches(pair, pack):
     assert TransactionService.check_ledger() == []
 
 
-def test_trial_history_of_the_accounts_is_reconciled(pair, make_product, make_offer):
+def test_after_a_merge_both_accounts_count_as_having_used_the_trial(pair, make_product,
+                                                                    make_offer):
     target, source = pair
     trial = make_offer("TRIAL", items=[(make_product("T"), 1)], price="0")
     TrialService.claim_trial(source.id, trial.sku)
     CustomerService.merge_customers(target.id, source.id)
     assert TrialService.is_eligible({}, user_id=target.id) is False
-    assert TrialHistory.objects.count() == 1
+    assert TrialService.is_eligible({}, user_id=source.id) is False
+    assert TrialHistory.objects.filter(identity_type="user").count() == 2
 
 
-def test_trial_history_duplicates_are_dropped(pair, make_product, make_offer):
+def test_merge_keeps_the_claims_of_both_accounts(pair, make_product, make_offer):
     target, source = pair
     trial = make_offer("TRIAL", items=[(make_product("T"), 1)], price="0")
     TrialService.claim_trial(source.id, trial.sku)
     TrialService.claim_trial(target.id, trial.sku)
     CustomerService.merge_customers(target.id, source.id)
-    assert TrialHistory.objects.filter(identity_type="user").count() == 1
+    assert TrialHistory.objects.filter(identity_type="user").count() == 2
 
 
 def test_customers_merged_after_commit(pair, django_capture_on_commit_callbacks):

@@ -1,7 +1,8 @@
 """``billable_check_ledger``: verify the ledger invariant for all users or one.
 
 Exits with a non-zero status (``CommandError``) when any batch violates
-``Σ CREDIT == initial`` or ``initial − Σ DEBIT − held == remaining``.
+``Σ CREDIT == initial`` or ``initial − Σ DEBIT − held == remaining``. Progress (one step per
+batch) goes to stderr, the violations to stderr, the summary to stdout.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billable.exceptions import BillableError
-from billable.services import TransactionService
-from billable.services.ledger_check import count_batches
+from billable.management.progress import command_progress
+from billable.services.ledger_check import check_ledger, count_batches
+from billable.services.validation import coerce_user_id
 
 
 class Command(BaseCommand):
@@ -24,12 +26,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            problems = TransactionService.check_ledger(options["user_id"])
-            checked = count_batches(options["user_id"])
+            uid = coerce_user_id(options["user_id"]) if options["user_id"] is not None else None
+            checked = count_batches(uid)
+            with command_progress(self, total=checked, label="batches") as progress:
+                problems = check_ledger(uid, progress=progress.advance)
         except BillableError as exc:
             raise CommandError(exc.message) from exc
         for problem in problems:
             self.stderr.write(problem)
         if problems:
-            raise CommandError(f"Ledger check failed: {len(problems)} violation(s).")
+            raise CommandError(f"Ledger check failed: {len(problems)} violation(s) in "
+                               f"{checked} batches.")
         self.stdout.write(f"Ledger consistent: {checked} batches checked.")

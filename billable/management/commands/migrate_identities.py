@@ -10,6 +10,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import models, transaction
 
+from billable.management.progress import Progress, command_progress
 from billable.models import ExternalIdentity
 from billable.services.identities import MAX_EXTERNAL_ID_LENGTH
 
@@ -21,8 +22,8 @@ class Command(BaseCommand):
 
     Idempotent: an existing ``(provider, external_id)`` is skipped, never re-linked. Users whose
     value is empty are ignored. ``--dry-run`` prints ``[DRY] ...`` per planned row and writes
-    nothing; ``--limit N`` processes the first N users (by primary key). A progress bar is drawn
-    on stderr only when stdout is a terminal.
+    nothing; ``--limit N`` processes the first N users (by primary key). Progress goes to stderr
+    (a bar on a terminal, a line every few seconds otherwise: ``billable.management.progress``).
     """
 
     help = "Create ExternalIdentity rows from a user model field (idempotent)."
@@ -51,28 +52,26 @@ class Command(BaseCommand):
         limit = max(int(options["limit"] or 0), 0)
         if limit:
             queryset = queryset[:limit]
-        total = queryset.count()
-        created, skipped = self._migrate(queryset.iterator(chunk_size=CHUNK), provider,
-                                         dry_run=options["dry_run"], total=total)
+        with command_progress(self, total=queryset.count(), label="users") as progress:
+            created, skipped = self._migrate(queryset.iterator(chunk_size=CHUNK), provider,
+                                             dry_run=options["dry_run"], progress=progress)
         self.stdout.write(self.style.SUCCESS(
             f"Done. Created: {created}, skipped (already exist): {skipped}."))
 
     def _migrate(self, rows: Iterator[tuple[Any, Any]], provider: str, *, dry_run: bool,
-                 total: int) -> tuple[int, int]:
-        created = skipped = done = 0
+                 progress: Progress) -> tuple[int, int]:
+        created = skipped = 0
         chunk: list[tuple[Any, str]] = []
         seen: set[str] = set()
         for pk, value in rows:
-            done += 1
             text = "" if value is None else str(value).strip()
             if text and len(text) <= MAX_EXTERNAL_ID_LENGTH:
                 chunk.append((pk, text))
             if len(chunk) >= CHUNK:
                 c, s = self._flush(chunk, provider, seen, dry_run=dry_run)
                 created, skipped, chunk = created + c, skipped + s, []
-            self._progress(done, total)
+            progress.advance()
         c, s = self._flush(chunk, provider, seen, dry_run=dry_run)
-        self._progress(total, total, final=True)
         return created + c, skipped + s
 
     def _flush(self, chunk: list[tuple[Any, str]], provider: str, seen: set[str], *,
@@ -98,13 +97,3 @@ class Command(BaseCommand):
             with transaction.atomic():
                 ExternalIdentity.objects.bulk_create(planned)
         return len(planned), len(chunk) - len(planned)
-
-    def _progress(self, done: int, total: int, *, final: bool = False) -> None:
-        """Draw ``[#####.....] done/total`` on stderr when attached to a terminal."""
-        if not total or not self.stdout.isatty():
-            return
-        width = 30
-        filled = width * done // total
-        bar = "#" * filled + "." * (width - filled)
-        self.stderr.write(f"\r[{bar}] {done}/{total}", ending="\n" if final else "")
-        self.stderr.flush()

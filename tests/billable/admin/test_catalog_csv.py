@@ -285,13 +285,13 @@ def test_admin_strict_checkbox_imports_nothing_on_error(admin_client):
 
 
 def test_empty_typed_cells_keep_current_values(make_product, make_offer):
-    make_product("VIP", name="Vip", product_type="period", is_active=False, is_currency=True)
+    make_product("VIP", name="Vip", product_type="quantity", is_active=False, is_currency=True)
     make_offer("PACK", price="5", currency="EUR", is_active=False)
     import_products_csv(_csv(PRODUCT_CSV_FIELDS, [{"product_key": "vip", "name": ""}]))
     import_offers_csv(_csv(OFFER_CSV_HEADERS, [{"sku": "pack", "price": "6"}]))
     vip = Product.objects.get(product_key="VIP")
     assert (vip.name, vip.product_type, vip.is_active, vip.is_currency) == (
-        "Vip", "period", False, True)
+        "Vip", "quantity", False, True)
     pack = Offer.objects.get(sku="PACK")
     assert (pack.price, pack.currency, pack.is_active) == (Decimal("6"), "EUR", False)
 

@@ -116,4 +116,5 @@ def test_oversized_body_is_refused_without_5xx(client: Any, settings: Any) -> No
     body = '{"external_id": "' + "x" * 4096 + '"}'
     response = client.post("/api/v1/billing/identify", body, content_type="application/json",
                            headers={"Authorization": f"Bearer {settings.BILLABLE_API_TOKEN}"})
-    assert response.status_code == 400
+    assert response.status_code == 413
+    assert response.json()["data"]["error"] == "request_too_large"

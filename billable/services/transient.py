@@ -1,0 +1,88 @@
+"""The last line of defence against transient database conflicts: retry, then a clear error.
+
+Every write path takes its row locks in one global order (see ``docs/ledger.md``, *Lock
+order*), so deadlocks are not expected. Should the database still abort a transaction as a
+deadlock victim or a serialization failure (PostgreSQL SQLSTATE ``40P01`` / ``40001``), or
+SQLite give up waiting for its write lock ("database is locked"), :func:`retrying` runs the
+whole operation again — it was rolled back completely, so nothing is applied twice — and after
+:data:`ATTEMPTS` tries raises :class:`~billable.exceptions.DatabaseBusy`. Callers never see a raw
+database error for these conditions.
+
+Inside a caller's own transaction the operation cannot be retried (the caller's earlier work is
+part of the same transaction): the conflict is raised as ``DatabaseBusy`` straight away.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from billable.exceptions import BillableError, DatabaseBusy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How many times an operation runs before ``DatabaseBusy`` is raised.
+ATTEMPTS = 5
+#: PostgreSQL: deadlock_detected, serialization_failure.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+_SQLITE_BUSY = ("database is locked", "database table is locked")
+
+
+class RetryTransaction(BillableError):
+    """Internal: raised inside a :func:`retrying` operation to roll it back and run it again.
+
+    For a path that finds, after taking its locks, that the rows it locked are not all the rows
+    it must change (a row appeared in between): it gives every lock back instead of waiting for
+    the newcomer, which may be waiting for it.
+    """
+
+    code = "retry_transaction"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a deadlock, a serialization failure or SQLite's "database is locked"."""
+    if isinstance(exc, RetryTransaction):
+        return True
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        return True
+    if getattr(cause, "pgcode", None) in TRANSIENT_SQLSTATES:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _SQLITE_BUSY)
+
+
+def _busy(exc: BaseException) -> DatabaseBusy:
+    return DatabaseBusy("The database is busy; the operation was not applied. Try again.",
+                        reason=type(exc.__cause__ or exc).__name__)
+
+
+def retrying(func: F) -> F:
+    """Decorator for a write that opens its own transaction: retry transient conflicts."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return func(*args, **kwargs)
+            except (DatabaseError, RetryTransaction) as exc:
+                if not is_transient(exc):
+                    raise
+                # Checked only on failure, so the happy path costs nothing: inside the caller's
+                # transaction the work cannot be redone from here.
+                if attempt == ATTEMPTS or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+                    raise _busy(exc) from exc
+                time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction", "is_transient", "retrying"]
