@@ -17,3 +17,5 @@ class BotKitConfig(AppConfig):
         health.register()
         checks.register_all()
         metrics.register()
+        from bot_kit import dashboard  # the revenue dashboard's subscription figures
+        dashboard.register()
