@@ -26,6 +26,7 @@ SCOPES: dict[str, str] = {
     "referrals:read": "Read referral statistics (GET /referrals/stats).",
     "referrals:write": "Record referrals (POST /referrals).",
     "metrics:read": "Read the Prometheus metrics endpoint.",
+    "reports:read": "Read the revenue dashboard's figures (GET /reports/dashboard).",
     ADMIN: "Everything above, now and in later versions (what BILLABLE_API_TOKEN is).",
 }
 

@@ -3,8 +3,9 @@
 Importing this package registers: catalog (Product, Offer), ledger (QuotaBatch, Transaction,
 Reservation, IdempotencyKey — read-only), orders (Order with service-backed actions),
 identities (ExternalIdentity, TrialHistory, Referral), API keys (shown once, revoked, never
-edited into new secrets) and customers (the Customer proxy with its
-reports). The names below are re-exported for code written against the published 0.2 module.
+edited into new secrets), customers (the Customer proxy with its
+reports) and the revenue dashboard (a proxy of Order). The names below are re-exported for code
+written against the published 0.2 module.
 """
 
 from django.urls import reverse
@@ -12,6 +13,7 @@ from django.urls import reverse
 from billable.admin.api_keys import ApiKeyAdmin
 from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, ProductAdminForm
 from billable.admin.customers import CustomerAdmin
+from billable.admin.dashboard import RevenueDashboardAdmin
 from billable.admin.identities import ExternalIdentityAdmin, ReferralAdmin, TrialHistoryAdmin
 from billable.admin.ledger import (
     CustomerMergeAdmin,
@@ -54,6 +56,7 @@ __all__ = [
     "ReadOnlyAdminMixin",
     "ReferralAdmin",
     "ReservationAdmin",
+    "RevenueDashboardAdmin",
     "TransactionAdmin",
     "TrialHistoryAdmin",
     "reverse",

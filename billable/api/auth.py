@@ -58,6 +58,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/demo/trial-grant"): "trials:grant",
     ("GET", "/referrals/stats"): "referrals:read",
     ("POST", "/referrals"): "referrals:write",
+    ("GET", "/reports/dashboard"): "reports:read",
 }
 
 INSUFFICIENT_SCOPE = "insufficient_scope"

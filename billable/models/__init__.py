@@ -2,6 +2,7 @@
 
 from billable.models.api_keys import ApiKey
 from billable.models.catalog import Offer, OfferItem, Product
+from billable.models.dashboard import RevenueDashboard
 from billable.models.identities import Customer, ExternalIdentity
 from billable.models.ledger import (
     IdempotencyKey,
@@ -30,6 +31,7 @@ __all__ = [
     "Referral",
     "Reservation",
     "ReservationItem",
+    "RevenueDashboard",
     "Transaction",
     "TrialHistory",
 ]
