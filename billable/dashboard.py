@@ -24,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q
 
 logger = logging.getLogger("billable.dashboard")
@@ -46,7 +47,6 @@ class Period:
     start: datetime
     end: datetime
     days: tuple[date, ...]
-    day_starts: tuple[datetime, ...]
     now: datetime
     bot: str | None = None
 
@@ -132,12 +132,17 @@ def subscription_sources() -> list[Contribution]:
 
 
 def collect_subscriptions(period: Period) -> list[SubscriptionResult]:
-    """Ask every registered source; a source that raises gives a failed result (logged)."""
+    """Ask every registered source; a source that raises gives a failed result (logged).
+
+    Each source runs in a savepoint, so a failed query (a missing table) does not break an
+    enclosing transaction (``ATOMIC_REQUESTS``) for the rest of the page.
+    """
     results = []
     for contribution in subscription_sources():
         figures: Any
         try:
-            figures = contribution.source(period)
+            with transaction.atomic():
+                figures = contribution.source(period)
         except Exception:
             logger.exception("dashboard subscription source %s failed", contribution.name)
             figures = None

@@ -197,11 +197,12 @@ def _currency_order(currency: str) -> tuple[int, str]:
     return ({"stars": 0, "fiat": 1}.get(currency_kind(currency), 2), currency)
 
 
-def sold_orders(period: Period, *, bot: bool = True) -> QuerySet[Order]:
-    """Orders paid in the period with a positive total (refunded ones included)."""
+def sold_orders(period: Period, *, by_bot: bool = True) -> QuerySet[Order]:
+    """Orders paid in the period with a positive total (refunded ones included), of the
+    period's bot unless ``by_bot`` is false."""
     orders = Order.objects.filter(status__in=_SOLD, paid_at__gte=period.start,
                                   paid_at__lt=period.end, total_amount__gt=0)
-    return orders.filter(period.bot_q()) if bot else orders
+    return orders.filter(period.bot_q()) if by_bot else orders
 
 
 def _amounts(status_field: str, amount: Any) -> dict[str, Any]:
@@ -301,7 +302,7 @@ def _consumption(period: Period) -> tuple[ProductConsumption, ...]:
 def bot_ids(period: Period) -> tuple[str, ...]:
     """The distinct ``metadata["bot_id"]`` values of the orders paid in the period (at most
     :data:`MAX_BOTS`), whatever the bot filter, plus the bot filtered on."""
-    found = (sold_orders(period, bot=False).filter(metadata__has_key=BOT_ID_KEY)
+    found = (sold_orders(period, by_bot=False).filter(metadata__has_key=BOT_ID_KEY)
              .annotate(bot=KT(f"metadata__{BOT_ID_KEY}")).order_by("bot")
              .values_list("bot", flat=True).distinct()[:MAX_BOTS])
     ids = {str(bot) for bot in found if bot is not None}

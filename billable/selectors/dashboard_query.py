@@ -118,10 +118,10 @@ def period_of(query: DashboardQuery, *, now: datetime | None = None) -> Period:
     """The query's days as aware instants in the current time zone."""
     zone = timezone.get_current_timezone()
     days = tuple(query.start + timedelta(days=i) for i in range(query.days))
-    starts = tuple(timezone.make_aware(datetime.combine(day, time.min), zone)
-                   for day in (*days, query.end + timedelta(days=1)))
-    return Period(start=starts[0], end=starts[-1], days=days, day_starts=starts[:-1],
-                  now=now or timezone.now(), bot=query.bot)
+    first, after = (timezone.make_aware(datetime.combine(day, time.min), zone)
+                    for day in (query.start, query.end + timedelta(days=1)))
+    return Period(start=first, end=after, days=days, now=now or timezone.now(),
+                  bot=query.bot)
 
 
 __all__ = [

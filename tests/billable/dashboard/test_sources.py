@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from django.db import connection
 
 from billable.dashboard import (
     Period,
@@ -16,6 +17,7 @@ from billable.dashboard import (
     subscription_sources,
     unregister_subscriptions,
 )
+from billable.models import Order
 from billable.selectors.dashboard import DashboardQuery, build_dashboard
 from billable.selectors.dashboard_export import dashboard_data
 from bot_kit import dashboard as bot_kit_dashboard
@@ -67,6 +69,19 @@ def test_a_failing_source_is_reported_not_raised(no_sources: None,
     assert broken_result == {"name": "broken", "label": "broken", "available": False}
     assert steady_result["label"] == "Web plans" and steady_result["churn_rate"] == "0.2500"
     assert [d["active"] for d in steady_result["active_by_day"]] == [5, 5, 5]
+
+
+def test_a_source_whose_query_fails_leaves_the_transaction_usable(no_sources: None) -> None:
+    """The test runs inside a transaction, as a request does under ``ATOMIC_REQUESTS``."""
+    def missing_table(period: Period) -> SubscriptionFigures:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM no_such_subscriptions")
+        raise AssertionError("unreachable")
+
+    register_subscriptions("missing", missing_table)
+    dashboard = build_dashboard(QUERY)
+    assert [result.failed for result in dashboard.subscriptions] == [True]
+    assert Order.objects.count() == 0  # still usable (on PostgreSQL too)
 
 
 def test_churn_rate_is_undefined_without_subscribers_at_the_start() -> None:
