@@ -123,7 +123,8 @@ class RevenueDashboardAdmin(admin.ModelAdmin):
         context: dict[str, Any] = {
             **self.admin_site.each_context(request), "opts": self.opts,
             "title": "Revenue dashboard", "max_days": MAX_DAYS, "no_bot": NO_BOT,
-            "params": request.GET, **(extra_context or {})}
+            "params": request.GET, "csv_query": request.GET.urlencode(),
+            **(extra_context or {})}
         try:
             dashboard = build_dashboard(query_from(request))
         except InvalidInput as exc:
