@@ -1,12 +1,14 @@
-"""Shared benchmark plumbing: databases, Django set-up, timing and result recording.
+"""Shared benchmark plumbing: Django set-up, result recording, data builders, the worker.
 
-Django settings can be configured once per process, so every (benchmark, backend) pair runs in a
-subprocess of its own::
+Django settings can be configured once per process, so every (benchmark, backend, durability
+mode) runs in a subprocess of its own::
 
-    python -m bench.common <module> <backend> <out.json> [--quick]
+    python -m bench.common <module> <backend> <out.json> [--quick] [--mode code-only]
+                           [--template URL]
+    python -m bench.common --migrate URL          # fill a template database
 
-The worker creates a throw-away database (an SQLite file in a temporary directory, or a
-PostgreSQL database named ``bench_<module>_<pid>``), configures Django for it, migrates, calls
+The worker sets the durability mode (``bench.databases``), creates a throw-away database (a copy
+of the migrated template when one is given), configures Django for it, calls
 ``bench.<module>.run(recorder, quick=...)`` and writes what the recorder collected as JSON. The
 database is dropped afterwards, whatever happened.
 """
@@ -16,106 +18,31 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import socket
-import statistics
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+
+from bench.databases import (
+    BACKENDS,
+    apply_mode,
+    bench_database,
+    database_settings,
+    durability_setting,
+    postgres_available,
+)
+from bench.interleave import Comparison, Spread, quantile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PG_URL_DEFAULT = "postgres://postgres@127.0.0.1:5432/postgres"
-BACKENDS = ("sqlite", "postgresql")
 API_TOKEN = "bench-token-0123456789abcdef"
 
 
-# -- databases ---------------------------------------------------------------------------------
-
-
-def pg_admin_url() -> str:
-    """The maintenance PostgreSQL URL: ``BILLABLE_PG_URL``, a postgres ``DATABASE_URL``, local."""
-    for name in ("BILLABLE_PG_URL", "DATABASE_URL"):
-        value = os.environ.get(name, "")
-        if value.startswith(("postgres://", "postgresql://")):
-            return value
-    return PG_URL_DEFAULT
-
-
-def postgres_available(url: str | None = None) -> bool:
-    """True when a PostgreSQL server answers at ``url`` (TCP connect only, 3 s timeout)."""
-    parsed = urlparse(url or pg_admin_url())
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), 3):
-            return True
-    except OSError:
-        return False
-
-
-def with_database(url: str, name: str) -> str:
-    """``url`` pointing at database ``name`` instead of its own."""
-    return urlunparse(urlparse(url)._replace(path="/" + name))
-
-
-def _pg_admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]
-
-
-@contextmanager
-def bench_database(backend: str, name: str) -> Iterator[str]:
-    """Create an empty database for one benchmark, yield its URL, drop it afterwards."""
-    if backend == "sqlite":
-        folder = tempfile.mkdtemp(prefix=f"{name}_")
-        try:
-            yield f"sqlite:///{folder}/{name}.sqlite3"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"unsafe database name {name!r}")
-    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(pg_admin_url(), name)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def database_settings(url: str) -> dict[str, Any]:
-    """A Django ``DATABASES`` entry for ``url`` (``sqlite:///path`` or ``postgres://...``)."""
-    parsed = urlparse(url)
-    if parsed.scheme.startswith("sqlite"):
-        # WAL + synchronous=NORMAL (the usual production set-up for SQLite): commits do not
-        # wait for an fsync, so the numbers measure the code rather than the disk.
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": parsed.path,
-                "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; "
-                            "PRAGMA synchronous=NORMAL"}}
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": parsed.path.lstrip("/"),
-        "USER": parsed.username or "postgres",
-        "PASSWORD": parsed.password or "",
-        "HOST": parsed.hostname or "127.0.0.1",
-        "PORT": str(parsed.port or 5432),
-    }
-
-
-def configure_django(url: str) -> None:
-    """Configure Django in this process for the database at ``url`` and migrate it."""
+def configure_django(url: str, *, migrate: bool = True) -> None:
+    """Configure Django in this process for the database at ``url`` (and migrate it)."""
     import django
     from django.conf import settings
 
@@ -143,9 +70,10 @@ def configure_django(url: str) -> None:
         LOGGING_CONFIG=None,
     )
     django.setup()
-    from django.core.management import call_command
+    if migrate:
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
+        call_command("migrate", verbosity=0, interactive=False)
 
 
 def backend_version() -> str:
@@ -161,61 +89,12 @@ def backend_version() -> str:
     return f"{connection.vendor} {row[0] if row else '?'}"
 
 
-# -- timing ------------------------------------------------------------------------------------
+# -- results ---------------------------------------------------------------------------------
 
 
 def percentile(samples: list[float], q: float) -> float:
     """The ``q``-th percentile (0-100) of ``samples`` by linear interpolation; 0.0 when empty."""
-    if not samples:
-        return 0.0
-    ordered = sorted(samples)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def round_seconds() -> float:
-    """Time cap of one measuring round: ``BENCH_ROUND_SECONDS``, else 0.5 s quick / 1.5 s full."""
-    value = os.environ.get("BENCH_ROUND_SECONDS")
-    if value:
-        return float(value)
-    return 0.5 if os.environ.get("BENCH_QUICK") == "1" else 1.5
-
-
-def measure_rate(op: Callable[[int], Any], *, count: int, repeats: int = 3,
-                 tick: Callable[[], None] | None = None, seconds: float | None = None,
-                 min_calls: int = 5) -> float:
-    """Operations per second of ``op(i)``: the best of ``repeats`` rounds.
-
-    A round stops after ``count`` calls or once ``seconds`` (default :func:`round_seconds`)
-    have passed, whichever comes first, but never before ``min_calls``: the whole suite keeps
-    a predictable run time however loaded the machine is. Best-of is used because the machine
-    is shared: noise only ever makes a round slower.
-    """
-    cap = round_seconds() if seconds is None else seconds
-    best = 0.0
-    index = 0
-    for _ in range(repeats):
-        done = 0
-        started = time.perf_counter()
-        elapsed = 0.0
-        while done < count and (done < min_calls or elapsed < cap):
-            op(index)
-            index += 1
-            done += 1
-            elapsed = time.perf_counter() - started
-        best = max(best, done / elapsed if elapsed > 0 else 0.0)
-        if tick:
-            tick()
-    return best
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-# -- results -----------------------------------------------------------------------------------
+    return quantile(samples, q / 100)
 
 
 @dataclass
@@ -225,11 +104,18 @@ class Recorder:
     benchmark: str
     backend: str
     quick: bool = False
+    mode: str = "durable"
     metrics: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    ratios: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def code_only(self) -> bool:
+        """True in the pass that runs with commits not waiting for the disk."""
+        return self.mode == "code-only"
 
     def metric(self, name: str, value: float, unit: str, **extra: Any) -> float:
         """Record one measured number (``unit`` e.g. ``ops/s``, ``ms``, ``req/s``)."""
@@ -252,13 +138,38 @@ class Recorder:
                              "at_most": at_most})
         return passed
 
+    def rates(self, comparison: Comparison, unit: str = "ops/s", *, label: str = "") -> None:
+        """Record the median rate of every scenario of ``comparison`` with its spread."""
+        for name in comparison.rates:
+            spread = comparison.rate(name)
+            self.metric(f"{label}{name}", spread.median, unit, low=round(spread.low, 1),
+                        high=round(spread.high, 1), rounds=len(spread.values))
+
+    def ratio(self, name: str, comparison: Comparison, numerator: str, denominator: str, *,
+              target: str | None = None, why: str = "") -> Spread:
+        """Record ``numerator / denominator`` of ``comparison`` (per round: median, spread).
+
+        ``target`` names the line of ``bench.targets.TARGETS`` this ratio measures, if any.
+        """
+        spread = comparison.ratio(numerator, denominator)
+        self.ratios.append({
+            "name": name, "target": target, "numerator": numerator,
+            "denominator": denominator, "why": why, **spread.as_dict(),
+            "rates": {side: comparison.rate(side).as_dict(1) for side in (numerator, denominator)},
+            "plan": {"rounds": comparison.plan.rounds,
+                     "round_seconds": comparison.plan.round_seconds,
+                     "slice_seconds": comparison.plan.slice_seconds},
+        })
+        return spread
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
     def as_dict(self) -> dict[str, Any]:
         return {"benchmark": self.benchmark, "backend": self.backend, "quick": self.quick,
-                "metrics": self.metrics, "targets": self.targets, "series": self.series,
-                "notes": self.notes, "info": self.info}
+                "mode": self.mode, "metrics": self.metrics, "targets": self.targets,
+                "ratios": self.ratios, "series": self.series, "notes": self.notes,
+                "info": self.info}
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -272,6 +183,17 @@ def machine_info() -> dict[str, Any]:
     """Python, platform, CPU count and the 1-minute load average (others' work skews rates)."""
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 2)}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux ``/proc``; else the peak from rusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -342,17 +264,20 @@ def remaining_total(user_ids: list[Any]) -> int:
 # -- worker entry point ------------------------------------------------------------------------
 
 
-def run_worker(module: str, backend: str, out: Path, *, quick: bool) -> int:
+def run_worker(module: str, backend: str, out: Path, *, quick: bool, mode: str = "durable",
+               template: str | None = None) -> int:
     """Run ``bench.<module>.run`` against a fresh ``backend`` database; write JSON to ``out``."""
-    recorder = Recorder(benchmark=module, backend=backend, quick=quick)
+    apply_mode(mode)
+    recorder = Recorder(benchmark=module, backend=backend, quick=quick, mode=mode)
     started = time.perf_counter()
     code = 0
     try:
-        with bench_database(backend, f"bench_{module}_{os.getpid()}") as url:
+        with bench_database(backend, module, template=template) as url:
             os.environ["BENCH_DATABASE_URL"] = url
             os.environ["BENCH_QUICK"] = "1" if quick else ""
-            configure_django(url)
-            recorder.info.update(machine_info(), database=backend_version(), url_backend=backend)
+            configure_django(url, migrate=template is None)
+            recorder.info.update(machine_info(), database=backend_version(), url_backend=backend,
+                                 durability=durability_setting())
             import_module(f"bench.{module}").run(recorder, quick=quick)
     except Exception as exc:  # the report must say what broke, not lose the whole run
         code = 1
@@ -365,9 +290,46 @@ def run_worker(module: str, backend: str, out: Path, *, quick: bool) -> int:
     return code
 
 
-if __name__ == "__main__":
+def migrate_template(url: str) -> int:
+    """Migrate the (template) database at ``url``."""
+    configure_django(url)
+    from django.db import connections
+
+    connections.close_all()
+    return 0
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    if name in argv:
+        index = argv.index(name)
+        value = argv[index + 1]
+        del argv[index:index + 2]
+        return value
+    return None
+
+
+def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    args = [a for a in sys.argv[1:] if a != "--quick"]
+    argv = list(argv)
+    target = _option(argv, "--migrate")
+    if target:
+        return migrate_template(target)
+    mode = _option(argv, "--mode") or "durable"
+    template = _option(argv, "--template")
+    quick = "--quick" in argv
+    args = [a for a in argv if a != "--quick"]
     if len(args) != 3:
-        sys.exit("usage: python -m bench.common <module> <backend> <out.json> [--quick]")
-    sys.exit(run_worker(args[0], args[1], Path(args[2]), quick="--quick" in sys.argv))
+        sys.exit("usage: python -m bench.common <module> <backend> <out.json> [--quick] "
+                 "[--mode durable|code-only] [--template URL]")
+    return run_worker(args[0], args[1], Path(args[2]), quick=quick, mode=mode,
+                      template=template)
+
+
+__all__ = ["API_TOKEN", "BACKENDS", "RESULTS", "ROOT", "Recorder", "backend_version",
+           "configure_django", "credit", "ledger_consistent", "machine_info", "make_product",
+           "make_users", "percentile", "postgres_available", "ratio", "remaining_total",
+           "rss_bytes", "run_worker", "service"]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

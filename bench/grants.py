@@ -12,7 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from bench.common import Recorder, credit, make_product, make_users, measure_rate, ratio, service
+from bench.common import Recorder, credit, make_product, make_users, ratio, service
+from bench.interleave import Plan, interleave, repeat
 from bench.progress import Progress
 
 ITEM_COUNTS = (1, 2, 4, 8)
@@ -133,13 +134,13 @@ class RawLedger:
 
 
 def run(rec: Recorder, *, quick: bool) -> None:
-    """Statement counts, then service vs raw SQL rates for grant_offer and exchange."""
+    """Statement counts, then service vs raw SQL for grant_offer and exchange, interleaved."""
     grant, exchange = service("grant_offer"), service("exchange")
-    count, repeats = (200, 2) if quick else (2000, 3)
+    plan = Plan.for_run(quick=quick)
     products = catalog(max(ITEM_COUNTS))
     user, raw_user = make_users(2, prefix="grants")
     raw = RawLedger()
-    with Progress(f"grants [{rec.backend}]", total=len(ITEM_COUNTS) + 4 * repeats) as bar:
+    with Progress(f"grants [{rec.backend}]", total=len(ITEM_COUNTS) + 2 * plan.rounds) as bar:
         counted = []
         for items in ITEM_COUNTS:
             offer = make_offer(f"GR_PACK_{items}", products[:items])
@@ -151,23 +152,21 @@ def run(rec: Recorder, *, quick: bool) -> None:
                    value=ratio(counted[-1], counted[0]), required=1.0, at_most=True,
                    why="all items of an offer are written with one bulk INSERT per table")
         pack = make_offer("GR_PACK_RATE", products[:2])
-        service_rate = measure_rate(lambda i: grant(user.id, pack), count=count,
-                                    repeats=repeats, tick=bar.tick)
-        raw_rate = measure_rate(lambda i: raw.grant(raw_user.id, pack.id), count=count,
-                                repeats=repeats, tick=bar.tick)
-        _compare(rec, "grant_offer (2 items)", service_rate, raw_rate)
+        granting = interleave({
+            "grant_offer (2 items): service": repeat(lambda: grant(user.id, pack)),
+            "grant_offer (2 items): raw SQL": repeat(lambda: raw.grant(raw_user.id, pack.id)),
+        }, plan, tick=bar.tick)
         coins = make_product("GR_COINS", is_currency=True)
         credit(user, coins, 10**9)
         credit(raw_user, coins, 10**9)
         shop = make_offer("GR_SHOP", products[:1], price="5", currency="GR_COINS")
-        service_rate = measure_rate(lambda i: exchange(user.id, offer=shop), count=count,
-                                    repeats=repeats, tick=bar.tick)
-        raw_rate = measure_rate(lambda i: raw.exchange(raw_user.id, shop.id), count=count,
-                                repeats=repeats, tick=bar.tick)
-        _compare(rec, "exchange (price 5, 1 item)", service_rate, raw_rate)
-
-
-def _compare(rec: Recorder, label: str, service_rate: float, raw_rate: float) -> None:
-    rec.metric(f"{label}: service", service_rate, "ops/s")
-    rec.metric(f"{label}: raw SQL", raw_rate, "ops/s")
-    rec.metric(f"{label}: service / raw SQL", ratio(service_rate, raw_rate) or 0.0, "x")
+        exchanging = interleave({
+            "exchange (price 5, 1 item): service": repeat(lambda: exchange(user.id, offer=shop)),
+            "exchange (price 5, 1 item): raw SQL": repeat(
+                lambda: raw.exchange(raw_user.id, shop.id)),
+        }, plan, tick=bar.tick)
+    for comparison in (granting, exchanging):
+        rec.rates(comparison)
+        service_side, raw_side = comparison.rates
+        rec.ratio(f"{service_side.split(':')[0]}: service / raw SQL", comparison, service_side,
+                  raw_side)

@@ -1,7 +1,11 @@
 """PNG plots for the report (matplotlib, Agg backend: no display needed).
 
-Each plotter takes the results of one benchmark (all backends) and writes one PNG when there is
-something to draw; ``make_plots`` returns ``{benchmark: [file names]}`` for the report.
+* ``targets.png`` — every target ratio: median and min–max per backend and durability mode,
+  with the required value;
+* ``batches.png``, ``rows.png``, ``users.png`` — the scaling curves (``bench/scale``);
+* one bar chart of median rates (min–max whiskers) per other benchmark.
+
+``make_plots`` returns ``{section: [file names]}`` for the report.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.targets import TARGETS
+
 Results = list[dict[str, Any]]
+STYLES = {("postgresql", "durable"): ("tab:blue", "o"),
+          ("postgresql", "code-only"): ("tab:cyan", "s"),
+          ("sqlite", "durable"): ("tab:orange", "^"),
+          ("sqlite", "code-only"): ("gold", "v")}
 
 
 def _save(fig: Any, out: Path, name: str) -> str:
@@ -25,101 +35,142 @@ def _save(fig: Any, out: Path, name: str) -> str:
     return name
 
 
-def plot_scale(results: Results, out: Path) -> list[str]:
-    """Consume rate (plain and keyed) against ledger size, one line per backend and kind."""
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+def plot_targets(results: Results, out: Path) -> list[str]:
+    """Median and min–max of each target ratio per backend and mode; a bar at the target."""
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(TARGETS) + 1.5))
     drawn = False
-    for result in results:
-        data = result.get("series", {}).get("scale")
-        if not data:
-            continue
-        rows = [max(r, 1) for r in data["rows"]]
-        for kind, style in (("plain", "-o"), ("keyed", "--s"), ("fresh keyed", ":^")):
-            if data.get(kind):
-                label = "keyed, user without history" if kind == "fresh keyed" else kind
-                ax.plot(rows, data[kind], style, label=f"{result['backend']} {label}")
-        drawn = True
+    for offset, (key, (color, marker)) in enumerate(STYLES.items()):
+        for row, line in enumerate(TARGETS):
+            values = [v for r in results if (r["backend"], r.get("mode", "durable")) == key
+                      for e in r.get("ratios", []) if e.get("target") == line.id
+                      for v in e["values"]]
+            if not values:
+                continue
+            values.sort()
+            middle = values[len(values) // 2]
+            y = row + (offset - 1.5) * 0.15
+            ax.errorbar([middle], [y], xerr=[[middle - values[0]], [values[-1] - middle]],
+                        fmt=marker, color=color, capsize=3, label=" ".join(key))
+            drawn = True
     if not drawn:
         plt.close(fig)
         return []
-    ax.set_xscale("log")
-    ax.set_xlabel("ledger rows of the user (log; 0 drawn at 1)")
-    ax.set_ylabel("consume_quota calls / s")
-    ax.set_ylim(bottom=0)
-    ax.set_title("consume_quota rate as one user's ledger grows")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return [_save(fig, out, "scale.png")]
-
-
-def plot_concurrency(results: Results, out: Path) -> list[str]:
-    """Throughput and p99 latency against thread count, per shape."""
-    series = next((r["series"]["concurrency"] for r in results
-                   if r.get("series", {}).get("concurrency")), None)
-    if not series:
-        return []
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for (shape, data), color in zip(series.items(), ("tab:blue", "tab:orange"), strict=False):
-        left.plot(data["threads"], data["throughput"], "-o", color=color, label=shape)
-        right.plot(data["threads"], data["p50_ms"], "-o", color=color, label=f"{shape} p50")
-        right.plot(data["threads"], data["p99_ms"], "--s", color=color, label=f"{shape} p99")
-    left.set(xlabel="threads", ylabel="consume_quota / s (all threads)",
-             title="Throughput (PostgreSQL)")
-    right.set(xlabel="threads", ylabel="latency per call, ms", title="Latency")
-    for ax in (left, right):
-        ax.set_xticks([1, 2, 4, 8])
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return [_save(fig, out, "concurrency.png")]
-
-
-def plot_bars(results: Results, out: Path, *, name: str, title: str,
-              unit: str) -> list[str]:
-    """Horizontal bars of every metric with ``unit`` (rates), grouped by backend."""
-    labels: list[str] = []
-    values: list[float] = []
-    for result in results:
-        for metric in result.get("metrics", []):
-            if metric.get("unit") in unit.split("|") and metric.get("value"):
-                labels.append(f"{result['backend']}: {metric['name']}")
-                values.append(float(metric["value"]))
-    if not values:
-        return []
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(values) + 1.4))
-    colors = ["tab:gray" if "raw" in label.lower() or "bare" in label.lower() else "tab:blue"
-              for label in labels]
-    bars = ax.barh(labels, values, color=colors)
-    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7, padding=2)
+    for row, line in enumerate(TARGETS):
+        ax.plot([line.required] * 2, [row - 0.4, row + 0.4], color="black", linewidth=2)
+    ax.set_yticks(range(len(TARGETS)), [line.path.replace("`", "") for line in TARGETS],
+                  fontsize=8)
     ax.invert_yaxis()
-    if max(values) / min(values) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(unit.replace("|", " or ") + " (grey: baseline)")
-    ax.set_title(title)
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio (log; black bar: target; marker: median, whiskers: min–max of rounds)")
     ax.grid(axis="x", alpha=0.3)
-    ax.tick_params(axis="y", labelsize=8)
-    return [_save(fig, out, name)]
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.12), ncol=4)
+    return [_save(fig, out, "targets.png")]
+
+
+def _band(ax: Any, xs: list[Any], mid: list[float], low: list[float], high: list[float],
+          label: str, style: str) -> None:
+    line = ax.plot(xs, mid, style, label=label)[0]
+    ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+
+
+def plot_curves(results: Results, out: Path) -> list[str]:
+    """The three scaling curves, one PNG each, one line per backend (durable pass)."""
+    scale = [r for r in results
+             if r.get("mode", "durable") == "durable" and r.get("run", 1) == 1]
+    drawn: list[str] = []
+    curves = [(r["backend"], r["series"]) for r in scale if r.get("series")]
+    if any("batches" in s for _, s in curves):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for backend, s in curves:
+            if "batches" in s:
+                b = s["batches"]
+                _band(ax, b["batches"], b["consume ratio"], b["consume low"], b["consume high"],
+                      f"{backend} consume", "-o")
+                _band(ax, b["batches"], b["check ratio"], b["check low"], b["check high"],
+                      f"{backend} check_quota", "--s")
+        ax.set(xscale="log", xlabel="spendable batches held by the user (log)",
+               ylabel="rate / rate with 1 batch", title="Batches per user")
+        _finish(ax)
+        drawn.append(_save(fig, out, "batches.png"))
+    if any("rows" in s for _, s in curves):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for backend, s in curves:
+            if "rows" in s:
+                rows = s["rows"]
+                _band(ax, [max(r, 1) for r in rows["rows"]], rows["ratio"], rows["ratio low"],
+                      rows["ratio high"], f"{backend} keyed consume", "-o")
+        ax.set(xscale="log", xlabel="ledger rows of the user (log; 0 drawn at 1)",
+               ylabel="rate / rate of a user without history", title="Ledger rows per user")
+        _finish(ax)
+        drawn.append(_save(fig, out, "rows.png"))
+    if any("users" in s for _, s in curves):
+        drawn.append(plot_users(curves, out))
+    return drawn
+
+
+def plot_users(curves: list[tuple[str, dict[str, Any]]], out: Path) -> str:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for backend, s in curves:
+        if "users" not in s:
+            continue
+        u = s["users"]
+        left.plot(u["users"], u["rss_mb"], "-o", label=f"{backend} RSS")
+        if u.get("cache bound"):
+            left.axvline(u["cache bound"], color="grey", linestyle=":",
+                         label=f"identity cache bound ({u['cache bound']:,})")
+        for name in ("kit bot, one cached user", "kit bot, random seen user",
+                     "consume_quota, random seen user", "bare aiogram handler"):
+            right.plot(u["compared at"], [rates.get(name, 0) for rates in u["rates"]], "-o",
+                       label=f"{backend} {name}")
+    left.set(xscale="log", xlabel="distinct users seen by the bot (log)",
+             ylabel="process RSS, MiB", title="Memory of a bot (identity cache bounded)")
+    right.set(xscale="log", yscale="log", xlabel="users (log)", ylabel="per second (log)",
+              title="Rates as users grow")
+    for ax in (left, right):
+        _finish(ax)
+    return _save(fig, out, "users.png")
+
+
+def _finish(ax: Any) -> None:
+    if ax.get_yscale() != "log":
+        ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def plot_rates(results: Results, out: Path, name: str) -> list[str]:
+    """Median rate of every scenario (durable pass) with min–max whiskers."""
+    rows = [(f"{r['backend']}: {m['name']}", m) for r in results
+            if r.get("mode", "durable") == "durable" and r.get("run", 1) == 1
+            for m in r.get("metrics", []) if "low" in m and m.get("value")]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.4))
+    values = [m["value"] for _, m in rows]
+    errors = [[m["value"] - m["low"] for _, m in rows], [m["high"] - m["value"] for _, m in rows]]
+    ax.barh([label for label, _ in rows], values, xerr=errors, capsize=2, color="tab:blue")
+    ax.invert_yaxis()
+    if max(values) / max(min(values), 1e-9) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("per second (median of rounds; whiskers: min–max)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    return [_save(fig, out, f"{name}.png")]
 
 
 PLOTTERS: dict[str, Callable[[Results, Path], list[str]]] = {
-    "scale": plot_scale,
-    "concurrency": plot_concurrency,
-    "ledger": lambda r, o: plot_bars(r, o, name="ledger.png", unit="ops/s",
-                                     title="Ledger services vs raw SQL (higher is better)"),
-    "grants": lambda r, o: plot_bars(r, o, name="grants.png", unit="ops/s",
-                                     title="grant_offer / exchange vs raw SQL"),
-    "rest": lambda r, o: plot_bars(r, o, name="rest.png", unit="req/s|ops/s",
-                                   title="REST (2 uvicorn workers) vs in-process service"),
-    "bot": lambda r, o: plot_bars(r, o, name="bot.png", unit="updates/s|ops/s",
-                                  title="Bot updates per second"),
-    "purchase": lambda r, o: plot_bars(r, o, name="purchase.png", unit="updates/s",
-                                       title="Purchase flow vs bare aiogram (updates/s)"),
+    "scale": plot_curves,
+    **{name: (lambda r, o, n=name: plot_rates(r, o, n))
+       for name in ("ledger", "grants", "concurrency", "rest", "bot", "purchase")},
 }
 
 
 def make_plots(results: Results, out: Path) -> dict[str, list[str]]:
-    """Draw every plot the results allow; return the PNG names per benchmark."""
-    drawn: dict[str, list[str]] = {}
+    """Draw every plot the results allow; return the PNG names per report section."""
+    drawn: dict[str, list[str]] = {"targets": plot_targets(results, out)}
     for name, plotter in PLOTTERS.items():
         mine = [r for r in results if r.get("benchmark") == name]
         if mine:

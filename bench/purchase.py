@@ -3,18 +3,18 @@
 One purchase is three updates fed to a real Dispatcher with the fake Bot API session: the buy
 button (→ order + ``sendInvoice`` with a signed payload), the pre-checkout query (→ checks and
 ``answerPreCheckoutQuery``) and the successful payment (→ order paid exactly once, batches
-granted, receipt). Records purchases/s, updates/s, the bare-handler rate, and checks that every
-purchase credited exactly its units once.
+granted, receipt). It is interleaved with a bare aiogram handler fed one update at a time;
+every purchase must credit exactly its units once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from decimal import Decimal
 from typing import Any
 
-from bench.common import Recorder, make_product, ratio, round_seconds
+from bench.bots import KNOWN_TG_ID, Feed, dispatcher
+from bench.common import Recorder, make_product
+from bench.interleave import AsyncScenarios, Plan, interleave
 from bench.progress import Progress
 
 SKU = "BENCH_STARS_10"
@@ -31,54 +31,37 @@ def catalog() -> None:
     OfferItem.objects.create(offer=offer, product=make_product(KEY), quantity=10)
 
 
-async def purchases(count: int, seconds: float) -> tuple[int, float, Any]:
-    """Buy ``SKU`` up to ``count`` times within ``seconds``; return (done, elapsed, tg user)."""
-    from aiogram import Dispatcher
+class Shop:
+    """A bot with the kit's purchase flow and a customer who buys ``SKU`` again and again."""
 
-    from bot_kit import BillingConfig, setup_billing
-    from bot_kit.callbacks import BuyOffer
-    from bot_kit.testing import FakeSession, UpdateFactory, make_bot
+    def __init__(self) -> None:
+        from aiogram import Dispatcher
 
-    dp = Dispatcher()
-    setup_billing(dp, BillingConfig(offers=(SKU,), signing_secrets=(SECRET,)))
-    session = FakeSession()
-    bot, updates = make_bot(session), UpdateFactory()
-    user = updates.user()
-    done, started = 0, time.perf_counter()
-    while done < count and time.perf_counter() - started < seconds:
-        await dp.feed_update(bot, updates.callback(BuyOffer(sku=SKU).pack(), user=user))
-        invoice = session.calls_to("sendInvoice")[-1].params
+        from bot_kit import BillingConfig, setup_billing
+        from bot_kit.testing import FakeSession, UpdateFactory, make_bot
+
+        self.dp = Dispatcher()
+        setup_billing(self.dp, BillingConfig(offers=(SKU,), signing_secrets=(SECRET,)))
+        self.session = FakeSession()
+        self.bot, self.updates = make_bot(self.session), UpdateFactory()
+        self.user = self.updates.user()
+        self.done = 0
+
+    async def buy(self) -> None:
+        """Buy button → invoice, pre-checkout query, successful payment: one purchase."""
+        from bot_kit.callbacks import BuyOffer
+
+        updates, user = self.updates, self.user
+        await self.dp.feed_update(self.bot, updates.callback(BuyOffer(sku=SKU).pack(),
+                                                             user=user))
+        invoice = self.session.calls_to("sendInvoice")[-1].params
         amount = int(invoice["prices"][0]["amount"])
-        await dp.feed_update(bot, updates.pre_checkout(payload=invoice["payload"],
-                                                       total_amount=amount, user=user))
-        await dp.feed_update(bot, updates.successful_payment(
+        await self.dp.feed_update(self.bot, updates.pre_checkout(
+            payload=invoice["payload"], total_amount=amount, user=user))
+        await self.dp.feed_update(self.bot, updates.successful_payment(
             payload=invoice["payload"], total_amount=amount, currency=invoice["currency"],
-            charge_id=f"bench-charge-{done}", user=user))
-        done += 1
-    return done, time.perf_counter() - started, user
-
-
-async def bare_rate(count: int, seconds: float) -> float:
-    """Updates/s of a Dispatcher with one no-op message handler (aiogram alone)."""
-    from aiogram import Dispatcher, Router
-    from aiogram.types import Message
-
-    from bot_kit.testing import UpdateFactory, make_bot
-
-    dp, router = Dispatcher(), Router()
-
-    @router.message()
-    async def noop(message: Message) -> None:
-        return None
-
-    dp.include_router(router)
-    bot, updates = make_bot(), UpdateFactory()
-    user = updates.user()
-    done, started = 0, time.perf_counter()
-    while done < count and time.perf_counter() - started < seconds:
-        await dp.feed_update(bot, updates.message("go", user=user))
-        done += 1
-    return done / (time.perf_counter() - started)
+            charge_id=f"bench-charge-{self.done}", user=user))
+        self.done += 1
 
 
 def credited(tg_user: Any) -> int:
@@ -90,24 +73,20 @@ def credited(tg_user: Any) -> int:
 
 
 def run(rec: Recorder, *, quick: bool) -> None:
-    """Purchases/s through the kit, bare updates/s, and the exactly-once credit check."""
-    from django.db import connections
-
+    """Purchases/s through the kit against a bare handler, and the exactly-once credit check."""
     catalog()
-    seconds = round_seconds() * 2
-    with Progress(f"purchase [{rec.backend}]", total=2) as bar:
-        bare = asyncio.run(bare_rate(5000, seconds))
-        bar.tick()
-        done, elapsed, user = asyncio.run(purchases(1000, seconds))
-        connections.close_all()
-        bar.tick()
-    per_second = done / elapsed if elapsed else 0.0
-    rec.metric("bare aiogram handler", bare, "updates/s")
-    rec.metric("full purchase (buy, pre-checkout, payment)", per_second, "purchases/s",
-               purchases=done)
-    rec.metric("full purchase: updates", 3 * per_second, "updates/s")
-    rec.metric("full purchase updates / bare handler updates", ratio(3 * per_second, bare) or 0.0,
-               "x")
+    plan = Plan.for_run(quick=quick)
+    with AsyncScenarios() as runner, Progress(f"purchase [{rec.backend}]",
+                                              total=plan.rounds) as bar:
+        shop = Shop()
+        bare = Feed(dispatcher("bare"), lambda i: KNOWN_TG_ID)
+        comparison = interleave({
+            "full purchase (buy, pre-checkout, payment)": runner.repeat(shop.buy),
+            "bare aiogram handler (one update)": runner.repeat(bare.send, prepare=bare.prepare),
+        }, plan, tick=bar.tick)
+    rec.rates(comparison, "per s")
+    rec.ratio("full purchase / one bare update", comparison,
+              "full purchase (buy, pre-checkout, payment)", "bare aiogram handler (one update)")
     rec.target("every purchase credited exactly once (1 = yes)",
-               value=1.0 if done and credited(user) == 10 * done else 0.0, required=1.0,
-               unit="ok")
+               value=1.0 if shop.done and credited(shop.user) == 10 * shop.done else 0.0,
+               required=1.0, unit="ok")

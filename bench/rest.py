@@ -1,15 +1,29 @@
-"""REST under load: POST /wallet/consume and GET /catalog served by uvicorn with 2 workers.
+"""REST against in-process: ``POST /wallet/consume`` and ``consume_quota``, interleaved.
 
-The demo project's ASGI application (``examples.demo_project.asgi:application``) is started on
-127.0.0.1 against this benchmark's PostgreSQL database; an aiohttp client on the same machine
-keeps a bounded number of requests in flight, for a bounded count and time. The consume rate is
-compared with ``TransactionService.consume_quota`` called in-process (one thread, same database,
-same run). Target: REST consume ≥ 40% of the in-process service rate.
+The demo project's ASGI application (``examples.demo_project.asgi:application``) is served by
+uvicorn on 127.0.0.1 against this benchmark's database, with the demo's own settings (on
+PostgreSQL its psycopg pool; on SQLite the benchmark's connection options, which carry the
+durability mode). One uvicorn worker, as the demo runs: with ``--workers N`` uvicorn (0.54)
+hands its workers a listening socket whose accepted connections never get ``TCP_NODELAY``, so
+every keep-alive request after the first waits ~40 ms for the client's delayed ACK
+(Kludex/uvicorn#3149) — a measurement of Linux's timers, not of this code. One comparison, in
+one loop of the instrument:
+
+* **REST consume** — one request at a time on a keep-alive connection (``http.client``), so a
+  request's cost is compared with a call's cost (target line ``rest``);
+* **in-process consume_quota** — the same consume called in this process, one thread;
+* **REST consume, 16 in flight** — aiohttp keeping 16 requests in flight: the server's
+  throughput under concurrent load (for reference; no target).
+
+Every answer other than 200 is counted (target: none), and the units spent must equal the 200
+answers plus the in-process successes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -20,9 +34,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from bench.common import (
     API_TOKEN,
@@ -31,12 +45,12 @@ from bench.common import (
     credit,
     make_product,
     make_users,
-    measure_rate,
     percentile,
-    ratio,
     remaining_total,
     service,
 )
+from bench.databases import sqlite_options
+from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
 
 KEY = "REST_CREDITS"
@@ -44,13 +58,13 @@ PREFIX = "/api/v1/billing"
 CONCURRENCY = 16
 USERS = 40
 
-
-#: The demo project's settings plus a console log of server errors (DEBUG stays off). The
-#: database connection policy is the variant under test (see ``VARIANTS``).
+#: The demo project's settings, a console log of server errors (DEBUG stays off) and, on SQLite,
+#: the benchmark's connection options (WAL, queued writers, the durability mode's sync level).
 SETTINGS = """
 from examples.demo_project.settings import *  # noqa: F403
 
-DATABASES["default"].update({database})  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["OPTIONS"] = {sqlite!r}  # noqa: F405
 LOGGING = {{
     "version": 1,
     "disable_existing_loggers": False,
@@ -58,17 +72,6 @@ LOGGING = {{
     "loggers": {{"django.request": {{"handlers": ["console"], "level": "ERROR"}}}},
 }}
 """
-
-#: Connection policies of the server. Under ASGI, Django runs each request's sync part in an
-#: executor thread of its own, and connections are per thread: ``CONN_MAX_AGE > 0`` leaves one
-#: open connection behind per request thread (it exhausted PostgreSQL's 100 connections: "too
-#: many clients already" → 500s), ``CONN_MAX_AGE = 0`` opens and closes one per request, and a
-#: psycopg pool (Django ≥ 5.1, ``psycopg-pool``) hands threads pooled connections.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "no persistent connections": {"CONN_MAX_AGE": 0},
-    "psycopg pool": {"CONN_MAX_AGE": 0,
-                     "OPTIONS": {"pool": {"min_size": 4, "max_size": 12, "timeout": 20}}},
-}
 
 
 @dataclass
@@ -95,17 +98,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_server(database_url: str, database: dict[str, Any]) -> Iterator[tuple[str, Path]]:
-    """Start uvicorn (2 workers) on a free loopback port; yield (base URL, log file)."""
+def uvicorn_server(database_url: str, *, workers: int = 1) -> Iterator[tuple[str, Path]]:
+    """Start uvicorn on a free loopback port; yield (base URL, log file)."""
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="bench_rest_"))
     log = folder / "uvicorn.log"
-    (folder / "bench_rest_settings.py").write_text(SETTINGS.format(database=repr(database)))
+    (folder / "bench_rest_settings.py").write_text(SETTINGS.format(sqlite=sqlite_options()))
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "0",
            "BILLABLE_API_TOKEN": API_TOKEN, "PYTHONPATH": f"{folder}{os.pathsep}{ROOT}",
            "DJANGO_SETTINGS_MODULE": "bench_rest_settings"}
     command = [sys.executable, "-m", "uvicorn", "examples.demo_project.asgi:application",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--log-level", "warning", "--no-access-log"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=sink)
@@ -173,19 +176,6 @@ def _headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-def seed_catalog(offers: int = 30) -> None:
-    """A catalog of ``offers`` active offers with two items each (what GET /catalog returns)."""
-    from billable.models import Offer, OfferItem
-
-    first, second = make_product("REST_TOKENS"), make_product("REST_MINUTES")
-    for n in range(offers):
-        offer = Offer.objects.create(sku=f"REST_PACK_{n}", name=f"Pack {n}",
-                                     price=Decimal("4.99") + n, currency="USD")
-        OfferItem.objects.create(offer=offer, product=first, quantity=10 + n)
-        OfferItem.objects.create(offer=offer, product=second, quantity=60, period_unit="days",
-                                 period_value=30)
-
-
 def record_load(rec: Recorder, name: str, load: Load) -> None:
     rec.metric(f"{name}: requests/s", load.rate, "req/s",
                p50_ms=round(percentile(load.latencies, 50) * 1000, 2),
@@ -197,88 +187,134 @@ def record_load(rec: Recorder, name: str, load: Load) -> None:
         "p99_ms": percentile(load.latencies, 99) * 1000}
 
 
-def pool_available() -> bool:
-    try:
-        import psycopg_pool  # noqa: F401
-    except ImportError:
-        return False
-    return True
+
+def consume_body(user_id: Any) -> dict[str, Any]:
+    return {"user_id": user_id, "product_key": KEY, "action_type": "usage"}
 
 
-def serve_and_load(rec: Recorder, variant: str, ids: list[Any], *, local: float, quick: bool,
-                   tick: Callable[[], None]) -> None:
-    """One server variant: start it, load it, record its numbers and targets."""
-    total, seconds = (200, 8.0) if quick else (4000, 20.0)
-    before = remaining_total(ids)
-    with uvicorn_server(os.environ["BENCH_DATABASE_URL"], VARIANTS[variant]) as (base, log):
-        loads = asyncio.run(_phases(base, ids, total=total, seconds=seconds, tick=tick))
-        server_log = log.read_text(errors="replace")[-1500:]
-    if loads is None:
-        rec.note(f"{variant}: the REST API did not answer GET /catalog with 200; server log:\n"
-                 + server_log)
-        rec.target(f"{variant}: REST consume / in-process consume_quota", value=None,
-                   required=0.4)
-        return
-    warmup, consume_load, catalog_load = loads
-    failures = sum(n for load in loads for code, n in load.statuses.items() if code != 200)
-    if failures:
-        rec.note(f"{variant}: {failures} requests did not get 200; server log tail:\n"
-                 + server_log)
-    record_load(rec, f"{variant}: POST /wallet/consume", consume_load)
-    record_load(rec, f"{variant}: GET /catalog (30 offers)", catalog_load)
-    spent = before - remaining_total(ids)
-    rec.metric(f"{variant}: units spent minus 200 answers to consume",
-               spent - warmup.ok - consume_load.ok, "units", note="0 = exact")
-    rec.target(f"{variant}: answers other than 200", value=failures, required=0,
-               at_most=True, unit="requests")
-    rec.target(f"{variant}: REST consume / in-process consume_quota",
-               value=ratio(consume_load.rate, local), required=0.4,
-               why="per request: a new executor thread and DB connection, the user lookup, "
-               "auth, JSON, the ASGI hop")
+class Sequential:
+    """One keep-alive HTTP connection sending one ``POST /wallet/consume`` at a time."""
+
+    def __init__(self, base: str, ids: list[Any]) -> None:
+        parsed = urlparse(base)
+        self.connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1",
+                                                     parsed.port, timeout=30)
+        self.headers = {**_headers(), "Content-Type": "application/json"}
+        self.ids, self.sent = ids, 0
+        self.statuses: Counter[int] = Counter()
+
+    def _connect(self) -> None:
+        """Open the connection with Nagle's algorithm off, as browsers and aiohttp do: a
+        request must not wait for the server's delayed ACK of the previous one."""
+        self.connection.connect()
+        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def consume(self) -> None:
+        body = json.dumps(consume_body(self.ids[self.sent % len(self.ids)]))
+        self.sent += 1
+        try:
+            if self.connection.sock is None:
+                self._connect()
+            self.connection.request("POST", f"{PREFIX}/wallet/consume", body, self.headers)
+            response = self.connection.getresponse()
+            response.read()
+            self.statuses[response.status] += 1
+        except (OSError, http.client.HTTPException):
+            self.statuses[0] += 1
+            self.connection.close()
+
+
+class Swarm:
+    """``CONCURRENCY`` aiohttp clients sending ``POST /wallet/consume`` until a slice ends."""
+
+    def __init__(self, runner: AsyncScenarios, base: str, ids: list[Any]) -> None:
+        import aiohttp
+
+        self.runner, self.base, self.ids, self.sent = runner, base, ids, 0
+        self.statuses: Counter[int] = Counter()
+
+        async def open_session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(
+                headers=_headers(), connector=aiohttp.TCPConnector(limit=CONCURRENCY))
+
+        self.session = runner.run(open_session())
+
+    def __call__(self, seconds: float) -> int:
+        before = self.statuses[200]
+        self.runner.run(self._slice(seconds))
+        return self.statuses[200] - before
+
+    async def _slice(self, seconds: float) -> None:
+        import aiohttp
+
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                body = consume_body(self.ids[self.sent % len(self.ids)])
+                self.sent += 1
+                try:
+                    async with self.session.post(f"{self.base}{PREFIX}/wallet/consume",
+                                                 json=body) as response:
+                        await response.read()
+                        self.statuses[response.status] += 1
+                except aiohttp.ClientError:
+                    self.statuses[0] += 1
+
+        await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+
+    def close(self) -> None:
+        self.runner.run(self.session.close())
 
 
 def run(rec: Recorder, *, quick: bool) -> None:
-    """In-process rate first, then the same work over HTTP per server variant."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        rec.note("skipped: the REST benchmark runs on PostgreSQL (2 uvicorn workers)")
-        return
+    """Serve the demo, then measure REST and in-process consumption in one loop."""
     consume = service("consume_quota")
     users = make_users(USERS, prefix="rest")
     product = make_product(KEY)
     for user in users:
-        credit(user, product, 10**6)
+        credit(user, product, 10**9)
     ids = [u.id for u in users]
-    seed_catalog()
-    variants = [v for v in VARIANTS if v != "psycopg pool" or pool_available()]
-    total = 200 if quick else 4000
-    with Progress("rest [postgresql]", total=3 + len(variants) * (2 + 2 * total // 50)) as bar:
-        local = measure_rate(lambda i: consume(ids[i % USERS], KEY), count=2000, repeats=3,
-                             tick=bar.tick)
-        rec.metric("in-process consume_quota (1 thread)", local, "ops/s")
-        rec.series.setdefault("rest", {})["in-process consume_quota"] = {"rate": local}
-        for variant in variants:
-            serve_and_load(rec, variant, ids, local=local, quick=quick, tick=bar.tick)
-    if len(variants) < len(VARIANTS):
-        rec.note("psycopg pool variant skipped: psycopg-pool is not installed")
+    local = Counter[bool]()
+    plan = Plan.for_run(quick=quick)
 
+    def in_process() -> None:
+        local[bool(consume(ids[sum(local.values()) % USERS], KEY).get("success"))] += 1
 
-async def _phases(base: str, ids: list[Any], *, total: int, seconds: float,
-                  tick: Callable[[], None]) -> tuple[Load, Load, Load] | None:
-    if await wait_ready(base) != 200:
-        return None
-
-    def consume(i: int) -> tuple[str, str, Any]:
-        return "POST", "/wallet/consume", {"user_id": ids[i % len(ids)], "product_key": KEY,
-                                           "action_type": "usage"}
-
-    def catalog(i: int) -> tuple[str, str, Any]:
-        return "GET", "/catalog", None
-
-    warmup = await drive(base, consume, total=CONCURRENCY * 4, seconds=seconds,
-                         tick=lambda: None)
-    tick()
-    consume_load = await drive(base, consume, total=total, seconds=seconds, tick=tick)
-    catalog_load = await drive(base, catalog, total=total, seconds=seconds, tick=tick)
-    return warmup, consume_load, catalog_load
+    before = remaining_total(ids)
+    with (uvicorn_server(os.environ["BENCH_DATABASE_URL"]) as (base, log),
+          AsyncScenarios() as runner,
+          Progress(f"rest [{rec.backend}, {rec.mode}]", total=plan.rounds) as bar):
+        if runner.run(wait_ready(base)) != 200:
+            rec.note("the REST API did not answer GET /catalog with 200; server log:\n"
+                     + log.read_text(errors="replace")[-1500:])
+            return
+        one, swarm = Sequential(base, ids), Swarm(runner, base, ids)
+        try:
+            comparison = interleave({
+                "REST consume": repeat(one.consume),
+                "in-process consume_quota": repeat(in_process),
+                f"REST consume, {CONCURRENCY} in flight": swarm,
+            }, plan, tick=bar.tick)
+        finally:
+            swarm.close()
+        server_log = log.read_text(errors="replace")[-1500:]
+    rec.rates(comparison)
+    rec.ratio("REST consume / in-process consume_quota", comparison, "REST consume",
+              "in-process consume_quota", target="rest",
+              why="per request: HTTP, the middleware stack, thread hops, auth, the user "
+              "lookup and JSON around the same consume")
+    rec.ratio(f"REST consume, {CONCURRENCY} in flight / in-process consume_quota", comparison,
+              f"REST consume, {CONCURRENCY} in flight", "in-process consume_quota")
+    statuses = one.statuses + swarm.statuses
+    failures = sum(n for status, n in statuses.items() if status != 200)
+    spent = before - remaining_total(ids)
+    rec.metric("REST answers", sum(statuses.values()), "requests",
+               statuses={str(k): v for k, v in sorted(statuses.items())})
+    if failures:
+        rec.note(f"{failures} requests did not get 200; server log tail:\n{server_log}")
+    rec.target("answers other than 200", value=failures, required=0, at_most=True,
+               unit="requests")
+    rec.target("units spent == 200 answers + in-process successes (1 = yes)",
+               value=1.0 if spent == statuses[200] + local[True] else 0.0, required=1.0,
+               unit="ok")

@@ -1,7 +1,9 @@
-"""``python -m bench --quick`` end to end: the one command writes a report with real numbers.
+"""``python -m bench --quick`` end to end: the harness runs and produces every row.
 
-Runs the real suite entry point in a subprocess (Django is configured per benchmark process),
-into a temporary results directory so the committed report is left alone.
+A smoke test only — it asserts nothing about speed. It runs the real entry point in a
+subprocess (Django is configured per benchmark process) into a temporary results directory, so
+the committed report is left alone: on SQLite in the SQLite session of the suite, on PostgreSQL
+in the PostgreSQL session (each well under a minute on an idle 2-core machine).
 """
 
 from __future__ import annotations
@@ -10,61 +12,76 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-from tests.helpers import requires_postgres
+import pytest
+
+from bench.targets import TARGETS
+from tests.helpers import POSTGRES, requires_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
+MINE = "ledger,grants,scale,concurrency,rest,bot,purchase"
+DURABILITY = {"sqlite": {"durable": "synchronous=FULL", "code-only": "synchronous=OFF"},
+              "postgresql": {"durable": "synchronous_commit=on",
+                             "code-only": "synchronous_commit=off"}}
 
 
-def run_bench(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_bench(out: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "BENCH_DB_PREFIX": f"bench_{os.environ.get('BILLABLE_TEST_DB_NAME', 'smoke')}"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
 
-def results(out: Path, name: str, backend: str) -> dict:
-    return json.loads((out / "data" / f"{name}-{backend}.json").read_text())
+def assert_every_row(out: Path, backend: str) -> list[dict[str, Any]]:
+    """Every target line measured in both passes with per-round values; every check ok."""
+    results = [r for r in json.loads((out / "results.json").read_text())
+               if r["backend"] == backend]
+    assert not [n for r in results for n in r["notes"] if n.startswith("FAILED")]
+    for mode in ("durable", "code-only"):
+        mine = [r for r in results if r["mode"] == mode]
+        assert {r["info"]["durability"] for r in mine} == {DURABILITY[backend][mode]}
+        measured = {e["target"]: e for r in mine for e in r["ratios"] if e["target"]}
+        assert set(measured) == {t.id for t in TARGETS}
+        for entry in measured.values():
+            assert len(entry["values"]) >= 3 and all(v > 0 for v in entry["values"])
+            assert entry["low"] <= entry["median"] <= entry["high"]
+    checks = [c for r in results for c in r["targets"]]
+    assert checks and all(c["passed"] for c in checks)
+    report = (out / "report.md").read_text()
+    for line in TARGETS:
+        assert report.count(f"| {line.path} | ≥ {line.required:g} |") == 2
+    for image in ("targets.png", "batches.png", "rows.png", "users.png"):
+        assert (out / image).read_bytes().startswith(b"\x89PNG")
+    return results
 
 
-def test_quick_scale_run_on_sqlite_writes_a_report_with_numbers(tmp_path: Path) -> None:
-    started = time.monotonic()
-    done = run_bench(tmp_path, "--only", "scale", "--backend", "sqlite")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert time.monotonic() - started < 60
-    data = results(tmp_path, "scale", "sqlite")
-    assert data["notes"] == []
-    rates = [m for m in data["metrics"] if m["unit"] == "ops/s"]
-    assert len(rates) == 4 and all(m["value"] > 0 and m["fresh_user"] > 0 for m in rates)
-    report = (tmp_path / "report.md").read_text()
-    assert "keyed consume, user with 2,000 rows / user with 0 rows (same moment)" in report
-    assert "| consume_quota at 0 rows |" in report
-    assert (tmp_path / "scale.png").stat().st_size > 1000
+@pytest.mark.skipif(POSTGRES, reason="runs once, in the SQLite session of the suite")
+def test_quick_run_on_sqlite_produces_every_row(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--backend", "sqlite", "--only", MINE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = assert_every_row(tmp_path, "sqlite")
+    users = next(r for r in results if r["benchmark"] == "scale" and r["mode"] == "durable")
+    assert users["series"]["users"]["rss_mb"][-1] > 0
+    assert "identity middleware (known user) / bare aiogram handler" in done.stderr
 
 
 @requires_postgres
-def test_quick_concurrency_run_on_postgresql_checks_overspend(tmp_path: Path) -> None:
-    started = time.monotonic()
-    done = run_bench(tmp_path, "--only", "concurrency")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert time.monotonic() - started < 60
-    data = results(tmp_path, "concurrency", "postgresql")
-    race = next(m for m in data["metrics"] if m["name"].startswith("race for 40 units"))
-    assert (race["value"], race["errors"], race["remaining"]) == (40, 0, 0)
-    throughput = [m for m in data["metrics"] if m["name"].endswith("throughput")]
-    assert {m["name"] for m in throughput} >= {"different users, 8 threads: throughput",
-                                                "one user, 1 thread: throughput"}
-    assert all(m["value"] > 0 and m["correct"] and m["errors"] == 0 for m in throughput)
-    report = (tmp_path / "report.md").read_text()
-    assert "one user, 8 threads: no errors, no overspend (1 = yes) | 1.00 | ≥ 1.00 | met" in report
-    assert (tmp_path / "concurrency.png").exists()
+def test_quick_run_on_postgresql_produces_every_row_with_a_mark(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--backend", "postgresql", "--only", MINE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_every_row(tmp_path, "postgresql")
+    table = (tmp_path / "report.md").read_text().split("## The same ratios on SQLite")[0]
+    marks = [row for row in table.splitlines() if row.startswith("| ") and "≥" in row]
+    assert len(marks) == len(TARGETS)
+    assert all(row.endswith(("✅ met |", "❌ missed |")) for row in marks)
 
 
 def test_unknown_benchmark_name_is_refused(tmp_path: Path) -> None:
-    done = run_bench(tmp_path, "--only", "nope")
+    done = run_bench(tmp_path, "--only", "nope", timeout=60)
     assert done.returncode == 2
     assert "unknown benchmark(s): nope" in done.stderr
     assert not (tmp_path / "report.md").exists()

@@ -1,0 +1,115 @@
+"""The bots under test: dispatchers built the way a host builds them, and their update feeds.
+
+This is the one place that knows how to assemble each bot (``bench/bot.py`` and the users
+curve use it), so a change of the kit's wiring is followed here only:
+
+* ``bare``      — aiogram alone: one no-op message handler;
+* ``identity``  — the same handler behind the kit's identity middleware alone, on ``dp.update``;
+* ``kit``       — the same handler behind ``setup_billing`` (identity, quota middleware and the
+  kit's own routers tried first);
+* ``gated``     — ``setup_billing`` plus a ``@requires_quota`` handler: hold, handler, charge.
+
+Updates are built before they are timed: a :class:`Feed` keeps a queue of ready updates that
+its ``prepare()`` tops up between slices (``bench.interleave`` calls it outside the timed part).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import credit, make_product, make_users
+
+#: Telegram user id of the known user of the bot benchmarks.
+KNOWN_TG_ID = 777_000_001
+
+
+def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = None,
+               fsm: bool = True) -> Any:
+    """A Dispatcher of ``kind`` (see the module docstring); ``fsm=False`` turns off aiogram's
+    FSM (its in-memory storage keeps an entry per user ever seen)."""
+    from aiogram import Dispatcher, Router
+    from aiogram.types import Message
+
+    from bot_kit import BillingConfig, requires_quota, setup_billing
+
+    config = config or BillingConfig()
+    dp = Dispatcher(disable_fsm=not fsm)
+    if kind == "identity":
+        from bot_kit.middlewares.identity import IdentityMiddleware, _connect_signals
+
+        _connect_signals()
+        dp.update.outer_middleware(IdentityMiddleware(config, cache=cache))
+    elif kind in ("kit", "gated"):
+        setup_billing(dp, config, cache=cache)
+    elif kind != "bare":
+        raise ValueError(f"unknown bot kind {kind!r}")
+    router = Router()
+    if kind == "gated":
+        @router.message()
+        @requires_quota(key)
+        async def gated(message: Message) -> None:
+            return None
+    else:
+        @router.message()
+        async def plain(message: Message) -> None:
+            return None
+    dp.include_router(router)
+    return dp
+
+
+class Feed:
+    """Ready-made message updates for one dispatcher, from ``users(i)`` for the i-th update."""
+
+    def __init__(self, dp: Any, users: Callable[[int], int], *, factory: Any = None,
+                 bot: Any = None) -> None:
+        from bot_kit.testing import UpdateFactory, make_bot
+
+        self.dp = dp
+        self.users = users
+        self.factory = factory or UpdateFactory()
+        self.bot = bot or make_bot()
+        self.queue: deque[Any] = deque()
+        self.sent = 0
+        self._people: dict[int, Any] = {}
+        self.batch = 32
+
+    def _user(self, tg_id: int) -> Any:
+        person = self._people.get(tg_id)
+        if person is None:
+            person = self.factory.user(tg_id)
+            if len(self._people) < 1024:
+                self._people[tg_id] = person
+        return person
+
+    def prepare(self) -> None:
+        """Top the queue up to ``batch`` updates (the batch doubles whenever a slice ran the
+        queue dry, so after a few slices every update is built outside the timing)."""
+        while len(self.queue) < self.batch:
+            index = self.sent + len(self.queue)
+            self.queue.append(self.factory.message("go", user=self._user(self.users(index))))
+
+    async def send(self) -> None:
+        """Feed the next update (built on the spot if the queue ran dry)."""
+        if not self.queue:
+            self.prepare()
+        update = self.queue.popleft()
+        self.sent += 1
+        await self.dp.feed_update(self.bot, update)
+        if not self.queue:
+            self.batch = min(self.batch * 2, 4096)
+
+
+def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
+    """The known user of the bot benchmarks: an account with a Telegram identity and a large
+    balance of ``key``."""
+    from billable.models import ExternalIdentity
+
+    [user] = make_users(1, prefix="botbench")
+    credit(user, make_product(key), balance)
+    ExternalIdentity.objects.create(provider="telegram", external_id=str(KNOWN_TG_ID), user=user)
+    return user
+
+
+__all__ = ["KNOWN_TG_ID", "Feed", "dispatcher", "prepare_known_user"]
