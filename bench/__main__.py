@@ -171,5 +171,13 @@ def main(argv: list[str]) -> int:
     return 1 if broken else 0
 
 
+def run_alone(name: str, argv: list[str]) -> int:
+    """``python bench/<name>.py [flags]``: that benchmark alone, its report in a temporary
+    directory (``--out`` overrides), the target rows printed."""
+    import tempfile
+
+    return main(["--only", name, "--out", tempfile.mkdtemp(prefix=f"bench_{name}_"), *argv])
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

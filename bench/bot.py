@@ -15,7 +15,12 @@ Async scenarios share one event loop that runs only during their slices, so the 
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bots import KNOWN_TG_ID, Feed, dispatcher, prepare_known_user
 from bench.common import Recorder, service
@@ -70,3 +75,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
     rec.ratio("gated update / keyed consume_quota", gating, "gated update",
               "keyed consume_quota")
     rec.info["updates sent"] = {kind: feed.sent for kind, feed in bots.items()}
+
+
+if __name__ == "__main__":
+    from bench.__main__ import run_alone
+
+    sys.exit(run_alone("bot", sys.argv[1:]))

@@ -13,6 +13,11 @@ rows; the ledger invariant is checked at the end.
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Recorder, credit, make_product, make_users, service
 from bench.interleave import Plan, interleave, repeat
@@ -55,3 +60,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
     problems = service("check_ledger")()
     rec.target("ledger invariant violations", value=len(problems), required=0, at_most=True,
                unit="")
+
+
+if __name__ == "__main__":
+    from bench.__main__ import run_alone
+
+    sys.exit(run_alone("ledger", sys.argv[1:]))

@@ -12,6 +12,8 @@ around the SQL, not of the SQL.
   trip.
 * SQLite has no data-modifying CTE: ``UPDATE … RETURNING`` and the ``INSERT`` run in one
   transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), which is the least SQLite can do.
+* The check is one aggregate over the user's batches of the product, whose id and name are
+  looked up once (a catalog rarely changes, so a cache can serve them): one query on one table.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ SQLITE_TAKE = (
     "ORDER BY b.created_at, b.id LIMIT 1) RETURNING id"
 )
 SQLITE_DEBIT = f"{DEBIT_COLUMNS}VALUES (%s, %s, %s, %s, 'DEBIT', 'usage', %s, %s)"
-CHECK = (f"SELECT p.name, SUM(b.remaining_quantity) {SPENDABLE.replace('>= %s', '> %s')} "
-         "GROUP BY p.name")
+CHECK = ("SELECT SUM(remaining_quantity) FROM billable_quota_batches WHERE user_id = %s "
+         "AND product_id = %s AND state = 'ACTIVE' AND remaining_quantity > 0 "
+         "AND valid_from <= %s AND (expires_at IS NULL OR expires_at > %s)")
 
 
 def uuid7() -> uuid.UUID:
@@ -69,6 +72,7 @@ class RawLedger:
         self.id_field = Transaction._meta.get_field("id")
         self.postgres = connection.vendor == "postgresql"
         self.no_key = json.dumps({"idempotency_key": None})
+        self.product: tuple[Any, str] | None = None
 
     def _now(self) -> Any:
         from django.utils import timezone
@@ -100,13 +104,18 @@ class RawLedger:
         if written != 1:
             raise RuntimeError(f"raw consume found nothing to spend for user {user_id}")
 
-    def check(self, user_id: Any) -> tuple[Any, ...] | None:
-        """The ``check_quota`` read: product name and spendable total in one query."""
+    def check(self, user_id: Any) -> tuple[str, int]:
+        """The ``check_quota`` read: product name and spendable total (one query)."""
+        if self.product is None:
+            from billable.models import Product
+
+            found = Product.objects.get(product_key=self.key)
+            self.product = (found.pk, found.name)
         now = self._now()
         with self.connection.cursor() as cursor:
-            cursor.execute(CHECK, [user_id, self.key, 0, now, now])
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
+            cursor.execute(CHECK, [user_id, self.product[0], now, now])
+            row = cursor.fetchone()
+        return self.product[1], int(row[0] or 0)
 
 
 __all__ = ["RawLedger", "uuid7"]

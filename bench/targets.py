@@ -34,7 +34,7 @@ TARGETS: tuple[TargetLine, ...] = (
                "one `WITH … FOR UPDATE … UPDATE … INSERT` in autocommit (SQLite: UPDATE … "
                "RETURNING + INSERT in one transaction)"),
     TargetLine("check_raw", "`check_quota` / the same read in raw SQL", 0.8, "ledger",
-               "one aggregate SELECT over the spendable batches"),
+               "one aggregate SELECT on the batches table, the product's id and name cached"),
     TargetLine("batches", "consume with 1,000 spendable batches / with 1 batch", 0.8, "scale",
                "the same consume for a user holding one batch"),
     TargetLine("history", "keyed consume at 1M ledger rows / at 0 rows", 0.9, "scale",
