@@ -4,8 +4,9 @@ Each result is the JSON one benchmark process wrote (``bench.common.Recorder``):
 round, with their target line), metrics, checks, plot series, notes, and the durability mode
 and run number the orchestrator added. The report opens with the target table — one row per
 line of ``bench.targets.TARGETS`` with the durable median, its spread, the code-only median
-and a mark — then the same ratios on SQLite, the run-to-run spread when the run was repeated,
-the checks, the plots, and one section per benchmark.
+and a mark — then the same ratios on SQLite, every ratio with its code-only twin, the
+run-to-run spread when the run was repeated, the checks, the plots, and one section per
+benchmark.
 """
 
 from __future__ import annotations
@@ -76,6 +77,25 @@ def target_table(results: Results, backend: str) -> list[str]:
         row = (f"| {line.path} | ≥ {line.required:g} | {median} | {span} | {iqr} | "
                f"{code_text} | {rounds} |")
         lines.append(row + (f" {mark(line, durable)} |" if graded else ""))
+    return lines
+
+
+def every_ratio(results: Results) -> list[str]:
+    """Every ratio measured, durable beside code-only (rounds pooled over the runs)."""
+    keys = dict.fromkeys((r["benchmark"], r["backend"], e["name"])
+                         for r in results for e in r.get("ratios", []))
+    if not keys:
+        return []
+    lines = ["| Benchmark | Backend | Ratio | Durable median (min–max) | Code-only median "
+             "(min–max) |", "|---|---|---|---|---|"]
+    for benchmark, backend, name in keys:
+        mine = [r for r in results if r["benchmark"] == benchmark]
+        cells = []
+        for mode in ("durable", "code-only"):
+            spread = pooled(mine, name=name, backend=backend, mode=mode)
+            cells.append("–" if spread is None else
+                         f"{spread.median:.2f} ({spread.low:.2f}–{spread.high:.2f})")
+        lines.append(f"| {benchmark} | {backend} | {name} | {cells[0]} | {cells[1]} |")
     return lines
 
 
@@ -202,6 +222,7 @@ def write_report(results: Results, out: Path, *, quick: bool, seconds: float,
               ""]
     for image in plots.get("targets", []):
         lines += [f"![target ratios]({image})", ""]
+    lines += ["## Every ratio", "", *every_ratio(results), ""]
     spread = run_to_run(results)
     if spread:
         lines += ["## Run to run", "", "Median of each ratio in each run of this invocation.",

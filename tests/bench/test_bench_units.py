@@ -98,6 +98,8 @@ def test_report_has_one_row_per_target_line_with_spread_code_only_and_mark(
     sqlite_gated = rows[len(TARGETS)]
     assert sqlite_gated.startswith("| gated update / direct `consume_quota` | ≥ 1 | 0.30 |")
     assert "✅" not in sqlite_gated and "❌" not in sqlite_gated
+    assert ("| bot | postgresql | gated update / consume_quota | 1.10 (0.90–1.20) | 0.60 "
+            "(0.50–0.70) |") in text
     assert "| bot | postgresql | durable | ledger invariant violations | 0 | ≤ 0 | ok |" in text
     assert "(quick smoke run — numbers not representative)" in text
     assert (tmp_path / "targets.png").read_bytes().startswith(b"\x89PNG")
