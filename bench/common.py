@@ -99,7 +99,8 @@ def percentile(samples: list[float], q: float) -> float:
 
 @dataclass
 class Recorder:
-    """Collects what one benchmark measured: metrics, target checks, plot series and notes."""
+    """Collects what one benchmark process measured: ratios (per round, optionally for a line
+    of the target table), metrics, checks (``target``), plot series and notes."""
 
     benchmark: str
     backend: str
