@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from billable.signals import (
+    send_on_commit,
+    subscription_cancelled,
+    subscription_failed,
+    subscription_renewed,
+)
 from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import NotPurchasable, SubscriptionNotFound
 from bot_kit.payments.invoices import STARS, InvoiceRequest, create_invoice_link, prepare_invoice
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from bot_kit.config import BillingConfig
+
+#: The billable signal (and outbound event) of a subscription entering a state.
+STATE_SIGNALS = {StarSubscription.State.FAILED: subscription_failed,
+                 StarSubscription.State.CANCELED: subscription_cancelled}
 
 #: The only period Telegram accepts for Stars subscriptions: 30 days, in seconds.
 SUBSCRIPTION_PERIOD = 2592000
@@ -71,6 +81,8 @@ def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str,
         subscription.expires_at = from_unix(expiration) or subscription.expires_at
         subscription.renewals += 1 if renewal else 0
         subscription.save()
+        if renewal:
+            send_on_commit(subscription_renewed, sender=StarSubscription, subscription=subscription)
     return subscription
 
 
@@ -86,6 +98,9 @@ def record_subscription_update(telegram_user_id: int, payload: str,
         if subscription is not None and subscription.state != state:
             subscription.state = state
             subscription.save(update_fields=["state", "updated_at"])
+            if state in STATE_SIGNALS:
+                send_on_commit(STATE_SIGNALS[state], sender=StarSubscription,
+                               subscription=subscription)
     return subscription
 
 
