@@ -15,7 +15,7 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billable.events.delivery import Deliverer
 from billable.management.progress import command_progress
@@ -40,9 +40,14 @@ class Command(BaseCommand):
         parser.add_argument("--lease", type=float, default=None,
                             help="Seconds a claimed delivery is held by this worker "
                                  "(default BILLABLE_EVENTS_LEASE).")
+        parser.add_argument("--timeout", type=float, default=None,
+                            help="HTTP timeout of one delivery in seconds, shorter than the "
+                                 "lease (default BILLABLE_EVENTS_TIMEOUT).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        deliverer = Deliverer(lease=options["lease"])
+        deliverer = Deliverer(lease=options["lease"], timeout=options["timeout"])
+        if not 0 < deliverer.timeout < deliverer.lease:
+            raise CommandError("The timeout must be positive and shorter than the lease.")
         if not options["loop"]:
             self.stdout.write(_summary(self._pass(deliverer, options["limit"])))
             return
