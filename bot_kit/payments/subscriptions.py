@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.dispatch import Signal
 
 from billable.signals import (
     send_on_commit,
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
 
 #: The billable signal (and outbound event) of a subscription entering a state.
-STATE_SIGNALS = {StarSubscription.State.FAILED: subscription_failed,
-                 StarSubscription.State.CANCELED: subscription_cancelled}
+STATE_SIGNALS: dict[str, Signal] = {StarSubscription.State.FAILED: subscription_failed,
+                                    StarSubscription.State.CANCELED: subscription_cancelled}
 
 #: The only period Telegram accepts for Stars subscriptions: 30 days, in seconds.
 SUBSCRIPTION_PERIOD = 2592000

@@ -64,7 +64,7 @@ def running(receiver: Receiver) -> Iterator[Receiver]:
     """Serve ``receiver`` on 127.0.0.1 (a free port) in a thread."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             status = receiver.answer(body, self.headers)
             self.send_response(status)
