@@ -132,14 +132,14 @@ def n8n_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(str(exc))
     instance = N8nInstance(binary, tmp_path_factory.mktemp("n8n-events"))
     document = workflow()
-    node(document, "Verify signature")  # present
     for item in document["nodes"]:
         if item["name"] == "Verify signature":
             item["parameters"]["jsCode"] = verify_code()
     document["active"] = True
     path = instance.folder / "events.json"
     path.write_text(json.dumps(document))
-    os.environ.setdefault("NODE_FUNCTION_ALLOW_BUILTIN", "crypto")
+    previous = os.environ.get("NODE_FUNCTION_ALLOW_BUILTIN")
+    os.environ["NODE_FUNCTION_ALLOW_BUILTIN"] = "crypto"  # read by instance.env()
     try:
         instance.cli("import:workflow", f"--input={path}")
         instance.cli("update:workflow", f"--id={document['id']}", "--active=true")
@@ -148,6 +148,10 @@ def n8n_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"{instance.url}/webhook/billable-events"
     finally:
         instance.stop()
+        if previous is None:
+            os.environ.pop("NODE_FUNCTION_ALLOW_BUILTIN", None)
+        else:
+            os.environ["NODE_FUNCTION_ALLOW_BUILTIN"] = previous
 
 
 def wait_for_webhook(url: str) -> None:
