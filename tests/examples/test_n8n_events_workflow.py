@@ -5,7 +5,8 @@
 * the Code node's JavaScript run by Node.js on bodies signed by billable's Python signer (valid,
   tampered, wrong secret, stale timestamp, no raw body);
 * the workflow active in a real n8n (``slow``; n8n installed as for test_n8n_execution.py)
-  receiving events from billable's own worker — delivered — and refusing a forged request.
+  receiving events from billable's own worker — delivered — and refusing a forged request
+  (imported and published with n8n's CLI, run with ``NODE_FUNCTION_ALLOW_BUILTIN=crypto``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from billable.events import signing
+from tests.helpers import requires_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PATH = ROOT / "examples" / "n8n" / "events_workflow.json"
@@ -142,7 +144,7 @@ def n8n_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["NODE_FUNCTION_ALLOW_BUILTIN"] = "crypto"  # read by instance.env()
     try:
         instance.cli("import:workflow", f"--input={path}")
-        instance.cli("update:workflow", f"--id={document['id']}", "--active=true")
+        instance.cli("publish:workflow", f"--id={document['id']}")
         instance.start()
         instance.wait_ready()
         yield f"{instance.url}/webhook/billable-events"
@@ -163,6 +165,7 @@ def wait_for_webhook(url: str) -> None:
     raise AssertionError("the webhook was never registered")
 
 
+@requires_postgres  # like test_n8n_execution.py: once per suite run, in the PostgreSQL pass
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_real_n8n_accepts_signed_events_and_refuses_forged_ones(
