@@ -32,6 +32,9 @@ class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
     fields = ("offer", "quantity", "unit_price", "contents")
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("order")
+
     @admin.display(description="Price")
     def unit_price(self, obj: OrderItem) -> str:
         return money(obj.price, obj.order.currency if obj.order_id else None)
