@@ -78,6 +78,15 @@ def _spendable_subquery() -> Subquery:
     return Subquery(batches, output_field=IntegerField())
 
 
+def _profile(identity: ExternalIdentity) -> str:
+    """``@alice_stars · Alice Moreau · fr`` from the identity metadata ('' when none)."""
+    meta = identity.metadata if isinstance(identity.metadata, dict) else {}
+    name = " ".join(str(meta[k]) for k in ("first_name", "last_name") if meta.get(k))
+    parts = [f"@{meta['username']}" if meta.get("username") else "", name,
+             str(meta.get("language_code") or "")]
+    return " · ".join(part for part in parts if part)
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     """Billing accounts: who they are, what they hold, what they bought. View only."""
@@ -144,8 +153,9 @@ class CustomerAdmin(admin.ModelAdmin):
         if not rows:
             return "—"
         return format_html_join(
-            " ", '<a href="{}">{}</a>',
-            ((admin_url("billable.externalidentity", i.pk) or "#", str(i)) for i in rows),
+            "", '<div><a href="{}">{}</a> {}</div>',
+            ((admin_url("billable.externalidentity", i.pk) or "#", str(i), _profile(i))
+             for i in rows),
         )
 
     @admin.display(description="Products")
