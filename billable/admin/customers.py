@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billable.admin.display import money
 from billable.admin.reports import (
     admin_url,
     build_customer_report,
@@ -36,7 +37,6 @@ from billable.admin.reports import (
     customer_products,
 )
 from billable.exceptions import BillableError
-from billable.admin.display import money
 from billable.models import (
     Customer,
     ExternalIdentity,

@@ -16,8 +16,8 @@ from ninja import Router
 
 from billable.schemas.common import CommonResponse, hint, responses
 from billable.selectors.dashboard import build_dashboard, parse_query
-from billable.selectors.dashboard_query import MAX_BOT_ID_LENGTH
 from billable.selectors.dashboard_export import dashboard_data
+from billable.selectors.dashboard_query import MAX_BOT_ID_LENGTH
 
 router = Router()
 

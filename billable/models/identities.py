@@ -84,7 +84,8 @@ def customer_display_name(user: Any) -> str:
     Built from the oldest identity whose metadata has a profile (``username``, ``first_name``,
     ``last_name``; Telegram identities first), then the user model's own names. Without any
     name the login name is shown, unless it is one the identity service generated
-    (``billable_<provider>_<id>``): then ``provider:external_id`` of the oldest identity. Uses prefetched identities when present (no query per row).
+    (``billable_<provider>_<id>``): then ``provider:external_id`` of the oldest identity.
+    Uses prefetched identities when present (no query per row).
     """
     if user is None:
         return "—"

@@ -75,7 +75,7 @@ class OrderItem(models.Model):
 
     def __str__(self) -> str:
         price: Decimal | int = self.price
-        if (self.order_id and self.order.currency == "XTR" and price is not None
+        if (self.order_id and self.order.currency == "XTR" and isinstance(price, Decimal)
                 and price == price.to_integral_value()):
             price = int(price)  # Telegram Stars are whole
         return f"{self.quantity} × {self.offer_id} @ {price}"

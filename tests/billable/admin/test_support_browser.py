@@ -26,6 +26,7 @@ from tests.billable.admin.support_data import ALICE_TG_ID, build_support_data
 from tests.billable.dashboard.chromium import read_png, require_chromium, run_chromium
 from tests.billable.dashboard.urls import ADMIN_STATIC, login_link
 
+
 @pytest.fixture
 def serial_server(transactional_db: Any, settings: Any) -> Iterator[str]:
     """A live server answering one request at a time (``Connection: close``) on the test

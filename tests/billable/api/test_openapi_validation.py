@@ -219,9 +219,9 @@ def offer(sku: str, product: Product, *, price: str = "1", currency: str = "USD"
 
 @pytest.fixture
 def world(make_user) -> World:
-    """A buyer (external id ``42``, a friend is ``43``) holding CREDITS, a product with a 50-character key, COINS
-    (an exchange currency), and offers: PACK, FREE (price 0), ``L`` × 50 (50-character SKU),
-    ``X`` × 50 (bought with COINS)."""
+    """A buyer (external id ``42``; a friend is ``43``) holding CREDITS, a product with a
+    50-character key and COINS (an exchange currency); offers PACK, FREE (price 0), ``L`` × 50
+    (a 50-character SKU) and ``X`` × 50 (bought with COINS)."""
     from billable.models import ExternalIdentity
 
     user = make_user(username="buyer")
