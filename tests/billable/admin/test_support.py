@@ -170,3 +170,14 @@ def test_every_plural_name_in_the_admin_is_right(admin_client):
     assert registered == PLURALS
     index = admin_client.get(reverse("admin:index")).content.decode()
     assert "Quota batches" in index and "batchs" not in index.lower()
+
+
+def test_the_customer_page_links_lead_to_filtered_lists(admin_client, support):
+    page = admin_client.get(reverse("admin:billable_customer_change",
+                                    args=[support.alice.pk])).content.decode()
+    for listing, expected in (("reservation", 1), ("order", 2)):
+        link = re.search(rf'href="(/admin/billable/{listing}/\?[^"]+)"', page)
+        assert link is not None, listing
+        response = admin_client.get(link.group(1).replace("&amp;", "&"))
+        assert response.status_code == 200, listing
+        assert response.context["cl"].result_count == expected, listing
