@@ -112,6 +112,10 @@ def test_star_prices_are_whole_everywhere(admin_client, support):
     report = admin_client.get(reverse("admin:billable_customer_report",
                                       args=[support.alice.pk])).content.decode()
     assert "<td>50 XTR</td>" in report and "50.00" not in report
+    dashboard = admin_client.get(reverse("admin:billable_revenuedashboard_changelist"))
+    page = dashboard.content.decode()
+    assert '<span class="value">50 XTR</span>' in page and "50.00" not in page
+    assert 'data-value="50"' in page  # the chart bars and labels too
 
 
 def test_saving_a_whole_star_price_keeps_it(admin_client, support):
