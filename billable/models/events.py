@@ -96,6 +96,7 @@ class EventDelivery(models.Model):
 
     class Meta:
         db_table = "billable_event_deliveries"
+        verbose_name_plural = "event deliveries"
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["event", "endpoint"],
