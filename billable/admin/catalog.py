@@ -54,7 +54,7 @@ class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
         fields = ("product_key", "name", "description", "product_type", "is_active",
-                  "is_currency", "created_at", "metadata")
+                  "is_currency", "created_at", "metadata", "translations")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -120,6 +120,10 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
             "fields": (("offer_price", "offer_currency"),
                        ("offer_quantity", "offer_period_unit", "offer_period_value")),
         }),
+        ("Translations", {"fields": ("translations",),
+                          "description": 'Name and description per language, e.g. '
+                                         '{"ru": {"name": "Прогнозы"}}. Missing ones fall back '
+                                         "to the fields above."}),
         ("Sold in", {"fields": ("offers_overview",)}),
         ("Report: sources and debits", {"fields": ("product_report",)}),
         ("Metadata", {"classes": ("collapse",), "fields": ("metadata", "created_at")}),
