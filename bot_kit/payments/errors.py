@@ -47,7 +47,15 @@ class SubscriptionNotFound(NotFound):
     default_message = "Subscription not found"
 
 
+class AlreadySubscribed(ConflictError):
+    """The user already has an active subscription to this offer."""
+
+    code = "already_subscribed"
+    default_message = "Already subscribed to this offer"
+
+
 __all__ = [
+    "AlreadySubscribed",
     "InvalidPayload",
     "NotPurchasable",
     "PaymentNotFound",
