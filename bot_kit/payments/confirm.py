@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from billable import metrics
 from billable.exceptions import BillableError
 from billable.logs import log_fields
-from bot_kit.events import PaymentEvent, payment_confirmed, send_on_commit
+from bot_kit.events import PaymentEvent, SubscriptionEvent, payment_confirmed, send_on_commit
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
@@ -83,6 +83,8 @@ class ConfirmResult:
     event: PaymentEvent | None = None
     #: The offer SKU of the paid order.
     sku: str = ""
+    #: For a subscription charge: the subscription started or renewed (``None`` otherwise).
+    subscription_event: SubscriptionEvent | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -214,7 +216,21 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
              if payment.status == TelegramPayment.Status.CONFIRMED else None)
     return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
                          summary=_summary(payment.order_id), event=event,
-                         sku=_order_sku(payment.order_id))
+                         sku=_order_sku(payment.order_id),
+                         subscription_event=_subscription_event(payment, facts))
+
+
+def _subscription_event(payment: TelegramPayment, facts: PaymentFacts
+                        ) -> SubscriptionEvent | None:
+    if payment.status != TelegramPayment.Status.CONFIRMED or payment.subscription is None:
+        return None
+    subscription = payment.subscription
+    return SubscriptionEvent(
+        telegram_user_id=subscription.telegram_user_id, user_id=subscription.user_id,
+        sku=subscription.sku, state=str(subscription.state),
+        previous_state=str(subscription.state) if facts.is_renewal else "",
+        reason="renewed" if facts.is_renewal else "subscribed",
+        expires_at=subscription.expires_at)
 
 
 def _summary(order_id: int | None, lang: str | None = None) -> str:

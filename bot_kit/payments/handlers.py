@@ -145,6 +145,8 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
                                           name=await aorder_summary(result.order_id, lang),
                                           amount=amount, charge_id=facts.charge_id))
             await call_host(config.on_paid, result.event)
+            if result.subscription_event is not None:
+                await call_host(config.on_subscription_changed, result.subscription_event)
             return
         await message.answer(get_text("payment_rejected", lang, config,
                                       reason=rejection_text(result.payment.reason, lang, config),

@@ -307,7 +307,8 @@ async def test_subscription_renewal_refund_and_callbacks_over_loopback_polling(
     assert [(e.charge_id, e.is_renewal) for e in recorder.calls["paid"]] == [
         ("first", False), ("renewal", True)]
     assert [(e.reason, e.state) for e in recorder.calls["subscription"]] == [
-        ("failed", "failed"), ("refunded", "canceled")]
+        ("subscribed", "active"), ("renewed", "active"), ("failed", "failed"),
+        ("refunded", "canceled")]
     payment = await TelegramPayment.objects.aget(charge_id="renewal")
     assert payment.status == "refunded"
     states = [(b.state, b.remaining_quantity) async for b in QuotaBatch.objects.filter(
@@ -338,7 +339,8 @@ async def test_cancel_after_renewals_uses_the_first_charge_id(
     assert call.params == {"user_id": ivan.id, "telegram_payment_charge_id": "first",
                            "is_canceled": True}
     assert texts_sent(session)[-1].startswith("Подписка отменена; доступ сохранится до ")
-    assert [e.reason for e in recorder.calls["subscription"]] == ["canceled"]
+    assert [e.reason for e in recorder.calls["subscription"]] == [
+        "subscribed", "renewed", "renewed", "canceled"]
 
 
 async def test_a_second_concurrent_subscription_that_got_through_is_refunded_and_cancelled(
