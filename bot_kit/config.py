@@ -113,7 +113,7 @@ class BillingConfig:
 
     def command(self, name: str) -> str | None:
         """The configured name of the kit's command ``name`` (``None`` when disabled)."""
-        return self.commands.get(name, name) if name in self.commands else name
+        return self.commands.get(name, name)
 
     def is_admin(self, telegram_id: int | None) -> bool:
         """True when ``telegram_id`` is one of ``admin_ids``."""
