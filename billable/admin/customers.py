@@ -27,7 +27,6 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext_lazy as _
 
 from billable.admin.reports import (
     admin_url,
@@ -92,15 +91,15 @@ class CustomerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    @admin.display(description=_("External identities"))
+    @admin.display(description="External identities")
     def external_ids(self, obj: Any) -> str:
         return ", ".join(str(i) for i in obj.billable_external_identities.all()) or "—"
 
-    @admin.display(description=_("Spendable units"), ordering="billable_spendable")
+    @admin.display(description="Spendable units", ordering="billable_spendable")
     def spendable_units(self, obj: Any) -> int:
         return getattr(obj, "billable_spendable", None) or 0
 
-    @admin.display(description=_("Identities"))
+    @admin.display(description="Identities")
     def identities(self, obj: Any) -> str:
         rows = obj.billable_external_identities.all()
         if not rows:
@@ -110,12 +109,12 @@ class CustomerAdmin(admin.ModelAdmin):
             ((admin_url("billable.externalidentity", i.pk) or "#", str(i)) for i in rows),
         )
 
-    @admin.display(description=_("Products"))
+    @admin.display(description="Products")
     def products_overview(self, obj: Any) -> str:
         return render_to_string("admin/billable/customer/products_table.html",
                                 {"customer": obj, "products": customer_products(obj.pk)})
 
-    @admin.display(description=_("Reports"))
+    @admin.display(description="Reports")
     def reports(self, obj: Any) -> str:
         return format_html(
             '<a class="button" href="{}">Customer report</a> '

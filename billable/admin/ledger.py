@@ -15,7 +15,6 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext_lazy as _
 
 from billable.admin.reports import admin_url, batch_source, batch_state_label, related_document
 from billable.models import (
@@ -87,15 +86,15 @@ class QuotaBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = ("effective_state", "source", "ledger")
     date_hierarchy = "created_at"
 
-    @admin.display(description=_("Remaining / initial"))
+    @admin.display(description="Remaining / initial")
     def utilization(self, obj: QuotaBatch) -> str:
         return f"{obj.remaining_quantity} / {obj.initial_quantity}"
 
-    @admin.display(description=_("State (now)"))
+    @admin.display(description="State (now)")
     def effective_state(self, obj: QuotaBatch) -> str:
         return batch_state_label(obj, timezone.now())
 
-    @admin.display(description=_("Ledger rows"))
+    @admin.display(description="Ledger rows")
     def ledger(self, obj: QuotaBatch) -> str:
         """The newest rows of this batch, and a link to all of them (batches can be long)."""
         rows = list(obj.transactions.order_by("-created_at", "-id")[:BATCH_LEDGER_ROWS])
@@ -109,7 +108,7 @@ class QuotaBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('{}<div><a href="{}?quota_batch__exact={}">All rows of this batch'
                            '</a></div>', lines, all_url, obj.pk)
 
-    @admin.display(description=_("Source"))
+    @admin.display(description="Source")
     def source(self, obj: QuotaBatch) -> str:
         link = batch_source(obj)
         if link.url:
@@ -129,15 +128,15 @@ class TransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = ("document",)
     date_hierarchy = "created_at"
 
-    @admin.display(description=_("Product"))
+    @admin.display(description="Product")
     def product(self, obj: Transaction) -> str:
         return str(obj.quota_batch.product)
 
-    @admin.display(description=_("Amount"))
+    @admin.display(description="Amount")
     def amount_display(self, obj: Transaction) -> str:
         return signed_amount(obj)
 
-    @admin.display(description=_("Related"))
+    @admin.display(description="Related")
     def document(self, obj: Transaction) -> str:
         link = related_document(obj)
         if link is None:
@@ -178,7 +177,7 @@ class IdempotencyKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("key", _USER_SEARCH)
     readonly_fields = ("customer",)
 
-    @admin.display(description=_("Customer"))
+    @admin.display(description="Customer")
     def customer(self, obj: IdempotencyKey) -> str:
         url = admin_url("billable.customer", obj.user_id)
         return format_html('<a href="{}">{}</a>', url or "#", obj.user)

@@ -13,7 +13,6 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
 
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
@@ -32,7 +31,7 @@ class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
     fields = ("offer", "quantity", "price", "contents")
     readonly_fields = fields
 
-    @admin.display(description=_("Grants (per unit, frozen at order time)"))
+    @admin.display(description="Grants (per unit, frozen at order time)")
     def contents(self, obj: OrderItem) -> str:
         """The snapshot as text, e.g. ``10 × TOKENS; 1 × PREMIUM for 30 days``."""
         if not isinstance(obj.snapshot, dict):
@@ -82,7 +81,7 @@ class OrderAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # financial records; cancel or refund instead
 
-    @admin.action(description=_("Confirm payment (grant products)"),
+    @admin.action(description="Confirm payment (grant products)",
                   permissions=["change"])
     def confirm_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.pay_order`` for each pending order (payment method ``admin``)."""
@@ -90,7 +89,7 @@ class OrderAdmin(admin.ModelAdmin):
                       lambda o: OrderService.pay_order(o.pk, payment_method=ADMIN_PAYMENT_METHOD),
                       "Confirmed")
 
-    @admin.action(description=_("Cancel pending orders"), permissions=["change"])
+    @admin.action(description="Cancel pending orders", permissions=["change"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.cancel_pending_order`` for each selected order."""
         reason = f"cancelled in admin by {request.user}"
@@ -98,7 +97,7 @@ class OrderAdmin(admin.ModelAdmin):
                       lambda o: OrderService.cancel_pending_order(o.pk, reason=reason),
                       "Cancelled")
 
-    @admin.action(description=_("Refund paid orders (revoke products)"), permissions=["change"])
+    @admin.action(description="Refund paid orders (revoke products)", permissions=["change"])
     def refund_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.refund_paid_order`` for each selected order (billing side only)."""
         reason = f"refunded in admin by {request.user}"
