@@ -63,7 +63,7 @@ def test_an_existing_0_3_database_migrates_without_any_change(tmp_path: Path) ->
 
 
 def _without_translations(dump: str) -> list[dict]:
-    """0007 adds ``translations`` to products and offers: stepping back before it drops them."""
+    """0008 adds ``translations`` to products and offers: stepping back before it drops them."""
     rows = json.loads(dump)
     for row in rows:
         row["fields"].pop("translations", None)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billable', '0006_revenue_dashboard'),
+        ('billable', '0007_quota_batch_plural'),
     ]
 
     operations = [
