@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billable', '0007_quota_batch_plural'),
+        ('billable', '0008_catalog_translations'),
     ]
 
     operations = [
