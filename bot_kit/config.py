@@ -16,6 +16,11 @@ LanguageGetter = Callable[[Any], "Awaitable[str | None] | str | None"]
 #: ``(event) -> None`` (sync or async): a host callback; see ``bot_kit.events``.
 EventCallback = Callable[[Any], "Awaitable[None] | None"]
 
+#: ``BillingConfig.wallet``: one billing account per Telegram user for every bot of the project.
+WALLET_SHARED = "shared"
+#: ``BillingConfig.wallet``: one billing account (and trial) per Telegram user *and bot*.
+WALLET_PER_BOT = "per_bot"
+
 #: The only subscription period the Bot API accepts outside the test environment (30 days).
 TELEGRAM_SUBSCRIPTION_PERIOD = 2592000
 
@@ -54,6 +59,12 @@ class BillingConfig:
     ``on_quota_exhausted`` are called once per event (see ``bot_kit.events``).
     ``subscription_period`` must be 2592000 (30 days) unless ``test_environment`` is set.
     ``commands`` renames (``{"buy": "shop"}``) or disables (``{"refund": None}``) commands.
+
+    Several bots in one project (``docs/bot_kit.md``, "Several bots"): ``bot_id`` is the bot's
+    Telegram id (``bot_id_from_token(token)``); with it, invoice payloads, orders and ledger rows
+    are bound to the bot and a payment made to another bot is refused and refunded.
+    ``wallet="per_bot"`` (needs ``bot_id``) gives every bot its own accounts and trials
+    (identity provider ``telegram:<bot_id>``); ``"shared"`` (default) one account per user.
     """
 
     offers: tuple[str, ...] = ()
@@ -78,6 +89,8 @@ class BillingConfig:
     precheckout_timeout: float = 5.0
     # Identity
     identity_provider: str = "telegram"
+    bot_id: int | None = None
+    wallet: str = WALLET_SHARED
     identity_cache_size: int = 10_000
     identity_revalidate_after: float = 0.0
     # Commands (names without the slash)
@@ -100,6 +113,13 @@ class BillingConfig:
         object.__setattr__(self, "signing_secrets", tuple(self.signing_secrets))
         if self.trial_offer is not None:
             object.__setattr__(self, "trial_offer", self.trial_offer.upper())
+        if self.wallet not in (WALLET_SHARED, WALLET_PER_BOT):
+            raise ValueError('wallet must be "shared" or "per_bot"')
+        if self.bot_id is not None and (isinstance(self.bot_id, bool)
+                                        or not isinstance(self.bot_id, int) or self.bot_id <= 0):
+            raise ValueError("bot_id must be a positive integer (the bot's Telegram id)")
+        if self.wallet == WALLET_PER_BOT and self.bot_id is None:
+            raise ValueError('wallet="per_bot" needs bot_id')
         if self.identity_cache_size < 0:
             raise ValueError("identity_cache_size must be >= 0")
         if self.identity_revalidate_after < 0:
@@ -111,6 +131,31 @@ class BillingConfig:
                              "are for Telegram's test environment (test_environment=True)")
         _SUBSCRIPTION_SKUS.update(self.subscription_offers)
 
+    @property
+    def telegram_provider(self) -> str:
+        """The ``ExternalIdentity`` provider (and trial identity type) of this bot's users:
+        ``identity_provider`` for a shared wallet, ``"<identity_provider>:<bot_id>"`` per bot.
+        The one place the kit names it."""
+        if self.wallet == WALLET_PER_BOT:
+            return f"{self.identity_provider}:{self.bot_id}"
+        return self.identity_provider
+
+    @property
+    def trial_identity_type(self) -> str:
+        """The identity type under which ``/trial`` records a claim: ``"telegram"`` for a
+        shared wallet (one trial per person across the owner's bots), the bot's provider
+        per bot (one trial per person and bot)."""
+        return self.telegram_provider if self.wallet == WALLET_PER_BOT else "telegram"
+
+    @property
+    def bot_key(self) -> str | None:
+        """``bot_id`` as the string the dashboard's ``metadata["bot_id"]`` contract wants."""
+        return None if self.bot_id is None else str(self.bot_id)
+
+    def bot_metadata(self, **extra: object) -> dict[str, object]:
+        """``extra`` plus ``{"bot_id": "<bot id>"}`` when this config names its bot."""
+        return {**extra, "bot_id": self.bot_key} if self.bot_key is not None else dict(extra)
+
     def command(self, name: str) -> str | None:
         """The configured name of the kit's command ``name`` (``None`` when disabled)."""
         return self.commands.get(name, name)
@@ -120,5 +165,23 @@ class BillingConfig:
         return telegram_id is not None and telegram_id in self.admin_ids
 
 
-__all__ = ["TELEGRAM_SUBSCRIPTION_PERIOD", "BillingConfig", "EventCallback", "LanguageGetter",
-           "PrecheckoutValidator", "Throttle"]
+def bot_id_from_token(token: str) -> int:
+    """The bot's Telegram id: the numeric part of its token before ``:`` (no network call;
+    aiogram's ``Bot.id`` is the same number)."""
+    head, sep, _ = str(token).partition(":")
+    if not sep or not head.isdigit() or int(head) <= 0:
+        raise ValueError("Not a bot token (expected '<bot id>:<secret>')")
+    return int(head)
+
+
+__all__ = [
+    "TELEGRAM_SUBSCRIPTION_PERIOD",
+    "WALLET_PER_BOT",
+    "WALLET_SHARED",
+    "BillingConfig",
+    "EventCallback",
+    "LanguageGetter",
+    "PrecheckoutValidator",
+    "Throttle",
+    "bot_id_from_token",
+]

@@ -65,6 +65,9 @@ class TelegramPayment(models.Model):
     charge_id = models.CharField(max_length=255, unique=True)
     provider_charge_id = models.CharField(max_length=255, blank=True, default="")
     telegram_user_id = models.BigIntegerField()
+    bot_id = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="The bot that received the payment (and must refund it); empty: unknown.")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
                              blank=True, related_name="bot_kit_payments")
     order = models.ForeignKey("billable.Order", on_delete=models.PROTECT, null=True, blank=True,

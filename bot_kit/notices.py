@@ -58,7 +58,7 @@ async def language_of(config: BillingConfig, telegram_user_id: int, tg_user: Any
     if tg_user is None:
         try:
             tg_user = await sync_to_async(_stored_user)(telegram_user_id,
-                                                        config.identity_provider)
+                                                        config.telegram_provider)
         except Exception:
             logger.exception("could not read the stored profile of %s", telegram_user_id)
     return await user_language(config, tg_user, injected)

@@ -46,7 +46,9 @@ async def claim_text(config: BillingConfig, *, lang: str, user_id: int | None,
         return get_text("error_unavailable", lang, config)
     try:
         batches = await TrialService.aclaim_trial(
-            user_id, config.trial_offer, identities={"telegram": str(telegram_id)})
+            user_id, config.trial_offer,
+            identities={config.trial_identity_type: str(telegram_id)},
+            metadata=config.bot_metadata() or None)
     except TrialAlreadyUsed:
         return get_text("trial_already_used", lang, config)
     except BillableError as exc:

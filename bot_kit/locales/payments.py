@@ -9,6 +9,7 @@ MESSAGES: dict[str, str] = {
     "buy_empty": "Nothing is on sale right now.",
     "precheckout_invalid": "This invoice is not valid. Please request a new one with /buy.",
     "precheckout_wrong_buyer": "This invoice was issued to another user.",
+    "precheckout_wrong_bot": "This invoice was issued by another bot.",
     "precheckout_not_found": "This order no longer exists. Please use /buy again.",
     "precheckout_not_payable": "This order was cancelled. Please use /buy again.",
     "precheckout_already_paid": "This order is already paid.",

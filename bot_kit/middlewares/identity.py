@@ -187,7 +187,7 @@ class IdentityMiddleware(BaseMiddleware):
         if cached is not None and cached.profile == fingerprint:
             if now - cached.validated_at < self.config.identity_revalidate_after:
                 return cached
-            current = await sync_to_async(current_owner)(self.config.identity_provider,
+            current = await sync_to_async(current_owner)(self.config.telegram_provider,
                                                          external_id)
             if current == cached.user_id:
                 if self.config.identity_revalidate_after:
@@ -203,7 +203,7 @@ class IdentityMiddleware(BaseMiddleware):
         from billable.services.identities import IdentityService
 
         resolved = await IdentityService.aresolve_user(
-            provider=self.config.identity_provider, external_id=external_id, profile=profile)
+            provider=self.config.telegram_provider, external_id=external_id, profile=profile)
         user = resolved.user
         return CachedIdentity(user=user, user_id=user.pk, profile=fingerprint)
 

@@ -54,7 +54,8 @@ class Hold:
 
 
 def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
-               ttl: int | None = None, takeover: bool = False) -> Hold:
+               ttl: int | None = None, takeover: bool = False,
+               metadata: dict[str, Any] | None = None) -> Hold:
     """Hold the units for an update (sync; one thread hop from the middleware).
 
     The hold is placed through the ledger's ``holds.place`` — the code behind
@@ -80,7 +81,7 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
     for _ in range(MAX_ATTEMPTS):
         reservation_id, fresh = holds.place(
             owner, product_key, amount, ttl=lifetime, idempotency_key=optional_key(key),
-            metadata={"source": "bot_kit"}, action_type="usage")
+            metadata=metadata or {"source": "bot_kit"}, action_type="usage")
         if fresh:
             return Hold(reservation_id, run=True)
         state = Reservation.objects.filter(pk=reservation_id).values_list(
@@ -151,7 +152,8 @@ class QuotaMiddleware(BaseMiddleware):
         try:
             hold: Hold = await sync_to_async(hold_quota)(
                 user_id, requirement, key, ttl=self.config.reservation_ttl,
-                takeover=bool(data.get(keys.INBOX_TAKEOVER)))
+                takeover=bool(data.get(keys.INBOX_TAKEOVER)),
+                metadata=self.config.bot_metadata(source="bot_kit"))
         except QuotaError:
             await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
                                config=self.config, user_id=user_id)

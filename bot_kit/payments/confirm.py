@@ -100,11 +100,12 @@ def _pay(facts: PaymentFacts, check: Any, user_id: int) -> Any:
     order = check.order
     if check.payload.is_subscription and order.status == Order.Status.PAID:
         # A renewal (check_charge lets a paid order through only for recurring payments).
+        metadata = {"source": "telegram", "renewal_of": check.order.pk,
+                    "telegram_user_id": facts.telegram_user_id}
+        if isinstance(order.metadata, dict) and order.metadata.get("bot_id") is not None:
+            metadata["bot_id"] = order.metadata["bot_id"]  # the renewal belongs to its bot
         order = OrderService.create_order(
-            user_id, [{"sku": subscription_sku(order), "quantity": 1}],
-            metadata={"source": "telegram", "renewal_of": check.order.pk,
-                      "telegram_user_id": facts.telegram_user_id},
-        )
+            user_id, [{"sku": subscription_sku(order), "quantity": 1}], metadata=metadata)
     OrderService.process_payment(order.pk, payment_id=facts.charge_id, payment_method=method)
     return order
 
@@ -123,12 +124,13 @@ def _reject(payment: TelegramPayment, reason: str) -> None:
 
 
 def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, ...],
-            user_id: int | None) -> None:
+            user_id: int | None, bot_id: int | None = None) -> None:
     """Pay what ``payment`` is for, or reject it (and queue its refund)."""
     charge = Charge(telegram_user_id=facts.telegram_user_id, payload=facts.payload,
                     currency=facts.currency, total_amount=facts.total_amount)
     try:
-        check = check_charge(charge, secrets, user_id=user_id, allow_paid=facts.is_recurring)
+        check = check_charge(charge, secrets, user_id=user_id, allow_paid=facts.is_recurring,
+                             bot_id=bot_id)
     except BillableError as exc:  # e.g. no signing secrets configured
         _reject(payment, exc.code)
         return
@@ -182,30 +184,35 @@ def _order_sku(order_id: int | None) -> str:
 
 
 def _record(facts: PaymentFacts, secrets: tuple[str, ...],
-            user_id: int | None) -> TelegramPayment:
+            user_id: int | None, bot_id: int | None = None) -> TelegramPayment:
     with transaction.atomic():
         payment = TelegramPayment.objects.create(
             charge_id=facts.charge_id, provider_charge_id=facts.provider_charge_id,
-            telegram_user_id=facts.telegram_user_id, user_id=user_id,
+            telegram_user_id=facts.telegram_user_id, user_id=user_id, bot_id=bot_id,
             currency=facts.currency.upper(), total_amount=facts.total_amount,
             invoice_payload=facts.payload[:255], status=TelegramPayment.Status.REJECTED,
             is_recurring=facts.is_recurring, is_first_recurring=facts.is_first_recurring,
             subscription_expires_at=from_unix(facts.subscription_expiration_date),
         )
-        _honour(payment, facts, secrets, user_id)
+        _honour(payment, facts, secrets, user_id, bot_id)
     return payment
 
 
 def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
-                    user_id: int | None = None, provider: str = "telegram") -> ConfirmResult:
-    """Record ``facts`` and pay its order exactly once; see the module docstring."""
+                    user_id: int | None = None, provider: str = "telegram",
+                    bot_id: int | None = None) -> ConfirmResult:
+    """Record ``facts`` and pay its order exactly once; see the module docstring.
+
+    ``bot_id`` is the bot the payment arrived at: it is recorded (that bot refunds it) and a
+    payment for an invoice of another bot is rejected and refunded (``wrong_bot``).
+    """
     existing = TelegramPayment.objects.filter(charge_id=facts.charge_id).first()
     if existing is not None:
         return ConfirmResult(existing, created=False, order_id=existing.order_id)
     if user_id is None:
         user_id = billing_user_id_for(facts.telegram_user_id, provider)
     try:
-        payment = _record(facts, tuple(secrets), user_id)
+        payment = _record(facts, tuple(secrets), user_id, bot_id)
     except IntegrityError:
         existing = TelegramPayment.objects.filter(charge_id=facts.charge_id).first()
         if existing is None:
@@ -252,10 +259,11 @@ async def aorder_summary(order_id: int | None, lang: str | None) -> str:
 
 async def aconfirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
                            user_id: int | None = None,
-                           provider: str = "telegram") -> ConfirmResult:
+                           provider: str = "telegram",
+                           bot_id: int | None = None) -> ConfirmResult:
     """Async twin of ``confirm_payment``."""
     return await sync_to_async(confirm_payment)(facts, secrets, user_id=user_id,
-                                                provider=provider)
+                                                provider=provider, bot_id=bot_id)
 
 
 __all__ = ["ConfirmResult", "PaymentFacts", "aconfirm_payment", "confirm_payment"]

@@ -39,7 +39,7 @@ async def resolve_user_id(billing_user_id: int | None, tg_user: User,
     """The billing user id injected by the middleware, else looked up by Telegram id."""
     if billing_user_id is not None:
         return billing_user_id
-    found = await sync_to_async(billing_user_id_for)(tg_user.id, config.identity_provider)
+    found = await sync_to_async(billing_user_id_for)(tg_user.id, config.telegram_provider)
     if found is None:
         from billable.exceptions import UserNotFound
 
@@ -133,7 +133,7 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
             return
         facts = PaymentFacts.from_message(tg_user.id, paid)
         result = await aconfirm_payment(facts, config.signing_secrets, user_id=billing_user_id,
-                                        provider=config.identity_provider)
+                                        provider=config.telegram_provider, bot_id=bot.id)
         if not result.created:
             return
         lang = await language(billing_lang, tg_user, config)

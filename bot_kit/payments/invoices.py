@@ -124,10 +124,12 @@ def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: Billi
     amount = to_minor_units(offer.price, currency)
     order = OrderService.create_order(
         user_id, [{"sku": offer.sku, "quantity": 1}],
-        metadata={"source": "telegram", "telegram_user_id": telegram_user_id, "kind": kind},
+        metadata=config.bot_metadata(source="telegram", telegram_user_id=telegram_user_id,
+                                     kind=kind),
     )
     payload = sign_payload(InvoicePayload(order_id=order.pk, amount=amount, currency=currency,
-                                          buyer_id=telegram_user_id, kind=kind),
+                                          buyer_id=telegram_user_id, kind=kind,
+                                          bot_id=config.bot_id),
                            config.signing_secrets)
     title = truncate_text(offer.localized_name(lang), TITLE_LIMIT) or offer.sku
     description = truncate_text(offer.localized_description(lang), DESCRIPTION_LIMIT) or title

@@ -3,9 +3,12 @@
 Format (ASCII, at most 128 bytes as Telegram requires)::
 
     b1.<kid>.<kind>.<order_id>.<amount>.<currency>.<buyer>.<signature>
+    b2.<kid>.<kind>.<order_id>.<amount>.<currency>.<buyer>.<bot>.<signature>
 
 ``kind`` is ``o`` (one-time order) or ``s`` (Stars subscription), ``amount`` is in the currency's
-smallest units, ``buyer`` is the Telegram user id. The signature is a truncated HMAC-SHA256 over
+smallest units, ``buyer`` is the Telegram user id, ``bot`` the id of the bot that issued the
+invoice (``b2``, written when ``BillingConfig.bot_id`` is set; a bot refuses a payload of
+another bot even when the bots share their signing secrets). The signature is a truncated HMAC-SHA256 over
 everything before it. Key rotation: the first of ``signing_secrets`` signs, all of them verify;
 ``kid`` (a short fingerprint of the secret, never the secret) picks the verifying key directly.
 """
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 from bot_kit.payments.errors import InvalidPayload, PaymentsMisconfigured
 
 VERSION = "b1"
+#: The version that also binds the issuing bot's id.
+VERSION_BOT = "b2"
 MAX_PAYLOAD_BYTES = 128
 KIND_ORDER = "o"
 KIND_SUBSCRIPTION = "s"
@@ -36,6 +41,8 @@ class InvoicePayload:
     currency: str
     buyer_id: int
     kind: str = KIND_ORDER
+    #: The bot that issued the invoice (``None``: a ``b1`` payload, bound to no bot).
+    bot_id: int | None = None
 
     @property
     def is_subscription(self) -> bool:
@@ -69,8 +76,12 @@ def sign_payload(payload: InvoicePayload, secrets: Sequence[str]) -> str:
     currency = payload.currency.upper()
     if payload.kind not in (KIND_ORDER, KIND_SUBSCRIPTION) or not currency.isalnum():
         raise InvalidPayload("Cannot sign this payload")
-    body = ".".join((VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
-                     str(int(payload.amount)), currency, str(int(payload.buyer_id))))
+    fields = [VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
+              str(int(payload.amount)), currency, str(int(payload.buyer_id))]
+    if payload.bot_id is not None:
+        fields[0] = VERSION_BOT
+        fields.append(str(int(payload.bot_id)))
+    body = ".".join(fields)
     text = f"{body}.{_signature(secret, body)}"
     if len(text.encode("ascii")) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Invoice payload longer than 128 bytes")
@@ -93,14 +104,16 @@ def verify_payload(text: object, secrets: Sequence[str]) -> InvoicePayload:
     if not isinstance(text, str) or not text.isascii() or len(text) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Malformed invoice payload")
     parts = text.split(".")
-    if len(parts) != 8 or parts[0] != VERSION or parts[2] not in (KIND_ORDER, KIND_SUBSCRIPTION):
+    size = {VERSION: 8, VERSION_BOT: 9}.get(parts[0])
+    if len(parts) != size or parts[2] not in (KIND_ORDER, KIND_SUBSCRIPTION):
         raise InvalidPayload("Malformed invoice payload")
-    body, signature = ".".join(parts[:7]), parts[7]
+    body, signature = ".".join(parts[:-1]), parts[-1]
     candidates = [s for s in valid if key_id(s) == parts[1]]
     if not any(hmac.compare_digest(_signature(s, body), signature) for s in candidates):
         raise InvalidPayload("Invoice payload signature is invalid")
     return InvoicePayload(order_id=_parse_int(parts[3]), amount=_parse_int(parts[4]),
-                          currency=parts[5], buyer_id=_parse_int(parts[6]), kind=parts[2])
+                          currency=parts[5], buyer_id=_parse_int(parts[6]), kind=parts[2],
+                          bot_id=_parse_int(parts[7]) if size == 9 else None)
 
 
 __all__ = [

@@ -40,6 +40,7 @@ ALREADY_PAID = "already_paid"
 AMOUNT_MISMATCH = "amount_mismatch"
 UNAVAILABLE = "unavailable"
 ALREADY_SUBSCRIBED = "already_subscribed"
+WRONG_BOT = "wrong_bot"
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,12 @@ def billing_user_id_for(telegram_user_id: int, provider: str = "telegram") -> in
 
 
 def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | None,
-                 allow_paid: bool = False) -> OrderCheck:
+                 allow_paid: bool = False, bot_id: int | None = None) -> OrderCheck:
     """Match ``charge`` with its signed payload and order (read-only).
 
     ``user_id`` is the payer's billing user. ``allow_paid`` lets an order that is already paid
-    pass (renewals of a subscription reuse the first order's payload).
+    pass (renewals of a subscription reuse the first order's payload). ``bot_id`` is the bot
+    the charge arrived at: a payload or order bound to another bot is ``wrong_bot``.
     """
     from billable.models import Order
 
@@ -82,6 +84,8 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
         payload = verify_payload(charge.payload, secrets)
     except InvalidPayload:
         return OrderCheck(INVALID)
+    if bot_id is not None and payload.bot_id is not None and payload.bot_id != bot_id:
+        return OrderCheck(WRONG_BOT, payload)
     if payload.buyer_id != charge.telegram_user_id:
         return OrderCheck(WRONG_BUYER, payload)
     if (payload.currency != charge.currency.upper() or payload.amount != charge.total_amount):
@@ -89,6 +93,8 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
     order = Order.objects.filter(pk=payload.order_id).first()
     if order is None:
         return OrderCheck(NOT_FOUND, payload)
+    if not same_bot(order, bot_id):
+        return OrderCheck(WRONG_BOT, payload, order)
     if user_id is None or order.user_id != user_id:
         return OrderCheck(WRONG_BUYER, payload, order)
     if order.currency.upper() != payload.currency or _minor(order) != payload.amount:
@@ -100,6 +106,20 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
     return OrderCheck(None, payload, order)
 
 
+def same_bot(order: Any, bot_id: int | None) -> bool:
+    """False when ``order`` was sold by a bot other than ``bot_id`` (its
+    ``metadata["bot_id"]``); an order or a check without a bot matches any."""
+    owner = (order.metadata or {}).get("bot_id") if isinstance(order.metadata, dict) else None
+    return bot_id is None or owner is None or str(owner) == str(bot_id)
+
+
+def receiving_bot_id(event: Any) -> int | None:
+    """The id of the bot an aiogram update object (query, message) arrived at, if bound."""
+    bot = getattr(event, "bot", None)
+    bot_id = getattr(bot, "id", None) if bot is not None else None
+    return bot_id if isinstance(bot_id, int) else None
+
+
 def _minor(order: Any) -> int:
     try:
         return to_minor_units(order.total_amount, order.currency)
@@ -108,11 +128,14 @@ def _minor(order: Any) -> int:
 
 
 def check_precheckout(charge: Charge, config: BillingConfig, *,
-                      user_id: int | None = None) -> OrderCheck:
-    """``check_charge`` for a pre-checkout query, resolving the payer when not given."""
+                      user_id: int | None = None, bot_id: int | None = None) -> OrderCheck:
+    """``check_charge`` for a pre-checkout query, resolving the payer when not given.
+
+    ``bot_id`` is the bot the query arrived at (default ``config.bot_id``)."""
     if user_id is None:
-        user_id = billing_user_id_for(charge.telegram_user_id, config.identity_provider)
-    result = check_charge(charge, config.signing_secrets, user_id=user_id)
+        user_id = billing_user_id_for(charge.telegram_user_id, config.telegram_provider)
+    result = check_charge(charge, config.signing_secrets, user_id=user_id,
+                          bot_id=bot_id if bot_id is not None else config.bot_id)
     if result.payload is not None and result.payload.is_subscription:
         return _check_subscription(charge, result)
     return result
@@ -140,7 +163,8 @@ async def _decide(query: PreCheckoutQuery, config: BillingConfig,
                   user_id: int | None) -> tuple[str | None, str | None]:
     charge = Charge(telegram_user_id=query.from_user.id, payload=query.invoice_payload,
                     currency=query.currency, total_amount=query.total_amount)
-    result = await sync_to_async(check_precheckout)(charge, config, user_id=user_id)
+    result = await sync_to_async(check_precheckout)(charge, config, user_id=user_id,
+                                                    bot_id=receiving_bot_id(query))
     if result.reason is not None or config.precheckout_validator is None:
         return result.reason, None
     text = await asyncio.wait_for(config.precheckout_validator(query, result.order),
@@ -180,4 +204,6 @@ __all__ = [
     "billing_user_id_for",
     "check_charge",
     "check_precheckout",
+    "receiving_bot_id",
+    "same_bot",
 ]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from bot_kit.events import RefundEvent, payment_refunded, send_on_commit
@@ -181,6 +181,10 @@ class RefundOutbox:
         self.max_delay = max_delay
         self.max_attempts = max_attempts
         self.lease = lease
+        #: Only the payments this bot received (or of no known bot) are refunded by it: with
+        #: several bots on one database, each bot's worker refunds its own charges.
+        bot_id = getattr(bot, "id", None)
+        self.bot_id = bot_id if isinstance(bot_id, int) else None
         self.database = Outage("database (refund outbox)", logger)
 
     def backoff(self, attempts: int) -> float:
@@ -196,6 +200,9 @@ class RefundOutbox:
                 state=RefundRequest.State.PENDING, next_attempt_at__lte=now)
             if only is not None:
                 rows = rows.filter(pk=only)
+            if self.bot_id is not None:
+                rows = rows.filter(Q(payment__bot_id__isnull=True)
+                                   | Q(payment__bot_id=self.bot_id))
             skip = connection.features.has_select_for_update_skip_locked
             rows = rows.select_for_update(skip_locked=skip, of=("self",))
             jobs = []

@@ -78,6 +78,6 @@ class Command(BaseCommand):
         config = _bot.command_config(dispatcher)
         for repair in plan:
             outcome = apply_repair(repair, config.signing_secrets,
-                                   provider=config.identity_provider)
+                                   provider=config.telegram_provider)
             self.stdout.write(f"{repair.describe()} -> {outcome}")
         self.stdout.write(f"{len(plan)} repair(s) made.")
