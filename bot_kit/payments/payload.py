@@ -8,9 +8,10 @@ Format (ASCII, at most 128 bytes as Telegram requires)::
 ``kind`` is ``o`` (one-time order) or ``s`` (Stars subscription), ``amount`` is in the currency's
 smallest units, ``buyer`` is the Telegram user id, ``bot`` the id of the bot that issued the
 invoice (``b2``, written when ``BillingConfig.bot_id`` is set; a bot refuses a payload of
-another bot even when the bots share their signing secrets). The signature is a truncated HMAC-SHA256 over
-everything before it. Key rotation: the first of ``signing_secrets`` signs, all of them verify;
-``kid`` (a short fingerprint of the secret, never the secret) picks the verifying key directly.
+another bot even when the bots share their signing secrets). The signature is a truncated
+HMAC-SHA256 over everything before it. Key rotation: the first of ``signing_secrets`` signs,
+all of them verify; ``kid`` (a short fingerprint of the secret, never the secret) picks the
+verifying key directly.
 """
 
 from __future__ import annotations
