@@ -78,10 +78,25 @@ def _events(namespace: dict[str, Any]) -> None:
     assert namespace["endpoint"].secret.startswith("whsec_")
 
 
+def _multibot(namespace: dict[str, Any]) -> None:
+    from billable.models import ExternalIdentity
+    from bot_kit.models import TelegramPayment
+
+    sessions = namespace["sessions"]
+    assert [sessions[b].calls_to("sendMessage")[0].params["text"].count("3") for b in (111, 222)
+            ] == [1, 1]  # a trial granted by each bot
+    assert set(ExternalIdentity.objects.values_list("provider", flat=True)) == {
+        "telegram:111", "telegram:222"}
+    payment = TelegramPayment.objects.get(charge_id="paid-at-b")
+    assert (payment.bot_id, payment.status, payment.reason) == (222, "refunded", "wrong_bot")
+    assert not sessions[111].calls_to("refundStarPayment")
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "docs/api.md": _mounted,
     "docs/events.md": _events,
     "docs/bot_kit.md": _bot_kit,
+    "docs/multibot.md": _multibot,
     "docs/orders.md": _orders,
     "docs/payments.md": _payments,
     "docs/scaling.md": _scaling,
