@@ -58,6 +58,8 @@ class IdentityCache:
 
     def __init__(self, max_size: int = 10_000) -> None:
         self.max_size = max_size
+        #: The identity provider whose users this cache holds (set by the first middleware).
+        self.provider: str | None = None
         self._entries: OrderedDict[str, CachedIdentity] = OrderedDict()
         self._lock = threading.Lock()
         _CACHES.add(self)
@@ -153,6 +155,13 @@ class IdentityMiddleware(BaseMiddleware):
     def __init__(self, config: BillingConfig, cache: IdentityCache | None = None) -> None:
         self.config = config
         self.cache = cache if cache is not None else IdentityCache(config.identity_cache_size)
+        # Entries are keyed by Telegram id only: one cache serves one identity provider (bots
+        # with per-bot wallets cannot share a cache).
+        owner = getattr(self.cache, "provider", None)
+        if owner is not None and owner != config.telegram_provider:
+            raise ValueError(f"This IdentityCache already serves provider {owner!r}; "
+                             f"give the bot of {config.telegram_provider!r} its own cache")
+        self.cache.provider = config.telegram_provider
 
     async def __call__(self, handler: Handler, event: TelegramObject,
                        data: dict[str, Any]) -> Any:

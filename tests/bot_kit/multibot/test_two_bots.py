@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiogram import Bot, Dispatcher
-from aiogram.types import User
+from aiogram import Bot, Dispatcher, Router
+from aiogram.filters import Command
+from aiogram.types import Message, User
 from asgiref.sync import sync_to_async
 
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig, bot_id_from_token
+from bot_kit.decorators import requires_quota
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.payload import verify_payload
 from bot_kit.payments.refunds import RefundOutbox
@@ -30,6 +32,18 @@ from tests.bot_kit.multibot.common import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def gated_router() -> Router:
+    """The host's ``/use``: spends one credit (a hold, then a debit of the bot's wallet)."""
+    router = Router()
+
+    @router.message(Command("use"))
+    @requires_quota("CREDITS")
+    async def use(message: Message) -> None:
+        await message.answer("used one credit")
+
+    return router
+
+
 class Side:
     """One bot: its config, dispatcher, fake Bot API session and Bot."""
 
@@ -39,6 +53,7 @@ class Side:
         self.bot = make_bot(self.session, token=token)
         self.dp = Dispatcher()
         setup_billing(self.dp, config)
+        self.dp.include_router(gated_router())
 
     async def feed(self, update: Any) -> None:
         await self.dp.feed_update(self.bot, update)
@@ -219,16 +234,36 @@ async def test_dashboard_bot_filter_shows_each_bots_revenue(updates: UpdateFacto
     await a.feed(updates.command("trial", user=erin))
     await b.feed(updates.command("trial", user=erin))
     await b.feed(updates.command("trial", user=frank))
+    await a.feed(updates.command("use", user=erin))
+    for _ in range(2):
+        await b.feed(updates.command("use", user=frank))
+    assert a.texts().count("used one credit") == 1 and b.texts().count("used one credit") == 2
 
     @sync_to_async
     def figures(bot: str | None) -> tuple[Any, ...]:
         board = build_dashboard(parse_query(bot=bot))
         [stars] = board.revenue or [None]
+        used = sum(product.units for product in board.consumption)
         return (board.bots, stars.gross if stars else 0, board.orders, board.paying_users,
-                board.conversion.trial_users)
+                board.conversion.trial_users, used)
 
     bots = (str(BOT_A), str(BOT_B))
-    assert await figures(str(BOT_A)) == (bots, 140, 2, 2, 1)
-    assert await figures(str(BOT_B)) == (bots, 90, 1, 1, 2)
-    assert await figures(None) == (bots, 230, 3, 3, 3)
-    assert (await figures("-"))[1:4] == (0, 0, 0)
+    assert await figures(str(BOT_A)) == (bots, 140, 2, 2, 1, 1)
+    assert await figures(str(BOT_B)) == (bots, 90, 1, 1, 2, 2)
+    assert await figures(None) == (bots, 230, 3, 3, 3, 3)
+    assert (await figures("-"))[1:] == (0, 0, 0, 0, 0)
+
+
+def test_per_bot_wallets_cannot_share_an_identity_cache() -> None:
+    from bot_kit.middlewares.identity import IdentityCache
+
+    config_a, config_b = two_configs("per_bot")
+    cache = IdentityCache()
+    setup_billing(Dispatcher(), config_a, cache=cache)
+    setup_billing(Dispatcher(), config_a, cache=cache)  # the same provider may share it
+    with pytest.raises(ValueError, match="own cache"):
+        setup_billing(Dispatcher(), config_b, cache=cache)
+    shared_a, shared_b = two_configs("shared")
+    shared = IdentityCache()
+    setup_billing(Dispatcher(), shared_a, cache=shared)
+    setup_billing(Dispatcher(), shared_b, cache=shared)  # one wallet: one cache is fine
