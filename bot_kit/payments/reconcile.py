@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.db.models import Q
 
 from bot_kit.models import TelegramPayment
 
@@ -88,9 +89,13 @@ def telegram_charges(transactions: Iterable[Any]) -> list[ChargeRecord]:
             for t in transactions if _is_user(t.source)]
 
 
-def recorded_charges(since: datetime | None = None) -> list[ChargeRecord]:
-    """Our recorded Stars payments (optionally only those recorded since ``since``)."""
+def recorded_charges(since: datetime | None = None, *,
+                     bot_id: int | None = None) -> list[ChargeRecord]:
+    """Our recorded Stars payments (optionally only those recorded since ``since``); with
+    ``bot_id``, only those that bot received (and those of no known bot)."""
     rows = TelegramPayment.objects.filter(currency="XTR")
+    if bot_id is not None:
+        rows = rows.filter(Q(bot_id__isnull=True) | Q(bot_id=bot_id))
     if since is not None:
         rows = rows.filter(created_at__gte=since)
     return [ChargeRecord(charge_id, amount, status == TelegramPayment.Status.REFUNDED)
@@ -115,7 +120,9 @@ async def fetch_star_transactions(bot: Bot, *, since: datetime | None = None,
 async def reconcile(bot: Bot, *, since: datetime | None = None) -> list[Difference]:
     """Fetch both sides and compare them."""
     theirs = telegram_charges(await fetch_star_transactions(bot, since=since))
-    ours = await sync_to_async(recorded_charges)(since)
+    bot_id = getattr(bot, "id", None)
+    ours = await sync_to_async(recorded_charges)(
+        since, bot_id=bot_id if isinstance(bot_id, int) else None)
     return compare_charges(ours, theirs)
 
 

@@ -74,13 +74,14 @@ def plan_repairs(differences: Iterable[Difference],
 
 
 def apply_repair(repair: Repair, secrets: Sequence[str], *,
-                 provider: str = "telegram") -> str:
-    """Carry out one repair (idempotent); returns a one-line outcome."""
+                 provider: str = "telegram", bot_id: int | None = None) -> str:
+    """Carry out one repair (idempotent); returns a one-line outcome. ``bot_id``: the bot
+    whose Stars transactions these are (recorded on the payment; see ``confirm_payment``)."""
     if repair.action == RECORD_REFUND:
         record_refunded(repair.charge_id)
         return "refund recorded, grant reversed"
     assert repair.facts is not None
-    result = confirm_payment(repair.facts, tuple(secrets), provider=provider)
+    result = confirm_payment(repair.facts, tuple(secrets), provider=provider, bot_id=bot_id)
     if not result.created:
         return "already recorded"
     if result.confirmed:

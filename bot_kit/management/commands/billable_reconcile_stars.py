@@ -62,7 +62,9 @@ class Command(BaseCommand):
             transactions = await fetch_star_transactions(bot, since=since)
         finally:
             await bot.session.close()
-        ours = await sync_to_async(recorded_charges)(since)
+        bot_id = getattr(bot, "id", None)
+        self._bot_id = bot_id if isinstance(bot_id, int) else None
+        ours = await sync_to_async(recorded_charges)(since, bot_id=self._bot_id)
         return compare_charges(ours, telegram_charges(transactions)), transactions
 
     def _repair(self, differences: list[Any], transactions: list[Any], *, apply: bool,
@@ -78,6 +80,7 @@ class Command(BaseCommand):
         config = _bot.command_config(dispatcher)
         for repair in plan:
             outcome = apply_repair(repair, config.signing_secrets,
-                                   provider=config.telegram_provider)
+                                   provider=config.telegram_provider,
+                                   bot_id=getattr(self, "_bot_id", None))
             self.stdout.write(f"{repair.describe()} -> {outcome}")
         self.stdout.write(f"{len(plan)} repair(s) made.")

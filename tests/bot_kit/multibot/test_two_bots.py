@@ -221,6 +221,18 @@ async def test_each_bot_refunds_only_its_own_charges(catalog: None) -> None:
     assert charges == {"a": ["ra", "legacy"], "b": ["rb"]}
 
 
+async def test_reconciliation_compares_a_bot_with_its_own_payments(catalog: None) -> None:
+    from bot_kit.payments.reconcile import recorded_charges
+
+    for charge, bot_id in (("xa", BOT_A), ("xb", BOT_B), ("old", None)):
+        await TelegramPayment.objects.acreate(charge_id=charge, telegram_user_id=7,
+                                              bot_id=bot_id, currency="XTR", total_amount=5,
+                                              status="confirmed")
+    mine = await sync_to_async(recorded_charges)(bot_id=BOT_B)
+    assert sorted(record.charge_id for record in mine) == ["old", "xb"]
+    assert len(await sync_to_async(recorded_charges)()) == 3
+
+
 async def test_dashboard_bot_filter_shows_each_bots_revenue(updates: UpdateFactory,
                                                             catalog: None) -> None:
     from billable.selectors.dashboard import build_dashboard, parse_query
