@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot_kit.config import BillingConfig
 
 
 @dataclass(frozen=True)
@@ -20,11 +23,14 @@ class BillingFacade:
     """Async shortcuts to the billable services for ``user_id`` (the billing account).
 
     Every method delegates to a service's async twin, so the ledger rules (locking,
-    idempotency, consumption order) are exactly those of ``billable.services``.
+    idempotency, consumption order) are exactly those of ``billable.services``. With the
+    bot's ``config``, consumptions and trial claims carry its ``bot_id`` and the trial is
+    claimed under its identity type (``docs/multibot.md``).
     """
 
     user_id: int
     user: Any = None
+    config: BillingConfig | None = None
 
     async def balance(self, product_key: str) -> int:
         """Spendable units of ``product_key``."""
@@ -47,7 +53,7 @@ class BillingFacade:
 
         result: dict[str, Any] = await TransactionService.aconsume_quota(
             self.user_id, product_key, action_type=action_type, amount=amount,
-            idempotency_key=idempotency_key, metadata=metadata,
+            idempotency_key=idempotency_key, metadata=self._with_bot(metadata),
         )
         return result
 
@@ -63,10 +69,18 @@ class BillingFacade:
         """Claim the free offer ``sku`` once per identity (raises ``TrialAlreadyUsed``)."""
         from billable.services.trials import TrialService
 
-        identities = {"telegram": str(telegram_id)} if telegram_id is not None else None
+        kind = self.config.trial_identity_type if self.config is not None else "telegram"
+        identities = {kind: str(telegram_id)} if telegram_id is not None else None
         result: list[Any] = await TrialService.aclaim_trial(self.user_id, sku,
-                                                            identities=identities)
+                                                            identities=identities,
+                                                            metadata=self._with_bot(None))
         return result
+
+    def _with_bot(self, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``metadata`` with the bot's ``bot_id`` (when the config names the bot)."""
+        if self.config is None or self.config.bot_key is None:
+            return metadata
+        return {"bot_id": self.config.bot_key, **(metadata or {})}
 
 
 __all__ = ["Balance", "BillingFacade"]

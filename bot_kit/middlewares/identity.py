@@ -181,7 +181,8 @@ class IdentityMiddleware(BaseMiddleware):
             else:
                 data[keys.BILLING_USER] = entry.user
                 data[keys.BILLING_USER_ID] = entry.user_id
-                data[keys.BILLING] = BillingFacade(user_id=entry.user_id, user=entry.user)
+                data[keys.BILLING] = BillingFacade(user_id=entry.user_id, user=entry.user,
+                                                   config=self.config)
         with log_context(customer_id=data.get(keys.BILLING_USER_ID),
                          telegram_user_id=tg_user.id if tg_user else None):
             return await handler(event, data)

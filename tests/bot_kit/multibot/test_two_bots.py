@@ -279,3 +279,35 @@ def test_per_bot_wallets_cannot_share_an_identity_cache() -> None:
     shared = IdentityCache()
     setup_billing(Dispatcher(), shared_a, cache=shared)
     setup_billing(Dispatcher(), shared_b, cache=shared)  # one wallet: one cache is fine
+
+
+async def test_the_injected_facade_works_for_its_bot(updates: UpdateFactory,
+                                                     catalog: None) -> None:
+    from billable.models import Transaction
+    from bot_kit.facade import BillingFacade
+
+    config_a, config_b = two_configs("per_bot")
+    seen: dict[int, BillingFacade] = {}
+
+    def side(config: BillingConfig, token: str) -> Side:
+        made = Side(config, token)
+        router = Router()
+
+        @router.message(Command("spend"))
+        async def spend(message: Message, billing: BillingFacade) -> None:
+            seen[config.bot_id or 0] = billing
+            await billing.claim_trial("TRIAL", telegram_id=message.from_user.id)
+            await billing.consume("CREDITS", metadata={"why": "demo"})
+
+        made.dp.include_router(router)
+        return made
+
+    a, b = side(config_a, TOKEN_A), side(config_b, TOKEN_B)
+    gina = updates.user()
+    await a.feed(updates.command("spend", user=gina))
+    await b.feed(updates.command("spend", user=gina))  # its own trial: a wallet per bot
+    assert seen[BOT_A].config is config_a and seen[BOT_B].config is config_b
+    rows = [(row.direction, row.metadata.get("bot_id"), row.metadata.get("why"))
+            async for row in Transaction.objects.order_by("created_at", "pk")]
+    assert rows == [("CREDIT", str(BOT_A), None), ("DEBIT", str(BOT_A), "demo"),
+                    ("CREDIT", str(BOT_B), None), ("DEBIT", str(BOT_B), "demo")]
