@@ -163,8 +163,12 @@ async def _decide(query: PreCheckoutQuery, config: BillingConfig,
                   user_id: int | None) -> tuple[str | None, str | None]:
     charge = Charge(telegram_user_id=query.from_user.id, payload=query.invoice_payload,
                     currency=query.currency, total_amount=query.total_amount)
+    bot_id = receiving_bot_id(query)
+    if bot_id is not None and config.bot_id is not None and bot_id != config.bot_id:
+        logger.error("BillingConfig.bot_id is %s but this bot's id is %s: its invoices are "
+                     "refused as another bot's (wrong_bot)", config.bot_id, bot_id)
     result = await sync_to_async(check_precheckout)(charge, config, user_id=user_id,
-                                                    bot_id=receiving_bot_id(query))
+                                                    bot_id=bot_id)
     if result.reason is not None or config.precheckout_validator is None:
         return result.reason, None
     text = await asyncio.wait_for(config.precheckout_validator(query, result.order),
