@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +12,16 @@ if TYPE_CHECKING:
 
 #: ``async (pre_checkout_query, order) -> error text or None``: a host veto before payment.
 PrecheckoutValidator = Callable[[Any, Any], Awaitable[str | None]]
+
+#: The kit's commands (feature → default command name, without the slash).
+DEFAULT_COMMANDS: Mapping[str, str] = {
+    "buy": "buy",
+    "subscribe": "subscribe",
+    "refund": "refund",
+    "balance": "balance",
+    "trial": "trial",
+    "paysupport": "paysupport",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,12 @@ class BillingConfig:
     ``offers`` are the SKUs shown by ``/buy`` and the paywall (the paywall keeps those that
     contain the missing product); ``texts`` overrides catalog texts per language, e.g.
     ``{"en": {"paysupport": "Write to @our_support"}}``.
+
+    ``commands`` renames (``{"buy": "purchase"}``) or removes (``{"refund": None}``) the kit's
+    commands; the keys are those of :data:`DEFAULT_COMMANDS`. ``balance_command``,
+    ``trial_command`` and ``support_command`` are the older spelling of the same and are used
+    when ``commands`` does not name that feature. A removed command's feature stays reachable
+    through its buttons and services; the host can register its own handler instead.
     """
 
     offers: tuple[str, ...] = ()
@@ -57,6 +74,7 @@ class BillingConfig:
     balance_command: str = "balance"
     trial_command: str = "trial"
     support_command: str = "paysupport"
+    commands: Mapping[str, str | None] = field(default_factory=dict)
     # Gating
     throttle: Throttle | None = None
     reservation_ttl: int | None = None
@@ -73,10 +91,31 @@ class BillingConfig:
             raise ValueError("identity_cache_size must be >= 0")
         if self.identity_revalidate_after < 0:
             raise ValueError("identity_revalidate_after must be >= 0")
+        object.__setattr__(self, "commands", self._resolve_commands())
+
+    def _resolve_commands(self) -> Mapping[str, str | None]:
+        unknown = sorted(set(self.commands) - set(DEFAULT_COMMANDS))
+        if unknown:
+            raise ValueError(f"Unknown bot_kit command(s) {unknown}; "
+                             f"known: {sorted(DEFAULT_COMMANDS)}")
+        legacy = {"balance": self.balance_command, "trial": self.trial_command,
+                  "paysupport": self.support_command}
+        resolved: dict[str, str | None] = {**DEFAULT_COMMANDS, **legacy}
+        for feature, name in self.commands.items():
+            if name is not None and (not isinstance(name, str) or not name.strip()
+                                     or name.strip().startswith("/")):
+                raise ValueError(f"Command name for {feature!r} must be a non-empty string "
+                                 f"without the slash, or None to remove it")
+            resolved[feature] = name.strip() if name is not None else None
+        return MappingProxyType(resolved)
+
+    def command(self, feature: str) -> str | None:
+        """The command name of ``feature`` (``"buy"`` …), or ``None`` when it is removed."""
+        return self.commands[feature]
 
     def is_admin(self, telegram_id: int | None) -> bool:
         """True when ``telegram_id`` is one of ``admin_ids``."""
         return telegram_id is not None and telegram_id in self.admin_ids
 
 
-__all__ = ["BillingConfig", "PrecheckoutValidator", "Throttle"]
+__all__ = ["DEFAULT_COMMANDS", "BillingConfig", "PrecheckoutValidator", "Throttle"]

@@ -17,6 +17,7 @@ from aiogram.types import (
 )
 
 from billable import metrics
+from bot_kit import billing
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
 from bot_kit.texts import get_text
@@ -31,20 +32,10 @@ def format_price(price: Decimal, currency: str) -> str:
     return f"{price} {currency}"
 
 
-async def paywall_offers(config: BillingConfig, product_key: str) -> list[Any]:
+async def paywall_offers(config: BillingConfig, product_key: str) -> list[billing.OfferView]:
     """Active configured offers that contain ``product_key`` (all configured ones if none do),
     in the order of ``config.offers``."""
-    from billable.models import Offer
-
-    if not config.offers:
-        return []
-    active = Offer.objects.filter(sku__in=config.offers, is_active=True)
-    offers = [o async for o in active.filter(items__product__product_key=product_key.upper())
-              .distinct()]
-    if not offers:
-        offers = [o async for o in active]
-    order = {sku: i for i, sku in enumerate(config.offers)}
-    return sorted(offers, key=lambda o: order.get(o.sku, len(order)))
+    return await billing.aoffers_with_product(config.offers, product_key)
 
 
 def offers_keyboard(offers: list[Any], lang: str,
@@ -62,11 +53,7 @@ def offers_keyboard(offers: list[Any], lang: str,
 
 async def product_name(product_key: str) -> str:
     """The product's display name (its key when unknown)."""
-    from billable.models import Product
-
-    name = await Product.objects.filter(product_key=product_key.upper()).values_list(
-        "name", flat=True).afirst()
-    return name or product_key
+    return await billing.aproduct_name(product_key)
 
 
 async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lang: str,

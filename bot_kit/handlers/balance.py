@@ -8,15 +8,20 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from bot_kit import billing
 from bot_kit.config import BillingConfig
 from bot_kit.texts import get_text
 
 
 def create_router(config: BillingConfig) -> Router:
-    """A router with the balance command (name from ``config.balance_command``)."""
+    """A router with the balance command (``config.command("balance")``; none when removed)."""
     router = Router(name="bot_kit.balance")
 
-    @router.message(Command(config.balance_command))
+    command = config.command("balance")
+    if command is None:
+        return router
+
+    @router.message(Command(command))
     async def balance(message: Message, billing_lang: str = "en",
                       billing_user_id: int | None = None) -> None:
         if billing_user_id is None:
@@ -30,14 +35,10 @@ def create_router(config: BillingConfig) -> Router:
 
 async def balance_text(config: BillingConfig, *, lang: str, user_id: int) -> str:
     """The localized wallet summary (one line per product with a spendable balance)."""
-    from billable.models import Product
-    from billable.services import BalanceService
-
-    summary: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(user_id)
+    summary = await billing.asummary(user_id)
     if not summary:
         return get_text("balance_empty", lang, config)
-    names = {key: name async for key, name in Product.objects.filter(
-        product_key__in=list(summary)).values_list("product_key", "name")}
+    names = await billing.aproduct_names(summary)
     lines = [get_text("balance_header", lang, config)]
     for key in sorted(summary):
         lines.append(_line(summary[key], names.get(key, key), lang, config))

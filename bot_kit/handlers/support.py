@@ -14,7 +14,11 @@ def create_router(config: BillingConfig) -> Router:
     """A router answering the support command with the (overridable) ``paysupport`` text."""
     router = Router(name="bot_kit.support")
 
-    @router.message(Command(config.support_command))
+    command = config.command("paysupport")
+    if command is None:
+        return router
+
+    @router.message(Command(command))
     async def paysupport(message: Message, billing_lang: str | None = None) -> None:
         lang = billing_lang or pick_language(
             message.from_user.language_code if message.from_user else None, config)

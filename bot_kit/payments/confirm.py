@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from billable import metrics
 from billable.exceptions import BillableError
 from billable.logs import log_fields
+from bot_kit import billing
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
@@ -83,21 +84,18 @@ class ConfirmResult:
         return self.payment.status == TelegramPayment.Status.CONFIRMED
 
 
-def _pay(facts: PaymentFacts, check: Any, user_id: int) -> Any:
+def _pay(facts: PaymentFacts, check: Any, user_id: int) -> billing.OrderView:
     """Pay the payload's order, or a fresh renewal order; returns the paid order."""
-    from billable.models import Order
-    from billable.services import OrderService
-
     method = STARS_METHOD if facts.currency.upper() == "XTR" else FIAT_METHOD
-    order = check.order
-    if check.payload.is_subscription and order.status == Order.Status.PAID:
+    order: billing.OrderView = check.order
+    if check.payload.is_subscription and order.is_paid:
         # A renewal (check_charge lets a paid order through only for recurring payments).
-        order = OrderService.create_order(
-            user_id, [{"sku": subscription_sku(order), "quantity": 1}],
+        order = billing.create_order(
+            user_id, subscription_sku(order),
             metadata={"source": "telegram", "renewal_of": check.order.pk,
                       "telegram_user_id": facts.telegram_user_id},
         )
-    OrderService.process_payment(order.pk, payment_id=facts.charge_id, payment_method=method)
+    billing.pay_order(order.pk, payment_id=facts.charge_id, payment_method=method)
     return order
 
 
@@ -143,7 +141,7 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
                          extra=log_fields(charge_id=facts.charge_id, customer_id=user_id))
         _reject(payment, str(getattr(exc, "code", "error"))[:50])
         return
-    payment.order = order
+    payment.order_id = order.pk
     payment.status = TelegramPayment.Status.CONFIRMED
     payment.save(update_fields=["order", "status", "subscription"])
 
@@ -180,16 +178,7 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
         return ConfirmResult(existing, created=False, order_id=existing.order_id)
     refund_id = RefundRequest.objects.filter(payment=payment).values_list("pk", flat=True).first()
     return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
-                         summary=_summary(payment.order_id))
-
-
-def _summary(order_id: int | None) -> str:
-    from billable.models import OrderItem
-
-    if order_id is None:
-        return ""
-    names = OrderItem.objects.filter(order_id=order_id).values_list("offer__name", flat=True)
-    return ", ".join(names)
+                         summary=billing.order_summary(payment.order_id))
 
 
 async def aconfirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 
 from billable import metrics
+from bot_kit import billing
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
 from bot_kit.payments.payload import InvoicePayload, verify_payload
@@ -57,15 +58,12 @@ class OrderCheck:
 
     reason: str | None
     payload: InvoicePayload | None = None
-    order: Any = None
+    order: billing.OrderView | None = None
 
 
 def billing_user_id_for(telegram_user_id: int, provider: str = "telegram") -> int | None:
     """The billing user linked to a Telegram user id, if any."""
-    from billable.models import ExternalIdentity
-
-    user = ExternalIdentity.get_user_by_identity(str(telegram_user_id), provider=provider)
-    return user.pk if user is not None else None
+    return billing.user_id_for(telegram_user_id, provider)
 
 
 def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | None,
@@ -75,8 +73,6 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
     ``user_id`` is the payer's billing user. ``allow_paid`` lets an order that is already paid
     pass (renewals of a subscription reuse the first order's payload).
     """
-    from billable.models import Order
-
     try:
         payload = verify_payload(charge.payload, secrets)
     except InvalidPayload:
@@ -85,21 +81,21 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
         return OrderCheck(WRONG_BUYER, payload)
     if (payload.currency != charge.currency.upper() or payload.amount != charge.total_amount):
         return OrderCheck(AMOUNT_MISMATCH, payload)
-    order = Order.objects.filter(pk=payload.order_id).first()
+    order = billing.order(payload.order_id)
     if order is None:
         return OrderCheck(NOT_FOUND, payload)
     if user_id is None or order.user_id != user_id:
         return OrderCheck(WRONG_BUYER, payload, order)
     if order.currency.upper() != payload.currency or _minor(order) != payload.amount:
         return OrderCheck(AMOUNT_MISMATCH, payload, order)
-    if order.status == Order.Status.PAID and not allow_paid:
+    if order.is_paid and not allow_paid:
         return OrderCheck(ALREADY_PAID, payload, order)
-    if order.status not in (Order.Status.PENDING, Order.Status.PAID):
+    if not (order.is_pending or order.is_paid):
         return OrderCheck(NOT_PAYABLE, payload, order)
     return OrderCheck(None, payload, order)
 
 
-def _minor(order: Any) -> int:
+def _minor(order: billing.OrderView) -> int:
     try:
         return to_minor_units(order.total_amount, order.currency)
     except ValueError:
@@ -132,7 +128,8 @@ async def _decide(query: PreCheckoutQuery, config: BillingConfig,
     result = await sync_to_async(check_precheckout)(charge, config, user_id=user_id)
     if result.reason is not None or config.precheckout_validator is None:
         return result.reason, None
-    text = await asyncio.wait_for(config.precheckout_validator(query, result.order),
+    record = result.order.record if result.order is not None else None
+    text = await asyncio.wait_for(config.precheckout_validator(query, record),
                                   timeout=min(config.precheckout_timeout, DECISION_BUDGET))
     return (UNAVAILABLE, str(text)) if text else (None, None)
 

@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from bot_kit import billing
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.errors import PaymentNotFound, RefundNotAllowed
 from bot_kit.resilience import Outage, arecycle, backoff, describe, is_transient, recycle
@@ -84,12 +85,10 @@ def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool
 
     Call inside a transaction with ``payment`` locked.
     """
-    from billable.services import OrderService
-
     if payment.status == TelegramPayment.Status.REFUNDED:
         return False
     if payment.status == TelegramPayment.Status.CONFIRMED and payment.order_id is not None:
-        if not OrderService.refund_order(payment.order_id, reason=reason):
+        if not billing.refund_order(payment.order_id, reason=reason):
             logger.info("order %s was not paid any more; nothing to revoke", payment.order_id)
     payment.status = TelegramPayment.Status.REFUNDED
     payment.refunded_at = timezone.now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Router
@@ -96,7 +97,23 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
 
 
 def _add_subscribe(router: Router, config: BillingConfig) -> None:
-    @router.message(Command("subscribe"))
+    name = config.command("subscribe")
+    if name is not None:
+        router.message.register(_subscribe_command(config), Command(name))
+
+    @router.callback_query(SubscribeOffer.filter())
+    async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
+                               billing_user_id: int | None = None,
+                               billing_lang: str | None = None) -> None:
+        """A subscription offer was chosen: send its invoice link."""
+        await query.answer()
+        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await _send_link(bot, chat_id, query.from_user, callback_data.sku, user_id=user_id,
+                         lang=language(billing_lang, query.from_user, config), config=config)
+
+
+def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
     async def subscribe(message: Message, command: CommandObject, bot: Bot,
                         billing_user_id: int | None = None,
                         billing_lang: str | None = None) -> None:
@@ -115,16 +132,7 @@ def _add_subscribe(router: Router, config: BillingConfig) -> None:
         await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
                                    billing_user_id=billing_user_id, config=config)
 
-    @router.callback_query(SubscribeOffer.filter())
-    async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
-                               billing_user_id: int | None = None,
-                               billing_lang: str | None = None) -> None:
-        """A subscription offer was chosen: send its invoice link."""
-        await query.answer()
-        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
-        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await _send_link(bot, chat_id, query.from_user, callback_data.sku, user_id=user_id,
-                         lang=language(billing_lang, query.from_user, config), config=config)
+    return subscribe
 
 
 def _add_management(router: Router, config: BillingConfig) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from bot_kit import billing
 from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import NotPurchasable, SubscriptionNotFound
 from bot_kit.payments.invoices import STARS, InvoiceRequest, create_invoice_link, prepare_invoice
@@ -31,9 +32,7 @@ SUBSCRIPTION_PERIOD = 2592000
 def prepare_subscription(user_id: int, telegram_user_id: int, sku: str,
                          config: BillingConfig) -> InvoiceRequest:
     """A pending first order for subscription offer ``sku`` and its signed invoice data."""
-    from billable.models import Offer
-
-    offer = Offer.objects.filter(sku=str(sku or "").strip()).first()
+    offer = billing.offer(sku, active_only=False)
     if (offer is None or offer.sku not in config.subscription_offers
             or offer.currency.upper() != STARS):
         raise NotPurchasable(f"Offer {sku!r} is not a Stars subscription offer")
@@ -125,11 +124,12 @@ async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *,
 
 
 def subscription_sku(order: Any) -> str:
-    """The SKU a subscription order was for (its first item)."""
-    item = order.items.select_related("offer").first()
-    if item is None:
+    """The SKU a subscription order (an ``OrderView`` or anything with a ``pk``) was for: its
+    first item's."""
+    skus = billing.order_skus(order.pk)
+    if not skus:
         raise SubscriptionNotFound("Subscription order has no items")
-    return str(item.offer.sku)
+    return skus[0]
 
 
 __all__ = [

@@ -1,0 +1,514 @@
+"""The billing port: bot_kit's **only** door into billable.
+
+Middlewares, payment handlers, command handlers and the paywall call these functions; nothing
+else in ``bot_kit`` imports ``billable.models``, ``billable.services`` or the ledger engine, and
+nothing in ``bot_kit`` runs SQL on billable's tables (``tests/architecture/
+test_bot_kit_boundary.py`` enforces it). The port speaks in plain values and small frozen views
+(:class:`Hold`, :class:`Account`, :class:`OfferView`, :class:`OrderView`) so a kit module never
+needs a billable model class.
+
+Every function delegates to billable's public service facades. Where the facade the port needs
+does not exist yet, the current call is kept here (and only here), marked with a
+``# port: switch to …`` comment, so the switch is made in this one file.
+
+Sync functions exist for callers that are already in a worker thread or inside the kit's own
+``transaction.atomic`` (payment confirmation writes the ``TelegramPayment`` row and pays the
+order in one transaction); ``a``-prefixed twins are for handlers and middlewares.
+
+Other kit modules may still import these framework-level billable modules (no models, no
+engine): ``billable.exceptions``, ``billable.signals``, ``billable.metrics``, ``billable.logs``,
+``billable.health``, ``billable.dashboard``, ``billable.tasks``.
+
+billable's service modules load the models, so this module imports them on first use (Django's
+app registry must be ready; ``import bot_kit.billing`` itself is safe before ``django.setup()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models.signals import post_delete, post_save
+
+from billable.signals import customers_merged
+
+logger = logging.getLogger("bot_kit.billing")
+
+#: How often a replayed hold whose first attempt failed is re-keyed and placed again.
+MAX_HOLD_ATTEMPTS = 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Holds (the gated path: hold → handler → settle or release)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hold:
+    """The outcome of holding quota for one update.
+
+    ``run`` is False for a redelivery whose first attempt was charged (``already_charged``) or is
+    still running (``in_progress``), or after too many re-keyed attempts.
+    """
+
+    reservation_id: str | None
+    run: bool
+    reason: str = ""
+
+
+def hold(user_id: int, product_key: str, amount: int, *, key: str, ttl: int | None = None,
+         takeover: bool = False) -> Hold:
+    """Hold ``amount`` units of ``product_key`` under the idempotency ``key`` (sync).
+
+    A fresh hold runs the handler. A replay of ``key`` (a redelivered update) is decided by the
+    earlier hold's state: committed → not run again; held → not run again, unless ``takeover``
+    (its attempt is dead: the hold is released and a fresh one placed); released → placed again
+    under a derived key. A concurrent redelivery waits on the key's unique index, so it always
+    sees the first attempt. Raises ``QuotaExhausted`` / ``InsufficientFunds`` on a low balance
+    and ``InvalidInput`` on a bad key, amount or ttl.
+    """
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import holds, validation
+
+    # port: switch to HoldService.place (+ the replayed hold's state) when available
+    owner = validation.coerce_user_id(user_id)
+    product_key = validation.normalize_product_key(product_key)
+    amount = validation.positive_int(amount)
+    lifetime = holds.ttl_delta(ttl)
+    for _ in range(MAX_HOLD_ATTEMPTS):
+        reservation_id, fresh = holds.place(
+            owner, product_key, amount, ttl=lifetime,
+            idempotency_key=validation.optional_key(key),
+            metadata={"source": "bot_kit"}, action_type="usage")
+        if fresh:
+            return Hold(reservation_id, run=True)
+        state = _hold_state(reservation_id)
+        if state == "committed":
+            return Hold(reservation_id, run=False, reason="already_charged")
+        if state == "held":
+            if not takeover:
+                return Hold(reservation_id, run=False, reason="in_progress")
+            release(reservation_id)
+            logger.info("hold %s of a dead attempt released; %s runs again", reservation_id, key)
+        key = f"{key}:retry:{reservation_id}"
+    return Hold(None, run=False, reason="too_many_attempts")
+
+
+def _hold_state(reservation_id: str) -> str | None:
+    """``held`` / ``committed`` / ``released`` / ``expired`` of one hold (``None`` if absent)."""
+    # app registry: models load on first use
+    from billable.models.ledger import Reservation
+
+    # port: switch to HoldService (the hold's state) when available
+    state = Reservation.objects.filter(pk=reservation_id).values_list("state", flat=True).first()
+    if state == Reservation.State.COMMITTED:
+        return "committed"
+    if state == Reservation.State.HELD:
+        return "held"
+    return None if state is None else str(state)
+
+
+async def ahold(user_id: int, product_key: str, amount: int, *, key: str,
+                ttl: int | None = None, takeover: bool = False) -> Hold:
+    """Async twin of :func:`hold` (one thread hop)."""
+    return await sync_to_async(hold)(user_id, product_key, amount, key=key, ttl=ttl,
+                                     takeover=takeover)
+
+
+def settle(reservation_id: str | None) -> None:
+    """Charge a hold after the handler returned (the balance is not read back)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import holds
+
+    # port: switch to HoldService.commit when available
+    holds.commit(reservation_id, balance=False)
+
+
+async def asettle(reservation_id: str | None) -> None:
+    """Async twin of :func:`settle` (one thread hop)."""
+    await sync_to_async(settle)(reservation_id)
+
+
+def release(reservation_id: str | None) -> bool:
+    """Give a hold's units back (the handler raised); False when it was no longer held."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import TransactionService
+
+    # port: switch to HoldService.release when available
+    return bool(TransactionService.release_reservation(reservation_id))
+
+
+async def arelease(reservation_id: str | None) -> bool:
+    """Async twin of :func:`release`."""
+    return await sync_to_async(release)(reservation_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity: Telegram user → billing account
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Account:
+    """A billing account resolved from an external identity."""
+
+    user: Any
+    user_id: int
+
+
+@cache
+def _owner_sql() -> str:
+    # app registry: models load on first use
+    from billable.models import ExternalIdentity
+
+    meta, quote = ExternalIdentity._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
+    column = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
+    return (f"SELECT {column['user']} FROM {quote(meta.db_table)} "
+            f"WHERE {column['provider']} = %s AND {column['external_id']} = %s")
+
+
+def current_owner(provider: str, external_id: str) -> Any:
+    """The ``user_id`` the identity points to now, or ``None`` (one unique-index probe).
+
+    Runs on every update of a cached user, so it stays one hand-written probe of the
+    ``(provider, external_id)`` unique index until billable offers the same as a facade.
+    """
+    # port: switch to IdentityService.owner_of(provider, external_id) when available
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(_owner_sql(), [provider, external_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+async def acurrent_owner(provider: str, external_id: str) -> Any:
+    """Async twin of :func:`current_owner` (one thread hop)."""
+    return await sync_to_async(current_owner)(provider, external_id)
+
+
+async def aresolve_account(provider: str, external_id: str,
+                           profile: Mapping[str, Any]) -> Account:
+    """The account behind ``(provider, external_id)``, created on first contact."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.identities import IdentityService
+
+    resolved = await IdentityService.aresolve_user(
+        provider=provider, external_id=external_id, profile=dict(profile))
+    return Account(user=resolved.user, user_id=resolved.user.pk)
+
+
+def user_id_for(external_id: int | str, provider: str = "telegram") -> int | None:
+    """The billing user linked to an external id, if any (never creates)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.identities import IdentityService
+
+    user = IdentityService.get_user(external_id=str(external_id), provider=provider)
+    return user.pk if user is not None else None
+
+
+async def auser_id_for(external_id: int | str, provider: str = "telegram") -> int | None:
+    """Async twin of :func:`user_id_for`."""
+    return await sync_to_async(user_id_for)(external_id, provider)
+
+
+def watch_identities(*, on_merge: Callable[[Iterable[Any]], None],
+                     on_identity: Callable[[str, Any], None], uid: str) -> None:
+    """Call ``on_merge(user_ids)`` after customers are merged and ``on_identity(external_id,
+    user_id)`` after an identity row is saved or deleted (connected once per ``uid``)."""
+    # app registry: models load on first use
+    from billable.models import ExternalIdentity
+
+    # port: switch to an identity-changed signal of billable when available
+
+    def merged(sender: Any, target_user_id: Any = None, source_user_id: Any = None,
+               **kwargs: Any) -> None:
+        on_merge((target_user_id, source_user_id))
+
+    def changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+        on_identity(str(instance.external_id), instance.user_id)
+
+    customers_merged.connect(merged, weak=False, dispatch_uid=f"{uid}.merge")
+    post_save.connect(changed, sender=ExternalIdentity, weak=False, dispatch_uid=f"{uid}.save")
+    post_delete.connect(changed, sender=ExternalIdentity, weak=False,
+                        dispatch_uid=f"{uid}.delete")
+
+
+# ---------------------------------------------------------------------------------------------
+# Balances, spending, trials
+# ---------------------------------------------------------------------------------------------
+
+async def abalance(user_id: int, product_key: str) -> int:
+    """Spendable units of ``product_key``."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import TransactionService
+
+    return int(await TransactionService.aget_balance(user_id, product_key))
+
+
+async def acheck(user_id: int, product_key: str) -> dict[str, Any]:
+    """The ``check_quota`` dict (``can_use``, ``remaining``, ``message`` …)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import TransactionService
+
+    result: dict[str, Any] = await TransactionService.acheck_quota(user_id, product_key)
+    return result
+
+
+async def aconsume(user_id: int, product_key: str, *, amount: int = 1,
+                   action_type: str = "usage", idempotency_key: str | None = None,
+                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Spend ``amount`` units now; the ``consume_quota`` result dict."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import TransactionService
+
+    result: dict[str, Any] = await TransactionService.aconsume_quota(
+        user_id, product_key, action_type=action_type, amount=amount,
+        idempotency_key=idempotency_key, metadata=metadata)
+    return result
+
+
+async def asummary(user_id: int) -> dict[str, dict[str, Any]]:
+    """``{KEY: {total, used, remaining, is_unlimited, expiry}}`` for the whole wallet."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import BalanceService
+
+    result: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(user_id)
+    return result
+
+
+async def aclaim_trial(user_id: int, sku: str, *,
+                       identities: Mapping[str, str] | None = None) -> list[Any]:
+    """Claim the free offer ``sku`` once per identity; the granted batches.
+
+    Raises ``TrialAlreadyUsed`` (or another ``BillableError``) when it cannot be claimed.
+    """
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.trials import TrialService
+
+    result: list[Any] = await TrialService.aclaim_trial(
+        user_id, sku, identities=dict(identities) if identities is not None else None)
+    return result
+
+
+async def agranted_products(batches: Iterable[Any]) -> list[tuple[str, int]]:
+    """``[(product name, units), …]`` of granted batches, sorted by name."""
+    totals: dict[Any, int] = {}
+    for batch in batches:
+        totals[batch.product_id] = totals.get(batch.product_id, 0) + batch.initial_quantity
+    # app registry: models load on first use
+    from billable.models import Product
+
+    # port: switch to the catalog facade (product names) when available
+    names = {pk: name async for pk, name in Product.objects.filter(
+        pk__in=list(totals)).values_list("pk", "name")}
+    return sorted(((str(names.get(pk, pk)), qty) for pk, qty in totals.items()),
+                  key=lambda item: item[0])
+
+
+async def aproduct_names(product_keys: Iterable[str]) -> dict[str, str]:
+    """``{KEY: display name}`` of the known products among ``product_keys``."""
+    keys = [str(k).upper() for k in product_keys]
+    # app registry: models load on first use
+    from billable.models import Product
+
+    # port: switch to the catalog facade (product names) when available
+    return {key: name async for key, name in Product.objects.filter(
+        product_key__in=keys).values_list("product_key", "name")}
+
+
+async def aproduct_name(product_key: str) -> str:
+    """The product's display name (its key when unknown)."""
+    names = await aproduct_names([product_key])
+    return names.get(product_key.upper()) or product_key
+
+
+# ---------------------------------------------------------------------------------------------
+# Offers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OfferView:
+    """What the kit shows and sells of an offer."""
+
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+    description: str = ""
+    is_active: bool = True
+
+    @classmethod
+    def of(cls, offer: Any) -> OfferView:
+        return cls(sku=offer.sku, name=offer.name, price=offer.price, currency=offer.currency,
+                   description=offer.description or "", is_active=offer.is_active)
+
+
+def _offers() -> Any:
+    # app registry: models load on first use
+    from billable.models import Offer
+
+    # port: switch to the offer facade (resolve_offer / catalog selector) when available
+    return Offer.objects
+
+
+def offer(sku: Any, *, active_only: bool = True) -> OfferView | None:
+    """The offer ``sku`` (an active one unless ``active_only`` is False), or ``None``."""
+    query = _offers().filter(sku=str(sku or "").strip())
+    if active_only:
+        query = query.filter(is_active=True)
+    found = query.first()
+    return OfferView.of(found) if found is not None else None
+
+
+def offers(skus: Iterable[str]) -> list[OfferView]:
+    """The active offers among ``skus``, in the order of ``skus``."""
+    wanted = [str(s).upper() for s in skus]
+    found = {o.sku: o for o in _offers().filter(sku__in=wanted, is_active=True)}
+    return [OfferView.of(found[s]) for s in wanted if s in found]
+
+
+async def aoffers_with_product(skus: Iterable[str], product_key: str) -> list[OfferView]:
+    """The active offers among ``skus`` that contain ``product_key`` (all of them if none do),
+    in the order of ``skus``."""
+    wanted = [str(s).upper() for s in skus]
+    if not wanted:
+        return []
+    active = _offers().filter(sku__in=wanted, is_active=True)
+    found = [o async for o in active.filter(
+        items__product__product_key=product_key.upper()).distinct()]
+    if not found:
+        found = [o async for o in active]
+    order = {sku: i for i, sku in enumerate(wanted)}
+    return [OfferView.of(o) for o in sorted(found, key=lambda o: order.get(o.sku, len(order)))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders and payments (sync: the kit calls them inside its own payment transaction)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrderView:
+    """What the kit checks of an order. ``record`` is billable's ``Order`` row, handed on
+    untouched to host hooks (``BillingConfig.precheckout_validator``)."""
+
+    pk: int
+    user_id: int | None
+    status: str
+    currency: str
+    total_amount: Decimal
+    is_pending: bool
+    is_paid: bool
+    record: Any = None
+
+    @property
+    def id(self) -> int:
+        return self.pk
+
+    @classmethod
+    def of(cls, order: Any) -> OrderView:
+        status = order.Status
+        return cls(pk=order.pk, user_id=order.user_id, status=str(order.status),
+                   currency=order.currency, total_amount=order.total_amount,
+                   is_pending=order.status == status.PENDING,
+                   is_paid=order.status == status.PAID, record=order)
+
+
+def create_order(user_id: int, sku: str, *, metadata: dict[str, Any]) -> OrderView:
+    """A pending order of one ``sku`` at the catalog price."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import OrderService
+
+    order = OrderService.create_order(
+        user_id, [{"sku": sku, "quantity": 1}], metadata=metadata)
+    return OrderView.of(order)
+
+
+def order(order_id: Any) -> OrderView | None:
+    """The order ``order_id``, or ``None``."""
+    # app registry: models load on first use
+    from billable.models import Order
+
+    # port: switch to the orders selector when available
+    found = Order.objects.filter(pk=order_id).first()
+    return OrderView.of(found) if found is not None else None
+
+
+def pay_order(order_id: int, *, payment_id: str, payment_method: str) -> None:
+    """``pending → paid`` exactly once per ``(payment_method, payment_id)``; grants the offer.
+
+    Raises a ``BillableError`` when the order cannot be paid.
+    """
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import OrderService
+
+    OrderService.process_payment(order_id, payment_id=payment_id, payment_method=payment_method)
+
+
+def refund_order(order_id: int, *, reason: str) -> bool:
+    """Revoke what is left of a paid order's grants; False when it was not paid any more."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import OrderService
+
+    return bool(OrderService.refund_order(order_id, reason=reason))
+
+
+def order_skus(order_id: int) -> list[str]:
+    """The SKUs of an order's items, in item order."""
+    # app registry: models load on first use
+    from billable.models import OrderItem
+
+    # port: switch to the orders selector when available
+    return [str(sku) for sku in OrderItem.objects.filter(order_id=order_id)
+            .order_by("pk").values_list("offer__sku", flat=True)]
+
+
+def order_summary(order_id: int | None) -> str:
+    """``"10 predictions, …"``: the names of an order's offers."""
+    if order_id is None:
+        return ""
+    # app registry: models load on first use
+    from billable.models import OrderItem
+
+    # port: switch to the orders selector when available
+    return ", ".join(OrderItem.objects.filter(order_id=order_id)
+                     .values_list("offer__name", flat=True))
+
+
+__all__ = [
+    "Account",
+    "Hold",
+    "OfferView",
+    "OrderView",
+    "abalance",
+    "acheck",
+    "aclaim_trial",
+    "aconsume",
+    "acurrent_owner",
+    "agranted_products",
+    "ahold",
+    "aoffers_with_product",
+    "aproduct_name",
+    "aproduct_names",
+    "arelease",
+    "aresolve_account",
+    "asettle",
+    "asummary",
+    "auser_id_for",
+    "create_order",
+    "current_owner",
+    "hold",
+    "offer",
+    "offers",
+    "order",
+    "order_skus",
+    "order_summary",
+    "pay_order",
+    "refund_order",
+    "release",
+    "settle",
+    "user_id_for",
+    "watch_identities",
+]
