@@ -12,10 +12,10 @@ class BotKitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bot_kit import checks, health, metrics
+        from bot_kit import checks, health, metrics  # app registry: ready() runs once it is
 
         health.register()
         checks.register_all()
         metrics.register()
-        from bot_kit import dashboard  # the revenue dashboard's subscription figures
+        from bot_kit import dashboard  # app registry: the dashboard's figures (ready() only)
         dashboard.register()

@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 
 from billable import metrics
 from bot_kit import billing
+from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
 from bot_kit.payments.payload import InvoicePayload, verify_payload
@@ -115,8 +116,6 @@ def check_precheckout(charge: Charge, config: BillingConfig, *,
 
 def _is_known_subscription(charge: Charge) -> bool:
     """A paid subscription payload of a subscription we recorded: a renewal, not a re-payment."""
-    from bot_kit.models import StarSubscription
-
     return StarSubscription.objects.filter(telegram_user_id=charge.telegram_user_id,
                                            invoice_payload=charge.payload).exists()
 
