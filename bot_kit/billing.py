@@ -315,7 +315,7 @@ async def aproduct_names(product_keys: Iterable[str]) -> dict[str, str]:
     from billable.models import Product
 
     # port: switch to the catalog facade (product names) when available
-    return {key: name async for key, name in Product.objects.filter(
+    return {str(key): name async for key, name in Product.objects.filter(
         product_key__in=keys).values_list("product_key", "name")}
 
 

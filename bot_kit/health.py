@@ -42,16 +42,16 @@ def redis_ping() -> Any:
 
 def inbox_age() -> float | None:
     """Seconds the oldest pending inbox update has waited."""
-    from bot_kit.inbox.store import (
-        oldest_pending_age,  # app registry: bot_kit.models loads on first use
-    )
+    # app registry: the inbox store loads bot_kit.models, so it is imported on first use
+    from bot_kit.inbox.store import oldest_pending_age
 
     return oldest_pending_age()
 
 
 def refund_age() -> float | None:
     """Seconds the oldest pending refund has waited."""
-    from bot_kit.models import RefundRequest  # app registry: bot_kit.models loads on first use
+    # app registry: bot_kit.models loads on first use (this module is imported before)
+    from bot_kit.models import RefundRequest
 
     oldest = RefundRequest.objects.filter(state=RefundRequest.State.PENDING).aggregate(
         at=Min("created_at"))["at"]
