@@ -36,6 +36,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
 
+from billable.exceptions import OrderStateError
 from billable.signals import customers_merged
 
 logger = logging.getLogger("bot_kit.billing")
@@ -444,7 +445,7 @@ def pay_order(order_id: int, *, payment_id: str, payment_method: str) -> None:
     # app registry: billable.services loads the models; imported on first use
     from billable.services import OrderService
 
-    OrderService.process_payment(order_id, payment_id=payment_id, payment_method=payment_method)
+    OrderService.pay_order(order_id, payment_id=payment_id, payment_method=payment_method)
 
 
 def refund_order(order_id: int, *, reason: str) -> bool:
@@ -452,7 +453,11 @@ def refund_order(order_id: int, *, reason: str) -> bool:
     # app registry: billable.services loads the models; imported on first use
     from billable.services import OrderService
 
-    return bool(OrderService.refund_order(order_id, reason=reason))
+    try:
+        OrderService.refund_paid_order(order_id, reason=reason)
+    except OrderStateError:
+        return False
+    return True
 
 
 def order_skus(order_id: int) -> list[str]:

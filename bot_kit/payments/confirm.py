@@ -1,12 +1,12 @@
 """``successful_payment``: confirm the order exactly once per ``telegram_payment_charge_id``.
 
 The ``TelegramPayment`` row (UNIQUE charge id) is inserted first, in the same
-``transaction.atomic`` that calls ``OrderService.process_payment``. A redelivered update, a
-concurrent handler or a second bot process on the same PostgreSQL collides on that UNIQUE key and
-returns the recorded outcome without granting again. A payment that cannot be honoured is
-recorded as ``rejected`` and queued for an automatic refund in the same transaction — but a
-database that fails mid-way (a transient error) rolls everything back and raises, so the update
-is retried: an outage never turns a good payment into a refund.
+``transaction.atomic`` that pays the order through the billing port (``billing.pay_order``). A
+redelivered update, a concurrent handler or a second bot process on the same PostgreSQL collides
+on that UNIQUE key and returns the recorded outcome without granting again. A payment that
+cannot be honoured is recorded as ``rejected`` and queued for an automatic refund in the same
+transaction — but a database that fails mid-way (a transient error) rolls everything back and
+raises, so the update is retried: an outage never turns a good payment into a refund.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ due rows one at a time: it claims a row in a short transaction (a lease moves
 ``next_attempt_at`` ahead and a token marks the holder, so a second worker skips it), calls the
 Bot API outside any transaction while a heartbeat renews the lease, then records the outcome.
 Success — or Telegram saying ``CHARGE_ALREADY_REFUNDED`` — marks the row done and reverses the
-grant with ``OrderService.refund_order`` in the same transaction, exactly once. ``429`` waits the
-``retry_after`` Telegram asked for; other transient failures back off exponentially; a
-permanent ``400`` or too many attempts marks the row ``failed`` (visible in the admin).
+grant with ``billing.refund_order`` (``OrderService.refund_paid_order``) in the same
+transaction, exactly once. ``429`` waits the ``retry_after`` Telegram asked for; other transient
+failures back off exponentially; a permanent ``400`` or too many attempts marks the row
+``failed`` (visible in the admin).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A subscription offer is an ``XTR`` offer listed in ``config.subscription_offers`` whose items are
 ``period`` products. The first payment confirms the order named by the invoice payload; every
 renewal (a new charge id with the same payload) gets its own order, paid through
-``OrderService.process_payment`` so the ledger extends the period once per charge.
+``billing.pay_order`` (``OrderService.pay_order``) so the ledger extends the period once per
+charge.
 """
 
 from __future__ import annotations
