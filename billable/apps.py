@@ -12,6 +12,8 @@ class BillableConfig(AppConfig):
     def ready(self) -> None:
         import billable.checks  # noqa: F401  (registers the checks)
         from billable import logs, metrics
+        from billable.events import outbox as events_outbox
 
         logs.connect_event_logs()
+        events_outbox.connect()
         metrics.install()

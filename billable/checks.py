@@ -69,3 +69,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
                   f"{MAX_RESERVATION_TTL_SECONDS} (365 days).", id="billable.E004")
         )
     return problems
+
+
+@register()
+def check_event_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Outbound events: the lease of a delivery must outlive its HTTP timeout (else a second
+    worker could POST an event still in flight), and the numbers must be positive."""
+    try:
+        lease = float(billable_settings.EVENTS_LEASE)
+        timeout = float(billable_settings.EVENTS_TIMEOUT)
+        attempts = int(billable_settings.EVENTS_MAX_ATTEMPTS)
+        base = float(billable_settings.EVENTS_RETRY_BASE)
+        cap = float(billable_settings.EVENTS_RETRY_MAX)
+    except (TypeError, ValueError):
+        return [Error("BILLABLE_EVENTS_* settings must be numbers.", id="billable.E005")]
+    if min(lease, timeout, attempts, base, cap) <= 0 or timeout >= lease:
+        return [Error("BILLABLE_EVENTS_LEASE, _TIMEOUT, _MAX_ATTEMPTS, _RETRY_BASE and "
+                      "_RETRY_MAX must be positive, and BILLABLE_EVENTS_TIMEOUT shorter than "
+                      "BILLABLE_EVENTS_LEASE.", id="billable.E005")]
+    return []

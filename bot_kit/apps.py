@@ -19,3 +19,8 @@ class BotKitConfig(AppConfig):
         metrics.register()
         from bot_kit import dashboard  # app registry: the dashboard's figures (ready() only)
         dashboard.register()
+        # app registry: ready() runs once it is; the Stars price cap runs in Offer.clean
+        from bot_kit import billing
+        from bot_kit.payments.subscriptions import validate_subscription_offer
+
+        billing.register_offer_validator(validate_subscription_offer)

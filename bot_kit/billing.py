@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from billable.exceptions import OrderStateError
 from billable.signals import customers_merged
@@ -215,6 +216,18 @@ async def auser_id_for(external_id: int | str, provider: str = "telegram") -> in
     return await sync_to_async(user_id_for)(external_id, provider)
 
 
+def identity_profile(provider: str, external_id: str) -> dict[str, Any]:
+    """The profile the identity middleware stored for ``(provider, external_id)`` (``{}`` when
+    the identity is unknown)."""
+    # app registry: models load on first use
+    from billable.models import ExternalIdentity
+
+    # port: switch to IdentityService (the identity's profile) when available
+    identity = (ExternalIdentity.objects.filter(provider=provider, external_id=str(external_id))
+                .only("metadata").first())
+    return dict(getattr(identity, "metadata", None) or {})
+
+
 def watch_identities(*, on_merge: Callable[[Iterable[Any]], None],
                      on_identity: Callable[[str, Any], None], uid: str) -> None:
     """Call ``on_merge(user_ids)`` after customers are merged and ``on_identity(external_id,
@@ -294,8 +307,9 @@ async def aclaim_trial(user_id: int, sku: str, *,
     return result
 
 
-async def agranted_products(batches: Iterable[Any]) -> list[tuple[str, int]]:
-    """``[(product name, units), …]`` of granted batches, sorted by name."""
+async def agranted_products(batches: Iterable[Any],
+                            lang: str | None = None) -> list[tuple[str, int]]:
+    """``[(product name in lang, units), …]`` of granted batches, sorted by name."""
     totals: dict[Any, int] = {}
     for batch in batches:
         totals[batch.product_id] = totals.get(batch.product_id, 0) + batch.initial_quantity
@@ -303,27 +317,65 @@ async def agranted_products(batches: Iterable[Any]) -> list[tuple[str, int]]:
     from billable.models import Product
 
     # port: switch to the catalog facade (product names) when available
-    names = {pk: name async for pk, name in Product.objects.filter(
-        pk__in=list(totals)).values_list("pk", "name")}
+    names = {p.pk: p.localized_name(lang) async for p in Product.objects.filter(
+        pk__in=list(totals))}
     return sorted(((str(names.get(pk, pk)), qty) for pk, qty in totals.items()),
                   key=lambda item: item[0])
 
 
-async def aproduct_names(product_keys: Iterable[str]) -> dict[str, str]:
-    """``{KEY: display name}`` of the known products among ``product_keys``."""
+async def aproduct_names(product_keys: Iterable[str],
+                         lang: str | None = None) -> dict[str, str]:
+    """``{KEY: display name in lang}`` of the known products among ``product_keys`` (the
+    default-language name when not translated)."""
     keys = [str(k).upper() for k in product_keys]
     # app registry: models load on first use
     from billable.models import Product
 
     # port: switch to the catalog facade (product names) when available
-    return {str(key): name async for key, name in Product.objects.filter(
-        product_key__in=keys).values_list("product_key", "name")}
+    return {str(p.product_key): p.localized_name(lang) async for p in Product.objects.filter(
+        product_key__in=keys)}
 
 
-async def aproduct_name(product_key: str) -> str:
-    """The product's display name (its key when unknown)."""
-    names = await aproduct_names([product_key])
+async def aproduct_name(product_key: str, lang: str | None = None) -> str:
+    """The product's display name in ``lang`` (its key when unknown)."""
+    names = await aproduct_names([product_key], lang)
     return names.get(product_key.upper()) or product_key
+
+
+async def aentitlement_ends(user_id: int) -> dict[str, Any]:
+    """``{product_key: end}`` of the current contiguous entitlement of every period /
+    unlimited product the user holds now (``None`` = never ends).
+
+    The batch covering now, extended by every later batch that starts before (or when) the
+    previous one ends — a renewal paid ahead of time counts, a gap stops the chain.
+    """
+    # app registry: models load on first use
+    from billable.models import Product, QuotaBatch
+
+    # port: switch to BalanceService (entitlement ends) when available
+    now = timezone.now()
+    rows = QuotaBatch.objects.filter(
+        user_id=user_id, state=QuotaBatch.State.ACTIVE,
+        product__product_type__in=(Product.ProductType.PERIOD, Product.ProductType.UNLIMITED),
+    ).exclude(expires_at__lte=now).order_by("valid_from").values_list(
+        "product__product_key", "valid_from", "expires_at")
+    spans: dict[str, list[tuple[Any, Any]]] = {}
+    async for key, start, end in rows:
+        spans.setdefault(str(key), []).append((start, end))
+    ends: dict[str, Any] = {}
+    for key, batches in spans.items():
+        current = [end for start, end in batches if start <= now]
+        if not current:
+            continue
+        end = None if None in current else max(current)
+        for start, later in batches:  # ordered by start
+            if start <= now:
+                continue
+            if end is None or start > end:  # never ends already, or a gap: the chain stops
+                break
+            end = None if later is None else max(end, later)
+        ends[key] = end
+    return ends
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,11 +392,29 @@ class OfferView:
     currency: str
     description: str = ""
     is_active: bool = True
+    translations: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, offer: Any) -> OfferView:
         return cls(sku=offer.sku, name=offer.name, price=offer.price, currency=offer.currency,
-                   description=offer.description or "", is_active=offer.is_active)
+                   description=offer.description or "", is_active=offer.is_active,
+                   translations=dict(offer.translations or {}))
+
+    def _translated(self, text: str, lang: str | None) -> str:
+        code = str(lang or "").replace("_", "-").split("-")[0].strip().lower()
+        texts = self.translations.get(code) if code else None
+        value = texts.get(text, "") if isinstance(texts, Mapping) else ""
+        return str(value).strip()
+
+    def localized_name(self, lang: str | None) -> str:
+        """The name in ``lang`` (falls back to ``name``, then to the SKU)."""
+        return self._translated("name", lang) or self.name or self.sku
+
+    def localized_description(self, lang: str | None) -> str:
+        """The description in ``lang``; else the default one; else the localized name."""
+        return (self._translated("description", lang)
+                or (self.description if not self._translated("name", lang) else "")
+                or self.localized_name(lang))
 
 
 def _offers() -> Any:
@@ -371,19 +441,43 @@ def offers(skus: Iterable[str]) -> list[OfferView]:
     return [OfferView.of(found[s]) for s in wanted if s in found]
 
 
-async def aoffers_with_product(skus: Iterable[str], product_key: str) -> list[OfferView]:
-    """The active offers among ``skus`` that contain ``product_key`` (all of them if none do),
-    in the order of ``skus``."""
+def offer_names(skus: Iterable[str], lang: str | None = None) -> dict[str, str]:
+    """``{SKU: name in lang}`` of the known offers among ``skus`` (active or not)."""
+    return {o.sku: OfferView.of(o).localized_name(lang)
+            for o in _offers().filter(sku__in=[str(s) for s in skus])}
+
+
+async def aoffer_name(sku: str, lang: str | None = None) -> str:
+    """The offer's name in ``lang`` (its SKU when unknown)."""
+    names = await sync_to_async(offer_names)([sku], lang)
+    return names.get(sku) or sku
+
+
+async def askus_with_product(skus: Iterable[str], product_key: str) -> set[str]:
+    """The SKUs among ``skus`` whose offer contains ``product_key``."""
     wanted = [str(s).upper() for s in skus]
     if not wanted:
-        return []
-    active = _offers().filter(sku__in=wanted, is_active=True)
-    found = [o async for o in active.filter(
-        items__product__product_key=product_key.upper()).distinct()]
-    if not found:
-        found = [o async for o in active]
-    order = {sku: i for i, sku in enumerate(wanted)}
-    return [OfferView.of(o) for o in sorted(found, key=lambda o: order.get(o.sku, len(order)))]
+        return set()
+    return {str(sku) async for sku in _offers().filter(
+        sku__in=wanted, items__product__product_key=product_key.upper()
+    ).values_list("sku", flat=True).distinct()}
+
+
+async def aoffer_with_product(sku: str, product_key: str) -> OfferView | None:
+    """The offer ``sku`` (active or not) when it contains ``product_key``, else ``None``."""
+    found = await _offers().filter(
+        sku=sku, items__product__product_key=product_key.upper()).afirst()
+    return OfferView.of(found) if found is not None else None
+
+
+def register_offer_validator(validator: Callable[[Any], None]) -> None:
+    """Run ``validator(offer)`` in billable's ``Offer.clean`` (once, however often called)."""
+    # app registry: models load on first use
+    from billable.models.catalog import OFFER_VALIDATORS
+
+    # port: switch to a catalog facade hook when available
+    if validator not in OFFER_VALIDATORS:
+        OFFER_VALIDATORS.append(validator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,16 +564,14 @@ def order_skus(order_id: int) -> list[str]:
             .order_by("pk").values_list("offer__sku", flat=True)]
 
 
-def order_summary(order_id: int | None) -> str:
-    """``"10 predictions, …"``: the names of an order's offers."""
+def order_summary(order_id: int | None, lang: str | None = None) -> str:
+    """``"10 predictions, …"``: the names of an order's offers (in ``lang`` when translated),
+    in item order."""
     if order_id is None:
         return ""
-    # app registry: models load on first use
-    from billable.models import OrderItem
-
-    # port: switch to the orders selector when available
-    return ", ".join(OrderItem.objects.filter(order_id=order_id)
-                     .values_list("offer__name", flat=True))
+    skus = order_skus(order_id)
+    names = offer_names(skus, lang)
+    return ", ".join(names.get(sku, sku) for sku in skus)
 
 
 __all__ = [
@@ -492,26 +584,32 @@ __all__ = [
     "aclaim_trial",
     "aconsume",
     "acurrent_owner",
+    "aentitlement_ends",
     "agranted_products",
     "ahold",
-    "aoffers_with_product",
+    "aoffer_name",
+    "aoffer_with_product",
     "aproduct_name",
     "aproduct_names",
     "arelease",
     "aresolve_account",
     "asettle",
+    "askus_with_product",
     "asummary",
     "auser_id_for",
     "create_order",
     "current_owner",
     "hold",
+    "identity_profile",
     "offer",
+    "offer_names",
     "offers",
     "order",
     "order_skus",
     "order_summary",
     "pay_order",
     "refund_order",
+    "register_offer_validator",
     "release",
     "settle",
     "user_id_for",

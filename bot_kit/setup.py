@@ -19,7 +19,12 @@ from billable.exceptions import BillableError
 from bot_kit import keys
 from bot_kit.config import BillingConfig
 from bot_kit.handlers import create_core_routers
-from bot_kit.middlewares.identity import IdentityCache, IdentityMiddleware, _connect_signals
+from bot_kit.middlewares.identity import (
+    IdentityCache,
+    IdentityMiddleware,
+    _connect_signals,
+    billing_config,
+)
 from bot_kit.middlewares.quota import QuotaMiddleware
 from bot_kit.payments import create_payment_routers
 from bot_kit.paywall import notify
@@ -76,18 +81,6 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
         dp.include_routers(*routers)
     dp.errors.register(_billing_error_handler(config), ExceptionTypeFilter(BillableError))
     return routers
-
-
-def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
-    """The ``BillingConfig`` that ``setup_billing`` installed on ``dp`` (``None`` if none).
-
-    Read from the identity middleware registered on ``dp`` (public middleware managers).
-    """
-    observer = dp.update if isinstance(dp, Dispatcher) else dp.message
-    for middleware in observer.outer_middleware:
-        if isinstance(middleware, IdentityMiddleware):
-            return middleware.config
-    return None
 
 
 def _billing_error_handler(config: BillingConfig) -> Any:

@@ -43,10 +43,11 @@ def install() -> None:
     import prometheus_client
 
     from billable.metrics import receivers
-    from billable.metrics.backlogs import BacklogCollector, holds_overdue
+    from billable.metrics.backlogs import BacklogCollector, event_deliveries, holds_overdue
 
     receivers.connect()
     register_backlog("holds_overdue", holds_overdue, age_field="expires_at")
+    register_backlog("events", event_deliveries)
     prometheus_client.REGISTRY.register(BacklogCollector())
     _installed = True
 

@@ -46,7 +46,7 @@ from billable.services.order_input import (
 from billable.services.snapshots import snapshot_of
 from billable.services.transient import retrying
 from billable.services.validation import metadata_dict
-from billable.signals import order_confirmed, order_refunded, send_on_commit
+from billable.signals import order_cancelled, order_confirmed, order_refunded, send_on_commit
 
 
 def _locked_order(order_id: Any) -> Order:
@@ -184,6 +184,7 @@ class OrderService:
             order.metadata = _with_reason(order.metadata, "cancel_reason", reason,
                                           "cancelled_at")
             order.save(update_fields=["status", "metadata"])
+            send_on_commit(order_cancelled, sender=cls, order=order)
         return order
 
     @classmethod

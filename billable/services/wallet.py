@@ -25,7 +25,7 @@ from billable.models import QuotaBatch, Transaction
 from billable.models.base import uuid7
 from billable.services import statements
 from billable.services.statements import LedgerRow, Lot
-from billable.signals import quota_consumed, send_on_commit, transaction_created
+from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
 
 ACTIVE = QuotaBatch.State.ACTIVE
 EXHAUSTED = QuotaBatch.State.EXHAUSTED
@@ -192,12 +192,13 @@ def return_units(returns: Iterable[Return]) -> list[LedgerRow]:
 def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = False) -> None:
     """Queue ``transaction_created`` (and ``quota_consumed``) for after the commit.
 
-    Model instances are built only when a receiver is connected.
+    Model instances are built only when a receiver is connected or an event endpoint wants
+    them (``billable.signals.wanted``).
     """
     from billable.services.ledger import TransactionService
 
-    created = transaction_created.has_listeners(TransactionService)
-    used = consumed and quota_consumed.has_listeners(TransactionService)
+    created = wanted(transaction_created, TransactionService)
+    used = consumed and wanted(quota_consumed, TransactionService)
     if not (created or used):
         return
     for row in rows:

@@ -1,4 +1,9 @@
-"""``/balance``: a summary of the user's wallet."""
+"""``/balance``: a summary of the user's wallet.
+
+An entitlement (``period`` / ``unlimited`` product) shows the end of the **current contiguous
+entitlement**: the batch covering now, extended by every later batch that starts before (or
+when) the previous one ends — a renewal paid ahead of time counts, a gap stops the chain.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,24 @@ from aiogram.types import Message
 
 from bot_kit import billing
 from bot_kit.config import BillingConfig
-from bot_kit.texts import get_text
+from bot_kit.texts import get_text, user_language
 
 
 def create_router(config: BillingConfig) -> Router:
     """A router with the balance command (``config.command("balance")``; none when removed)."""
     router = Router(name="bot_kit.balance")
-
     command = config.command("balance")
     if command is None:
         return router
 
     @router.message(Command(command))
-    async def balance(message: Message, billing_lang: str = "en",
+    async def balance(message: Message, billing_lang: str | None = None,
                       billing_user_id: int | None = None) -> None:
+        lang = await user_language(config, message.from_user, billing_lang)
         if billing_user_id is None:
-            await message.answer(get_text("error_unavailable", billing_lang, config))
+            await message.answer(get_text("error_unavailable", lang, config))
             return
-        await message.answer(await balance_text(config, lang=billing_lang,
-                                                user_id=billing_user_id))
+        await message.answer(await balance_text(config, lang=lang, user_id=billing_user_id))
 
     return router
 
@@ -38,7 +42,11 @@ async def balance_text(config: BillingConfig, *, lang: str, user_id: int) -> str
     summary = await billing.asummary(user_id)
     if not summary:
         return get_text("balance_empty", lang, config)
-    names = await billing.aproduct_names(summary)
+    ends = await billing.aentitlement_ends(user_id)
+    for key, end in ends.items():
+        if key in summary:
+            summary[key]["expiry"] = end
+    names = await billing.aproduct_names(summary, lang)
     lines = [get_text("balance_header", lang, config)]
     for key in sorted(summary):
         lines.append(_line(summary[key], names.get(key, key), lang, config))

@@ -11,7 +11,7 @@ from aiogram.types import Message
 from billable.exceptions import BillableError, TrialAlreadyUsed
 from bot_kit import billing
 from bot_kit.config import BillingConfig
-from bot_kit.texts import error_text, get_text
+from bot_kit.texts import error_text, get_text, user_language
 
 logger = logging.getLogger("bot_kit.trials")
 
@@ -19,15 +19,15 @@ logger = logging.getLogger("bot_kit.trials")
 def create_router(config: BillingConfig) -> Router:
     """A router with the trial command (``config.command("trial")``; none when removed)."""
     router = Router(name="bot_kit.trials")
-
     command = config.command("trial")
     if command is None:
         return router
 
     @router.message(Command(command))
-    async def trial(message: Message, billing_lang: str = "en",
+    async def trial(message: Message, billing_lang: str | None = None,
                     billing_user_id: int | None = None) -> None:
-        await message.answer(await claim_text(config, lang=billing_lang,
+        lang = await user_language(config, message.from_user, billing_lang)
+        await message.answer(await claim_text(config, lang=lang,
                                               user_id=billing_user_id,
                                               telegram_id=message.from_user.id
                                               if message.from_user else None))
@@ -52,7 +52,7 @@ async def claim_text(config: BillingConfig, *, lang: str, user_id: int | None,
         if exc.code in ("offer_not_found", "invalid_price", "invalid_input"):
             return get_text("trial_unavailable", lang, config)
         return error_text(exc.code, lang, config)
-    granted = await billing.agranted_products(batches)
+    granted = await billing.agranted_products(batches, lang)
     products = ", ".join(f"{name} × {units}" for name, units in granted)
     return get_text("trial_granted", lang, config, products=products)
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Dispatcher, Router
 from aiogram.types import TelegramObject, User
 
 from billable.logs import log_context
@@ -192,10 +192,23 @@ def _on_identity(external_id: str, user_id: Any) -> None:
     evict_users(user_id)
 
 
+def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
+    """The ``BillingConfig`` that ``setup_billing`` installed on ``dp`` (``None`` if none).
+
+    Read from the identity middleware registered on ``dp`` (public middleware managers).
+    """
+    observer = dp.update if isinstance(dp, Dispatcher) else dp.message
+    for middleware in observer.outer_middleware:
+        if isinstance(middleware, IdentityMiddleware):
+            return middleware.config
+    return None
+
+
 __all__ = [
     "CachedIdentity",
     "IdentityCache",
     "IdentityMiddleware",
+    "billing_config",
     "current_owner",
     "evict_identity",
     "evict_users",

@@ -39,6 +39,8 @@ PORT_UNTIL_FACADES = frozenset({
     ("billable.models", "Order"),                  # -> the orders selector
     ("billable.models", "OrderItem"),              # -> the orders selector
     ("billable.models", "Product"),                # -> the catalog selector
+    ("billable.models", "QuotaBatch"),             # -> BalanceService (entitlement ends)
+    ("billable.models.catalog", "OFFER_VALIDATORS"),  # -> a catalog facade hook
 })
 REASONS = ("app registry", "optional dependency")
 
