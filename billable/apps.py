@@ -15,3 +15,6 @@ class BillableConfig(AppConfig):
 
         logs.connect_event_logs()
         metrics.install()
+        from billable.services import growth_receivers
+
+        growth_receivers.connect()

@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "BILLABLE_TRANSACTIONS_PAGE_SIZE": 100,
     # Serve billable.metrics.views.metrics_view without credentials (network-restricted hosts).
     "BILLABLE_METRICS_PUBLIC": False,
+    # Growth: seconds a discounted order keeps its promo use before it is given back.
+    "BILLABLE_PROMO_RESERVATION_TTL": 3600,
+    # Growth: seconds an unclaimed gift stays claimable.
+    "BILLABLE_GIFT_TTL": 30 * 24 * 3600,
 }
 
 CONSUMPTION_ORDERS = ("fifo", "expiring_first")

@@ -230,3 +230,90 @@ __all__ = [
     "TrialAlreadyUsed",
     "UserNotFound",
 ]
+
+
+# -- growth: promo codes and gifts ---------------------------------------------------------------
+
+
+class PromoUnknown(NotFound):
+    """No promo code has this text (codes are case-insensitive)."""
+
+    code = "promo_unknown"
+    default_message = "Unknown promo code"
+
+
+class PromoExpired(ConflictError):
+    """The code is inactive, not valid yet or no longer valid."""
+
+    code = "promo_expired"
+    default_message = "This promo code has expired"
+
+
+class PromoExhausted(ConflictError):
+    """The code reached its total number of uses."""
+
+    code = "promo_exhausted"
+    default_message = "This promo code has been used up"
+
+
+class PromoAlreadyUsed(ConflictError):
+    """This customer (or one of its identities) already used the code."""
+
+    code = "promo_already_used"
+    default_message = "You have already used this promo code"
+
+
+class PromoNotFirstTime(ConflictError):
+    """The code is for first-time buyers and the customer already paid an order."""
+
+    code = "promo_not_first_time"
+    default_message = "This promo code is for first-time buyers only"
+
+
+class PromoNotApplicable(InvalidInput):
+    """A discount code asked for an offer it does not discount (or without an offer)."""
+
+    code = "promo_not_applicable"
+    default_message = "This promo code does not apply to this offer"
+
+
+class GiftUnknown(NotFound):
+    """No gift has this token."""
+
+    code = "gift_unknown"
+    default_message = "Unknown gift"
+
+
+class GiftOwn(ConflictError):
+    """The buyer tried to claim their own gift."""
+
+    code = "gift_own"
+    default_message = "You cannot claim your own gift"
+
+
+class GiftAlreadyClaimed(ConflictError):
+    """Somebody claimed the gift first."""
+
+    code = "gift_already_claimed"
+    default_message = "This gift has already been claimed"
+
+
+class GiftExpired(ConflictError):
+    """The gift was not claimed in time (or was refunded, or never paid)."""
+
+    code = "gift_expired"
+    default_message = "This gift is no longer available"
+
+
+__all__ += [
+    "GiftAlreadyClaimed",
+    "GiftExpired",
+    "GiftOwn",
+    "GiftUnknown",
+    "PromoAlreadyUsed",
+    "PromoExhausted",
+    "PromoExpired",
+    "PromoNotApplicable",
+    "PromoNotFirstTime",
+    "PromoUnknown",
+]

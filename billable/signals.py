@@ -49,3 +49,11 @@ __all__ = [
     "transaction_created",
     "trial_activated",
 ]
+
+# -- growth: promo codes, gifts, alerts (sent after commit, like every signal above) ---------
+promo_redeemed = Signal()  # redemption, user_id, code
+gift_claimed = Signal()  # gift, buyer_id, claimer_id
+quota_low = Signal()  # notice, user_id, product_key, balance, threshold
+batch_expiring = Signal()  # notice, user_id, product_key, batch_id, expires_at
+
+__all__ += ["batch_expiring", "gift_claimed", "promo_redeemed", "quota_low"]

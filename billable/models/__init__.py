@@ -1,8 +1,10 @@
 """billable models. Import from here: ``from billable.models import Product, Offer``."""
 
+from billable.models.alerts import AlertNotice, NotificationPreference, ProductAlert
 from billable.models.api_keys import ApiKey
 from billable.models.catalog import Offer, OfferItem, Product
 from billable.models.dashboard import RevenueDashboard
+from billable.models.gifts import Gift
 from billable.models.identities import Customer, ExternalIdentity
 from billable.models.ledger import (
     IdempotencyKey,
@@ -13,20 +15,28 @@ from billable.models.ledger import (
 )
 from billable.models.merges import CustomerMerge
 from billable.models.orders import Order, OrderItem
+from billable.models.promo import PromoCode, PromoIdentityUse, PromoRedemption
 from billable.models.referrals import Referral
 from billable.models.trials import TrialHistory
 
 __all__ = [
+    "AlertNotice",
     "ApiKey",
     "Customer",
     "CustomerMerge",
     "ExternalIdentity",
+    "Gift",
     "IdempotencyKey",
+    "NotificationPreference",
     "Offer",
     "OfferItem",
     "Order",
     "OrderItem",
     "Product",
+    "ProductAlert",
+    "PromoCode",
+    "PromoIdentityUse",
+    "PromoRedemption",
     "QuotaBatch",
     "Referral",
     "Reservation",
