@@ -103,8 +103,9 @@ def _last_grants(batches: Any, now: datetime) -> dict[Any, QuotaBatch]:
 def _scan_expiring(rule: ProductAlert, now: datetime) -> int:
     product = rule.product
     horizon = now + timedelta(days=int(rule.expiry_days or 0))
-    soon = (QuotaBatch.objects.spendable(now)
-            .filter(product=product, expires_at__isnull=False, expires_at__lte=horizon)
+    soon = (QuotaBatch.objects
+            .filter(product=product, state=QuotaBatch.State.ACTIVE, remaining_quantity__gt=0,
+                    expires_at__gt=now, expires_at__lte=horizon)
             .exclude(alert_notices__kind=AlertNotice.Kind.EXPIRING))
     found = 0
     for batch in soon.order_by("expires_at", "id"):
