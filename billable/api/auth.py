@@ -59,6 +59,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/referrals/stats"): "referrals:read",
     ("POST", "/referrals"): "referrals:write",
     ("GET", "/reports/dashboard"): "reports:read",
+    ("GET", "/promo/quote"): "promo:read",
+    ("POST", "/promo/redeem"): "promo:redeem",
+    ("GET", "/gifts/{token}"): "gifts:read",
+    ("POST", "/gifts/{token}/claim"): "gifts:claim",
 }
 
 INSUFFICIENT_SCOPE = "insufficient_scope"
