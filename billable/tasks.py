@@ -74,11 +74,15 @@ def schedule_of(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
 JOBS: list[Job] = [
     Job("billable.expire", "billable_expire", every=60.0),
     Job("billable.check_ledger", "billable_check_ledger", every=crontab(hour=3, minute=30)),
+    Job("billable.alerts", "billable_alerts", every=3600.0),
+    Job("billable.growth_sweep", "billable_growth_sweep", every=300.0),
 ]
 
 TASKS = {job.name: command_task(job) for job in JOBS}
 expire = TASKS["billable.expire"]
 check_ledger = TASKS["billable.check_ledger"]
+alerts = TASKS["billable.alerts"]
+growth_sweep = TASKS["billable.growth_sweep"]
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
@@ -86,5 +90,5 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return schedule_of(JOBS)
 
 
-__all__ = ["JOBS", "TASKS", "Job", "beat_schedule", "check_ledger", "command_task", "expire",
-           "run_command", "schedule_of"]
+__all__ = ["JOBS", "TASKS", "Job", "alerts", "beat_schedule", "check_ledger", "command_task",
+           "expire", "growth_sweep", "run_command", "schedule_of"]

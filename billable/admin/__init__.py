@@ -14,6 +14,14 @@ from billable.admin.api_keys import ApiKeyAdmin
 from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, ProductAdminForm
 from billable.admin.customers import CustomerAdmin
 from billable.admin.dashboard import RevenueDashboardAdmin
+from billable.admin.growth import (
+    AlertNoticeAdmin,
+    GiftAdmin,
+    NotificationPreferenceAdmin,
+    ProductAlertAdmin,
+    PromoCodeAdmin,
+    PromoRedemptionAdmin,
+)
 from billable.admin.identities import ExternalIdentityAdmin, ReferralAdmin, TrialHistoryAdmin
 from billable.admin.ledger import (
     CustomerMergeAdmin,
@@ -41,17 +49,23 @@ __all__ = [
     "OFFER_IMPORT_EXPORT_FIELDS",
     "OFFER_ITEMS_COLUMNS",
     "PRODUCT_IMPORT_EXPORT_FIELDS",
+    "AlertNoticeAdmin",
     "ApiKeyAdmin",
     "CustomerAdmin",
     "CustomerMergeAdmin",
     "ExternalIdentityAdmin",
+    "GiftAdmin",
     "IdempotencyKeyAdmin",
+    "NotificationPreferenceAdmin",
     "OfferAdmin",
     "OfferItemInline",
     "OrderAdmin",
     "OrderItemInline",
     "ProductAdmin",
     "ProductAdminForm",
+    "ProductAlertAdmin",
+    "PromoCodeAdmin",
+    "PromoRedemptionAdmin",
     "QuotaBatchAdmin",
     "ReadOnlyAdminMixin",
     "ReferralAdmin",

@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billable.exceptions import UserNotFound
 from billable.models import AlertNotice, NotificationPreference, Product, ProductAlert, QuotaBatch
 from billable.services.identities import coerce_pk
 from billable.signals import batch_expiring, quota_low, send_on_commit
@@ -148,6 +149,8 @@ class AlertService:
     def is_enabled(cls, user_id: Any) -> bool:
         """Whether ``user_id`` gets alert messages (on unless they opted out)."""
         pk = coerce_pk(getattr(user_id, "pk", user_id))
+        if pk is None:
+            return True
         value = NotificationPreference.objects.filter(user_id=pk).values_list(
             "alerts_enabled", flat=True).first()
         return True if value is None else bool(value)
@@ -161,6 +164,8 @@ class AlertService:
     def set_enabled(cls, user_id: Any, enabled: bool) -> bool:
         """Turn alert messages on or off for ``user_id``; returns the new value."""
         pk = coerce_pk(getattr(user_id, "pk", user_id))
+        if pk is None:
+            raise UserNotFound(f"User {user_id} not found")
         NotificationPreference.objects.update_or_create(
             user_id=pk, defaults={"alerts_enabled": bool(enabled), "updated_at": timezone.now()})
         return bool(enabled)

@@ -72,8 +72,9 @@ class GiftService:
             order = OrderService.create_order(buyer_id, [{"sku": sku, "quantity": 1}],
                                               metadata={**meta, "gift": True})
             line = order.items.select_related("offer").get()
-            return Gift.objects.create(token=secrets.token_urlsafe(TOKEN_BYTES), buyer_id=order.user_id,
-                                       offer=line.offer, order=order, metadata=meta)
+            return Gift.objects.create(token=secrets.token_urlsafe(TOKEN_BYTES),
+                                       buyer_id=order.user_id, offer=line.offer, order=order,
+                                       metadata=meta)
 
     @classmethod
     async def acreate_gift(cls, buyer_id: Any, sku: Any, *,
@@ -85,7 +86,7 @@ class GiftService:
     def is_gift_order(cls, order_id: Any) -> bool:
         """True when ``order_id`` pays for a gift."""
         pk = coerce_pk(getattr(order_id, "pk", order_id))
-        return bool(pk) and Gift.objects.filter(order_id=pk).exists()
+        return pk is not None and Gift.objects.filter(order_id=pk).exists()
 
     @classmethod
     @retrying
@@ -207,8 +208,10 @@ class GiftService:
     @classmethod
     def mark_refunded(cls, order_id: Any) -> None:
         """A gift whose order was refunded can no longer be claimed."""
-        Gift.objects.filter(order_id=coerce_pk(getattr(order_id, "pk", order_id))).exclude(
-            status=Gift.Status.CLAIMED).update(status=Gift.Status.REFUNDED)
+        pk = coerce_pk(getattr(order_id, "pk", order_id))
+        if pk is not None:
+            Gift.objects.filter(order_id=pk).exclude(status=Gift.Status.CLAIMED).update(
+                status=Gift.Status.REFUNDED)
 
 
 def _check_claimable(gift: Gift, user_pk: int, now: datetime) -> None:

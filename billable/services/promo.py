@@ -353,6 +353,8 @@ def _release(redemption_pk: int) -> bool:
     """Give one reserved use back (locks the code, then the redemption)."""
     code_pk = PromoRedemption.objects.filter(pk=redemption_pk).values_list("promo_id",
                                                                            flat=True).first()
+    if code_pk is None:
+        return False
     promo = PromoCode.objects.select_for_update().get(pk=code_pk)
     red = PromoRedemption.objects.select_for_update().get(pk=redemption_pk)
     if red.status != PromoRedemption.Status.RESERVED:

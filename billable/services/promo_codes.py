@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -12,6 +10,7 @@ from django.db import transaction
 
 from billable.exceptions import InvalidInput
 from billable.models import PromoCode
+from billable.services.csv_cells import write_rows
 
 #: Letters and digits that cannot be misread (no 0/O, 1/I/L).
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -40,23 +39,20 @@ def generate_codes(count: int, *, prefix: str = "", length: int = 10, batch: str
             wanted = {random_code(length, prefix) for _ in range(count - len(created))}
             taken = set(PromoCode.objects.filter(code__in=wanted).values_list("code", flat=True))
             rows = [PromoCode(code=code, batch=batch, **template) for code in wanted - taken]
+            for row in rows:
+                row.currency = (row.currency or "").upper()
             created += PromoCode.objects.bulk_create(rows)
     return created
 
 
 def codes_csv(codes: Iterable[PromoCode]) -> str:
-    """The codes as CSV text (header :data:`CSV_COLUMNS`)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for promo in codes:
-        writer.writerow([
-            promo.code, promo.kind, promo.offer.sku if promo.offer_id and promo.offer else "",
-            promo.percent_off or "", promo.amount_off or "", promo.currency, promo.max_uses or "",
-            promo.uses_count, promo.valid_from.isoformat() if promo.valid_from else "",
-            promo.valid_until.isoformat() if promo.valid_until else "", promo.is_active,
-            promo.batch])
-    return out.getvalue()
+    """The codes as CSV text (header :data:`CSV_COLUMNS`; formula-like cells escaped)."""
+    return write_rows(CSV_COLUMNS, (
+        [promo.code, promo.kind, promo.offer.sku if promo.offer_id and promo.offer else "",
+         promo.percent_off or "", promo.amount_off or "", promo.currency, promo.max_uses or "",
+         promo.uses_count, promo.valid_from.isoformat() if promo.valid_from else "",
+         promo.valid_until.isoformat() if promo.valid_until else "", promo.is_active,
+         promo.batch] for promo in codes))
 
 
 __all__ = ["ALPHABET", "CSV_COLUMNS", "codes_csv", "generate_codes", "random_code"]

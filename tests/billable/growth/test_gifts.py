@@ -72,7 +72,8 @@ def test_unknown_unpaid_and_expired_gifts_are_refused(make_user, shop, paid_gift
     assert balance(alice) == 0
 
 
-def test_a_refunded_gift_cannot_be_claimed(make_user, paid_gift, django_capture_on_commit_callbacks):
+def test_a_refunded_gift_cannot_be_claimed(make_user, paid_gift,
+                                           django_capture_on_commit_callbacks):
     buyer, alice = make_user(), make_user()
     gift = paid_gift(buyer)
     with django_capture_on_commit_callbacks(execute=True):

@@ -215,3 +215,36 @@ async def test_async_twins(user, shop, make_code):
     assert quote.offer.sku == "FREE_5"
     result = await PromoService.aredeem("async", user_id=user.pk)
     assert len(result.batches) == 1
+
+
+def test_promo_codes_command_generates_and_exports(shop):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("billable_promo_codes", "5", "--offer", "free_5", "--max-uses", "1",
+                 "--batch", "cmd", stdout=out, stderr=StringIO())
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 6 and PromoCode.objects.filter(batch="cmd", max_uses=1).count() == 5
+    exported = StringIO()
+    call_command("billable_promo_codes", "--export", "cmd", stdout=exported)
+    assert exported.getvalue().strip().splitlines()[1:] != [] and len(
+        exported.getvalue().strip().splitlines()) == 6
+    with pytest.raises(CommandError):
+        call_command("billable_promo_codes", "3", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError):
+        call_command("billable_promo_codes", "3", "--offer", "NOPE", stdout=StringIO())
+
+
+def test_sweep_and_alert_commands_run(user, shop):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("billable_growth_sweep", stdout=out)
+    assert out.getvalue().startswith("Released promo uses: 0. Expired gifts: 0.")
+    out = StringIO()
+    call_command("billable_alerts", stdout=out)
+    assert out.getvalue().startswith("Low balance: 0. Expiring: 0.")
