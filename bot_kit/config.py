@@ -57,6 +57,12 @@ class BillingConfig:
     balance_command: str = "balance"
     trial_command: str = "trial"
     support_command: str = "paysupport"
+    # Growth: promo codes, gifts, alerts (docs/growth.md)
+    promo_command: str = "promo"
+    gift_command: str = "gift"
+    notifications_command: str = "notifications"
+    gift_offers: tuple[str, ...] = ()
+    bot_username: str | None = None
     # Gating
     throttle: Throttle | None = None
     reservation_ttl: int | None = None
@@ -65,6 +71,7 @@ class BillingConfig:
         object.__setattr__(self, "offers", tuple(s.upper() for s in self.offers))
         object.__setattr__(self, "subscription_offers",
                            tuple(s.upper() for s in self.subscription_offers))
+        object.__setattr__(self, "gift_offers", tuple(s.upper() for s in self.gift_offers))
         object.__setattr__(self, "admin_ids", frozenset(self.admin_ids))
         object.__setattr__(self, "signing_secrets", tuple(self.signing_secrets))
         if self.trial_offer is not None:

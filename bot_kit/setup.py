@@ -29,7 +29,9 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
                   cache: IdentityCache | None = None) -> list[Router]:
     """Install the identity and quota middlewares and include the kit's routers.
 
-    The kit's routers (purchase flow first, then ``/paysupport``, ``/trial``, ``/balance``) are
+    The kit's routers (gifts, ``/promo`` and ``/notifications`` — each only its own commands,
+    deep links and callbacks —, the purchase flow, then ``/paysupport``, ``/trial``,
+    ``/balance``) are
     placed **before** every router already included, so a catch-all handler of the host can
     never swallow a payment update. Billable errors raised by any handler are answered with a
     localized text. Calling it twice for one dispatcher is refused (``RuntimeError``).
@@ -51,7 +53,10 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
     quota = QuotaMiddleware(config)
     for name in GATED_EVENTS:
         dp.observers[name].middleware(quota)
-    routers = [*create_payment_routers(config), *create_core_routers(config)]
+    from bot_kit.handlers.growth import create_growth_routers
+
+    routers = [*create_growth_routers(config), *create_payment_routers(config),
+               *create_core_routers(config)]
     for position, router in enumerate(routers):
         inline_magic_filters(router)
         dp.include_router(router)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bot_kit.locales import core, payments
+from bot_kit.locales import core, growth, payments
 
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
@@ -27,7 +27,7 @@ def _merge(*catalogs: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, st
 
 
 #: All built-in texts by language.
-CATALOG: dict[str, dict[str, str]] = _merge(core.TEXTS, payments.TEXTS)
+CATALOG: dict[str, dict[str, str]] = _merge(core.TEXTS, payments.TEXTS, growth.TEXTS)
 
 
 class _KeepMissing(dict[str, Any]):

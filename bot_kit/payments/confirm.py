@@ -22,6 +22,7 @@ from billable import metrics
 from billable.exceptions import BillableError
 from billable.logs import log_fields
 from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.payments.payload import KIND_GIFT
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
     from_unix,
@@ -90,6 +91,10 @@ def _pay(facts: PaymentFacts, check: Any, user_id: int) -> Any:
 
     method = STARS_METHOD if facts.currency.upper() == "XTR" else FIAT_METHOD
     order = check.order
+    if check.payload.kind == KIND_GIFT:
+        from bot_kit.growth_billing import pay_gift_order
+
+        return pay_gift_order(order.pk, facts.charge_id)
     if check.payload.is_subscription and order.status == Order.Status.PAID:
         # A renewal (check_charge lets a paid order through only for recurring payments).
         order = OrderService.create_order(

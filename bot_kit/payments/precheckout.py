@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from billable import metrics
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
-from bot_kit.payments.payload import InvoicePayload, verify_payload
+from bot_kit.payments.payload import KIND_DISCOUNT, InvoicePayload, verify_payload
 from bot_kit.texts import get_text, pick_language
 
 if TYPE_CHECKING:
@@ -112,6 +112,13 @@ def check_precheckout(charge: Charge, config: BillingConfig, *,
     if user_id is None:
         user_id = billing_user_id_for(charge.telegram_user_id, config.identity_provider)
     result = check_charge(charge, config.signing_secrets, user_id=user_id)
+    if result.reason is None and result.payload is not None and (
+            result.payload.kind == KIND_DISCOUNT):
+        from bot_kit.growth_billing import check_discount
+
+        reason = check_discount(result.payload)
+        if reason is not None:
+            return OrderCheck(reason, result.payload, result.order)
     if result.reason == ALREADY_PAID and _is_known_subscription(charge):
         return OrderCheck(None, result.payload, result.order)
     return result
