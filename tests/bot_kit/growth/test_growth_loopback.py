@@ -173,7 +173,8 @@ async def test_low_balance_alert_once_per_crossing_and_expiry_once_per_batch(
 
         lb.server.put_update(updates.command("notifications", "off", user=alice))
         await lb.server.wait_for_call("sendMessage", timeout=10, count=5)
-        assert lb.messages_to(alice.id)[-1]["text"].startswith("Balance and expiry reminders are off")
+        assert lb.messages_to(alice.id)[-1]["text"].startswith(
+            "Balance and expiry reminders are off")
         await give(alice, "STARS_10")
         await spend(alice, 10)
         result = await sender.scan_and_send()
