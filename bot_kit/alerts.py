@@ -80,11 +80,12 @@ def claim_due(config: BillingConfig, *, limit: int = 100) -> list[Delivery]:
 
     pending = AlertNotice.objects.filter(delivery=AlertNotice.Delivery.PENDING)
     deliveries = []
-    for notice in pending.select_related("product__alert_rule__buy_offer").order_by(
+    for notice in pending.select_related("product__alert_rule__buy_offer", "batch").order_by(
             "created_at", "id")[:limit]:
-        opted_out = NotificationPreference.objects.filter(user_id=notice.user_id,
+        owner = notice.batch.user_id  # the batch's owner now (a merge may have moved it)
+        opted_out = NotificationPreference.objects.filter(user_id=owner,
                                                           alerts_enabled=False).exists()
-        identity = (ExternalIdentity.objects.filter(user_id=notice.user_id,
+        identity = (ExternalIdentity.objects.filter(user_id=owner,
                                                     provider=config.identity_provider)
                     .order_by("created_at", "id").first())
         chat = identity.external_id if identity is not None else ""

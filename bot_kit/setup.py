@@ -32,9 +32,9 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
     The kit's routers (gifts, ``/promo`` and ``/notifications`` — each only its own commands,
     deep links and callbacks —, the purchase flow, then ``/paysupport``, ``/trial``,
     ``/balance``) are placed **before** every router already included, so a catch-all handler
-    of the host can never swallow a payment update. Billable errors raised by any handler are answered with a
-    localized text. Calling it twice for one dispatcher is refused (``RuntimeError``).
-    Returns the routers included.
+    of the host can never swallow a payment update. Billable errors raised by any handler are
+    answered with a localized text. Calling it twice for one dispatcher is refused
+    (``RuntimeError``). Returns the routers included.
     """
     from bot_kit.payments import create_payment_routers
 
