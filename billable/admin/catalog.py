@@ -19,6 +19,7 @@ from django.urls import reverse  # noqa: F401  (kept importable: tests patch ``r
 from django.utils.html import format_html, format_html_join
 
 from billable.admin.csv_tools import CsvAdminMixin
+from billable.admin.display import money, whole_stars
 from billable.admin.reports import admin_url, build_product_activity
 from billable.conf import billable_settings
 from billable.exceptions import BillableError
@@ -92,7 +93,7 @@ class OfferItemInline(admin.TabularInline):
     model = OfferItem
     form = OfferItemInlineForm
     extra = 1
-    raw_id_fields = ("product",)
+    autocomplete_fields = ("product",)  # searches ProductAdmin.search_fields (key, name)
 
 
 @admin.register(Product)
@@ -155,9 +156,9 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
         if not items:
             return "Not sold in any offer yet."
         return format_html_join(
-            "", '<div><a href="{}">{}</a> — {} {} × {} ({}){}</div>',
+            "", '<div><a href="{}">{}</a> — {} × {} ({}){}</div>',
             ((admin_url("billable.offer", item.offer_id) or "#", item.offer.sku,
-              item.offer.price, item.offer.currency, item.quantity,
+              money(item.offer.price, item.offer.currency), item.quantity,
               item.get_period_unit_display(), "" if item.offer.is_active else " — inactive")
              for item in items),
         )
@@ -190,14 +191,28 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
                                                offer.sku), messages.SUCCESS)
 
 
+class OfferAdminForm(forms.ModelForm):
+    """The offer form; an XTR price is shown whole (``50``, not ``50.00``).
+
+    No ``Meta``: the admin builds it for ``Offer`` (with its ``formfield_overrides``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        price = self.initial.get("price")
+        if price is not None:
+            self.initial["price"] = whole_stars(price, self.initial.get("currency"))
+
+
 @admin.register(Offer)
 class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     """Offers with their items inline and CSV import/export (one row per item)."""
 
+    form = OfferAdminForm
     csv_name = "offers"
     csv_headers = catalog_io.OFFER_CSV_HEADERS
     change_list_template = "admin/billable/offer/change_list.html"
-    list_display = ("sku", "name", "price", "currency", "is_active", "created_at")
+    list_display = ("sku", "name", "price_display", "currency", "is_active", "created_at")
     list_filter = ("currency", "is_active")
     search_fields = ("sku", "name")
     inlines = (OfferItemInline,)
@@ -206,6 +221,10 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         return [*self.csv_urls(), *super().get_urls()]
+
+    @admin.display(description="Price", ordering="price")
+    def price_display(self, obj: Offer) -> str:
+        return money(obj.price, obj.currency, with_currency=False)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
                  **kwargs: Any) -> Any:

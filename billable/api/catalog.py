@@ -13,7 +13,7 @@ from billable.exceptions import OfferNotFound, ProductNotFound
 from billable.models import Offer, OfferItem
 from billable.models.base import normalize_key
 from billable.schemas.catalog import OfferSchema, ProductSchema
-from billable.schemas.common import Key, responses
+from billable.schemas.common import Key, KeyFilter, responses
 from billable.services import ProductService
 
 router = Router()
@@ -42,7 +42,7 @@ async def get_product(request: HttpRequest, product_key: Key) -> Any:
 
 @router.get("/catalog", response=responses(list[OfferSchema]))
 async def list_catalog(request: HttpRequest,
-                       sku: Query[list[Key] | None] = None) -> Any:  # type: ignore[type-arg]
+                       sku: Query[list[KeyFilter] | None] = None) -> Any:  # type: ignore[type-arg]
     """Active offers with their items.
 
     ``?sku=A&sku=B`` (any case) returns only those offers, in the order asked; unknown or

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billable', '0006_revenue_dashboard'),
+        ('billable', '0007_quota_batch_plural'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
