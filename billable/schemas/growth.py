@@ -6,11 +6,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from billable.schemas.common import JsonObject, Key, UserRefIn, clean_text
+from billable.schemas.common import NOT_BLANK, JsonObject, Key, UserRefIn, clean_text, hint
 from billable.schemas.trials import Identities
 
 #: A promo code as typed by a customer (any case, surrounding spaces ignored).
-Code = Annotated[str, StringConstraints(max_length=64), AfterValidator(clean_text)]
+Code = Annotated[str, StringConstraints(max_length=64), AfterValidator(clean_text),
+                 hint(minLength=1, pattern=NOT_BLANK)]
 
 
 class PromoRedeemSchema(UserRefIn):
