@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse  # noqa: F401  (kept importable: tests patch ``reverse`` here)
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.csv_tools import CsvAdminMixin
 from billable.admin.display import money, whole_stars
@@ -55,7 +56,7 @@ class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
         fields = ("product_key", "name", "description", "product_type", "is_active",
-                  "is_currency", "created_at", "metadata")
+                  "is_currency", "created_at", "metadata", "translations")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -117,13 +118,17 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
             "description": "Product keys are stored upper-case and share one namespace "
                            "with offer SKUs.",
         }),
-        ("Create an offer GET_<KEY>", {
+        (_("Create an offer GET_<KEY>"), {
             "fields": (("offer_price", "offer_currency"),
                        ("offer_quantity", "offer_period_unit", "offer_period_value")),
         }),
-        ("Sold in", {"fields": ("offers_overview",)}),
-        ("Report: sources and debits", {"fields": ("product_report",)}),
-        ("Metadata", {"classes": ("collapse",), "fields": ("metadata", "created_at")}),
+        (_("Translations"), {"fields": ("translations",),
+                          "description": 'Name and description per language, e.g. '
+                                         '{"ru": {"name": "Прогнозы"}}. Missing ones fall back '
+                                         "to the fields above."}),
+        (_("Sold in"), {"fields": ("offers_overview",)}),
+        (_("Report: sources and debits"), {"fields": ("product_report",)}),
+        (_("Metadata"), {"classes": ("collapse",), "fields": ("metadata", "created_at")}),
     )
 
     def get_urls(self) -> list[Any]:
@@ -135,7 +140,7 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
     def csv_import_data(self, data: bytes, *, strict: bool) -> ImportResult:
         return catalog_io.import_products_csv(data, strict=strict)
 
-    @admin.action(description="Export selected products (CSV)")
+    @admin.action(description=_("Export selected products (CSV)"))
     def export_products_csv(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
         """Admin action: CSV of the selection (everything when the selection is empty)."""
         return self.csv_response(queryset)
@@ -148,7 +153,7 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
         """Upload form (GET) and import (POST ``csv_file``; ``strict`` = all or nothing)."""
         return self.csv_import_view(request)
 
-    @admin.display(description="Offers")
+    @admin.display(description=_("Offers"))
     def offers_overview(self, obj: Product | None) -> str:
         if obj is None or obj.pk is None:
             return "Save the product first."
@@ -163,7 +168,7 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
              for item in items),
         )
 
-    @admin.display(description="Report")
+    @admin.display(description=_("Report"))
     def product_report(self, obj: Product | None) -> str:
         if obj is None or obj.pk is None:
             return "Save the product first."
@@ -241,7 +246,7 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     def csv_import_data(self, data: bytes, *, strict: bool) -> ImportResult:
         return catalog_io.import_offers_csv(data, strict=strict)
 
-    @admin.action(description="Export selected offers (CSV)")
+    @admin.action(description=_("Export selected offers (CSV)"))
     def export_offers_csv(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
         """Admin action: CSV of the selection (everything when the selection is empty)."""
         return self.csv_response(queryset)

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import CustomerColumnMixin
 from billable.models import ExternalIdentity, Referral, TrialHistory
@@ -53,7 +54,7 @@ class TrialHistoryAdmin(admin.ModelAdmin):
     search_fields = ("identity_hash", "trial_plan_name")
     date_hierarchy = "used_at"
 
-    @admin.display(description="Identity hash")
+    @admin.display(description=_("Identity hash"))
     def short_hash(self, obj: TrialHistory) -> str:
         return f"{obj.identity_hash[:12]}…"
 

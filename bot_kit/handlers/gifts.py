@@ -22,11 +22,11 @@ from asgiref.sync import sync_to_async
 from bot_kit.config import BillingConfig
 from bot_kit.growth_billing import claim_gift, create_gift_invoice, gift_token_for_order
 from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment
-from bot_kit.payments.handlers import resolve_user_id, try_refund_now
+from bot_kit.payments.handlers import rejection_text, resolve_user_id, try_refund_now
 from bot_kit.payments.invoices import STARS, apurchasable_offers, send_invoice
 from bot_kit.payments.payload import KIND_GIFT
 from bot_kit.paywall import format_price
-from bot_kit.texts import error_text, get_text, pick_language
+from bot_kit.texts import error_text, get_text, pick_language, user_language
 
 logger = logging.getLogger("bot_kit.gifts")
 DEEP_LINK_PREFIX = "gift-"
@@ -44,8 +44,8 @@ def is_gift_payload(payload: object) -> bool:
     return len(parts) == 8 and parts[2] == KIND_GIFT
 
 
-def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
-    return lang or pick_language(tg_user.language_code if tg_user else None, config)
+async def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
+    return await user_language(config, tg_user, lang)
 
 
 async def gift_link(bot: Bot, token: str, config: BillingConfig) -> str:
@@ -72,13 +72,29 @@ async def _send_gift_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, us
 
 
 def _add_buying(router: Router, config: BillingConfig) -> None:
-    @router.message(Command(config.gift_command))
+    name = config.command("gift")
+    if name is not None:
+        router.message(Command(name))(_gift_command(config))
+
+    @router.callback_query(GiftOffer.filter())
+    async def gift_button(query: CallbackQuery, callback_data: GiftOffer, bot: Bot,
+                          billing_user_id: int | None = None,
+                          billing_lang: str | None = None) -> None:
+        await query.answer()
+        lang = await _lang(billing_lang, query.from_user, config)
+        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await _send_gift_invoice(bot, chat_id, query.from_user, callback_data.sku, user_id,
+                                 lang, config)
+
+
+def _gift_command(config: BillingConfig) -> Any:
     async def gift(message: Message, command: CommandObject, bot: Bot,
                    billing_user_id: int | None = None, billing_lang: str | None = None) -> None:
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = _lang(billing_lang, tg_user, config)
+        lang = await _lang(billing_lang, tg_user, config)
         if command.args and command.args.strip():
             user_id = await resolve_user_id(billing_user_id, tg_user, config)
             await _send_gift_invoice(bot, message.chat.id, tg_user, command.args.strip(),
@@ -95,16 +111,7 @@ def _add_buying(router: Router, config: BillingConfig) -> None:
         await message.answer(get_text("gift_catalog", lang, config),
                              reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
 
-    @router.callback_query(GiftOffer.filter())
-    async def gift_button(query: CallbackQuery, callback_data: GiftOffer, bot: Bot,
-                          billing_user_id: int | None = None,
-                          billing_lang: str | None = None) -> None:
-        await query.answer()
-        lang = _lang(billing_lang, query.from_user, config)
-        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
-        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await _send_gift_invoice(bot, chat_id, query.from_user, callback_data.sku, user_id,
-                                 lang, config)
+    return gift
 
 
 def _add_payment(router: Router, config: BillingConfig) -> None:
@@ -120,12 +127,13 @@ def _add_payment(router: Router, config: BillingConfig) -> None:
                                         provider=config.identity_provider)
         if not result.created:
             return
-        lang = _lang(billing_lang, tg_user, config)
+        lang = await _lang(billing_lang, tg_user, config)
         if not result.confirmed:
             await message.answer(get_text("payment_rejected", lang, config,
-                                          reason=result.payment.reason,
+                                          reason=rejection_text(result.payment.reason, lang,
+                                                                config),
                                           charge_id=facts.charge_id))
-            await try_refund_now(bot, result.refund_id)
+            await try_refund_now(bot, result.refund_id, config)
             return
         token = await sync_to_async(gift_token_for_order)(result.order_id)
         expires = await sync_to_async(_expiry_of)(token)
@@ -151,7 +159,7 @@ def _add_claiming(router: Router, config: BillingConfig) -> None:
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = _lang(billing_lang, tg_user, config)
+        lang = await _lang(billing_lang, tg_user, config)
         user_id = await resolve_user_id(billing_user_id, tg_user, config)
         token = str(command.args or "").removeprefix(DEEP_LINK_PREFIX)
         try:

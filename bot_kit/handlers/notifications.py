@@ -10,24 +10,28 @@ from asgiref.sync import sync_to_async
 from bot_kit.config import BillingConfig
 from bot_kit.growth_billing import alerts_enabled, set_alerts_enabled
 from bot_kit.payments.handlers import resolve_user_id
-from bot_kit.texts import get_text, pick_language
+from bot_kit.texts import get_text, user_language
 
 ON_WORDS = frozenset({"on", "yes", "1", "вкл", "да"})
 OFF_WORDS = frozenset({"off", "no", "0", "выкл", "нет"})
 
 
 def create_router(config: BillingConfig) -> Router:
-    """``/notifications`` shows the state, ``on`` / ``off`` sets it (name from the config)."""
+    """``/notifications`` shows the state, ``on`` / ``off`` sets it
+    (``config.command("notifications")``; ``None`` disables it)."""
     router = Router(name="bot_kit.notifications")
+    name = config.command("notifications")
+    if name is None:
+        return router
 
-    @router.message(Command(config.notifications_command))
+    @router.message(Command(name))
     async def notifications(message: Message, command: CommandObject,
                             billing_user_id: int | None = None,
                             billing_lang: str | None = None) -> None:
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = billing_lang or pick_language(tg_user.language_code, config)
+        lang = await user_language(config, tg_user, billing_lang)
         user_id = await resolve_user_id(billing_user_id, tg_user, config)
         word = (command.args or "").strip().lower()
         if word in ON_WORDS or word in OFF_WORDS:

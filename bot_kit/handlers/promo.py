@@ -22,7 +22,7 @@ from bot_kit.growth_billing import promo_needs_offer, redeem_promo
 from bot_kit.payments.handlers import resolve_user_id
 from bot_kit.payments.invoices import apurchasable_offers, send_invoice
 from bot_kit.paywall import format_price
-from bot_kit.texts import error_text, get_text, pick_language
+from bot_kit.texts import error_text, get_text, user_language
 
 logger = logging.getLogger("bot_kit.promo")
 DEEP_LINK_PREFIX = "promo-"
@@ -35,8 +35,8 @@ class PromoOffer(CallbackData, prefix="bk_promo"):
     sku: str
 
 
-def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
-    return lang or pick_language(tg_user.language_code if tg_user else None, config)
+async def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
+    return await user_language(config, tg_user, lang)
 
 
 def _products(granted: dict[str, int]) -> str:
@@ -84,17 +84,14 @@ async def apply_code(bot: Bot, chat_id: int, tg_user: User, code: str, *, sku: s
                                              products=_products(outcome.granted)))
 
 
-def create_router(config: BillingConfig) -> Router:
-    """The router of ``/promo`` (name from ``config.promo_command``) and ``start=promo-…``."""
-    router = Router(name="bot_kit.promo")
-
-    @router.message(Command(config.promo_command))
+def _add_command(router: Router, name: str, config: BillingConfig) -> None:
+    @router.message(Command(name))
     async def promo(message: Message, command: CommandObject, bot: Bot,
                     billing_user_id: int | None = None, billing_lang: str | None = None) -> None:
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = _lang(billing_lang, tg_user, config)
+        lang = await _lang(billing_lang, tg_user, config)
         args = (command.args or "").split()
         if not args:
             await message.answer(get_text("promo_usage", lang, config))
@@ -104,6 +101,15 @@ def create_router(config: BillingConfig) -> Router:
                          sku=args[1] if len(args) > 1 else None, user_id=user_id, lang=lang,
                          config=config)
 
+
+def create_router(config: BillingConfig) -> Router:
+    """The router of ``/promo`` (``config.command("promo")``; ``None`` disables the command)
+    and of the ``start=promo-…`` deep link."""
+    router = Router(name="bot_kit.promo")
+    name = config.command("promo")
+    if name is not None:
+        _add_command(router, name, config)
+
     @router.message(CommandStart(deep_link=True,
                                  magic=F.args.startswith(DEEP_LINK_PREFIX)))
     async def promo_link(message: Message, command: CommandObject, bot: Bot,
@@ -112,7 +118,7 @@ def create_router(config: BillingConfig) -> Router:
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = _lang(billing_lang, tg_user, config)
+        lang = await _lang(billing_lang, tg_user, config)
         user_id = await resolve_user_id(billing_user_id, tg_user, config)
         code = str(command.args or "").removeprefix(DEEP_LINK_PREFIX)
         await apply_code(bot, message.chat.id, tg_user, code, sku=None, user_id=user_id,
@@ -123,7 +129,7 @@ def create_router(config: BillingConfig) -> Router:
                           billing_user_id: int | None = None,
                           billing_lang: str | None = None) -> Any:
         await query.answer()
-        lang = _lang(billing_lang, query.from_user, config)
+        lang = await _lang(billing_lang, query.from_user, config)
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
         await apply_code(bot, chat_id, query.from_user, callback_data.code,

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billable', '0007_quota_batch_plural'),
+        ('billable', '0008_catalog_translations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
