@@ -11,15 +11,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billable.exceptions import BillableError
+from billable.exceptions import LedgerImmutable
 from billable.models.base import CapsQuerySet, uuid7
-
-
-class LedgerImmutable(BillableError):
-    """Raised when code tries to update or delete a ledger row."""
-
-    code = "ledger_immutable"
-    default_message = "Ledger rows are immutable: write a new transaction instead."
 
 
 class QuotaBatchQuerySet(CapsQuerySet):

@@ -1,4 +1,4 @@
-"""The last line of defence against transient database conflicts: retry, then a clear error.
+"""The one retry-on-conflict helper: retry transient database conflicts, then a clear error.
 
 Every write path takes its row locks in one global order (see ``docs/ledger.md``, *Lock
 order*), so deadlocks are not expected. Should the database still abort a transaction as a
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from billable.exceptions import BillableError, DatabaseBusy
+from billable.exceptions import DatabaseBusy, RetryTransaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,17 +31,6 @@ ATTEMPTS = 5
 #: PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _SQLITE_BUSY = ("database is locked", "database table is locked")
-
-
-class RetryTransaction(BillableError):
-    """Internal: raised inside a :func:`retrying` operation to roll it back and run it again.
-
-    For a path that finds, after taking its locks, that the rows it locked are not all the rows
-    it must change (a row appeared in between): it gives every lock back instead of waiting for
-    the newcomer, which may be waiting for it.
-    """
-
-    code = "retry_transaction"
 
 
 def is_transient(exc: BaseException) -> bool:
