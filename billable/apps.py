@@ -10,6 +10,7 @@ class BillableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # reason: these import the models, so they run once the app registry is ready
         import billable.checks  # noqa: F401  (registers the checks)
         from billable import logs, metrics
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from django.conf import settings
 
+#: Database vendors whose SQL ``billable.ledger.sql`` supports (``billable.E005`` refuses others).
+SUPPORTED_VENDORS = ("postgresql", "sqlite")
+
 DEFAULTS: dict[str, Any] = {
     "BILLABLE_API_TOKEN": None,
     "BILLABLE_USER_MODEL": None,

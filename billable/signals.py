@@ -6,6 +6,7 @@ payment. Async receivers are supported (Django runs them from ``send``/``asend``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
@@ -30,8 +31,6 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
     def _send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):
             if isinstance(result, Exception):
-                import logging
-
                 logging.getLogger("billable.signals").error(
                     "Signal receiver %r failed", receiver, exc_info=result
                 )

@@ -36,6 +36,7 @@ from billable.admin.reports import (
 )
 from billable.exceptions import BillableError
 from billable.models import Customer, ExternalIdentity, Offer, Order, Product, QuotaBatch
+from billable.services import TransactionService
 
 _USERNAME = get_user_model().USERNAME_FIELD
 
@@ -190,8 +191,6 @@ class ManualGrantForm(forms.Form):
 
     def grant(self, user_id: Any, *, admin_user: Any) -> list[QuotaBatch]:
         """Run the grant (``source="manual_grant"``); idempotent per form token."""
-        from billable.services import TransactionService
-
         data = self.cleaned_data
         return TransactionService.grant_offer(
             user_id, data["offer"], source="manual_grant",

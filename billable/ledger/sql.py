@@ -48,9 +48,6 @@ from billable.models import (
     Transaction,
 )
 
-#: Database vendors whose SQL the statements below are known to be valid for.
-SUPPORTED_VENDORS = ("postgresql", "sqlite")
-
 ACTIVE = QuotaBatch.State.ACTIVE
 EXHAUSTED = QuotaBatch.State.EXHAUSTED
 HELD = Reservation.State.HELD
@@ -480,12 +477,7 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
         return bool(cursor.rowcount == 1)
 
 
-def unsupported_vendor(alias: str) -> str | None:
-    """The vendor of ``alias`` when the statements do not support it, else ``None``."""
-    vendor = str(connections[alias].vendor)
-    return None if vendor in SUPPORTED_VENDORS else vendor
 
-
-__all__ = ["SUPPORTED_VENDORS", "HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
+__all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
            "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
-           "spendable_summary", "take", "unsupported_vendor"]
+           "spendable_summary", "take"]

@@ -40,8 +40,10 @@ def install() -> None:
     global _installed
     if _installed or not enabled():
         return
+    # reason: optional dependency (billable[metrics]): imported only when installed
     import prometheus_client
 
+    # reason: connects receivers only once metrics are installed (app ready)
     from billable.metrics import receivers
     from billable.metrics.backlogs import BacklogCollector, holds_overdue
 
@@ -59,6 +61,7 @@ def start_http_server(port: int, addr: str = "127.0.0.1") -> Any:
     """
     if not enabled():
         return None
+    # reason: the exporter server imports prometheus_client (optional dependency)
     from billable.metrics.server import start_http_server as start
 
     return start(port, addr)

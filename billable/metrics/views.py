@@ -43,8 +43,10 @@ def _allowed(request: HttpRequest) -> bool | None:
 def exposition(registry: Any = None) -> tuple[bytes, str]:
     """The text exposition of ``registry`` (default: :func:`~billable.metrics.server.
     scrape_registry`) and its content type."""
+    # reason: optional dependency (billable[metrics])
     import prometheus_client
 
+    # reason: imports prometheus_client (optional dependency)
     from billable.metrics.server import scrape_registry
 
     data = prometheus_client.generate_latest(registry or scrape_registry())
