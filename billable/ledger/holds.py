@@ -30,14 +30,13 @@ from billable.exceptions import (
 from billable.ledger import sql, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.idempotency import claim_key
-from billable.ledger.retry import retrying
+from billable.ledger.retry import retrying, until_fresh
 from billable.ledger.sql import HoldRow
 from billable.models import Reservation, ReservationItem
 from billable.models.base import uuid7
 from billable.validation import positive_int
 
 HELD = Reservation.State.HELD
-ATTEMPTS = 3
 #: Longest hold lifetime accepted (a hold is for work in progress, not for storage).
 MAX_TTL = timedelta(seconds=MAX_RESERVATION_TTL_SECONDS)
 RESERVATION_FIELDS = ("id", "user", "product", "amount", "committed_amount", "state",
@@ -93,24 +92,23 @@ def place(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_ke
     """:func:`reserve`, also telling whether the hold is new (False: an idempotent replay)."""
     reservation_id = uuid7()
     now = timezone.now()
-    for _attempt in range(ATTEMPTS):
-        try:
-            with transaction.atomic():
-                if idempotency_key:
-                    earlier = claim_key(
-                        user_id=user_id, key=idempotency_key, operation="reserve",
-                        request={"product_key": key, "amount": amount,
-                                 "action_type": action_type},
-                        result={"reservation_id": str(reservation_id)},
-                    )
-                    if earlier is not None:
-                        return str(earlier.result["reservation_id"]), False
-                _hold(user_id=user_id, key=key, amount=amount, reservation_id=reservation_id,
-                      ttl=ttl, metadata=metadata, action_type=action_type, now=now)
-            return str(reservation_id), True
-        except StaleBatch:
-            continue
-    raise InsufficientFunds(wallet.INSUFFICIENT, product_key=key)
+
+    def step() -> tuple[str, bool]:
+        with transaction.atomic():
+            if idempotency_key:
+                earlier = claim_key(
+                    user_id=user_id, key=idempotency_key, operation="reserve",
+                    request={"product_key": key, "amount": amount, "action_type": action_type},
+                    result={"reservation_id": str(reservation_id)},
+                )
+                if earlier is not None:
+                    return str(earlier.result["reservation_id"]), False
+            _hold(user_id=user_id, key=key, amount=amount, reservation_id=reservation_id,
+                  ttl=ttl, metadata=metadata, action_type=action_type, now=now)
+        return str(reservation_id), True
+
+    return until_fresh(step, give_up=lambda: InsufficientFunds(wallet.INSUFFICIENT,
+                                                               product_key=key))
 
 
 def _hold(*, user_id: Any, key: str, amount: int, reservation_id: UUID, ttl: timedelta,
@@ -184,12 +182,11 @@ def commit(*, reservation_id: Any, amount: Any = None, balance: bool = True) -> 
     """
     rid = parse_reservation_id(reservation_id)
     count = None if amount is None else positive_int(amount)
-    for _attempt in range(ATTEMPTS):
-        try:
-            return _commit_once(rid, count, balance=balance)
-        except StaleBatch:
-            continue
-    raise ReservationStateError("Reservation is being settled concurrently")
+    return until_fresh(lambda: _commit_once(rid, count, balance=balance), give_up=_concurrent)
+
+
+def _concurrent() -> ReservationStateError:
+    return ReservationStateError("Reservation is being settled concurrently")
 
 
 def _commit_once(rid: UUID, count: int | None, *, balance: bool) -> dict[str, Any]:
@@ -239,18 +236,17 @@ def _release_locked(held: HoldRow, now: datetime, state: str) -> None:
 def release(*, reservation_id: Any) -> bool:
     """Give a hold back; True when it is (now or already) released, False when committed."""
     rid = parse_reservation_id(reservation_id)
-    for _attempt in range(ATTEMPTS):
+
+    def step() -> bool:
         now = timezone.now()
-        try:
-            with transaction.atomic():
-                held = _lock(rid, now)
-                if held.state == HELD:
-                    _release_locked(held, now, Reservation.State.RELEASED)
-                    return True
-                return held.state != Reservation.State.COMMITTED
-        except StaleBatch:
-            continue
-    raise ReservationStateError("Reservation is being settled concurrently")
+        with transaction.atomic():
+            held = _lock(rid, now)
+            if held.state == HELD:
+                _release_locked(held, now, Reservation.State.RELEASED)
+                return True
+            return held.state != Reservation.State.COMMITTED
+
+    return until_fresh(step, give_up=_concurrent)
 
 
 def release_expired(*, user_id: Any = None, chunk: int = 500,

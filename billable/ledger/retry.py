@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from billable.exceptions import DatabaseBusy, RetryTransaction
+from billable.exceptions import BillableError, DatabaseBusy, RetryTransaction, StaleBatch
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: How many times an operation runs before ``DatabaseBusy`` is raised.
 ATTEMPTS = 5
@@ -74,4 +75,26 @@ def retrying(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction", "is_transient", "retrying"]
+#: How many times a step that met a row changed underneath it runs (:func:`until_fresh`).
+STALE_ATTEMPTS = 3
+
+
+def until_fresh(step: Callable[[], T], *, give_up: Callable[[], BillableError]) -> T:
+    """Run ``step`` (one transaction) again while it raises :class:`StaleBatch`.
+
+    A conditional update that matched no row (a batch or hold changed between the read and the
+    write, possible on SQLite, which has no row locks) rolls the step back; the step then reads
+    fresh rows. After :data:`STALE_ATTEMPTS` tries ``give_up()`` is raised. This is the one
+    retry loop of the engine; :func:`retrying` wraps whole operations against database
+    conflicts (deadlocks, serialization failures, SQLite's write lock).
+    """
+    for _attempt in range(STALE_ATTEMPTS):
+        try:
+            return step()
+        except StaleBatch:
+            continue
+    raise give_up()
+
+
+__all__ = ["ATTEMPTS", "STALE_ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction",
+           "is_transient", "retrying", "until_fresh"]

@@ -20,18 +20,15 @@ from billable.exceptions import (
     EmptyOffer,
     InsufficientFunds,
     InvalidPrice,
-    StaleBatch,
 )
 from billable.ledger import sql, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.grants import grant_lines
 from billable.ledger.idempotency import claim_key
 from billable.ledger.locks import lock_users
-from billable.ledger.retry import retrying
+from billable.ledger.retry import retrying, until_fresh
 from billable.models import Offer, OfferItem, Product
 from billable.models.base import uuid7
-
-ATTEMPTS = 3
 
 
 def spendable_total(*, user_id: Any, key: str) -> int:
@@ -48,21 +45,23 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
     debit_meta = {**metadata, "idempotency_key": idempotency_key}
     request = {"product_key": key, "amount": amount, "action_type": action_type,
                "action_id": action_id}
-    for _attempt in range(ATTEMPTS):
-        try:
-            with transaction.atomic():
-                if idempotency_key:
-                    earlier = claim_key(user_id=user_id, key=idempotency_key,
-                                        operation="consume",
-                                        request=request,
-                                        result={"usage_id": str(usage_id), "metadata": debit_meta})
-                    if earlier is not None:
-                        return _replayed(user_id, key, earlier.result)
-                return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                              action_type=action_type, action_id=action_id, metadata=debit_meta)
-        except StaleBatch:
-            continue
-    raise InsufficientFunds(wallet.INSUFFICIENT, product_key=key)
+
+    def step() -> dict[str, Any]:
+        with transaction.atomic():
+            if idempotency_key:
+                earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
+                                    request=request,
+                                    result={"usage_id": str(usage_id), "metadata": debit_meta})
+                if earlier is not None:
+                    return _replayed(user_id, key, earlier.result)
+            return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                          action_type=action_type, action_id=action_id, metadata=debit_meta)
+
+    return until_fresh(step, give_up=lambda: _short(key))
+
+
+def _short(key: str) -> InsufficientFunds:
+    return InsufficientFunds(wallet.INSUFFICIENT, product_key=key)
 
 
 def _replayed(user_id: Any, key: str, stored: dict[str, Any]) -> dict[str, Any]:
@@ -135,23 +134,22 @@ def exchange(*, user_id: Any, offer: Offer, metadata: dict[str, Any],
     price = whole_price(price=offer.price, currency=key)
     meta = {**metadata, "price": price}
     usage_id = uuid7()
-    for _attempt in range(ATTEMPTS):
-        try:
-            with transaction.atomic():
-                user_locked = bool(lock_users([user_id]))
-                if idempotency_key:
-                    earlier = claim_key(
-                        user_id=user_id, key=idempotency_key, operation="exchange",
-                        request={"sku": offer.sku, "price": price, "currency": key},
-                        result={"usage_id": str(usage_id), "metadata": meta})
-                    if earlier is not None:
-                        return {"success": True, "message": "Exchanged previously (idempotent)",
-                                "metadata": earlier.result.get("metadata", meta)}
-                return _swap(user_id=user_id, offer=offer, key=key, price=price, meta=meta,
-                             usage_id=usage_id, user_locked=user_locked)
-        except StaleBatch:
-            continue
-    raise InsufficientFunds(wallet.INSUFFICIENT, product_key=key)
+
+    def step() -> dict[str, Any]:
+        with transaction.atomic():
+            user_locked = bool(lock_users([user_id]))
+            if idempotency_key:
+                earlier = claim_key(
+                    user_id=user_id, key=idempotency_key, operation="exchange",
+                    request={"sku": offer.sku, "price": price, "currency": key},
+                    result={"usage_id": str(usage_id), "metadata": meta})
+                if earlier is not None:
+                    return {"success": True, "message": "Exchanged previously (idempotent)",
+                            "metadata": earlier.result.get("metadata", meta)}
+            return _swap(user_id=user_id, offer=offer, key=key, price=price, meta=meta,
+                         usage_id=usage_id, user_locked=user_locked)
+
+    return until_fresh(step, give_up=lambda: _short(key))
 
 
 def _swap(*, user_id: Any, offer: Offer, key: str, price: int, meta: dict[str, Any],

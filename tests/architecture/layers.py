@@ -204,6 +204,21 @@ def cycles(edges: Iterable[Edge]) -> list[list[str]]:
     return found
 
 
+def model_queries(roots: Iterable[Path], under: str = "billable.api") -> list[str]:
+    """``Model.objects`` uses in ``under`` (the API reads through ``billable.selectors``)."""
+    found = []
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            name = module_name(root, path)
+            if not _in(name, under):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr == "objects":
+                    found.append(f"{name}:{node.lineno} queries a model directly "
+                                 "(the API reads through billable.selectors)")
+    return found
+
+
 def violations(roots: Iterable[Path], *, reasons_under: tuple[str, ...] = ("billable",)
                ) -> list[str]:
     """Every broken rule, as readable lines (empty: the layout is respected)."""
@@ -225,6 +240,7 @@ def violations(roots: Iterable[Path], *, reasons_under: tuple[str, ...] = ("bill
         if edge.source in facades and edge.target in facades:
             problems.append(f"{edge.source}:{edge.line} imports the facade {edge.target} "
                             "(facades never call sibling facades)")
+    problems += model_queries(roots)
     for component in cycles(edges):
         problems.append("import cycle: " + " -> ".join(component))
     return problems

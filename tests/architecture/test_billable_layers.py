@@ -75,6 +75,8 @@ def test_a_clean_synthetic_tree_passes(tmp_path):
      "billable.selectors:1 imports billable.services.a (selectors are reads below"),
     ("billable/ledger/wallet.py", "def f():\n    from billable.validation import x\n",
      "billable.ledger.wallet:2 imports billable.validation inside a function without a one-line"),
+    ("billable/api/__init__.py", "from billable.models import Offer\n\nx = Offer.objects.all()\n",
+     "billable.api:3 queries a model directly"),
     ("billable/validation.py", "from billable.ledger import wallet\n",
      "billable.validation:1 imports billable.ledger.wallet (validation sits under every"),
 ])

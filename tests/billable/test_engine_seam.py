@@ -125,7 +125,7 @@ def test_the_compiled_statements_follow_the_spendable_rule(user, make_product):
     with transaction.atomic():
         lots = sql.lock_spendable_lots(user_id=user.pk, key="CREDITS", now=now)
     assert {str(lot.pk).replace("-", "") for lot in lots} == {p.hex for p in orm}
-    assert [b.is_spendable(now) for b in QuotaBatch.objects.filter(pk__in=orm)] == [True]
+    assert {b.pk for b in QuotaBatch.objects.all() if b.is_spendable(now)} == orm
 
 
 def test_the_dialect_check_refuses_an_unsupported_backend(monkeypatch):
