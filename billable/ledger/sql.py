@@ -83,7 +83,7 @@ _SENTINELS: dict[Slot, Any] = {
 
 def _user_sentinel() -> Any:
     """A user primary key of the user model's pk type (int, UUID or text)."""
-    target = QuotaBatch._meta.get_field("user").target_field  # type: ignore[union-attr]
+    target = QuotaBatch._meta.get_field("user").target_field
     if isinstance(target, models.UUIDField):
         return UUID("0badc0de-0000-4000-8000-0000000005e2")
     if isinstance(target, (models.AutoField, models.IntegerField)):
@@ -119,7 +119,7 @@ def _compile(alias: str, build: Callable[[], Any], slots: Sequence[Slot],
     missing = set(slots) - {p for p in mapped if isinstance(p, Slot)}
     if missing:  # pragma: no cover - a schema the statements were not written for
         raise RuntimeError(f"billable: could not place {sorted(s.value for s in missing)} in {sql}")
-    row = namedtuple("Row", names, rename=True) if names else None  # type: ignore[misc]
+    row = namedtuple("Row", names, rename=True) if names else None
     return Compiled(sql=sql, slots=mapped, row=row)
 
 
@@ -148,7 +148,7 @@ def _adapt(slot: Slot, value: Any, conn: BaseDatabaseWrapper) -> Any:
 
 @cache
 def _user_field() -> models.Field[Any, Any]:
-    return QuotaBatch._meta.get_field("user").target_field  # type: ignore[union-attr, no-any-return]
+    return QuotaBatch._meta.get_field("user").target_field
 
 
 @cache

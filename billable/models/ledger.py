@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -42,7 +42,7 @@ def matches(instance: models.Model, rule: Q) -> bool:
         if isinstance(child, Q):
             results.append(matches(instance, child))
         else:
-            lookup, value = child
+            lookup, value = cast(tuple[str, Any], child)
             name, _, kind = lookup.partition("__")
             results.append(_LOOKUPS[kind or "exact"](getattr(instance, name), value))
     found = all(results) if rule.connector == Q.AND else any(results)
