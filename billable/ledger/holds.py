@@ -34,7 +34,7 @@ from billable.ledger.retry import retrying, until_fresh
 from billable.ledger.sql import HoldRow
 from billable.models import Reservation, ReservationItem
 from billable.models.base import uuid7
-from billable.validation import positive_int
+from billable.validation import coerce_pk, positive_int
 
 HELD = Reservation.State.HELD
 #: Longest hold lifetime accepted (a hold is for work in progress, not for storage).
@@ -69,12 +69,10 @@ def ttl_delta(ttl: Any) -> timedelta:
 
 def parse_reservation_id(value: Any) -> UUID:
     """The reservation id as a ``UUID``; anything else is :class:`ReservationNotFound`."""
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ReservationNotFound(f"Reservation not found: {value!r}") from exc
+    pk = coerce_pk(value, model=Reservation)
+    if not isinstance(pk, UUID):
+        raise ReservationNotFound(f"Reservation not found: {value!r}")
+    return pk
 
 
 def reserve(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_key: str | None,

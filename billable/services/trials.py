@@ -28,7 +28,14 @@ from billable.ledger.spend import require_items
 from billable.models import ExternalIdentity, Offer, QuotaBatch, TrialHistory
 from billable.models.trials import USER_IDENTITY_TYPE
 from billable.signals import send_on_commit, trial_activated
-from billable.validation import action_type_text, coerce_pk, metadata_dict, safe_json, safe_text
+from billable.validation import (
+    action_type_text,
+    coerce_pk,
+    metadata_dict,
+    resolve_offer,
+    safe_json,
+    safe_text,
+)
 
 #: Identity type of the always-recorded account identity (``user:<id>``).
 _PLAN_NAME_LENGTH = 100
@@ -52,13 +59,13 @@ def _identity_pairs(user_id: int, identities: Any) -> list[tuple[str, str]]:
 
 
 def _free_offer(sku: Any) -> Offer:
-    if isinstance(sku, Offer):
-        sku = sku.sku
-    if not isinstance(sku, str) or not sku.strip():
+    """The active free offer named by ``sku`` (the one offer rule, ``resolve_offer``)."""
+    if not isinstance(sku, Offer) and (not isinstance(sku, str) or not sku.strip()):
         raise InvalidInput("sku is required")
-    offer = Offer.objects.filter(sku=safe_text(sku, field="sku"), is_active=True).first()
-    if offer is None:
-        raise OfferNotFound("Trial offer not found")
+    try:
+        offer = resolve_offer(sku)
+    except OfferNotFound:
+        raise OfferNotFound("Trial offer not found") from None
     if offer.price != 0:
         raise InvalidInput("Only free offers (price 0) can be claimed as a trial")
     return offer
