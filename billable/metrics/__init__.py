@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from billable.metrics.backlogs import register_backlog, registered_backlogs, unregister_backlog
+from billable.metrics import receivers, server
+from billable.metrics.backlogs import (
+    BacklogCollector,
+    holds_overdue,
+    register_backlog,
+    registered_backlogs,
+    unregister_backlog,
+)
 from billable.metrics.instruments import (
     enabled,
     record_api_request,
@@ -43,10 +50,6 @@ def install() -> None:
     # reason: optional dependency (billable[metrics]): imported only when installed
     import prometheus_client
 
-    # reason: connects receivers only once metrics are installed (app ready)
-    from billable.metrics import receivers
-    from billable.metrics.backlogs import BacklogCollector, holds_overdue
-
     receivers.connect()
     register_backlog("holds_overdue", holds_overdue, age_field="expires_at")
     prometheus_client.REGISTRY.register(BacklogCollector())
@@ -61,10 +64,7 @@ def start_http_server(port: int, addr: str = "127.0.0.1") -> Any:
     """
     if not enabled():
         return None
-    # reason: the exporter server imports prometheus_client (optional dependency)
-    from billable.metrics.server import start_http_server as start
-
-    return start(port, addr)
+    return server.start_http_server(port, addr)
 
 
 __all__ = [

@@ -10,6 +10,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from django.db import connections
 
+from billable.metrics.backlogs import BacklogCollector
+
 
 def scrape_registry() -> Any:
     """The registry a scrape reads: the process's default one, or — when
@@ -20,10 +22,8 @@ def scrape_registry() -> Any:
 
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return prometheus_client.REGISTRY
-    # reason: optional dependency (billable[metrics]), and the backlogs module imports it
+    # reason: optional dependency (billable[metrics])
     from prometheus_client import CollectorRegistry, multiprocess
-
-    from billable.metrics.backlogs import BacklogCollector
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
