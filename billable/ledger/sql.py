@@ -93,34 +93,59 @@ def _user_sentinel() -> Any:
 
 @dataclass(frozen=True)
 class Compiled:
-    """One statement of one alias: its SQL, where each parameter comes from, its row shape."""
+    """One statement of one alias, ready to run: its SQL and a plan for its parameters.
+
+    ``template`` holds the constant parameters (state values, zeros) with ``None`` where a
+    per-call value goes; ``positions`` maps each such parameter to the index of its value in
+    the call's tuple (the order of the ``slots`` it was compiled with); ``adapters`` adapt each
+    value as the ORM would (``None``: passed as is). ``row`` reads result rows by name.
+    """
 
     sql: str
-    slots: tuple[Any, ...]
+    template: tuple[Any, ...]
+    positions: tuple[tuple[int, int], ...]
+    adapters: tuple[Callable[[Any], Any] | None, ...]
     row: Any = None
 
-    def params(self, values: dict[Slot, Any]) -> list[Any]:
-        return [values[s] if isinstance(s, Slot) else s for s in self.slots]
+    def params(self, values: Sequence[Any]) -> list[Any]:
+        adapted = [v if a is None else a(v) for a, v in zip(self.adapters, values, strict=True)]
+        params = list(self.template)
+        for index, slot in self.positions:
+            params[index] = adapted[slot]
+        return params
 
 
 def _compile(alias: str, build: Callable[[], Any], slots: Sequence[Slot],
              names: Sequence[str] = ()) -> Compiled:
-    """Compile the query ``build()`` returns; map parameters equal to a sentinel to its slot.
+    """Compile the query ``build()`` returns; parameters equal to a sentinel become slots.
 
     Compiled inside a (cheap, one-off) atomic block: Django refuses to compile a
     ``select_for_update`` query in autocommit mode.
     """
     conn = connections[alias]
-    prepared = {_adapt(slot, _sentinel(slot), conn): slot for slot in slots}
+    adapters = tuple(_adapter(slot, conn) for slot in slots)
+    prepared = {_prepared(slot, conn): index for index, slot in enumerate(slots)}
     with transaction.atomic(using=alias):
         query = build()
         sql, params = query.get_compiler(using=alias).as_sql()
-    mapped = tuple(prepared.get(p, p) if _hashable(p) else p for p in params)
-    missing = set(slots) - {p for p in mapped if isinstance(p, Slot)}
-    if missing:  # pragma: no cover - a schema the statements were not written for
-        raise RuntimeError(f"billable: could not place {sorted(s.value for s in missing)} in {sql}")
+    template: list[Any] = []
+    positions: list[tuple[int, int]] = []
+    for index, param in enumerate(params):
+        slot = prepared.get(param) if _hashable(param) else None
+        if slot is None:
+            template.append(_plain(param))
+        else:
+            template.append(None)
+            positions.append((index, slot))
+    if {slot for _, slot in positions} != set(range(len(slots))):  # pragma: no cover
+        raise RuntimeError(f"billable: could not place every value of {slots} in {sql}")
     row = namedtuple("Row", names, rename=True) if names else None
-    return Compiled(sql=sql, slots=mapped, row=row)
+    return Compiled(sql, tuple(template), tuple(positions), adapters, row)
+
+
+def _plain(value: Any) -> Any:
+    """A model enum member as its plain value (drivers adapt exact ``str``/``int`` fastest)."""
+    return value.value if isinstance(value, Enum) else value
 
 
 def _hashable(value: Any) -> bool:
@@ -135,15 +160,29 @@ def _sentinel(slot: Slot) -> Any:
     return _user_sentinel() if slot is Slot.USER else _SENTINELS[slot]
 
 
-def _adapt(slot: Slot, value: Any, conn: BaseDatabaseWrapper) -> Any:
-    """A per-call value as the ORM passes it to the driver (through the model fields)."""
+def _adapter(slot: Slot, conn: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+    """How a per-call value reaches the driver: as the ORM would adapt it (``None``: as is)."""
     if slot is Slot.NOW:
-        return conn.ops.adapt_datetimefield_value(value)
+        return conn.ops.adapt_datetimefield_value
+    if slot is Slot.USER:
+        target = _user_field()
+        if isinstance(target, (models.AutoField, models.IntegerField)):
+            return None  # an int already (billable.validation.coerce_user_id)
+        return lambda value: target.get_db_prep_value(value, conn)
+    if slot is Slot.PK and not conn.features.has_native_uuid_field:
+        return lambda value: value.hex if isinstance(value, UUID) else value
+    return None
+
+
+def _prepared(slot: Slot, conn: BaseDatabaseWrapper) -> Any:
+    """The sentinel of ``slot`` as the compiled query holds it (adapted by the model field)."""
+    value = _sentinel(slot)
     if slot is Slot.USER:
         return _user_field().get_db_prep_value(value, conn)
     if slot is Slot.PK:
         return _uuid_field().get_db_prep_value(value, conn)
-    return value
+    adapter = _adapter(slot, conn)
+    return value if adapter is None else adapter(value)
 
 
 @cache
@@ -158,11 +197,9 @@ def _uuid_field() -> models.Field[Any, Any]:
     return field
 
 
-def _run(alias: str, compiled: Compiled, values: dict[Slot, Any]) -> Any:
-    conn = connections[alias]
-    params = compiled.params({slot: _adapt(slot, value, conn) for slot, value in values.items()})
-    cursor = conn.cursor()
-    cursor.execute(compiled.sql, params)
+def _run(alias: str, compiled: Compiled, values: Sequence[Any]) -> Any:
+    cursor = connections[alias].cursor()
+    cursor.execute(compiled.sql, compiled.params(values))
     return cursor
 
 
@@ -189,7 +226,7 @@ def spendable_summary(*, user_id: Any, key: str, now: datetime,
                       using: str = DEFAULT_DB_ALIAS) -> tuple[str, int] | None:
     """``(product name, spendable total)`` of ``key`` for the user, or ``None`` (one query)."""
     compiled = _summary_sql(using)
-    with _run(using, compiled, {Slot.USER: user_id, Slot.KEY: key, Slot.NOW: now}) as cursor:
+    with _run(using, compiled, (user_id, key, now)) as cursor:
         found = cursor.fetchone()
     if not found:
         return None
@@ -227,7 +264,7 @@ def lock_spendable_lots(*, user_id: Any, key: str, now: datetime,
                         using: str = DEFAULT_DB_ALIAS) -> list[Lot]:
     """Lock the user's spendable batches of ``key`` in primary-key order (one query)."""
     compiled = _lock_sql(using)
-    with _run(using, compiled, {Slot.USER: user_id, Slot.KEY: key, Slot.NOW: now}) as cursor:
+    with _run(using, compiled, (user_id, key, now)) as cursor:
         found = cursor.fetchall()
     make = compiled.row._make
     lots = []
@@ -264,7 +301,7 @@ def _take_sql(alias: str) -> Compiled:
 
 def take(*, lot: Lot, amount: int, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Conditionally take ``amount`` from ``lot``; False when the row changed underneath."""
-    with _run(using, _take_sql(using), {Slot.PK: lot.pk, Slot.AMOUNT: amount}) as cursor:
+    with _run(using, _take_sql(using), (lot.pk, amount)) as cursor:
         return bool(cursor.rowcount == 1)
 
 
@@ -281,8 +318,7 @@ def _finish_sql(alias: str) -> Compiled:
 def finish_hold(*, reservation_id: Any, state: str, committed: int, now: datetime,
                 using: str = DEFAULT_DB_ALIAS) -> bool:
     """Move a ``HELD`` reservation to ``state``; False when it was not ``HELD`` any more."""
-    values = {Slot.PK: reservation_id, Slot.STATE: str(state), Slot.COMMITTED: committed,
-              Slot.NOW: now}
+    values = (reservation_id, str(state), committed, now)
     with _run(using, _finish_sql(using), values) as cursor:
         return bool(cursor.rowcount == 1)
 
@@ -328,7 +364,7 @@ def lock_hold(*, reservation_id: Any, now: datetime, using: str = DEFAULT_DB_ALI
               ) -> HoldRow | None:
     """Lock one reservation and read it with its product and items (one query), or ``None``."""
     compiled = _hold_sql(using)
-    with _run(using, compiled, {Slot.NOW: now, Slot.PK: reservation_id}) as cursor:
+    with _run(using, compiled, (now, reservation_id)) as cursor:
         found = cursor.fetchall()
     if not found:
         return None
@@ -366,7 +402,7 @@ def _owner_sql(alias: str) -> Compiled:
 def owner_of(*, provider: str, external_id: str, using: str = DEFAULT_DB_ALIAS) -> Any:
     """The ``user_id`` an external identity points to now, or ``None`` (one unique probe)."""
     compiled = _owner_sql(using)
-    values = {Slot.PROVIDER: provider, Slot.EXTERNAL_ID: external_id}
+    values = (provider, external_id)
     with _run(using, compiled, values) as cursor:
         found = cursor.fetchone()
     return compiled.row._make(found).user_id if found else None
