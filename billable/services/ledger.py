@@ -1,9 +1,11 @@
 """``TransactionService``: the public facade of the wallet and the immutable ledger.
 
-Every method validates its input first (a ``billable`` exception with a stable ``code``, nothing
-written), then delegates to a domain module: ``consumption`` (consume, exchange), ``grants``,
-``holds``, ``expiry`` and ``ledger_check``. Writes are synchronous and atomic; each async twin
-sits right below its sync method and delegates with ``sync_to_async``. See ``docs/ledger.md``.
+Every method validates its input first (``billable.validation``: a ``billable`` exception with
+a stable ``code``, nothing written), then calls the engine (``billable.ledger``: ``spend``,
+``grants``, ``holds``, ``closing``, ``audit``) with keyword arguments, and shapes refusals into
+the published 0.2 failure dicts (``billable.compat``). Writes are synchronous and atomic; each
+async twin sits right below its sync method and delegates with ``sync_to_async``. See
+``docs/ledger.md``.
 """
 
 from __future__ import annotations

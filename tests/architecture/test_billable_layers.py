@@ -106,3 +106,18 @@ def test_typing_only_imports_are_not_dependencies(tmp_path):
             "    from billable.services.a import AService\n")
     root = _tree(tmp_path, {**GOOD, "billable/ledger/wallet.py": text})
     assert violations([root]) == []
+
+
+def test_billable_services_exports_every_facade():
+    import billable.services as services
+    from tests.architecture.layers import facade_modules
+
+    defined = set()
+    for module in facade_modules([BILLABLE]):
+        path = ROOT / (module.replace(".", "/") + ".py")
+        import ast
+
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined |= {n.name for n in tree.body
+                    if isinstance(n, ast.ClassDef) and n.name.endswith("Service")}
+    assert defined <= set(services.__all__), defined - set(services.__all__)
