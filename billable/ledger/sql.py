@@ -25,6 +25,7 @@ other backend at start-up (``billable.E005``).
 from __future__ import annotations
 
 import json
+import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,7 +128,17 @@ def _compile(alias: str, build: Callable[[], Any], slots: Sequence[Slot],
     prepared = {_prepared(slot, conn): index for index, slot in enumerate(slots)}
     with transaction.atomic(using=alias):
         query = build()
+        if not isinstance(query, UpdateQuery):
+            query = query.clone()
+            query.bump_prefix(query)  # short table aliases (U0, U1 …): a shorter statement
         sql, params = query.get_compiler(using=alias).as_sql()
+    # The statement text is scanned on every execution (placeholder conversion on SQLite), so
+    # what only adds length goes: column aliases (rows are read by name through ``row``) and,
+    # in a single-table UPDATE, the table name qualifying every column.
+    if isinstance(query, UpdateQuery):
+        sql = sql.replace(conn.ops.quote_name(query.get_meta().db_table) + ".", "")
+    else:
+        sql = _COLUMN_ALIAS.sub("", sql)
     template: list[Any] = []
     positions: list[tuple[int, int]] = []
     for index, param in enumerate(params):
@@ -141,6 +152,9 @@ def _compile(alias: str, build: Callable[[], Any], slots: Sequence[Slot],
         raise RuntimeError(f"billable: could not place every value of {slots} in {sql}")
     row = namedtuple("Row", names, rename=True) if names else None
     return Compiled(sql, tuple(template), tuple(positions), adapters, row)
+
+
+_COLUMN_ALIAS = re.compile(r' AS "[A-Za-z_][A-Za-z0-9_]*"')
 
 
 def _plain(value: Any) -> Any:
