@@ -13,6 +13,8 @@ class BillableConfig(AppConfig):
         # reason: these import the models, so they run once the app registry is ready
         import billable.checks  # noqa: F401  (registers the checks)
         from billable import logs, metrics
+        from billable.events import outbox as events_outbox
 
         logs.connect_event_logs()
+        events_outbox.connect()
         metrics.install()

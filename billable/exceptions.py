@@ -8,15 +8,28 @@ for these situations and callers catch it.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.utils.translation import gettext_lazy
+
+
+def _(text: str) -> Any:
+    """``gettext_lazy``: rendered in the active language when the error is raised."""
+    return gettext_lazy(text)
+
 
 class BillableError(ValueError):
-    """Root of every error raised by billable services."""
+    """Root of every error raised by billable services.
+
+    ``default_message`` is marked for Django's translation: it is rendered in the active
+    language when the error is raised (``code`` never changes).
+    """
 
     code = "billable_error"
-    default_message = "Billing error"
+    default_message: Any = _("Billing error")
 
     def __init__(self, message: str | None = None, **details: object) -> None:
-        self.message = message or self.default_message
+        self.message = str(message or self.default_message)
         self.details = details
         super().__init__(self.message)
 
@@ -28,28 +41,28 @@ class InvalidInput(BillableError):
     """The caller passed a malformed value (wrong type, blank, out of range)."""
 
     code = "invalid_input"
-    default_message = "Invalid input"
+    default_message = _("Invalid input")
 
 
 class InvalidAmount(InvalidInput):
     """An amount or quantity is not a positive whole number."""
 
     code = "invalid_amount"
-    default_message = "Amount must be a positive integer"
+    default_message = _("Amount must be a positive integer")
 
 
 class InvalidProductKey(InvalidInput):
     """A product key or SKU is empty or not a string."""
 
     code = "invalid_product_key"
-    default_message = "Product key must be a non-empty string"
+    default_message = _("Product key must be a non-empty string")
 
 
 class InvalidPrice(InvalidInput):
     """A price cannot be used (negative, fractional where whole units are required)."""
 
     code = "invalid_price"
-    default_message = "Invalid price"
+    default_message = _("Invalid price")
 
 
 # -- not found ---------------------------------------------------------------------------------
@@ -59,32 +72,32 @@ class NotFound(BillableError):
     """A referenced object does not exist (or is not active)."""
 
     code = "not_found"
-    default_message = "Not found"
+    default_message = _("Not found")
 
 
 class UserNotFound(NotFound):
     code = "user_not_found"
-    default_message = "User not found"
+    default_message = _("User not found")
 
 
 class ProductNotFound(NotFound):
     code = "product_not_found"
-    default_message = "Product not found"
+    default_message = _("Product not found")
 
 
 class OfferNotFound(NotFound):
     code = "offer_not_found"
-    default_message = "Offer not found"
+    default_message = _("Offer not found")
 
 
 class OrderNotFound(NotFound):
     code = "order_not_found"
-    default_message = "Order not found"
+    default_message = _("Order not found")
 
 
 class ReservationNotFound(NotFound):
     code = "reservation_not_found"
-    default_message = "Reservation not found"
+    default_message = _("Reservation not found")
 
 
 # -- balance -----------------------------------------------------------------------------------
@@ -100,14 +113,14 @@ class QuotaExhausted(QuotaError):
     """No spendable batch of the product exists."""
 
     code = "quota_exhausted"
-    default_message = "No active quota"
+    default_message = _("No active quota")
 
 
 class InsufficientFunds(QuotaError):
     """Spendable batches exist but hold less than requested."""
 
     code = "insufficient_funds"
-    default_message = "Insufficient balance"
+    default_message = _("Insufficient balance")
 
 
 # -- conflicts ---------------------------------------------------------------------------------
@@ -117,63 +130,63 @@ class ConflictError(BillableError):
     """The request contradicts the current state."""
 
     code = "conflict"
-    default_message = "Conflict"
+    default_message = _("Conflict")
 
 
 class IdempotencyConflict(ConflictError):
     """An idempotency key was reused with a different request."""
 
     code = "idempotency_conflict"
-    default_message = "Idempotency key reused with different parameters"
+    default_message = _("Idempotency key reused with different parameters")
 
 
 class OrderStateError(ConflictError):
     """The order is not in a state that allows the operation."""
 
     code = "order_state_conflict"
-    default_message = "Order is not in a valid state for this operation"
+    default_message = _("Order is not in a valid state for this operation")
 
 
 class PaymentConflict(ConflictError):
     """A payment id is already attached to another order, or the order was paid differently."""
 
     code = "payment_conflict"
-    default_message = "Payment conflict"
+    default_message = _("Payment conflict")
 
 
 class ReservationStateError(ConflictError):
     """A reservation was already settled in an incompatible way."""
 
     code = "reservation_state_conflict"
-    default_message = "Reservation already settled"
+    default_message = _("Reservation already settled")
 
 
 class IdentityConflict(ConflictError):
     """Two accounts hold different identities for the same provider."""
 
     code = "identity_conflict"
-    default_message = "Identity conflict"
+    default_message = _("Identity conflict")
 
 
 class TrialAlreadyUsed(ConflictError):
     """The trial was already claimed by one of the identities."""
 
     code = "trial_already_used"
-    default_message = "Trial already used"
+    default_message = _("Trial already used")
 
 
 class ReferralError(ConflictError):
     """A referral cannot be created (self-referral, second referrer, cycle)."""
 
     code = "referral_invalid"
-    default_message = "Relationship exists or invalid IDs"
+    default_message = _("Relationship exists or invalid IDs")
 
 
 class MergeError(BillableError):
     """A customer merge was refused."""
 
     code = "merge_invalid"
-    default_message = "Merge refused"
+    default_message = _("Merge refused")
 
 
 class CurrencyError(BillableError):
@@ -181,14 +194,14 @@ class CurrencyError(BillableError):
     quantity (a ``period`` or ``unlimited`` product cannot be a currency)."""
 
     code = "currency_invalid"
-    default_message = "Invalid currency"
+    default_message = _("Invalid currency")
 
 
 class EmptyOffer(InvalidInput):
     """An offer without items cannot be bought, exchanged, invoiced or claimed as a trial."""
 
     code = "offer_has_no_items"
-    default_message = "This offer has no items and cannot be sold"
+    default_message = _("This offer has no items and cannot be sold")
 
 
 # -- infrastructure ----------------------------------------------------------------------------
@@ -199,7 +212,7 @@ class DatabaseBusy(BillableError):
     write lock timeout) after every retry; nothing was applied and the call may be repeated."""
 
     code = "database_busy"
-    default_message = "The database is busy; try again"
+    default_message = _("The database is busy; try again")
 
 
 class LedgerImmutable(BillableError):

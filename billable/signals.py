@@ -2,6 +2,10 @@
 
 Receivers never see data that is later rolled back, and a failing receiver cannot roll back a
 payment. Async receivers are supported (Django runs them from ``send``/``asend``).
+
+:func:`send_on_commit` is also the one hook of the outbound event outbox: called inside the
+sender's transaction, it writes the signal's events (``billable.events``) right then, so they
+commit or roll back with the change.
 """
 
 from __future__ import annotations
@@ -19,14 +23,32 @@ quota_consumed = Signal()  # usage
 trial_activated = Signal()  # user_id, products
 referral_attached = Signal()  # referral
 customers_merged = Signal()  # target_user_id, source_user_id
+order_cancelled = Signal()  # order
+subscription_renewed = Signal()  # subscription (bot_kit's StarSubscription)
+subscription_failed = Signal()  # subscription
+subscription_cancelled = Signal()  # subscription
+
+
+def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
+    """Whether sending ``signal`` does anything: a connected receiver or an event endpoint.
+
+    Senders that build costly arguments only for receivers check this first.
+    """
+    from billable.events.outbox import signal_wanted
+
+    return signal.has_listeners(sender) or signal_wanted(signal, using)
 
 
 def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
     """Send ``signal`` once the current transaction commits (immediately when none is open).
 
     Receiver errors are isolated (``send_robust``): a broken receiver is logged, never
-    propagated into the caller that already committed money movements.
+    propagated into the caller that already committed money movements. The signal's outbound
+    events are written now, in the caller's transaction (:func:`billable.events.record`).
     """
+    from billable.events.outbox import record
+
+    record(signal, sender, kwargs, using=using)
 
     def _send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):
@@ -40,11 +62,16 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
 
 __all__ = [
     "customers_merged",
+    "order_cancelled",
     "order_confirmed",
     "order_refunded",
     "quota_consumed",
     "referral_attached",
     "send_on_commit",
+    "subscription_cancelled",
+    "subscription_failed",
+    "subscription_renewed",
     "transaction_created",
     "trial_activated",
+    "wanted",
 ]

@@ -74,11 +74,13 @@ def schedule_of(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
 JOBS: list[Job] = [
     Job("billable.expire", "billable_expire", every=60.0),
     Job("billable.check_ledger", "billable_check_ledger", every=crontab(hour=3, minute=30)),
+    Job("billable.deliver_events", "billable_deliver_events", every=10.0),
 ]
 
 TASKS = {job.name: command_task(job) for job in JOBS}
 expire = TASKS["billable.expire"]
 check_ledger = TASKS["billable.check_ledger"]
+deliver_events = TASKS["billable.deliver_events"]
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
@@ -86,5 +88,6 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return schedule_of(JOBS)
 
 
-__all__ = ["JOBS", "TASKS", "Job", "beat_schedule", "check_ledger", "command_task", "expire",
+__all__ = ["JOBS", "TASKS", "Job", "beat_schedule", "check_ledger", "command_task",
+           "deliver_events", "expire",
            "run_command", "schedule_of"]

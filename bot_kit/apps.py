@@ -19,3 +19,8 @@ class BotKitConfig(AppConfig):
         metrics.register()
         from bot_kit import dashboard  # the revenue dashboard's subscription figures
         dashboard.register()
+        from billable.models.catalog import OFFER_VALIDATORS
+        from bot_kit.payments.subscriptions import validate_subscription_offer
+
+        if validate_subscription_offer not in OFFER_VALIDATORS:  # the Stars price cap
+            OFFER_VALIDATORS.append(validate_subscription_offer)

@@ -11,6 +11,17 @@ if TYPE_CHECKING:
 
 #: ``async (pre_checkout_query, order) -> error text or None``: a host veto before payment.
 PrecheckoutValidator = Callable[[Any, Any], Awaitable[str | None]]
+#: ``(telegram_user) -> language code or None`` (sync or async): a language the user picked.
+LanguageGetter = Callable[[Any], "Awaitable[str | None] | str | None"]
+#: ``(event) -> None`` (sync or async): a host callback; see ``bot_kit.events``.
+EventCallback = Callable[[Any], "Awaitable[None] | None"]
+
+#: The only subscription period the Bot API accepts outside the test environment (30 days).
+TELEGRAM_SUBSCRIPTION_PERIOD = 2592000
+
+
+#: Subscription SKUs of every ``BillingConfig`` built in this process (for ``Offer.clean``).
+_SUBSCRIPTION_SKUS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -34,9 +45,15 @@ class Throttle:
 class BillingConfig:
     """Everything bot_kit needs to know about a bot; passed once to ``setup_billing``.
 
-    ``offers`` are the SKUs shown by ``/buy`` and the paywall (the paywall keeps those that
-    contain the missing product); ``texts`` overrides catalog texts per language, e.g.
-    ``{"en": {"paysupport": "Write to @our_support"}}``.
+    ``offers`` are the SKUs sold by ``/buy`` and the paywall (the paywall keeps those that
+    contain the missing product, else ``paywall_fallback``, else says "not available");
+    ``texts`` overrides catalog texts per language, e.g.
+    ``{"en": {"paysupport": "Write to @our_support"}}``; ``locale_dirs`` adds gettext catalogs
+    (``<dir>/<lang>/LC_MESSAGES/bot_kit.po``); ``language_getter`` returns a language the user
+    picked in the bot. ``on_paid`` / ``on_refunded`` / ``on_subscription_changed`` /
+    ``on_quota_exhausted`` are called once per event (see ``bot_kit.events``).
+    ``subscription_period`` must be 2592000 (30 days) unless ``test_environment`` is set.
+    ``commands`` renames (``{"buy": "shop"}``) or disables (``{"refund": None}``) commands.
     """
 
     offers: tuple[str, ...] = ()
@@ -47,6 +64,16 @@ class BillingConfig:
     subscription_offers: tuple[str, ...] = ()
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     default_language: str = "en"
+    locale_dirs: tuple[str, ...] = ()
+    language_getter: LanguageGetter | None = None
+    paywall_fallback: tuple[str, ...] = ()
+    subscription_period: int = TELEGRAM_SUBSCRIPTION_PERIOD
+    test_environment: bool = False
+    # Host callbacks (bot_kit.events)
+    on_paid: EventCallback | None = None
+    on_refunded: EventCallback | None = None
+    on_subscription_changed: EventCallback | None = None
+    on_quota_exhausted: EventCallback | None = None
     precheckout_validator: PrecheckoutValidator | None = None
     precheckout_timeout: float = 5.0
     # Identity
@@ -57,6 +84,7 @@ class BillingConfig:
     balance_command: str = "balance"
     trial_command: str = "trial"
     support_command: str = "paysupport"
+    commands: Mapping[str, str | None] = field(default_factory=dict)
     # Gating
     throttle: Throttle | None = None
     reservation_ttl: int | None = None
@@ -65,6 +93,9 @@ class BillingConfig:
         object.__setattr__(self, "offers", tuple(s.upper() for s in self.offers))
         object.__setattr__(self, "subscription_offers",
                            tuple(s.upper() for s in self.subscription_offers))
+        object.__setattr__(self, "paywall_fallback",
+                           tuple(s.upper() for s in self.paywall_fallback))
+        object.__setattr__(self, "locale_dirs", tuple(str(d) for d in self.locale_dirs))
         object.__setattr__(self, "admin_ids", frozenset(self.admin_ids))
         object.__setattr__(self, "signing_secrets", tuple(self.signing_secrets))
         if self.trial_offer is not None:
@@ -73,10 +104,21 @@ class BillingConfig:
             raise ValueError("identity_cache_size must be >= 0")
         if self.identity_revalidate_after < 0:
             raise ValueError("identity_revalidate_after must be >= 0")
+        if self.subscription_period <= 0 or (
+                not self.test_environment
+                and self.subscription_period != TELEGRAM_SUBSCRIPTION_PERIOD):
+            raise ValueError("subscription_period must be 2592000 (30 days); shorter periods "
+                             "are for Telegram's test environment (test_environment=True)")
+        _SUBSCRIPTION_SKUS.update(self.subscription_offers)
+
+    def command(self, name: str) -> str | None:
+        """The configured name of the kit's command ``name`` (``None`` when disabled)."""
+        return self.commands.get(name, name)
 
     def is_admin(self, telegram_id: int | None) -> bool:
         """True when ``telegram_id`` is one of ``admin_ids``."""
         return telegram_id is not None and telegram_id in self.admin_ids
 
 
-__all__ = ["BillingConfig", "PrecheckoutValidator", "Throttle"]
+__all__ = ["TELEGRAM_SUBSCRIPTION_PERIOD", "BillingConfig", "EventCallback", "LanguageGetter",
+           "PrecheckoutValidator", "Throttle"]

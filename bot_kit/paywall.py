@@ -19,7 +19,8 @@ from aiogram.types import (
 from billable import metrics
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
-from bot_kit.texts import get_text
+from bot_kit.events import QuotaEvent, call_host, quota_exhausted
+from bot_kit.texts import get_text, user_language
 
 logger = logging.getLogger("bot_kit.paywall")
 
@@ -32,19 +33,27 @@ def format_price(price: Decimal, currency: str) -> str:
 
 
 async def paywall_offers(config: BillingConfig, product_key: str) -> list[Any]:
-    """Active configured offers that contain ``product_key`` (all configured ones if none do),
-    in the order of ``config.offers``."""
+    """What the paywall sells when ``product_key`` ran out, never an unrelated pack:
+
+    the active, purchasable offers of ``config.offers`` that contain ``product_key``; when
+    there are none, the active ones of ``config.paywall_fallback`` (the host's explicit choice);
+    else nothing (the user reads a plain "not available"). Ordered as configured.
+    """
+    from bot_kit.payments.invoices import apurchasable_offers
+
+    offers = await apurchasable_offers(config)
+    containing = {sku async for sku in _containing(product_key, [o.sku for o in offers])}
+    chosen = [o for o in offers if o.sku in containing]
+    if not chosen and config.paywall_fallback:
+        chosen = await apurchasable_offers(config, config.paywall_fallback)
+    return chosen
+
+
+def _containing(product_key: str, skus: list[str]) -> Any:
     from billable.models import Offer
 
-    if not config.offers:
-        return []
-    active = Offer.objects.filter(sku__in=config.offers, is_active=True)
-    offers = [o async for o in active.filter(items__product__product_key=product_key.upper())
-              .distinct()]
-    if not offers:
-        offers = [o async for o in active]
-    order = {sku: i for i, sku in enumerate(config.offers)}
-    return sorted(offers, key=lambda o: order.get(o.sku, len(order)))
+    return Offer.objects.filter(sku__in=skus, items__product__product_key=product_key.upper()
+                                ).values_list("sku", flat=True).distinct()
 
 
 def offers_keyboard(offers: list[Any], lang: str,
@@ -53,31 +62,65 @@ def offers_keyboard(offers: list[Any], lang: str,
     if not offers:
         return None
     rows = [[InlineKeyboardButton(
-        text=get_text("buy_button", lang, config, name=o.name,
+        text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                       price=format_price(o.price, o.currency)),
         callback_data=BuyOffer(sku=o.sku).pack(),
     )] for o in offers]
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def product_name(product_key: str) -> str:
-    """The product's display name (its key when unknown)."""
+async def product_name(product_key: str, lang: str | None = None) -> str:
+    """The product's display name in ``lang`` (default language, then its key, as fallback)."""
     from billable.models import Product
 
-    name = await Product.objects.filter(product_key=product_key.upper()).values_list(
-        "name", flat=True).afirst()
-    return name or product_key
+    product = await Product.objects.filter(product_key=product_key.upper()).afirst()
+    return product.localized_name(lang) if product is not None else product_key
 
 
 async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lang: str,
-                       config: BillingConfig) -> None:
-    """Tell the user they ran out of ``product_key`` and offer what to buy."""
+                       config: BillingConfig, user_id: int | None = None) -> None:
+    """Tell the user they ran out of ``product_key`` and offer what to buy.
+
+    When the product came from a Stars subscription that has ended, the user reads that the
+    subscription ended (and how to renew) instead. ``on_quota_exhausted`` is called once.
+    """
     metrics.record_paywall(product_key.upper(), channel="telegram")
+    tg_user = getattr(event, "from_user", None)
+    lang = await user_language(config, tg_user, lang)
     offers = await paywall_offers(config, product_key)
-    name = await product_name(product_key)
-    key = "paywall" if offers else "paywall_no_offers"
-    text = get_text(key, lang, config, product=name)
+    name = await product_name(product_key, lang)
+    text = await _expired_text(tg_user, product_key, lang, config)
+    if text is None:
+        key = "paywall" if offers else "paywall_no_offers"
+        text = get_text(key, lang, config, product=name)
     await notify(event, bot, text, reply_markup=offers_keyboard(offers, lang, config))
+    quota_event = QuotaEvent(telegram_user_id=getattr(tg_user, "id", None), user_id=user_id,
+                             product_key=product_key.upper())
+    quota_exhausted.send(sender=QuotaEvent, event=quota_event)
+    await call_host(config.on_quota_exhausted, quota_event)
+
+
+async def _expired_text(tg_user: Any, product_key: str, lang: str,
+                        config: BillingConfig) -> str | None:
+    """"Your subscription X ended on D" when an ended subscription granted ``product_key``."""
+    from django.utils import timezone
+
+    from billable.models import Offer
+    from bot_kit.models import StarSubscription
+
+    if tg_user is None:
+        return None
+    ended = [s async for s in StarSubscription.objects.filter(
+        telegram_user_id=tg_user.id, expires_at__lte=timezone.now())]
+    for subscription in ended:
+        offer = await Offer.objects.filter(
+            sku=subscription.sku, items__product__product_key=product_key.upper()).afirst()
+        if offer is not None:
+            return get_text("subscription_expired", lang, config,
+                            name=offer.localized_name(lang),
+                            expires=subscription.expires_at.strftime("%Y-%m-%d")
+                            if subscription.expires_at else "—")
+    return None
 
 
 def chat_id_of(event: TelegramObject) -> int | None:

@@ -1,13 +1,31 @@
-"""Localized texts: the kit's catalogs merged with the host's overrides.
+"""Localized texts: gettext catalogs (``.po`` compiled with Babel) plus the host's overrides.
 
-Lookup order for ``get_text(key, lang)``: ``config.texts[lang]`` → catalog ``lang`` →
-``config.texts[default]`` → catalog ``default`` → catalog ``en`` → the key itself. Placeholders
-use ``str.format`` names; a missing placeholder is left as ``{name}`` instead of failing.
+Every text has a key (``"paywall"``) and an English source text, the gettext ``msgid`` with the
+key as ``msgctxt`` (``bot_kit/locales/core.py`` and ``payments.py``). Translations are
+``<dir>/<lang>/LC_MESSAGES/bot_kit.po`` files; the kit ships ``en`` and ``ru`` in
+``bot_kit/locales`` and a host adds languages (or overrides ours) with
+``BillingConfig(locale_dirs=[...])``: adding a language is adding a catalog file. A ``.mo``
+beside a ``.po`` is used when it is at least as new; otherwise the ``.po`` is compiled in memory
+with Babel on first use (so a fresh checkout needs no build step).
+
+Lookup order for ``get_text(key, lang)``: ``config.texts[lang]`` → the catalogs of ``lang`` →
+``config.texts[default]`` → the catalogs of the default language → the English source → the key.
+Placeholders use ``str.format`` names; a missing placeholder is left as ``{name}``.
+
+Which language a user gets is decided by ``user_language`` (see its docstring): the host's hook,
+then aiogram's ``I18n`` context, then Telegram's ``language_code``, then the default language.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gettext
+import inspect
+import io
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot_kit.locales import core, payments
@@ -15,19 +33,17 @@ from bot_kit.locales import core, payments
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
 
+logger = logging.getLogger("bot_kit.texts")
+
 FALLBACK_LANGUAGE = "en"
+DOMAIN = "bot_kit"
+#: The kit's own catalogs.
+KIT_LOCALE_DIR = Path(__file__).resolve().parent / "locales"
 
-
-def _merge(*catalogs: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
-    merged: dict[str, dict[str, str]] = {}
-    for catalog in catalogs:
-        for lang, texts in catalog.items():
-            merged.setdefault(lang, {}).update(texts)
-    return merged
-
-
-#: All built-in texts by language.
-CATALOG: dict[str, dict[str, str]] = _merge(core.TEXTS, payments.TEXTS)
+#: Every text by key: the English source (gettext ``msgid``).
+SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES}
+#: Texts with plural forms: key → (singular, plural) English msgids.
+PLURALS: dict[str, tuple[str, str]] = dict(payments.PLURALS)
 
 
 class _KeepMissing(dict[str, Any]):
@@ -39,27 +55,155 @@ def normalize_language(language_code: str | None) -> str:
     """``"ru-RU"`` → ``"ru"``; empty → ``""``."""
     if not language_code:
         return ""
-    return language_code.replace("_", "-").split("-")[0].strip().lower()
+    return str(language_code).replace("_", "-").split("-")[0].strip().lower()
+
+
+def _locale_dirs(config: BillingConfig | None) -> tuple[str, ...]:
+    """The host's directories first (they win), then the kit's."""
+    extra = tuple(str(Path(d)) for d in (config.locale_dirs if config is not None else ()))
+    return (*extra, str(KIT_LOCALE_DIR))
+
+
+def _catalog_file(directory: str, lang: str) -> Path | None:
+    base = Path(directory) / lang / "LC_MESSAGES" / DOMAIN
+    po, mo = base.with_suffix(".po"), base.with_suffix(".mo")
+    if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
+        return mo
+    return po if po.exists() else None
+
+
+@lru_cache(maxsize=256)
+def _load(path: str, mtime: float) -> gettext.GNUTranslations:
+    """One catalog file as ``GNUTranslations`` (a ``.po`` is compiled in memory with Babel)."""
+    if path.endswith(".mo"):
+        with open(path, "rb") as handle:
+            return gettext.GNUTranslations(handle)
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as handle:
+        catalog = read_po(handle, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def translations(lang: str, config: BillingConfig | None = None) -> gettext.NullTranslations | None:
+    """The compiled catalogs of ``lang`` (host's first, the kit's as fallback), or ``None``."""
+    return _translations(normalize_language(lang), _locale_dirs(config))
+
+
+@lru_cache(maxsize=256)
+def _translations(lang: str, dirs: tuple[str, ...]) -> gettext.NullTranslations | None:
+    if not lang:
+        return None
+    chain: gettext.NullTranslations | None = None
+    for directory in dirs:
+        found = _catalog_file(directory, lang)
+        if found is None:
+            continue
+        try:
+            loaded = _load(str(found), found.stat().st_mtime)
+        except Exception:
+            logger.exception("could not load the text catalog %s", found)
+            continue
+        if chain is None:
+            chain = _Chain(loaded)
+        else:
+            chain.add_fallback(_Chain(loaded))
+    return chain
+
+
+class _Chain(gettext.NullTranslations):
+    """A ``GNUTranslations`` that can be chained without mutating the cached object."""
+
+    def __init__(self, inner: gettext.GNUTranslations) -> None:
+        super().__init__()
+        self._inner = inner
+        self._fallback: gettext.NullTranslations | None = None
+
+    def pgettext(self, context: str, message: str) -> str:
+        found = self._inner._catalog.get(f"{context}\x04{message}")  # type: ignore[attr-defined]
+        if found:
+            return str(found)
+        if self._fallback is not None:
+            return self._fallback.pgettext(context, message)
+        return message
+
+    def npgettext(self, context: str, msgid1: str, msgid2: str, n: int) -> str:
+        index = self._inner.plural(n)  # type: ignore[attr-defined]
+        found = self._inner._catalog.get(  # type: ignore[attr-defined]
+            (f"{context}\x04{msgid1}", index))
+        if found:
+            return str(found)
+        if self._fallback is not None:
+            return self._fallback.npgettext(context, msgid1, msgid2, n)
+        return msgid1 if n == 1 else msgid2
+
+
+def _catalog_text(key: str, lang: str, config: BillingConfig | None) -> str | None:
+    source = SOURCE.get(key)
+    if source is None:
+        return None
+    if lang == FALLBACK_LANGUAGE:
+        found = translations(lang, config)
+        text = found.pgettext(key, source) if found is not None else source
+        return text
+    found = translations(lang, config)
+    if found is None:
+        return None
+    text = found.pgettext(key, source)
+    return text if text != source else None
+
+
+def available_languages(config: BillingConfig | None = None) -> set[str]:
+    """Languages with a catalog in any locale directory, or texts in ``config.texts``."""
+    langs = set(_languages_in(_locale_dirs(config)))
+    if config is not None:
+        langs.update(normalize_language(code) for code in config.texts)
+    return langs
+
+
+@lru_cache(maxsize=64)
+def _languages_in(dirs: tuple[str, ...]) -> frozenset[str]:
+    langs = {FALLBACK_LANGUAGE}
+    for directory in dirs:
+        root = Path(directory)
+        if root.is_dir():
+            langs.update(entry.name for entry in root.iterdir()
+                         if _catalog_file(str(root), entry.name) is not None)
+    return frozenset(langs)
+
+
+def reload_catalogs() -> None:
+    """Forget the loaded catalogs (after adding or editing ``.po`` files at run time)."""
+    _load.cache_clear()
+    _translations.cache_clear()
+    _languages_in.cache_clear()
 
 
 def pick_language(language_code: str | None, config: BillingConfig | None = None) -> str:
     """The language to talk to a user in: theirs when we have texts for it, else the default."""
     lang = normalize_language(language_code)
-    overrides = config.texts if config is not None else {}
-    if lang and (lang in CATALOG or lang in overrides):
+    if lang and lang in available_languages(config):
         return lang
-    return config.default_language if config is not None else FALLBACK_LANGUAGE
+    return normalize_language(config.default_language) if config is not None \
+        else FALLBACK_LANGUAGE
 
 
 def _lookup(key: str, lang: str, config: BillingConfig | None) -> str:
     overrides: Mapping[str, Mapping[str, str]] = config.texts if config is not None else {}
-    default = config.default_language if config is not None else FALLBACK_LANGUAGE
-    for source, language in ((overrides, lang), (CATALOG, lang), (overrides, default),
-                             (CATALOG, default), (CATALOG, FALLBACK_LANGUAGE)):
-        text = source.get(language, {}).get(key)
+    default = normalize_language(config.default_language) if config is not None \
+        else FALLBACK_LANGUAGE
+    for language in dict.fromkeys((lang, default)):
+        text = overrides.get(language, {}).get(key)
         if text is not None:
             return text
-    return key
+        text = _catalog_text(key, language, config)
+        if text is not None:
+            return text
+    return _catalog_text(key, FALLBACK_LANGUAGE, config) or SOURCE.get(key, key)
 
 
 def get_text(key: str, lang: str | None, config: BillingConfig | None = None, **fmt: Any) -> str:
@@ -70,10 +214,111 @@ def get_text(key: str, lang: str | None, config: BillingConfig | None = None, **
     return text.format_map(_KeepMissing(fmt))
 
 
+def get_plural(key: str, n: int, lang: str | None, config: BillingConfig | None = None,
+               **fmt: Any) -> str:
+    """The plural text ``key`` for the number ``n`` (gettext plural forms of ``lang``)."""
+    singular, plural = PLURALS[key]
+    lang = normalize_language(lang) or FALLBACK_LANGUAGE
+    default = normalize_language(config.default_language) if config is not None \
+        else FALLBACK_LANGUAGE
+    text = singular if n == 1 else plural
+    for language in dict.fromkeys((lang, default, FALLBACK_LANGUAGE)):
+        found = translations(language, config)
+        if found is not None:
+            text = found.npgettext(key, singular, plural, n)
+            if language == FALLBACK_LANGUAGE or text not in (singular, plural):
+                break
+    return text.format_map(_KeepMissing({"n": n, **fmt}))
+
+
 def error_text(code: str, lang: str | None, config: BillingConfig | None = None) -> str:
     """The localized text for a billable error ``code`` (generic text when unknown)."""
     text = get_text(f"error_{code}", lang, config)
     return text if text != f"error_{code}" else get_text("error_generic", lang, config)
 
 
-__all__ = ["CATALOG", "error_text", "get_text", "normalize_language", "pick_language"]
+def period_text(seconds: int, lang: str | None, config: BillingConfig | None = None) -> str:
+    """``"30 days"`` / ``"30 дней"`` for a subscription period in seconds."""
+    if seconds % 86400 == 0:
+        return get_plural("period_days", seconds // 86400, lang, config)
+    if seconds % 60 == 0:
+        return get_plural("period_minutes", seconds // 60, lang, config)
+    return get_plural("period_seconds", seconds, lang, config)
+
+
+def host_locale() -> str | None:
+    """The locale of aiogram's ``I18n`` context, when the host runs ``I18nMiddleware``."""
+    try:
+        from aiogram.utils.i18n import I18n
+    except ImportError:  # pragma: no cover - Babel missing
+        return None
+    current = I18n.get_current(no_error=True)
+    if current is None:
+        return None
+    return str(current.current_locale or "") or None
+
+
+async def user_language(config: BillingConfig, tg_user: Any = None,
+                        injected: str | None = None) -> str:
+    """The language to answer ``tg_user`` in, first match wins:
+
+    1. ``config.language_getter(tg_user)`` — the host's hook for a language the user picked
+       in the bot (sync or async; ``None`` means "no preference");
+    2. the locale of aiogram's ``I18n`` context (the host uses ``I18nMiddleware``);
+    3. ``injected`` — what the identity middleware picked from ``language_code``;
+    4. the user's Telegram ``language_code``; 5. ``config.default_language``.
+
+    A language without texts falls through to the default language.
+    """
+    getter = config.language_getter
+    if getter is not None and tg_user is not None:
+        try:
+            chosen = getter(tg_user)
+            if inspect.isawaitable(chosen):
+                chosen = await chosen
+        except Exception:
+            logger.exception("language_getter failed; using the next source")
+            chosen = None
+        if chosen:
+            return pick_language(str(chosen), config)
+    locale = host_locale()
+    if locale:
+        return pick_language(locale, config)
+    if injected:
+        return injected
+    return pick_language(getattr(tg_user, "language_code", None), config)
+
+
+def compile_catalogs(directories: Iterable[str | os.PathLike[str]] = (KIT_LOCALE_DIR,)
+                     ) -> list[Path]:
+    """Write a ``.mo`` beside every ``bot_kit.po`` under ``directories``; returns them."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written = []
+    for directory in directories:
+        for po in sorted(Path(directory).glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+            with open(po, "rb") as handle:
+                catalog = read_po(handle, domain=DOMAIN)
+            mo = po.with_suffix(".mo")
+            with open(mo, "wb") as handle:
+                write_mo(handle, catalog)
+            written.append(mo)
+    return written
+
+
+__all__ = [
+    "SOURCE",
+    "available_languages",
+    "compile_catalogs",
+    "error_text",
+    "get_plural",
+    "get_text",
+    "host_locale",
+    "normalize_language",
+    "period_text",
+    "pick_language",
+    "reload_catalogs",
+    "translations",
+    "user_language",
+]

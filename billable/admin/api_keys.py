@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from billable.models import ApiKey
 from billable.scopes import SCOPES
@@ -47,11 +48,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_at", "revoked_at", "last_used_at")
     actions = ["revoke_keys"]
 
-    @admin.display(description="Scopes")
+    @admin.display(description=_("Scopes"))
     def scope_list(self, obj: ApiKey) -> str:
         return ", ".join(obj.scopes or [])
 
-    @admin.display(description="Status")
+    @admin.display(description=_("Status"))
     def status(self, obj: ApiKey) -> str:
         if obj.revoked_at is not None:
             return "revoked"
@@ -69,7 +70,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The admin marks its views never_cache, so the key is not kept by a browser cache.
         return TemplateResponse(request, "admin/billable/apikey/created.html", context)
 
-    @admin.action(description="Revoke the selected API keys")
+    @admin.action(description=_("Revoke the selected API keys"))
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(1 for pk in queryset.values_list("pk", flat=True) if revoke_api_key(pk))
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)

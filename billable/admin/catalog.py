@@ -17,8 +17,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse  # noqa: F401  (kept importable: tests patch ``reverse`` here)
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.csv_tools import CsvAdminMixin
+from billable.admin.display import money, whole_stars
 from billable.admin.reports import admin_url, build_product_activity
 from billable.conf import billable_settings
 from billable.exceptions import BillableError
@@ -54,7 +56,7 @@ class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
         fields = ("product_key", "name", "description", "product_type", "is_active",
-                  "is_currency", "created_at", "metadata")
+                  "is_currency", "created_at", "metadata", "translations")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -92,7 +94,7 @@ class OfferItemInline(admin.TabularInline):
     model = OfferItem
     form = OfferItemInlineForm
     extra = 1
-    raw_id_fields = ("product",)
+    autocomplete_fields = ("product",)  # searches ProductAdmin.search_fields (key, name)
 
 
 @admin.register(Product)
@@ -116,13 +118,17 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
             "description": "Product keys are stored upper-case and share one namespace "
                            "with offer SKUs.",
         }),
-        ("Create an offer GET_<KEY>", {
+        (_("Create an offer GET_<KEY>"), {
             "fields": (("offer_price", "offer_currency"),
                        ("offer_quantity", "offer_period_unit", "offer_period_value")),
         }),
-        ("Sold in", {"fields": ("offers_overview",)}),
-        ("Report: sources and debits", {"fields": ("product_report",)}),
-        ("Metadata", {"classes": ("collapse",), "fields": ("metadata", "created_at")}),
+        (_("Translations"), {"fields": ("translations",),
+                          "description": 'Name and description per language, e.g. '
+                                         '{"ru": {"name": "Прогнозы"}}. Missing ones fall back '
+                                         "to the fields above."}),
+        (_("Sold in"), {"fields": ("offers_overview",)}),
+        (_("Report: sources and debits"), {"fields": ("product_report",)}),
+        (_("Metadata"), {"classes": ("collapse",), "fields": ("metadata", "created_at")}),
     )
 
     def get_urls(self) -> list[Any]:
@@ -134,7 +140,7 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
     def csv_import_data(self, data: bytes, *, strict: bool) -> ImportResult:
         return catalog_io.import_products_csv(data, strict=strict)
 
-    @admin.action(description="Export selected products (CSV)")
+    @admin.action(description=_("Export selected products (CSV)"))
     def export_products_csv(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
         """Admin action: CSV of the selection (everything when the selection is empty)."""
         return self.csv_response(queryset)
@@ -147,7 +153,7 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
         """Upload form (GET) and import (POST ``csv_file``; ``strict`` = all or nothing)."""
         return self.csv_import_view(request)
 
-    @admin.display(description="Offers")
+    @admin.display(description=_("Offers"))
     def offers_overview(self, obj: Product | None) -> str:
         if obj is None or obj.pk is None:
             return "Save the product first."
@@ -155,14 +161,14 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
         if not items:
             return "Not sold in any offer yet."
         return format_html_join(
-            "", '<div><a href="{}">{}</a> — {} {} × {} ({}){}</div>',
+            "", '<div><a href="{}">{}</a> — {} × {} ({}){}</div>',
             ((admin_url("billable.offer", item.offer_id) or "#", item.offer.sku,
-              item.offer.price, item.offer.currency, item.quantity,
+              money(item.offer.price, item.offer.currency), item.quantity,
               item.get_period_unit_display(), "" if item.offer.is_active else " — inactive")
              for item in items),
         )
 
-    @admin.display(description="Report")
+    @admin.display(description=_("Report"))
     def product_report(self, obj: Product | None) -> str:
         if obj is None or obj.pk is None:
             return "Save the product first."
@@ -190,14 +196,28 @@ class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
                                                offer.sku), messages.SUCCESS)
 
 
+class OfferAdminForm(forms.ModelForm):
+    """The offer form; an XTR price is shown whole (``50``, not ``50.00``).
+
+    No ``Meta``: the admin builds it for ``Offer`` (with its ``formfield_overrides``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        price = self.initial.get("price")
+        if price is not None:
+            self.initial["price"] = whole_stars(price, self.initial.get("currency"))
+
+
 @admin.register(Offer)
 class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     """Offers with their items inline and CSV import/export (one row per item)."""
 
+    form = OfferAdminForm
     csv_name = "offers"
     csv_headers = catalog_io.OFFER_CSV_HEADERS
     change_list_template = "admin/billable/offer/change_list.html"
-    list_display = ("sku", "name", "price", "currency", "is_active", "created_at")
+    list_display = ("sku", "name", "price_display", "currency", "is_active", "created_at")
     list_filter = ("currency", "is_active")
     search_fields = ("sku", "name")
     inlines = (OfferItemInline,)
@@ -206,6 +226,10 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         return [*self.csv_urls(), *super().get_urls()]
+
+    @admin.display(description="Price", ordering="price")
+    def price_display(self, obj: Offer) -> str:
+        return money(obj.price, obj.currency, with_currency=False)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
                  **kwargs: Any) -> Any:
@@ -222,7 +246,7 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     def csv_import_data(self, data: bytes, *, strict: bool) -> ImportResult:
         return catalog_io.import_offers_csv(data, strict=strict)
 
-    @admin.action(description="Export selected offers (CSV)")
+    @admin.action(description=_("Export selected offers (CSV)"))
     def export_offers_csv(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
         """Admin action: CSV of the selection (everything when the selection is empty)."""
         return self.csv_response(queryset)

@@ -28,17 +28,47 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billable.admin.display import money
 from billable.admin.reports import (
     admin_url,
     build_customer_report,
     build_product_report,
+    customer_payments,
     customer_products,
 )
 from billable.exceptions import BillableError
-from billable.models import Customer, ExternalIdentity, Offer, Order, Product, QuotaBatch
+from billable.models import (
+    Customer,
+    ExternalIdentity,
+    Offer,
+    Order,
+    Product,
+    QuotaBatch,
+    Reservation,
+)
+from billable.models.identities import DISPLAY_FIELDS
 from billable.services import TransactionService
 
-_USERNAME = get_user_model().USERNAME_FIELD
+_USER_MODEL = get_user_model()
+_USERNAME = _USER_MODEL.USERNAME_FIELD
+_IDENTITY = "billable_external_identities"
+
+
+def _user_has(name: str) -> bool:
+    return any(f.name == name for f in _USER_MODEL._meta.get_fields())
+
+
+#: What the customer search looks in: the login name, the user's own names (when the user model
+#: has them), external ids and the profile kept in identity metadata (Telegram username, first
+#: and last name). A leading ``@`` of a search term is ignored (``@alice`` finds ``alice``).
+CUSTOMER_SEARCH_FIELDS = (
+    _USERNAME,
+    *(name for name in ("first_name", "last_name", "email") if _user_has(name)),
+    f"{_IDENTITY}__external_id",
+    *(f"{_IDENTITY}__metadata__{key}" for key in DISPLAY_FIELDS),
+)
+#: Open holds and orders listed on the customer page (the rest are one click away, filtered).
+PANEL_ROWS = 20
 
 
 def _spendable_subquery() -> Subquery:
@@ -49,14 +79,32 @@ def _spendable_subquery() -> Subquery:
     return Subquery(batches, output_field=IntegerField())
 
 
+def _profile(identity: ExternalIdentity) -> str:
+    """``@alice_stars · Alice Moreau · fr`` from the identity metadata ('' when none)."""
+    meta = identity.metadata if isinstance(identity.metadata, dict) else {}
+    name = " ".join(str(meta[k]) for k in ("first_name", "last_name") if meta.get(k))
+    parts = [f"@{meta['username']}" if meta.get("username") else "", name,
+             str(meta.get("language_code") or "")]
+    return " · ".join(part for part in parts if part)
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     """Billing accounts: who they are, what they hold, what they bought. View only."""
 
     list_display = ("__str__", "external_ids", "spendable_units")
-    search_fields = (_USERNAME, "billable_external_identities__external_id")
-    fields = ("identities", "products_overview", "reports")
+    search_fields = CUSTOMER_SEARCH_FIELDS
+    search_help_text = ("Telegram @username, first or last name, external id (e.g. the "
+                        "Telegram user id) or login name.")
+    fields = ("identities", "products_overview", "open_holds", "orders_overview",
+              "payments_overview", "reports")
     readonly_fields = fields
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any],
+                           search_term: str) -> tuple[QuerySet[Any], bool]:
+        """Search as usual, with a leading ``@`` of each word dropped (``@alice``)."""
+        term = " ".join(word.lstrip("@") for word in search_term.split())
+        return super().get_search_results(request, queryset, term)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are created by the host (users admin, API, bot)
@@ -106,14 +154,41 @@ class CustomerAdmin(admin.ModelAdmin):
         if not rows:
             return "—"
         return format_html_join(
-            " ", '<a href="{}">{}</a>',
-            ((admin_url("billable.externalidentity", i.pk) or "#", str(i)) for i in rows),
+            "", '<div><a href="{}">{}</a> {}</div>',
+            ((admin_url("billable.externalidentity", i.pk) or "#", str(i), _profile(i))
+             for i in rows),
         )
 
     @admin.display(description="Products")
     def products_overview(self, obj: Any) -> str:
         return render_to_string("admin/billable/customer/products_table.html",
                                 {"customer": obj, "products": customer_products(obj.pk)})
+
+    @admin.display(description="Open holds")
+    def open_holds(self, obj: Any) -> str:
+        holds = list(Reservation.objects.filter(user=obj, state=Reservation.State.HELD)
+                     .select_related("product").order_by("expires_at", "id")[:PANEL_ROWS])
+        return render_to_string("admin/billable/customer/holds_table.html", {
+            "holds": holds, "customer": obj,
+            "all_url": f"{reverse('admin:billable_reservation_changelist')}"
+                       f"?user__exact={obj.pk}&state__exact=HELD",
+        })
+
+    @admin.display(description="Orders")
+    def orders_overview(self, obj: Any) -> str:
+        orders = list(Order.objects.filter(user=obj).prefetch_related("items__offer")
+                      .order_by("-created_at", "-id")[:PANEL_ROWS])
+        rows = [{"order": order, "total": money(order.total_amount, order.currency),
+                 "url": admin_url("billable.order", order.pk)} for order in orders]
+        return render_to_string("admin/billable/customer/orders_table.html", {
+            "rows": rows,
+            "all_url": f"{reverse('admin:billable_order_changelist')}?user__exact={obj.pk}",
+        })
+
+    @admin.display(description="Payments")
+    def payments_overview(self, obj: Any) -> str:
+        return render_to_string("admin/billable/customer/payments_table.html",
+                                {"payments": customer_payments(obj.pk)})
 
     @admin.display(description="Reports")
     def reports(self, obj: Any) -> str:

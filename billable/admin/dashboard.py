@@ -21,6 +21,7 @@ from django.urls import path
 from django.utils.safestring import SafeString
 
 from billable.admin import charts
+from billable.admin.display import whole_stars
 from billable.dashboard import NO_BOT
 from billable.exceptions import InvalidInput
 from billable.models import RevenueDashboard
@@ -45,15 +46,18 @@ def query_from(request: HttpRequest) -> DashboardQuery:
 
 
 def revenue_chart(revenue: CurrencyRevenue) -> SafeString:
-    bars = [charts.Bar(day.day.isoformat(), ((day.net, charts.NET, "net"),
-                                             (day.refunded, charts.REFUNDED, "refunded")))
+    cur = revenue.currency  # Stars are drawn and labelled whole
+    bars = [charts.Bar(day.day.isoformat(),
+                       ((whole_stars(day.net, cur), charts.NET, "net"),
+                        (whole_stars(day.refunded, cur), charts.REFUNDED, "refunded")))
             for day in revenue.by_day]
     return charts.column_chart(f"revenue-{revenue.currency}", bars,
                                title=f"Revenue per day in {revenue.currency}")
 
 
 def offers_chart(revenue: CurrencyRevenue) -> SafeString:
-    rows = [(f"{offer.name} ({offer.sku})", offer.net) for offer in revenue.by_offer]
+    rows = [(f"{offer.name} ({offer.sku})", whole_stars(offer.net, revenue.currency))
+            for offer in revenue.by_offer]
     return charts.bar_list(f"offers-{revenue.currency}", rows, colour=charts.OFFERS,
                            title=f"Net revenue per offer in {revenue.currency}")
 

@@ -7,22 +7,42 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
+from billable.admin.display import CustomerColumnMixin
 from billable.models import ExternalIdentity, Referral, TrialHistory
+from billable.models.identities import DISPLAY_FIELDS
 
 _USERNAME = get_user_model().USERNAME_FIELD
 
 
 @admin.register(ExternalIdentity)
-class ExternalIdentityAdmin(admin.ModelAdmin):
-    """``(provider, external_id)`` → billing account links."""
+class ExternalIdentityAdmin(CustomerColumnMixin, admin.ModelAdmin):
+    """``(provider, external_id)`` → billing account links, with the profile kept in metadata
+    (Telegram username and names, searchable)."""
 
-    list_display = ("provider", "external_id", "user", "created_at", "updated_at")
+    list_display = ("provider", "external_id", "profile_name", "customer", "created_at",
+                    "updated_at")
     list_filter = ("provider",)
     list_select_related = ("user",)
-    search_fields = ("external_id", f"user__{_USERNAME}")
+    search_fields = ("external_id", f"user__{_USERNAME}",
+                     *(f"metadata__{key}" for key in DISPLAY_FIELDS))
+    search_help_text = "External id, Telegram username (without @), first or last name."
     raw_id_fields = ("user",)
     readonly_fields = ("created_at", "updated_at")
+
+    @admin.display(description="Profile")
+    def profile_name(self, obj: ExternalIdentity) -> str:
+        meta = obj.metadata if isinstance(obj.metadata, dict) else {}
+        names = [str(meta[key]) for key in ("first_name", "last_name") if meta.get(key)]
+        if meta.get("username"):
+            names.append(f"@{meta['username']}")
+        return " ".join(names) or "—"
+
+    def get_search_results(self, request: HttpRequest, queryset: Any,
+                           search_term: str) -> Any:
+        term = " ".join(word.lstrip("@") for word in search_term.split())
+        return super().get_search_results(request, queryset, term)
 
 
 @admin.register(TrialHistory)
@@ -34,7 +54,7 @@ class TrialHistoryAdmin(admin.ModelAdmin):
     search_fields = ("identity_hash", "trial_plan_name")
     date_hierarchy = "used_at"
 
-    @admin.display(description="Identity hash")
+    @admin.display(description=_("Identity hash"))
     def short_hash(self, obj: TrialHistory) -> str:
         return f"{obj.identity_hash[:12]}…"
 

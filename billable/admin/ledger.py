@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from billable.admin.display import CustomerColumnMixin
 from billable.admin.reports import admin_url, batch_source, batch_state_label, related_document
 from billable.models import (
     CustomerMerge,
@@ -75,10 +76,10 @@ def signed_amount(tx: Transaction) -> str:
 
 
 @admin.register(QuotaBatch)
-class QuotaBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class QuotaBatchAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Quota batches (the wallet), read-only, with their ledger rows."""
 
-    list_display = ("id", "user", "product", "utilization", "effective_state", "valid_from",
+    list_display = ("id", "customer", "product", "utilization", "effective_state", "valid_from",
                     "expires_at", "created_at")
     list_filter = (SpendableFilter, "state", "product")
     list_select_related = ("user", "product")
@@ -117,10 +118,10 @@ class QuotaBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TransactionAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger: append-only, never editable or deletable here."""
 
-    list_display = ("id", "user", "product", "amount_display", "direction", "action_type",
+    list_display = ("id", "customer", "product", "amount_display", "direction", "action_type",
                     "document", "created_at")
     list_filter = ("direction", "action_type", "quota_batch__product")
     list_select_related = ("user", "quota_batch__product", "content_type")
@@ -156,10 +157,10 @@ class ReservationItemInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReservationAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Holds made by ``reserve_quota``; settled only through the service."""
 
-    list_display = ("id", "user", "product", "amount", "committed_amount", "state",
+    list_display = ("id", "customer", "product", "amount", "committed_amount", "state",
                     "expires_at", "created_at", "settled_at")
     list_filter = ("state", "product")
     list_select_related = ("user", "product")
@@ -168,19 +169,14 @@ class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class IdempotencyKeyAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Idempotency keys: which request first used a key, and what it returned."""
 
-    list_display = ("key", "operation", "user", "created_at")
+    list_display = ("key", "operation", "customer", "created_at")
     list_filter = ("operation",)
     list_select_related = ("user",)
     search_fields = ("key", _USER_SEARCH)
     readonly_fields = ("customer",)
-
-    @admin.display(description="Customer")
-    def customer(self, obj: IdempotencyKey) -> str:
-        url = admin_url("billable.customer", obj.user_id)
-        return format_html('<a href="{}">{}</a>', url or "#", obj.user)
 
 
 @admin.register(CustomerMerge)

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from billable.admin.display import CustomerColumnMixin, customer_link, money
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
 from billable.models import Order, OrderItem
@@ -28,8 +29,15 @@ class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     model = OrderItem
     extra = 0
-    fields = ("offer", "quantity", "price", "contents")
+    fields = ("offer", "quantity", "unit_price", "contents")
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("order")
+
+    @admin.display(description="Price")
+    def unit_price(self, obj: OrderItem) -> str:
+        return money(obj.price, obj.order.currency if obj.order_id else None)
 
     @admin.display(description="Grants (per unit, frozen at order time)")
     def contents(self, obj: OrderItem) -> str:
@@ -60,20 +68,30 @@ def _run_for_each(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: Q
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
     """Orders: only ``metadata`` is editable; lifecycle changes go through the actions."""
 
-    list_display = ("id", "user", "total_amount", "currency", "status", "payment_method",
+    list_display = ("id", "customer", "total", "currency", "status", "payment_method",
                     "payment_id", "created_at", "paid_at")
     list_filter = ("status", "currency", "payment_method")
     list_select_related = ("user",)
-    search_fields = ("=id", "payment_id", f"user__{get_user_model().USERNAME_FIELD}")
-    readonly_fields = ("user", "total_amount", "currency", "status", "payment_method",
+    search_fields = ("=id", "payment_id", f"user__{get_user_model().USERNAME_FIELD}",
+                     "user__billable_external_identities__external_id",
+                     "user__billable_external_identities__metadata__username")
+    readonly_fields = ("customer_page", "total", "currency", "status", "payment_method",
                        "payment_id", "created_at", "paid_at")
     fields = (*readonly_fields, "metadata")
     date_hierarchy = "created_at"
     inlines = (OrderItemInline,)
     actions = ("confirm_orders", "cancel_orders", "refund_orders")
+
+    @admin.display(description="Total", ordering="total_amount")
+    def total(self, obj: Order) -> str:
+        return money(obj.total_amount, obj.currency, with_currency=False)
+
+    @admin.display(description="Customer")
+    def customer_page(self, obj: Order) -> str:
+        return customer_link(obj.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # orders come from OrderService.create_order (API, bot, host code)

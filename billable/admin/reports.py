@@ -285,3 +285,59 @@ def build_product_activity(product: Product, *, limit: int = 50) -> ProductActiv
     total = QuotaBatch.objects.filter(product=product).spendable().aggregate(
         total=Coalesce(Sum("remaining_quantity"), Value(0)))["total"]
     return ProductActivity(sources=sources, debits=debits, spendable=int(total))
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    """One payment of a customer: a paid (or refunded) order, or a provider payment record."""
+
+    when: datetime | None
+    amount: str
+    method: str
+    reference: str
+    status: str
+    link: Link
+    order: Link | None = None
+
+
+def _provider_payments(user_id: Any, limit: int) -> list[PaymentLine]:
+    """Telegram Stars payments recorded by ``bot_kit`` (when it is installed)."""
+    from django.apps import apps
+
+    if not apps.is_installed("bot_kit"):
+        return []
+    from billable.admin.display import money
+
+    model = apps.get_model("bot_kit", "TelegramPayment")
+    rows = model.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:limit]
+    return [
+        PaymentLine(when=row.created_at, amount=money(row.total_amount, row.currency),
+                    method="telegram_stars", reference=row.charge_id,
+                    status=row.get_status_display(),
+                    link=Link(f"Payment #{row.pk}", admin_url("bot_kit.telegrampayment", row.pk)),
+                    order=(Link(f"Order #{row.order_id}", admin_url("billable.order", row.order_id))
+                           if row.order_id else None))
+        for row in rows
+    ]
+
+
+def customer_payments(user_id: Any, *, limit: int = 20) -> list[PaymentLine]:
+    """Newest first: the provider's payment records, then paid/refunded orders not covered by
+    one (an order confirmed by a webhook or in the admin has only its payment fields)."""
+    from billable.admin.display import money
+
+    provider = _provider_payments(user_id, limit)
+    covered = {line.reference for line in provider}
+    orders = (Order.objects.filter(user_id=user_id, paid_at__isnull=False)
+              .order_by("-paid_at", "-id")[:limit])
+    lines = provider + [
+        PaymentLine(when=order.paid_at, amount=money(order.total_amount, order.currency),
+                    method=order.payment_method or "—", reference=order.payment_id or "",
+                    status=order.get_status_display(),
+                    link=Link(f"Order #{order.pk}", admin_url("billable.order", order.pk)),
+                    order=Link(f"Order #{order.pk}", admin_url("billable.order", order.pk)))
+        for order in orders if not order.payment_id or order.payment_id not in covered
+    ]
+    epoch = datetime.min.replace(tzinfo=timezone.get_current_timezone())
+    lines.sort(key=lambda line: line.when or epoch, reverse=True)
+    return lines[:limit]

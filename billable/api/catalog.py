@@ -11,7 +11,7 @@ from billable.api.errors import fail
 from billable.exceptions import OfferNotFound, ProductNotFound
 from billable.models.base import normalize_key
 from billable.schemas.catalog import OfferSchema, ProductSchema
-from billable.schemas.common import Key, responses
+from billable.schemas.common import Key, KeyFilter, responses
 from billable.selectors.catalog import active_offers
 from billable.services import ProductService
 
@@ -35,7 +35,7 @@ async def get_product(request: HttpRequest, product_key: Key) -> Any:
 
 @router.get("/catalog", response=responses(list[OfferSchema]))
 async def list_catalog(request: HttpRequest,
-                       sku: Query[list[Key] | None] = None) -> Any:  # type: ignore[type-arg]
+                       sku: Query[list[KeyFilter] | None] = None) -> Any:  # type: ignore[type-arg]
     """Active offers with their items.
 
     ``?sku=A&sku=B`` (any case) returns only those offers, in the order asked; unknown or

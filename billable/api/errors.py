@@ -78,8 +78,8 @@ INVALID_JSON = "Cannot parse request body"
 
 
 def fail(status: int, message: str, code: str, **data: Any) -> Status[dict[str, Any]]:
-    """An error response with the envelope body."""
-    return Status(status, error_body(message, code, **data))
+    """An error response with the envelope body (``message`` rendered in the active language)."""
+    return Status(status, error_body(str(message), code, **data))
 
 
 def failure_result(result: Mapping[str, Any], *, status: int = 400) -> Status[dict[str, Any]]:

@@ -24,6 +24,7 @@ from billable.schemas.common import (
     DbId,
     ExternalId,
     Key,
+    KeyFilter,
     Label,
     PageLimit,
     Ref,
@@ -71,7 +72,7 @@ def _active_batches(user_id: int, product_key: str | None) -> list[dict[str, Any
 
 @router.get("/user-products", response=responses(list[ActiveBatchSchema]))
 async def list_user_products(request: HttpRequest, user_id: DbId | None = None,
-                             product_key: Key | None = None,
+                             product_key: KeyFilter | None = None,
                              external_id: ExternalId | None = None,
                              provider: Label | None = None) -> Any:
     """The user's spendable batches in the 0.2 "user product" shape.
@@ -113,7 +114,7 @@ def _page_size(limit: int | None) -> int:
 async def list_wallet_transactions(
     request: HttpRequest, response: HttpResponse, user_id: DbId | None = None,
     external_id: ExternalId | None = None, provider: Label | None = None,
-    product_key: Key | None = None, action_type: Label | None = None,
+    product_key: KeyFilter | None = None, action_type: Label | None = None,
     date_from: UtcDatetime | None = None, cursor: Ref | None = None,
     limit: PageLimit | None = None,
 ) -> Any:

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 
 from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
-from billable.signals import quota_consumed, send_on_commit, transaction_created
+from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
 
 
 class _Ledger:
@@ -39,11 +39,12 @@ def register_sender(sender: Any) -> None:
 def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = False) -> None:
     """Queue ``transaction_created`` (and ``quota_consumed``) for after the commit.
 
-    Model instances are built only when a receiver is connected.
+    Model instances are built only when a receiver is connected or an event endpoint wants
+    them (``billable.signals.wanted``).
     """
     sender = _SENDER[0]
-    created = transaction_created.has_listeners(sender)
-    used = consumed and quota_consumed.has_listeners(sender)
+    created = wanted(transaction_created, sender)
+    used = consumed and wanted(quota_consumed, sender)
     if not (created or used):
         return
     for row in rows:

@@ -20,7 +20,7 @@ compiled **once per database alias** and then executed with a plain cursor:
   rows of a batch lock an ``itemgetter`` of the named columns built once.
 
 Only the dialects in :data:`SUPPORTED_VENDORS` are supported; ``billable.checks`` refuses any
-other backend at start-up (``billable.E005``).
+other backend at start-up (``billable.E006``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any
 from billable.metrics import receivers, server
 from billable.metrics.backlogs import (
     BacklogCollector,
+    event_deliveries,
     holds_overdue,
     register_backlog,
     registered_backlogs,
@@ -52,6 +53,7 @@ def install() -> None:
 
     receivers.connect()
     register_backlog("holds_overdue", holds_overdue, age_field="expires_at")
+    register_backlog("events", event_deliveries)
     prometheus_client.REGISTRY.register(BacklogCollector())
     _installed = True
 

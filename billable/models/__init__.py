@@ -3,6 +3,7 @@
 from billable.models.api_keys import ApiKey
 from billable.models.catalog import Offer, OfferItem, Product
 from billable.models.dashboard import RevenueDashboard
+from billable.models.events import EventDelivery, EventEndpoint, OutboxEvent
 from billable.models.identities import Customer, ExternalIdentity
 from billable.models.ledger import (
     IdempotencyKey,
@@ -20,12 +21,15 @@ __all__ = [
     "ApiKey",
     "Customer",
     "CustomerMerge",
+    "EventDelivery",
+    "EventEndpoint",
     "ExternalIdentity",
     "IdempotencyKey",
     "Offer",
     "OfferItem",
     "Order",
     "OrderItem",
+    "OutboxEvent",
     "Product",
     "QuotaBatch",
     "Referral",

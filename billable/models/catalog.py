@@ -24,6 +24,67 @@ PRICE_PLACES = 2
 PRICE_LIMIT = Decimal(10) ** (20 - PRICE_PLACES)
 
 
+#: ``translations`` of a product or offer: ``{"ru": {"name": "…", "description": "…"}}``.
+TRANSLATED_FIELDS = ("name", "description")
+
+
+def check_translations(value: Any) -> dict[str, dict[str, str]]:
+    """A ``translations`` value as stored: ``{language: {"name"|"description": text}}``.
+
+    Language codes are normalized (``"ru-RU"`` → ``"ru"``); empty texts are dropped. Raises
+    ``ValidationError`` for any other shape.
+    """
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError({"translations": _TRANSLATIONS_SHAPE})
+    cleaned: dict[str, dict[str, str]] = {}
+    for lang, texts in value.items():
+        code = str(lang).replace("_", "-").split("-")[0].strip().lower()
+        if not code or len(code) > 10 or not code.isalpha() or not isinstance(texts, dict):
+            raise ValidationError({"translations": _TRANSLATIONS_SHAPE})
+        kept = {}
+        for field, text in texts.items():
+            if field not in TRANSLATED_FIELDS or not isinstance(text, str):
+                raise ValidationError({"translations": _TRANSLATIONS_SHAPE})
+            if text.strip():
+                kept[field] = text.strip()
+        if kept:
+            cleaned[code] = kept
+    return cleaned
+
+
+_TRANSLATIONS_SHAPE = ('Translations must look like {"ru": {"name": "…", "description": "…"}}: '
+                       "a language code, then name and/or description texts.")
+
+
+class Localized:
+    """``localized_name(lang)`` / ``localized_description(lang)`` for models with
+    ``name``, ``description`` and ``translations``: the text in ``lang``, else the default
+    language's (the plain fields), never blank."""
+
+    name: str
+    description: str
+    translations: Any
+
+    def _translated(self, field: str, lang: str | None) -> str:
+        code = str(lang or "").replace("_", "-").split("-")[0].strip().lower()
+        texts = (self.translations or {}).get(code) if code else None
+        value = texts.get(field, "") if isinstance(texts, dict) else ""
+        return str(value).strip()
+
+    def localized_name(self, lang: str | None) -> str:
+        """The name in ``lang`` (falls back to ``name``, then to the key / SKU)."""
+        return (self._translated("name", lang) or self.name
+                or str(getattr(self, "product_key", None) or getattr(self, "sku", "") or ""))
+
+    def localized_description(self, lang: str | None) -> str:
+        """The description in ``lang``; else the default one; else the localized name."""
+        return (self._translated("description", lang)
+                or (self.description if not self._translated("name", lang) else "")
+                or self.localized_name(lang))
+
+
 def span_allowed(unit: str, value: int | None) -> bool:
     """True when a period of ``value`` ``unit`` lasts at most :data:`MAX_PERIOD_YEARS` years."""
     if unit == "forever" or value is None:
@@ -159,7 +220,7 @@ class OfferQuerySet(_NamespaceQuerySet):
         return self.filter(is_active=True)
 
 
-class Product(models.Model):
+class Product(Localized, models.Model):
     """Something a user can hold in the wallet: a counter, a period or an unlimited right."""
 
     class ProductType(models.TextChoices):
@@ -176,6 +237,9 @@ class Product(models.Model):
     is_currency = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     metadata = models.JSONField(default=dict, blank=True)
+    translations = models.JSONField(
+        default=dict, blank=True,
+        help_text='Name and description per language: {"ru": {"name": "…", "description": "…"}}.')
 
     objects = models.Manager.from_queryset(ProductQuerySet)()
 
@@ -203,6 +267,7 @@ class Product(models.Model):
 
     def clean(self) -> None:
         self.normalize_keys()
+        self.translations = check_translations(self.translations)
         self.check_currency()
         check_created_at(self.created_at)
         check_product_keys([self.product_key] if self.product_key else [])
@@ -223,7 +288,12 @@ class Product(models.Model):
         super().save(*args, **kwargs)
 
 
-class Offer(models.Model):
+#: Extra checks run by ``Offer.clean`` (and so on every save): callables that raise
+#: ``ValidationError``. bot_kit adds the Telegram Stars subscription price cap here.
+OFFER_VALIDATORS: list[Any] = []
+
+
+class Offer(Localized, models.Model):
     """A sellable bundle of products at a price in one currency."""
 
     sku = models.CharField(max_length=50, unique=True)
@@ -235,6 +305,9 @@ class Offer(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     metadata = models.JSONField(default=dict, blank=True)
+    translations = models.JSONField(
+        default=dict, blank=True,
+        help_text='Name and description per language: {"ru": {"name": "…", "description": "…"}}.')
 
     objects = models.Manager.from_queryset(OfferQuerySet)()
 
@@ -259,9 +332,12 @@ class Offer(models.Model):
             raise ValidationError({"sku": "SKU must not be empty."})
         if not self.currency:
             self.currency = str(billable_settings.CURRENCY).upper()
+        self.translations = check_translations(self.translations)
         self.check_price()
         check_created_at(self.created_at)
         check_skus([self.sku])
+        for validator in OFFER_VALIDATORS:
+            validator(self)
 
     def check_price(self) -> None:
         """Refuse a price the column would round (``9.999``) or that the currency forbids."""

@@ -71,6 +71,50 @@ class ExternalIdentity(models.Model):
         return await sync_to_async(cls.get_external_id_for_user)(user, provider)
 
 
+#: Identity metadata keys the display name is built from (``bot_kit`` stores the Telegram
+#: profile there; ``POST /identify`` merges its ``profile`` there).
+DISPLAY_FIELDS = ("username", "first_name", "last_name")
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def customer_display_name(user: Any) -> str:
+    """How support sees an account: ``"Alice Smith (@alice)"``, ``"@alice"``, ``"Alice"``.
+
+    Built from the oldest identity whose metadata has a profile (``username``, ``first_name``,
+    ``last_name``; Telegram identities first), then the user model's own names. Without any
+    name the login name is shown, unless it is one the identity service generated
+    (``billable_<provider>_<id>``): then ``provider:external_id`` of the oldest identity.
+    Uses prefetched identities when present (no query per row).
+    """
+    if user is None:
+        return "—"
+    identities = sorted(
+        user.billable_external_identities.all(),
+        key=lambda i: (i.provider != "telegram", i.created_at, i.pk or 0))
+    handle = name = ""
+    for identity in identities:
+        meta = identity.metadata if isinstance(identity.metadata, dict) else {}
+        handle = handle or _text(meta.get("username")).lstrip("@")
+        name = name or " ".join(
+            part for part in (_text(meta.get("first_name")), _text(meta.get("last_name")))
+            if part)
+    if not name and hasattr(user, "get_full_name"):
+        name = _text(user.get_full_name())
+    if name and handle:
+        return f"{name} (@{handle})"
+    if name or handle:
+        return name or f"@{handle}"
+    get_username = getattr(user, "get_username", None)
+    login = str(get_username() if callable(get_username) else user.pk)
+    generated = any(login.startswith(f"billable_{i.provider}_") for i in identities)
+    if identities and (generated or not login):
+        return str(identities[0])
+    return login
+
+
 def _account_model() -> Any:
     """The user model, importing its app's models first if billable is listed before it."""
     app_label = str(settings.AUTH_USER_MODEL).split(".")[0]
@@ -90,3 +134,11 @@ class Customer(_account_model()):  # type: ignore[misc]
         proxy = True
         verbose_name = "customer"
         verbose_name_plural = "customers"
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """See :func:`customer_display_name`."""
+        return customer_display_name(self)

@@ -85,6 +85,7 @@ class QuotaBatch(models.Model):
     class Meta:
         db_table = "billable_quota_batches"
         ordering = ["created_at", "id"]
+        verbose_name_plural = "quota batches"
         constraints = [
             models.CheckConstraint(
                 condition=Q(remaining_quantity__gte=0)

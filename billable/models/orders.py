@@ -74,4 +74,8 @@ class OrderItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} × {self.offer_id} @ {self.price}"
+        price: Decimal | int = self.price
+        if (self.order_id and self.order.currency == "XTR" and isinstance(price, Decimal)
+                and price == price.to_integral_value()):
+            price = int(price)  # Telegram Stars are whole
+        return f"{self.quantity} × {self.offer_id} @ {price}"

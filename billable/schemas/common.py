@@ -8,6 +8,7 @@ profile) may only hold storable values. A violation is a ``422`` validation erro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,10 +17,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictInt,
     StrictStr,
     StringConstraints,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from billable.validation import MAX_AMOUNT, MAX_DB_ID, safe_json, safe_text
 
@@ -57,20 +61,66 @@ def aware_utc(value: datetime) -> datetime:
         raise ValueError("datetime is out of range") from None
 
 
+#: JSON Schema ``pattern`` (ECMA-262, also valid for Python's ``re``): no NUL character, which
+#: the server refuses in every string (PostgreSQL cannot store it).
+NO_NUL = r"^[^\u0000]*$"
+#: ``pattern`` of a string the server refuses when blank: at least one non-whitespace
+#: character, and no NUL.
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
+@dataclass(frozen=True)
+class SchemaHint:
+    """``Annotated`` metadata that adds keywords to a field's JSON Schema (the OpenAPI
+    document) without changing how the value is validated.
+
+    The server's own checks stay where they are (a validator here → ``422``, a service →
+    ``400``/``404`` with its stable code); the hint tells generated clients the same rule so
+    they do not send what the server refuses.
+    """
+
+    keywords: tuple[tuple[str, Any], ...] = ()  # hashable: types built from it go in unions
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = dict(handler(core_schema))
+        schema.update(self.keywords)
+        return schema
+
+
+def hint(**keywords: Any) -> SchemaHint:
+    """``SchemaHint`` with JSON Schema keywords, e.g. ``hint(minLength=1, pattern=NOT_BLANK)``."""
+    return SchemaHint(tuple(sorted(keywords.items())))
+
+
 #: A database id (primary key) supplied by a client.
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 #: A page size asked for by a client (the server caps it further).
 PageLimit = Annotated[int, Field(ge=1, le=1000)]
 #: A positive ledger amount.
 Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-#: A product key or SKU (any case; stored upper-case).
-Key = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text)]
-#: A short label: provider, action type, payment method, identity type.
-Label = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text)]
-#: An external reference: external id, action id, idempotency key, payment id.
-Ref = Annotated[str, StringConstraints(max_length=255), AfterValidator(clean_text)]
+#: A product key or SKU naming one product or offer (any case; stored upper-case). The
+#: services refuse a blank key (``invalid_product_key`` / ``invalid_input`` / ``offer_not_found``).
+Key = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
+                hint(minLength=1, pattern=NOT_BLANK)]
+#: A product key or SKU used as a filter: blank means "no filter".
+KeyFilter = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
+                      hint(pattern=NO_NUL)]
+#: A short label: provider, payment method, identity type (blank means the default).
+Label = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
+                  hint(pattern=NO_NUL)]
+#: The action type of a ledger write: a non-blank label (the ledger refuses a blank one).
+ActionType = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
+                       hint(minLength=1, pattern=NOT_BLANK)]
+#: An external reference: payment id, cursor.
+Ref = Annotated[str, StringConstraints(max_length=255), AfterValidator(clean_text),
+                hint(pattern=NO_NUL)]
+#: A retry or action reference the services refuse when blank: idempotency key, action id.
+RetryKey = Annotated[str, StringConstraints(max_length=255), AfterValidator(clean_text),
+                     hint(minLength=1, pattern=NOT_BLANK)]
 #: A free-text reason (refunds, cancellations).
-Reason = Annotated[str, StringConstraints(max_length=1000), AfterValidator(clean_text)]
+Reason = Annotated[str, StringConstraints(max_length=1000), AfterValidator(clean_text),
+                   hint(pattern=NO_NUL)]
 #: A JSON object the database can store.
 JsonObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
 #: A timezone-aware UTC datetime (naive input is read as UTC).
@@ -85,7 +135,10 @@ def _external_id(value: str | int) -> str:
 
 
 #: An external identifier: a non-blank string (or integer, e.g. a Telegram id), stripped.
-ExternalId = Annotated[StrictStr | StrictInt, AfterValidator(_external_id)]
+ExternalId = Annotated[
+    Annotated[StrictStr, hint(minLength=1, maxLength=255, pattern=NOT_BLANK)] | StrictInt,
+    AfterValidator(_external_id),
+]
 
 
 class BaseSchema(BaseModel):
@@ -147,6 +200,9 @@ __all__ = [
     "ERROR_RESPONSES",
     "MAX_AMOUNT",
     "MAX_DB_ID",
+    "NOT_BLANK",
+    "NO_NUL",
+    "ActionType",
     "Amount",
     "BaseSchema",
     "CommonResponse",
@@ -154,15 +210,19 @@ __all__ = [
     "ExternalId",
     "JsonObject",
     "Key",
+    "KeyFilter",
     "Label",
     "PageLimit",
     "Reason",
     "Ref",
+    "RetryKey",
+    "SchemaHint",
     "UnauthorizedResponse",
     "UserRefIn",
     "UtcDatetime",
     "ValidationErrorResponse",
     "clean_json",
     "clean_text",
+    "hint",
     "responses",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from billable.schemas.common import (
+    NOT_BLANK,
     BaseSchema,
     JsonObject,
     Label,
@@ -17,6 +18,22 @@ from billable.schemas.common import (
     UserRefIn,
     clean_json,
 )
+from billable.services.order_input import MAX_LINE_QUANTITY
+
+#: What one order line must look like, as the order service checks it (stated in OpenAPI; the
+#: service refuses the rest with ``400`` ``invalid_input`` / ``invalid_amount`` or ``404``
+#: ``offer_not_found``). Other keys (a client ``price``) are accepted and ignored.
+ORDER_LINE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["sku"],
+    "properties": {
+        "sku": {"type": "string", "minLength": 1, "maxLength": 50, "pattern": NOT_BLANK,
+                "description": "Offer SKU (any case)."},
+        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_LINE_QUANTITY,
+                     "default": 1, "description": "Offers bought (default 1)."},
+    },
+    "additionalProperties": True,
+}
 
 
 class OrderItemSchema(BaseSchema):
@@ -56,7 +73,8 @@ class OrderCreateSchema(UserRefIn):
     """``POST /orders`` body. Prices always come from the catalog."""
 
     items: list[dict[str, Any]] = Field(
-        ..., max_length=100, description="Lines: [{\"sku\": str, \"quantity\": int}]."
+        ..., max_length=100, description="Lines: [{\"sku\": str, \"quantity\": int}].",
+        json_schema_extra={"minItems": 1, "items": ORDER_LINE_SCHEMA},
     )
     metadata: JsonObject | None = Field(None, description="Application data for the order.")
 

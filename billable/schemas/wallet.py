@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from billable.schemas.catalog import ProductSchema
 from billable.schemas.common import (
+    ActionType,
     Amount,
     BaseSchema,
     JsonObject,
     Key,
-    Label,
-    Ref,
+    RetryKey,
     UserRefIn,
 )
 
@@ -100,9 +100,9 @@ class QuotaConsumeSchema(UserRefIn):
     """``POST /wallet/consume`` body."""
 
     product_key: Key = Field(..., description="Product to spend (any case).")
-    action_type: Label = Field("usage", description="Reason recorded in the ledger.")
-    action_id: Ref | None = Field(None, description="External reference of the action.")
-    idempotency_key: Ref | None = Field(None, description="Retry key; unique per user.")
+    action_type: ActionType = Field("usage", description="Reason recorded in the ledger.")
+    action_id: RetryKey | None = Field(None, description="External reference of the action.")
+    idempotency_key: RetryKey | None = Field(None, description="Retry key; unique per user.")
     metadata: JsonObject | None = Field(None, description="Context stored on the DEBIT rows.")
     amount: Amount = Field(1, description="Units to spend (default 1).")
 
@@ -118,7 +118,7 @@ class ExchangeSchema(UserRefIn):
 
     sku: Key = Field(..., description="Offer to buy with internal currency (any case).")
     metadata: JsonObject | None = Field(None, description="Context stored with the exchange.")
-    idempotency_key: Ref | None = Field(None, description="Retry key; unique per user.")
+    idempotency_key: RetryKey | None = Field(None, description="Retry key; unique per user.")
 
 
 __all__ = [

@@ -30,6 +30,7 @@ from django.db.models import QuerySet
 from billable.conf import billable_settings
 from billable.models import Offer, OfferItem, Product
 from billable.models.base import normalize_key
+from billable.models.catalog import check_translations
 from billable.services.csv_cells import (
     CsvSource,
     Row,
@@ -48,12 +49,14 @@ from billable.services.quick_offer import create_quick_offer
 
 PRODUCT_CSV_FIELDS: tuple[str, ...] = (
     "product_key", "name", "description", "product_type", "is_active", "is_currency",
-    "created_at", "metadata",
+    "created_at", "metadata", "translations",
 )
 OFFER_CSV_FIELDS: tuple[str, ...] = (
     "sku", "name", "price", "currency", "image", "description", "is_active", "created_at",
-    "metadata",
+    "metadata", "translations",
 )
+#: Columns an imported file may leave out (files exported before they existed).
+OPTIONAL_CSV_FIELDS: tuple[str, ...] = ("translations",)
 OFFER_ITEM_CSV_FIELDS: tuple[str, ...] = ("product_key", "quantity", "period_unit", "period_value")
 OFFER_CSV_HEADERS: tuple[str, ...] = OFFER_CSV_FIELDS + OFFER_ITEM_CSV_FIELDS
 
@@ -148,13 +151,25 @@ def _finish(result: ImportResult) -> ImportResult:
     return result
 
 
+def _translations(row: Row, current: Any) -> Any:
+    """The ``translations`` cell as a JSON object (an empty cell keeps what is stored)."""
+    if not row.get("translations"):
+        return current
+    try:
+        return check_translations(parse_metadata(row["translations"]))
+    except RowError as exc:
+        raise RowError(str(exc).replace("metadata", "translations")) from None
+    except ValidationError as exc:
+        raise RowError("invalid translations: " + " ".join(exc.messages)) from None
+
+
 def _open_import(source: CsvSource, fields: Any, *, strict: bool, max_rows: int
                  ) -> tuple[ImportResult, Any]:
     """A fresh ``ImportResult`` and the file's rows, or ``None`` rows when the file is refused
     as a whole (bad headers or encoding, more than ``max_rows`` rows)."""
     result = ImportResult(strict=strict)
     try:
-        rows = read_rows(source, fields)
+        rows = read_rows(source, fields, OPTIONAL_CSV_FIELDS)
     except RowError as exc:
         result.header_error = True
         result.errors.append(str(exc))
@@ -179,7 +194,8 @@ def export_products_csv(products: Iterable[Product] | None = None) -> str:
     return write_rows(PRODUCT_CSV_FIELDS, (
         [product.product_key or "", product.name, product.description, product.product_type,
          product.is_active, product.is_currency, product.created_at.isoformat(),
-         json.dumps(product.metadata or {}, ensure_ascii=False)]
+         json.dumps(product.metadata or {}, ensure_ascii=False),
+         json.dumps(product.translations or {}, ensure_ascii=False)]
         for product in items))
 
 
@@ -209,6 +225,7 @@ def _apply_product_row(row: Row) -> bool:
     product.is_currency = parse_bool(row["is_currency"], "is_currency",
                                      default=product.is_currency)
     product.metadata = metadata
+    product.translations = _translations(row, product.translations)
     product.created_at = created_at or product.created_at
     _save(product)
     return created
@@ -266,6 +283,7 @@ def _offer_rows(offers: Iterable[Offer]) -> Iterable[list[Any]]:
             offer.sku, offer.name, offer.price, offer.currency, offer.image or "",
             offer.description, offer.is_active, offer.created_at.isoformat(),
             json.dumps(offer.metadata or {}, ensure_ascii=False),
+            json.dumps(offer.translations or {}, ensure_ascii=False),
         ]
         lines = [
             [item.product.product_key or "", item.quantity, item.period_unit,
@@ -293,6 +311,7 @@ def _apply_offer_fields(sku: str, row: Row) -> tuple[Offer, bool]:
     offer.description = row["description"]
     offer.is_active = parse_bool(row["is_active"], "is_active", default=offer.is_active)
     offer.metadata = metadata
+    offer.translations = _translations(row, offer.translations)
     offer.created_at = created_at or offer.created_at
     _save(offer)
     return offer, created

@@ -90,8 +90,11 @@ def _decode(source: CsvSource) -> str:
     return data.removeprefix("\ufeff")
 
 
-def read_rows(source: CsvSource, headers: tuple[str, ...]) -> list[tuple[int, Row]]:
+def read_rows(source: CsvSource, headers: tuple[str, ...],
+              optional: tuple[str, ...] = ()) -> list[tuple[int, Row]]:
     """Rows as ``(line number, {header: unescaped, stripped value})``.
+
+    ``optional`` headers may be missing from the file (their cells then read as ``""``).
 
     Raises :class:`RowError` for a file that cannot be read at all (wrong headers, not UTF-8,
     malformed CSV).
@@ -100,15 +103,16 @@ def read_rows(source: CsvSource, headers: tuple[str, ...]) -> list[tuple[int, Ro
     try:
         reader = csv.reader(io.StringIO(_decode(source)))
         names = [name.strip() for name in next(reader, [])]
-        if sorted(names) != sorted(headers):
+        extra = [name for name in optional if name in headers and name not in names]
+        if sorted(names + extra) != sorted(headers):
             raise RowError(missing)
         rows = []
         for line, values in enumerate(reader, start=2):
             if not any(value.strip() for value in values):
                 continue
             padded = [*values, *[""] * (len(names) - len(values))]
-            rows.append((line, {n: unescape_cell(v.strip())
-                                for n, v in zip(names, padded, strict=False)}))
+            row = {n: unescape_cell(v.strip()) for n, v in zip(names, padded, strict=False)}
+            rows.append((line, {**dict.fromkeys(extra, ""), **row}))
         return rows
     except UnicodeDecodeError as exc:
         raise RowError("The file must be a UTF-8 encoded CSV.") from exc

@@ -48,7 +48,7 @@ from billable.services.order_input import (
     payment_fields,
     reason_text,
 )
-from billable.signals import order_confirmed, order_refunded, send_on_commit
+from billable.signals import order_cancelled, order_confirmed, order_refunded, send_on_commit
 from billable.validation import coerce_pk, metadata_dict
 
 
@@ -171,6 +171,7 @@ class OrderService(OrderCompat):
             order.metadata = _with_reason(order.metadata, "cancel_reason", reason,
                                           "cancelled_at")
             order.save(update_fields=["status", "metadata"])
+            send_on_commit(order_cancelled, sender=cls, order=order)
         return order
 
     @classmethod

@@ -7,17 +7,19 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot_kit.config import BillingConfig
-from bot_kit.texts import get_text, pick_language
+from bot_kit.texts import get_text, user_language
 
 
 def create_router(config: BillingConfig) -> Router:
     """A router answering the support command with the (overridable) ``paysupport`` text."""
     router = Router(name="bot_kit.support")
+    name = config.commands.get("paysupport", config.support_command)
+    if name is None:
+        return router
 
-    @router.message(Command(config.support_command))
+    @router.message(Command(name))
     async def paysupport(message: Message, billing_lang: str | None = None) -> None:
-        lang = billing_lang or pick_language(
-            message.from_user.language_code if message.from_user else None, config)
+        lang = await user_language(config, message.from_user, billing_lang)
         await message.answer(get_text("paysupport", lang, config))
 
     return router

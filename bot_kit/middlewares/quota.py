@@ -154,7 +154,7 @@ class QuotaMiddleware(BaseMiddleware):
                 takeover=bool(data.get(keys.INBOX_TAKEOVER)))
         except QuotaError:
             await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
-                               config=self.config)
+                               config=self.config, user_id=user_id)
             return None
         except BillableError as exc:
             logger.warning("Quota hold refused for user %s: %s", user_id, exc)

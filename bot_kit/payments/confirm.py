@@ -21,9 +21,11 @@ from django.db import IntegrityError, transaction
 from billable import metrics
 from billable.exceptions import BillableError
 from billable.logs import log_fields
+from bot_kit.events import PaymentEvent, SubscriptionEvent, payment_confirmed, send_on_commit
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
+    active_subscription,
     from_unix,
     record_subscription_charge,
     subscription_sku,
@@ -77,6 +79,12 @@ class ConfirmResult:
     refund_id: int | None = None
     order_id: int | None = None
     summary: str = ""
+    #: What was paid for, once (``None`` for a charge seen before or a rejected one).
+    event: PaymentEvent | None = None
+    #: The offer SKU of the paid order.
+    sku: str = ""
+    #: For a subscription charge: the subscription started or renewed (``None`` otherwise).
+    subscription_event: SubscriptionEvent | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -127,6 +135,13 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
     if check.reason is not None or user_id is None:
         _reject(payment, check.reason or "wrong_buyer")
         return
+    if check.payload is not None and check.payload.is_subscription and not facts.is_renewal:
+        current = active_subscription(facts.telegram_user_id, subscription_sku(check.order))
+        if current is not None and current.first_charge_id != facts.charge_id:
+            # A second, concurrent subscription to the same offer (pre-checkout declines it;
+            # this catches one that got through): refund it and cancel it at Telegram.
+            _reject(payment, "already_subscribed")
+            return
     try:
         with transaction.atomic():
             order = _pay(facts, check, user_id)
@@ -146,6 +161,24 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
     payment.order = order
     payment.status = TelegramPayment.Status.CONFIRMED
     payment.save(update_fields=["order", "status", "subscription"])
+    send_on_commit(payment_confirmed, TelegramPayment, payment_event(payment, facts))
+
+
+def payment_event(payment: TelegramPayment, facts: PaymentFacts) -> PaymentEvent:
+    """The ``PaymentEvent`` of a confirmed ``payment``."""
+    return PaymentEvent(telegram_user_id=payment.telegram_user_id, user_id=payment.user_id,
+                        charge_id=payment.charge_id, order_id=payment.order_id,
+                        sku=_order_sku(payment.order_id), currency=payment.currency,
+                        total_amount=payment.total_amount, is_renewal=facts.is_renewal)
+
+
+def _order_sku(order_id: int | None) -> str:
+    from billable.models import OrderItem
+
+    if order_id is None:
+        return ""
+    return str(OrderItem.objects.filter(order_id=order_id).order_by("pk")
+               .values_list("offer__sku", flat=True).first() or "")
 
 
 def _record(facts: PaymentFacts, secrets: tuple[str, ...],
@@ -179,17 +212,42 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
             raise
         return ConfirmResult(existing, created=False, order_id=existing.order_id)
     refund_id = RefundRequest.objects.filter(payment=payment).values_list("pk", flat=True).first()
+    event = (payment_event(payment, facts)
+             if payment.status == TelegramPayment.Status.CONFIRMED else None)
     return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
-                         summary=_summary(payment.order_id))
+                         summary=_summary(payment.order_id), event=event,
+                         sku=_order_sku(payment.order_id),
+                         subscription_event=_subscription_event(payment, facts))
 
 
-def _summary(order_id: int | None) -> str:
-    from billable.models import OrderItem
+def _subscription_event(payment: TelegramPayment, facts: PaymentFacts
+                        ) -> SubscriptionEvent | None:
+    if payment.status != TelegramPayment.Status.CONFIRMED or payment.subscription is None:
+        return None
+    subscription = payment.subscription
+    return SubscriptionEvent(
+        telegram_user_id=subscription.telegram_user_id, user_id=subscription.user_id,
+        sku=subscription.sku, state=str(subscription.state),
+        previous_state=str(subscription.state) if facts.is_renewal else "",
+        reason="renewed" if facts.is_renewal else "subscribed",
+        expires_at=subscription.expires_at)
+
+
+def _summary(order_id: int | None, lang: str | None = None) -> str:
+    """The offer names of an order (in ``lang`` when translated), comma-separated."""
+    from billable.models import Offer, OrderItem
 
     if order_id is None:
         return ""
-    names = OrderItem.objects.filter(order_id=order_id).values_list("offer__name", flat=True)
-    return ", ".join(names)
+    skus = OrderItem.objects.filter(order_id=order_id).order_by("pk").values_list(
+        "offer__sku", flat=True)
+    offers = {o.sku: o for o in Offer.objects.filter(sku__in=list(skus))}
+    return ", ".join(offers[s].localized_name(lang) if s in offers else str(s) for s in skus)
+
+
+async def aorder_summary(order_id: int | None, lang: str | None) -> str:
+    """Async: the localized offer names of an order (for the receipt)."""
+    return await sync_to_async(_summary)(order_id, lang)
 
 
 async def aconfirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,

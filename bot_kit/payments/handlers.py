@@ -8,6 +8,7 @@ without it the Telegram identity is looked up directly.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -16,7 +17,9 @@ from asgiref.sync import sync_to_async
 
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
-from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment
+from bot_kit.events import call_host
+from bot_kit.notices import after_refund
+from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment, aorder_summary
 from bot_kit.payments.invoices import (
     aprepare_invoice,
     apurchasable_offers,
@@ -24,9 +27,9 @@ from bot_kit.payments.invoices import (
     send_invoice,
 )
 from bot_kit.payments.precheckout import answer_pre_checkout, billing_user_id_for
-from bot_kit.payments.refunds import RefundOutbox, arecord_refunded, arequest_refund
+from bot_kit.payments.refunds import RefundOutbox, arecord_refunded_once, arequest_refund
 from bot_kit.paywall import format_price, offers_keyboard
-from bot_kit.texts import error_text, get_text, pick_language
+from bot_kit.texts import SOURCE, error_text, get_text, user_language
 
 logger = logging.getLogger("bot_kit.payments")
 
@@ -44,17 +47,19 @@ async def resolve_user_id(billing_user_id: int | None, tg_user: User,
     return found
 
 
-def language(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
-    """The injected language, else the one picked from the user's ``language_code``."""
-    return lang or pick_language(tg_user.language_code if tg_user else None, config)
+async def language(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
+    """The user's language (``bot_kit.texts.user_language``: host hook, aiogram ``I18n``,
+    the injected one, Telegram's ``language_code``, the default)."""
+    return await user_language(config, tg_user, lang)
 
 
-async def try_refund_now(bot: Bot, refund_id: int | None) -> str | None:
+async def try_refund_now(bot: Bot, refund_id: int | None,
+                         config: BillingConfig | None = None) -> str | None:
     """One immediate outbox attempt for ``refund_id`` (the worker retries if it fails)."""
     if refund_id is None:
         return None
     try:
-        states = await RefundOutbox(bot).process_due(only=refund_id)
+        states = await RefundOutbox(bot, config=config).process_due(only=refund_id)
     except Exception:
         logger.exception("immediate refund attempt %s failed", refund_id)
         return None
@@ -62,25 +67,44 @@ async def try_refund_now(bot: Bot, refund_id: int | None) -> str | None:
 
 
 async def send_offer_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, *,
-                             user_id: int, config: BillingConfig) -> None:
-    """Create the order for ``sku`` and send its invoice to ``chat_id``."""
-    request = await aprepare_invoice(user_id, tg_user.id, sku, config)
+                             user_id: int, config: BillingConfig,
+                             lang: str | None = None) -> None:
+    """Create the order for ``sku`` and send its invoice (in ``lang``) to ``chat_id``."""
+    request = await aprepare_invoice(user_id, tg_user.id, sku, config, lang=lang)
     await send_invoice(bot, chat_id, request)
 
 
 def _add_catalog(router: Router, config: BillingConfig) -> None:
-    @router.message(Command("buy"))
+    name = config.command("buy")
+    if name is not None:
+        router.message(Command(name))(_buy_handler(config))
+
+    @router.callback_query(BuyOffer.filter())
+    async def buy_button(query: CallbackQuery, callback_data: BuyOffer, bot: Bot,
+                         billing_user_id: int | None = None,
+                         billing_lang: str | None = None) -> None:
+        """A buy button (catalog or paywall): create the order and send its invoice."""
+        await query.answer()
+        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await send_offer_invoice(bot, chat_id, query.from_user, callback_data.sku,
+                                 user_id=user_id, config=config,
+                                 lang=await language(billing_lang, query.from_user, config))
+
+
+def _buy_handler(config: BillingConfig) -> Any:
     async def buy(message: Message, command: CommandObject, bot: Bot,
                   billing_user_id: int | None = None, billing_lang: str | None = None) -> None:
-        """``/buy``: the catalog keyboard; ``/buy SKU``: that offer's invoice."""
+        """``/buy``: the catalog keyboard; ``/buy SKU``: that offer's invoice (configured
+        offers only: anything else is answered "cannot be bought here")."""
         tg_user = message.from_user
         if tg_user is None:
             return
-        lang = language(billing_lang, tg_user, config)
+        lang = await language(billing_lang, tg_user, config)
         if command.args and command.args.strip():
             user_id = await resolve_user_id(billing_user_id, tg_user, config)
             await send_offer_invoice(bot, message.chat.id, tg_user, command.args.strip(),
-                                     user_id=user_id, config=config)
+                                     user_id=user_id, config=config, lang=lang)
             return
         offers = await apurchasable_offers(config)
         if not offers:
@@ -89,15 +113,7 @@ def _add_catalog(router: Router, config: BillingConfig) -> None:
         await message.answer(get_text("buy_catalog", lang, config),
                              reply_markup=offers_keyboard(offers, lang, config))
 
-    @router.callback_query(BuyOffer.filter())
-    async def buy_button(query: CallbackQuery, callback_data: BuyOffer, bot: Bot,
-                         billing_user_id: int | None = None) -> None:
-        """A buy button (catalog or paywall): create the order and send its invoice."""
-        await query.answer()
-        user_id = await resolve_user_id(billing_user_id, query.from_user, config)
-        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await send_offer_invoice(bot, chat_id, query.from_user, callback_data.sku,
-                                 user_id=user_id, config=config)
+    return buy
 
 
 def _add_checkout(router: Router, config: BillingConfig) -> None:
@@ -120,34 +136,55 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
                                         provider=config.identity_provider)
         if not result.created:
             return
-        lang = language(billing_lang, tg_user, config)
+        lang = await language(billing_lang, tg_user, config)
         if result.confirmed:
             amount = format_price(from_minor_units(paid.total_amount, paid.currency),
                                   paid.currency)
             await message.answer(get_text("payment_receipt", lang, config,
-                                          order_id=result.order_id, name=result.summary,
+                                          order_id=result.order_id,
+                                          name=await aorder_summary(result.order_id, lang),
                                           amount=amount, charge_id=facts.charge_id))
+            await call_host(config.on_paid, result.event)
+            if result.subscription_event is not None:
+                await call_host(config.on_subscription_changed, result.subscription_event)
             return
         await message.answer(get_text("payment_rejected", lang, config,
-                                      reason=result.payment.reason, charge_id=facts.charge_id))
-        await try_refund_now(bot, result.refund_id)
+                                      reason=rejection_text(result.payment.reason, lang, config),
+                                      charge_id=facts.charge_id))
+        await try_refund_now(bot, result.refund_id, config)
 
     @router.message(F.refunded_payment)
-    async def refunded_payment(message: Message) -> None:
-        """Telegram refunded a charge: reverse its grant once."""
-        if message.refunded_payment is not None:
-            await arecord_refunded(message.refunded_payment.telegram_payment_charge_id)
+    async def refunded_payment(message: Message, bot: Bot,
+                               billing_lang: str | None = None) -> None:
+        """Telegram refunded a charge: reverse its grant once; tell the user and the host
+        once; a refunded subscription charge cancels the subscription at Telegram."""
+        if message.refunded_payment is None:
+            return
+        _, event = await arecord_refunded_once(message.refunded_payment.telegram_payment_charge_id)
+        if event is not None:
+            await after_refund(bot, config, event,
+                               lang=await language(billing_lang, message.from_user, config))
+
+
+def rejection_text(reason: str, lang: str, config: BillingConfig) -> str:
+    """Why a payment was rejected, as a localized sentence (never a raw code)."""
+    key = f"precheckout_{reason}"
+    return get_text(key if key in SOURCE else "precheckout_invalid", lang, config)
 
 
 def _add_refund_command(router: Router, config: BillingConfig) -> None:
-    @router.message(Command("refund"))
+    name = config.command("refund")
+    if name is None:
+        return
+
+    @router.message(Command(name))
     async def refund(message: Message, command: CommandObject, bot: Bot,
                      billing_lang: str | None = None) -> None:
         """``/refund <charge id | order id>`` (admins): queue and attempt the refund."""
         from billable.exceptions import BillableError
 
         tg_user = message.from_user
-        lang = language(billing_lang, tg_user, config)
+        lang = await language(billing_lang, tg_user, config)
         if tg_user is None or not config.is_admin(tg_user.id):
             await message.answer(get_text("refund_forbidden", lang, config))
             return
@@ -161,10 +198,10 @@ def _add_refund_command(router: Router, config: BillingConfig) -> None:
         except BillableError as exc:
             await message.answer(error_text(exc.code, lang, config))
             return
-        state = await try_refund_now(bot, request.pk) or request.state
+        state = await try_refund_now(bot, request.pk, config) or request.state
         charge_id = await sync_to_async(lambda: request.payment.charge_id)()
         await message.answer(get_text("refund_queued", lang, config, charge_id=charge_id,
-                                      state=state))
+                                      state=get_text(f"refund_state_{state}", lang, config)))
 
 
 def create_purchase_router(config: BillingConfig) -> Router:

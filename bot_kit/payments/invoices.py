@@ -104,13 +104,21 @@ async def apurchasable_offers(config: BillingConfig,
 
 
 def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: BillingConfig, *,
-                    kind: str = KIND_ORDER) -> InvoiceRequest:
-    """Create a pending order of ``user_id`` for one ``sku`` and describe its signed invoice."""
+                    kind: str = KIND_ORDER, lang: str | None = None) -> InvoiceRequest:
+    """Create a pending order of ``user_id`` for one ``sku`` and describe its signed invoice.
+
+    Only what the host configured is sold: a one-time purchase needs ``sku`` in
+    ``config.offers`` (subscriptions are checked by ``prepare_subscription``). Title,
+    description and price label are the offer's texts in ``lang`` (default language when not
+    translated).
+    """
     from billable.models import Offer
     from billable.services import OrderService
 
-    offer = Offer.objects.filter(sku=str(sku or "").strip(), is_active=True).first()
-    if offer is None or not is_purchasable(offer, config):
+    wanted = str(sku or "").strip().upper()
+    configured = config.offers if kind == KIND_ORDER else config.subscription_offers
+    offer = Offer.objects.filter(sku=wanted, is_active=True).first()
+    if offer is None or wanted not in configured or not is_purchasable(offer, config):
         raise NotPurchasable(f"Offer {sku!r} cannot be bought here")
     currency = offer.currency.upper()
     amount = to_minor_units(offer.price, currency)
@@ -121,8 +129,8 @@ def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: Billi
     payload = sign_payload(InvoicePayload(order_id=order.pk, amount=amount, currency=currency,
                                           buyer_id=telegram_user_id, kind=kind),
                            config.signing_secrets)
-    title = truncate_text(offer.name, TITLE_LIMIT) or offer.sku
-    description = truncate_text(offer.description or offer.name, DESCRIPTION_LIMIT) or title
+    title = truncate_text(offer.localized_name(lang), TITLE_LIMIT) or offer.sku
+    description = truncate_text(offer.localized_description(lang), DESCRIPTION_LIMIT) or title
     token = "" if currency == STARS else str(config.provider_token or "")
     return InvoiceRequest(order_id=order.pk, title=title, description=description,
                           payload=payload, currency=currency, amount=amount,
@@ -130,10 +138,11 @@ def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: Billi
 
 
 async def aprepare_invoice(user_id: int, telegram_user_id: int, sku: str,
-                           config: BillingConfig, *, kind: str = KIND_ORDER) -> InvoiceRequest:
+                           config: BillingConfig, *, kind: str = KIND_ORDER,
+                           lang: str | None = None) -> InvoiceRequest:
     """Async twin of ``prepare_invoice``."""
     return await sync_to_async(prepare_invoice)(user_id, telegram_user_id, sku, config,
-                                                kind=kind)
+                                                kind=kind, lang=lang)
 
 
 async def send_invoice(bot: Bot, chat_id: int, request: InvoiceRequest) -> Any:

@@ -19,7 +19,7 @@ from billable import metrics
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
 from bot_kit.payments.payload import InvoicePayload, verify_payload
-from bot_kit.texts import get_text, pick_language
+from bot_kit.texts import get_text, user_language
 
 if TYPE_CHECKING:
     from aiogram.types import PreCheckoutQuery
@@ -39,6 +39,7 @@ NOT_PAYABLE = "not_payable"
 ALREADY_PAID = "already_paid"
 AMOUNT_MISMATCH = "amount_mismatch"
 UNAVAILABLE = "unavailable"
+ALREADY_SUBSCRIBED = "already_subscribed"
 
 
 @dataclass(frozen=True)
@@ -112,17 +113,27 @@ def check_precheckout(charge: Charge, config: BillingConfig, *,
     if user_id is None:
         user_id = billing_user_id_for(charge.telegram_user_id, config.identity_provider)
     result = check_charge(charge, config.signing_secrets, user_id=user_id)
-    if result.reason == ALREADY_PAID and _is_known_subscription(charge):
-        return OrderCheck(None, result.payload, result.order)
+    if result.payload is not None and result.payload.is_subscription:
+        return _check_subscription(charge, result)
     return result
 
 
-def _is_known_subscription(charge: Charge) -> bool:
-    """A paid subscription payload of a subscription we recorded: a renewal, not a re-payment."""
-    from bot_kit.models import StarSubscription
+def _check_subscription(charge: Charge, result: OrderCheck) -> OrderCheck:
+    """One active subscription per user and offer.
 
-    return StarSubscription.objects.filter(telegram_user_id=charge.telegram_user_id,
-                                           invoice_payload=charge.payload).exists()
+    Telegram debits renewals by itself (the user is not there to press "Pay"), so a
+    pre-checkout query for a subscription is always a user starting one: the link of a
+    subscription already paid for (``already_paid``), or a new link while one to the same
+    offer still runs, is a second subscription and is declined.
+    """
+    from bot_kit.payments.subscriptions import active_subscription, subscription_sku
+
+    if result.reason == ALREADY_PAID:
+        return OrderCheck(ALREADY_SUBSCRIBED, result.payload, result.order)
+    if result.reason is None and active_subscription(
+            charge.telegram_user_id, subscription_sku(result.order)) is not None:
+        return OrderCheck(ALREADY_SUBSCRIBED, result.payload, result.order)
+    return result
 
 
 async def _decide(query: PreCheckoutQuery, config: BillingConfig,
@@ -156,7 +167,7 @@ async def answer_pre_checkout(query: PreCheckoutQuery, config: BillingConfig, *,
         await query.answer(ok=True)
         return True
     metrics.record_payment("declined", currency=query.currency, method="telegram", reason=reason)
-    language = lang or pick_language(query.from_user.language_code, config)
+    language = await user_language(config, query.from_user, lang)
     message = custom or get_text(f"precheckout_{reason}", language, config)
     await query.answer(ok=False, error_message=message)
     return False

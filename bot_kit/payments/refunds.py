@@ -27,12 +27,15 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from bot_kit.events import RefundEvent, payment_refunded, send_on_commit
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.errors import PaymentNotFound, RefundNotAllowed
 from bot_kit.resilience import Outage, arecycle, backoff, describe, is_transient, recycle
 
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher
+
+    from bot_kit.config import BillingConfig
 
 logger = logging.getLogger("bot_kit.payments")
 ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
@@ -79,10 +82,25 @@ async def arequest_refund(reference: str | int, *, reason: str = "",
                                                requested_by=requested_by)
 
 
+def refund_event(payment: TelegramPayment) -> RefundEvent:
+    """The ``RefundEvent`` of a refunded ``payment``."""
+    sku = ""
+    if payment.subscription_id is not None:
+        from bot_kit.models import StarSubscription
+
+        sku = StarSubscription.objects.filter(pk=payment.subscription_id).values_list(
+            "sku", flat=True).first() or ""
+    return RefundEvent(telegram_user_id=payment.telegram_user_id, user_id=payment.user_id,
+                       charge_id=payment.charge_id, order_id=payment.order_id,
+                       currency=payment.currency, total_amount=payment.total_amount,
+                       subscription_sku=sku)
+
+
 def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool:
     """Mark ``payment`` refunded and revoke what it granted; False when already done.
 
-    Call inside a transaction with ``payment`` locked.
+    Call inside a transaction with ``payment`` locked. The ``payment_refunded`` signal is sent
+    once, after the commit.
     """
     from billable.services import OrderService
 
@@ -94,27 +112,42 @@ def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool
     payment.status = TelegramPayment.Status.REFUNDED
     payment.refunded_at = timezone.now()
     payment.save(update_fields=["status", "refunded_at"])
+    send_on_commit(payment_refunded, TelegramPayment, refund_event(payment))
     return True
 
 
 def record_refunded(charge_id: str) -> TelegramPayment | None:
     """Handle a ``refunded_payment`` service message (idempotent)."""
+    return record_refunded_once(charge_id)[0]
+
+
+def record_refunded_once(charge_id: str) -> tuple[TelegramPayment | None, RefundEvent | None]:
+    """``record_refunded`` that also says whether this call reversed the payment: the event
+    is ``None`` for a redelivered message (or a refund the outbox already recorded)."""
+    event = None
     with transaction.atomic():
         payment = TelegramPayment.objects.select_for_update().filter(charge_id=charge_id).first()
         if payment is None:
             logger.warning("refunded_payment for unknown charge %s", charge_id)
-            return None
-        reverse_payment(payment, reason="refunded_payment")
+            return None, None
+        if reverse_payment(payment, reason="refunded_payment"):
+            event = refund_event(payment)
         RefundRequest.objects.filter(payment=payment).exclude(
             state=RefundRequest.State.DONE).update(state=RefundRequest.State.DONE,
                                                    done_at=timezone.now(),
                                                    last_error="refunded_payment received")
-    return payment
+    return payment, event
 
 
 async def arecord_refunded(charge_id: str) -> TelegramPayment | None:
     """Async twin of ``record_refunded``."""
     return await sync_to_async(record_refunded)(charge_id)
+
+
+async def arecord_refunded_once(charge_id: str
+                                ) -> tuple[TelegramPayment | None, RefundEvent | None]:
+    """Async twin of ``record_refunded_once``."""
+    return await sync_to_async(record_refunded_once)(charge_id)
 
 
 @dataclass(frozen=True)
@@ -138,8 +171,11 @@ class RefundOutbox:
 
     def __init__(self, bot: Bot, *, clock: Callable[[], datetime] = timezone.now,
                  base_delay: float = 5.0, max_delay: float = 3600.0, max_attempts: int = 10,
-                 lease: float = 60.0) -> None:
+                 lease: float = 60.0, config: BillingConfig | None = None) -> None:
         self.bot = bot
+        #: With a config, a refund that reverses a payment is told to the user and the host
+        #: (``on_refunded``) and cancels its Stars subscription at Telegram.
+        self.config = config
         self.clock = clock
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -179,20 +215,24 @@ class RefundOutbox:
             pk=job.request_id, claimed_by=job.token, state=RefundRequest.State.PENDING
         ).update(next_attempt_at=self.clock() + timedelta(seconds=self.lease)))
 
-    def mark_done(self, request_id: int, *, note: str = "") -> None:
-        """Record success and reverse the grant once (no-op when already done)."""
+    def mark_done(self, request_id: int, *, note: str = "") -> RefundEvent | None:
+        """Record success and reverse the grant once (no-op when already done); returns the
+        refund event when this call reversed the payment."""
         recycle()
+        event = None
         with transaction.atomic():
             row = RefundRequest.objects.select_for_update().get(pk=request_id)
             if row.state == RefundRequest.State.DONE:
-                return
+                return None
             payment = TelegramPayment.objects.select_for_update().get(pk=row.payment_id)
-            reverse_payment(payment, reason=row.reason or "refund")
+            if reverse_payment(payment, reason=row.reason or "refund"):
+                event = refund_event(payment)
             row.state = RefundRequest.State.DONE
             row.done_at = self.clock()
             row.last_error = note
             row.claimed_by = ""
             row.save(update_fields=["state", "done_at", "last_error", "claimed_by"])
+        return event
 
     def mark_retry(self, job: RefundJob, error: str, *, delay: float | None = None) -> str:
         """Schedule another attempt (or fail the row after ``max_attempts``); returns state."""
@@ -243,14 +283,25 @@ class RefundOutbox:
                                       delay=float(exc.retry_after))
         except TelegramBadRequest as exc:
             if ALREADY_REFUNDED in str(exc.message):
-                await self._record(self.mark_done, job.request_id, note=ALREADY_REFUNDED)
+                await self._done(await self._record(self.mark_done, job.request_id,
+                                                    note=ALREADY_REFUNDED))
                 return str(RefundRequest.State.DONE)
             return await self._record(self.mark_failed, job, str(exc))
         except Exception as exc:
             logger.warning("refund of %s failed: %s", job.charge_id, describe(exc))
             return await self._record(self.mark_retry, job, describe(exc))
-        await self._record(self.mark_done, job.request_id)
+        await self._done(await self._record(self.mark_done, job.request_id))
         return str(RefundRequest.State.DONE)
+
+    async def _done(self, event: RefundEvent | None) -> None:
+        if event is None or self.config is None:
+            return
+        from bot_kit.notices import after_refund
+
+        try:
+            await after_refund(self.bot, self.config, event)
+        except Exception:
+            logger.exception("telling about refund %s failed", event.charge_id)
 
     async def _record(self, mark: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Write an outcome, retrying a few times when the database blips (the call to
@@ -297,14 +348,21 @@ class RefundOutbox:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-def attach_refund_worker(dp: Dispatcher, *, interval: float = 5.0) -> None:
-    """Work the refund outbox in the bot process while ``dp`` runs (startup → shutdown)."""
+def attach_refund_worker(dp: Dispatcher, *, interval: float = 5.0,
+                         config: BillingConfig | None = None) -> None:
+    """Work the refund outbox in the bot process while ``dp`` runs (startup → shutdown).
+
+    ``config`` defaults to the one ``setup_billing`` installed on ``dp`` (for the notices).
+    """
     state: dict[str, Any] = {}
 
     async def start(bot: Bot) -> None:
+        from bot_kit.setup import billing_config
+
         stop = asyncio.Event()
         state["stop"] = stop
-        state["task"] = asyncio.create_task(RefundOutbox(bot).run(interval=interval, stop=stop))
+        outbox = RefundOutbox(bot, config=config or billing_config(dp))
+        state["task"] = asyncio.create_task(outbox.run(interval=interval, stop=stop))
 
     async def stop() -> None:
         if "task" in state:
@@ -319,9 +377,12 @@ __all__ = [
     "RefundJob",
     "RefundOutbox",
     "arecord_refunded",
+    "arecord_refunded_once",
     "arequest_refund",
     "attach_refund_worker",
     "record_refunded",
+    "record_refunded_once",
+    "refund_event",
     "request_refund",
     "reverse_payment",
 ]

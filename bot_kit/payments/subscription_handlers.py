@@ -19,17 +19,19 @@ from django.utils import timezone
 
 from bot_kit.config import BillingConfig
 from bot_kit.models import StarSubscription
+from bot_kit.notices import format_date, offer_name, subscription_changed
+from bot_kit.payments.errors import AlreadySubscribed
 from bot_kit.payments.handlers import language, resolve_user_id
 from bot_kit.payments.invoices import apurchasable_offers, from_minor_units
 from bot_kit.payments.subscriptions import (
+    aapply_subscription_update,
     alatest_subscription,
     aprepare_subscription,
-    arecord_subscription_update,
     create_subscription_link,
     set_subscription_canceled,
 )
 from bot_kit.paywall import format_price
-from bot_kit.texts import get_text
+from bot_kit.texts import get_text, period_text
 
 
 class SubscribeOffer(CallbackData, prefix="bk_sub"):
@@ -39,13 +41,15 @@ class SubscribeOffer(CallbackData, prefix="bk_sub"):
 
 
 class SubscriptionAction(CallbackData, prefix="bk_subact"):
-    """Cancel (``cancel``) or re-enable (``resume``) the user's subscription."""
+    """Cancel (``cancel``) or re-enable (``resume``) the user's subscription ``sub``
+    (its id; 0 = the latest)."""
 
     action: str
+    sub: int = 0
 
 
 def _expires(subscription: StarSubscription) -> str:
-    return subscription.expires_at.strftime("%Y-%m-%d") if subscription.expires_at else "—"
+    return format_date(subscription.expires_at)
 
 
 def _is_current(subscription: StarSubscription | None) -> bool:
@@ -55,12 +59,18 @@ def _is_current(subscription: StarSubscription | None) -> bool:
 
 async def _send_link(bot: Bot, chat_id: int, tg_user: User, sku: str, *, user_id: int,
                      lang: str, config: BillingConfig) -> None:
-    request = await aprepare_subscription(user_id, tg_user.id, sku, config)
-    link = await create_subscription_link(bot, request)
+    try:
+        request = await aprepare_subscription(user_id, tg_user.id, sku, config, lang)
+    except AlreadySubscribed:
+        await bot.send_message(chat_id=chat_id,
+                               text=get_text("precheckout_already_subscribed", lang, config))
+        return
+    link = await create_subscription_link(bot, request, config.subscription_period)
     amount = format_price(from_minor_units(request.amount, request.currency), request.currency)
     button = InlineKeyboardButton(text=get_text("subscribe_button", lang, config), url=link)
-    await bot.send_message(chat_id=chat_id, text=get_text("subscribe_link", lang, config,
-                                                           name=request.title, amount=amount),
+    text = get_text("subscribe_link", lang, config, name=request.title, amount=amount,
+                    period=period_text(config.subscription_period, lang, config))
+    await bot.send_message(chat_id=chat_id, text=text,
                            reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]))
 
 
@@ -68,7 +78,8 @@ def _status_markup(subscription: StarSubscription, lang: str,
                    config: BillingConfig) -> InlineKeyboardMarkup:
     canceled = subscription.state == StarSubscription.State.CANCELED
     key = "subscription_resume_button" if canceled else "subscription_cancel_button"
-    action = SubscriptionAction(action="resume" if canceled else "cancel").pack()
+    action = SubscriptionAction(action="resume" if canceled else "cancel",
+                                sub=subscription.pk).pack()
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
         text=get_text(key, lang, config), callback_data=action)]])
 
@@ -88,7 +99,7 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
         await message.answer(get_text("subscribe_empty", lang, config))
         return
     rows = [[InlineKeyboardButton(
-        text=get_text("buy_button", lang, config, name=o.name,
+        text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                       price=format_price(o.price, o.currency)),
         callback_data=SubscribeOffer(sku=o.sku).pack())] for o in offers]
     await message.answer(get_text("subscribe_catalog", lang, config),
@@ -96,24 +107,9 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
 
 
 def _add_subscribe(router: Router, config: BillingConfig) -> None:
-    @router.message(Command("subscribe"))
-    async def subscribe(message: Message, command: CommandObject, bot: Bot,
-                        billing_user_id: int | None = None,
-                        billing_lang: str | None = None) -> None:
-        """Show the current subscription (with cancel / re-enable) or offer one."""
-        tg_user = message.from_user
-        if tg_user is None:
-            return
-        lang = language(billing_lang, tg_user, config)
-        current = await alatest_subscription(tg_user.id)
-        if current is not None and _is_current(current) and not command.args:
-            await message.answer(
-                get_text("subscription_status", lang, config, name=current.sku,
-                         state=current.state, expires=_expires(current)),
-                reply_markup=_status_markup(current, lang, config))
-            return
-        await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
-                                   billing_user_id=billing_user_id, config=config)
+    name = config.command("subscribe")
+    if name is not None:
+        router.message(Command(name))(_subscribe_handler(config))
 
     @router.callback_query(SubscribeOffer.filter())
     async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
@@ -124,7 +120,32 @@ def _add_subscribe(router: Router, config: BillingConfig) -> None:
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
         await _send_link(bot, chat_id, query.from_user, callback_data.sku, user_id=user_id,
-                         lang=language(billing_lang, query.from_user, config), config=config)
+                         lang=await language(billing_lang, query.from_user, config),
+                         config=config)
+
+
+def _subscribe_handler(config: BillingConfig) -> Any:
+    async def subscribe(message: Message, command: CommandObject, bot: Bot,
+                        billing_user_id: int | None = None,
+                        billing_lang: str | None = None) -> None:
+        """Show the current subscription (with cancel / re-enable) or offer one."""
+        tg_user = message.from_user
+        if tg_user is None:
+            return
+        lang = await language(billing_lang, tg_user, config)
+        current = await alatest_subscription(tg_user.id)
+        if current is not None and _is_current(current) and not command.args:
+            await message.answer(
+                get_text("subscription_status", lang, config,
+                         name=await offer_name(current.sku, lang),
+                         state=get_text(f"subscription_state_{current.state}", lang, config),
+                         expires=_expires(current)),
+                reply_markup=_status_markup(current, lang, config))
+            return
+        await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
+                                   billing_user_id=billing_user_id, config=config)
+
+    return subscribe
 
 
 def _add_management(router: Router, config: BillingConfig) -> None:
@@ -133,19 +154,27 @@ def _add_management(router: Router, config: BillingConfig) -> None:
                      billing_lang: str | None = None) -> None:
         """Cancel or re-enable through ``editUserStarSubscription``."""
         await query.answer()
-        lang = language(billing_lang, query.from_user, config)
+        lang = await language(billing_lang, query.from_user, config)
         canceled = callback_data.action == "cancel"
-        subscription = await set_subscription_canceled(bot, query.from_user.id,
-                                                       canceled=canceled)
+        subscription, event = await set_subscription_canceled(
+            bot, query.from_user.id, canceled=canceled, subscription_id=callback_data.sub or None)
         key = "subscription_canceled" if canceled else "subscription_resumed"
         await bot.send_message(chat_id=query.from_user.id,
                                text=get_text(key, lang, config,
                                              expires=_expires(subscription)))
+        if event is not None:  # the user got the answer above; tell the host
+            await subscription_changed(bot, config, event, lang=lang, tell_user=False)
 
     @router.subscription()
-    async def subscription_updated(update: BotSubscriptionUpdated, **_: Any) -> None:
-        """Record Telegram's canceled / active / failed state."""
-        await arecord_subscription_update(update.user.id, update.invoice_payload, update.state)
+    async def subscription_updated(update: BotSubscriptionUpdated, bot: Bot,
+                                   billing_lang: str | None = None, **_: Any) -> None:
+        """Record Telegram's canceled / active / failed state; tell the user and the host
+        once per change (a redelivered update changes nothing and says nothing)."""
+        _changed, event = await aapply_subscription_update(update.user.id, update.invoice_payload,
+                                                           update.state)
+        if event is not None:
+            await subscription_changed(bot, config, event,
+                                       lang=await language(billing_lang, update.user, config))
 
 
 def create_subscription_router(config: BillingConfig) -> Router:

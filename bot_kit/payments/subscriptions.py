@@ -4,6 +4,13 @@ A subscription offer is an ``XTR`` offer listed in ``config.subscription_offers`
 ``period`` products. The first payment confirms the order named by the invoice payload; every
 renewal (a new charge id with the same payload) gets its own order, paid through
 ``OrderService.process_payment`` so the ledger extends the period once per charge.
+
+Rules of the Bot API applied here (``createInvoiceLink``): the price of a subscription is at most
+10,000 Stars (checked when the offer is saved and again before a link is made), and the period
+is 2,592,000 s (30 days) — ``BillingConfig.subscription_period`` may differ only with
+``test_environment=True``. One active subscription per user and offer: a second one is declined
+at pre-checkout (see ``precheckout.py``). ``editUserStarSubscription`` is called with the charge
+id of the subscription's **first** payment (docs/payments.md, "Which charge id").
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.dispatch import Signal
 
+from billable import signals as billable_signals
+from bot_kit.events import SubscriptionEvent, send_on_commit, subscription_changed
 from bot_kit.models import StarSubscription
-from bot_kit.payments.errors import NotPurchasable, SubscriptionNotFound
+from bot_kit.payments.errors import AlreadySubscribed, NotPurchasable, SubscriptionNotFound
 from bot_kit.payments.invoices import STARS, InvoiceRequest, create_invoice_link, prepare_invoice
 from bot_kit.payments.payload import KIND_SUBSCRIPTION
 
@@ -24,31 +34,101 @@ if TYPE_CHECKING:
 
     from bot_kit.config import BillingConfig
 
+#: The billable signal (and outbound event) of a subscription entering a state.
+STATE_SIGNALS: dict[str, Signal] = {
+    StarSubscription.State.FAILED: billable_signals.subscription_failed,
+    StarSubscription.State.CANCELED: billable_signals.subscription_cancelled,
+}
+
 #: The only period Telegram accepts for Stars subscriptions: 30 days, in seconds.
 SUBSCRIPTION_PERIOD = 2592000
+#: The highest subscription price the Bot API accepts (``createInvoiceLink``), in Stars.
+MAX_SUBSCRIPTION_STARS = 10000
+
+
+def subscription_skus() -> set[str]:
+    """SKUs sold as Stars subscriptions in this process: every ``BillingConfig``'s
+    ``subscription_offers`` plus the ``BOT_KIT_SUBSCRIPTION_OFFERS`` setting (for a web process
+    that never builds the bot's config, e.g. the admin)."""
+    from django.conf import settings
+
+    from bot_kit.config import _SUBSCRIPTION_SKUS
+
+    configured = getattr(settings, "BOT_KIT_SUBSCRIPTION_OFFERS", ()) or ()
+    return {str(s).upper() for s in configured} | set(_SUBSCRIPTION_SKUS)
+
+
+def subscription_price_problem(offer: Any) -> str | None:
+    """Why ``offer`` cannot be a Stars subscription price, or ``None``."""
+    if offer.currency.upper() != STARS:
+        return "A Telegram Stars subscription must be priced in XTR."
+    if offer.price is None or offer.price > MAX_SUBSCRIPTION_STARS:
+        return (f"A Telegram Stars subscription costs at most {MAX_SUBSCRIPTION_STARS} Stars "
+                "(Bot API, createInvoiceLink).")
+    return None
+
+
+def validate_subscription_offer(offer: Any) -> None:
+    """``Offer.clean`` hook: a subscription offer must respect the Bot API's price cap."""
+    from django.core.exceptions import ValidationError
+
+    if (str(offer.currency or "").upper() != STARS or offer.price is None
+            or offer.price <= MAX_SUBSCRIPTION_STARS):
+        return
+    if normalize_sku(offer.sku) in subscription_skus():
+        raise ValidationError({"price": subscription_price_problem(offer)})
+
+
+def normalize_sku(sku: Any) -> str:
+    return str(sku or "").strip().upper()
+
+
+def active_subscription(telegram_user_id: int, sku: str, *,
+                        exclude_payload: str | None = None) -> StarSubscription | None:
+    """The user's subscription to ``sku`` whose paid period has not ended, if any."""
+    from django.utils import timezone
+
+    rows = StarSubscription.objects.filter(telegram_user_id=telegram_user_id,
+                                           sku=normalize_sku(sku))
+    if exclude_payload is not None:
+        rows = rows.exclude(invoice_payload=exclude_payload)
+    now = timezone.now()
+    for row in rows:
+        if row.expires_at is None or row.expires_at > now:
+            return row
+    return None
 
 
 def prepare_subscription(user_id: int, telegram_user_id: int, sku: str,
-                         config: BillingConfig) -> InvoiceRequest:
+                         config: BillingConfig, lang: str | None = None) -> InvoiceRequest:
     """A pending first order for subscription offer ``sku`` and its signed invoice data."""
     from billable.models import Offer
 
-    offer = Offer.objects.filter(sku=str(sku or "").strip()).first()
+    offer = Offer.objects.filter(sku=normalize_sku(sku)).first()
     if (offer is None or offer.sku not in config.subscription_offers
             or offer.currency.upper() != STARS):
         raise NotPurchasable(f"Offer {sku!r} is not a Stars subscription offer")
-    return prepare_invoice(user_id, telegram_user_id, offer.sku, config, kind=KIND_SUBSCRIPTION)
+    problem = subscription_price_problem(offer)
+    if problem:
+        raise NotPurchasable(problem)
+    if active_subscription(telegram_user_id, offer.sku) is not None:
+        raise AlreadySubscribed(f"User already subscribed to {offer.sku}")
+    return prepare_invoice(user_id, telegram_user_id, offer.sku, config, kind=KIND_SUBSCRIPTION,
+                           lang=lang)
 
 
 async def aprepare_subscription(user_id: int, telegram_user_id: int, sku: str,
-                                config: BillingConfig) -> InvoiceRequest:
+                                config: BillingConfig, lang: str | None = None
+                                ) -> InvoiceRequest:
     """Async twin of ``prepare_subscription``."""
-    return await sync_to_async(prepare_subscription)(user_id, telegram_user_id, sku, config)
+    return await sync_to_async(prepare_subscription)(user_id, telegram_user_id, sku, config,
+                                                     lang)
 
 
-async def create_subscription_link(bot: Bot, request: InvoiceRequest) -> str:
-    """``createInvoiceLink`` with the 30-day Stars subscription period."""
-    return await create_invoice_link(bot, request, subscription_period=SUBSCRIPTION_PERIOD)
+async def create_subscription_link(bot: Bot, request: InvoiceRequest,
+                                   period: int = SUBSCRIPTION_PERIOD) -> str:
+    """``createInvoiceLink`` with the subscription period (``config.subscription_period``)."""
+    return await create_invoice_link(bot, request, subscription_period=period)
 
 
 def from_unix(value: int | None) -> datetime | None:
@@ -65,28 +145,70 @@ def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str,
         defaults={"user_id": user_id, "sku": sku, "first_charge_id": charge_id,
                   "last_charge_id": charge_id, "expires_at": from_unix(expiration)},
     )
+    previous = "" if created else subscription.state
     if not created:
         subscription.last_charge_id = charge_id
         subscription.state = StarSubscription.State.ACTIVE
         subscription.expires_at = from_unix(expiration) or subscription.expires_at
         subscription.renewals += 1 if renewal else 0
         subscription.save()
+    _changed(subscription, previous, "renewed" if renewal else "subscribed")
     return subscription
+
+
+def _changed(subscription: StarSubscription, previous: str, reason: str) -> SubscriptionEvent:
+    """Queue the ``subscription_changed`` signal for after the commit; return the event."""
+    event = SubscriptionEvent(
+        telegram_user_id=subscription.telegram_user_id, user_id=subscription.user_id,
+        sku=subscription.sku, state=str(subscription.state), previous_state=str(previous),
+        reason=reason, expires_at=subscription.expires_at)
+    send_on_commit(subscription_changed, StarSubscription, event)
+    # billable's signal of the same change writes the outbound event in this transaction.
+    signal = (billable_signals.subscription_renewed if reason == "renewed"
+              else STATE_SIGNALS.get(str(subscription.state)) if previous != subscription.state
+              else None)
+    if signal is not None:
+        billable_signals.send_on_commit(signal, sender=StarSubscription,
+                                        subscription=subscription)
+    return event
 
 
 def record_subscription_update(telegram_user_id: int, payload: str,
                                state: str) -> StarSubscription | None:
     """Apply a ``subscription`` update (canceled / active / failed); idempotent."""
+    return apply_subscription_update(telegram_user_id, payload, state)[0]
+
+
+_REASONS = {"canceled": "canceled", "active": "resumed", "failed": "failed"}
+
+
+def apply_subscription_update(telegram_user_id: int, payload: str, state: str, *,
+                              reason: str | None = None
+                              ) -> tuple[StarSubscription | None, SubscriptionEvent | None]:
+    """Apply a state change once: ``(subscription, event)``; ``event`` is ``None`` when the
+    state was already ``state`` (a redelivered update) or the subscription is unknown."""
     if state not in StarSubscription.State.values:
-        return None
+        return None, None
+    event = None
     with transaction.atomic():
         subscription = (StarSubscription.objects.select_for_update()
                         .filter(telegram_user_id=telegram_user_id, invoice_payload=payload)
                         .first())
         if subscription is not None and subscription.state != state:
+            previous = subscription.state
             subscription.state = state
             subscription.save(update_fields=["state", "updated_at"])
-    return subscription
+            event = _changed(subscription, previous, reason or _REASONS.get(state, state))
+    return subscription, event
+
+
+async def aapply_subscription_update(telegram_user_id: int, payload: str, state: str, *,
+                                     reason: str | None = None
+                                     ) -> tuple[StarSubscription | None,
+                                                SubscriptionEvent | None]:
+    """Async twin of ``apply_subscription_update``."""
+    return await sync_to_async(apply_subscription_update)(telegram_user_id, payload, state,
+                                                          reason=reason)
 
 
 async def arecord_subscription_update(telegram_user_id: int, payload: str,
@@ -105,13 +227,22 @@ async def alatest_subscription(telegram_user_id: int) -> StarSubscription | None
     return await sync_to_async(latest_subscription)(telegram_user_id)
 
 
-async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *,
-                                    canceled: bool) -> StarSubscription:
-    """Cancel (or re-enable) the user's latest subscription through ``editUserStarSubscription``.
+async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *, canceled: bool,
+                                    subscription_id: int | None = None,
+                                    reason: str | None = None
+                                    ) -> tuple[StarSubscription, SubscriptionEvent | None]:
+    """Cancel (or re-enable) a subscription of the user through ``editUserStarSubscription``.
 
-    The state is recorded only after Telegram accepted the change.
+    ``subscription_id`` picks one (default: the latest). Telegram identifies the subscription
+    by the charge id of its **first** payment, whatever the number of renewals since. The
+    state is recorded only after Telegram accepted the change; returns the subscription and
+    the change event (``None`` when it was already in that state).
     """
-    subscription = await alatest_subscription(telegram_user_id)
+    if subscription_id:
+        subscription = await StarSubscription.objects.filter(
+            pk=subscription_id, telegram_user_id=telegram_user_id).afirst()
+    else:
+        subscription = await alatest_subscription(telegram_user_id)
     if subscription is None:
         raise SubscriptionNotFound()
     await bot.edit_user_star_subscription(
@@ -119,9 +250,9 @@ async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *,
         is_canceled=canceled,
     )
     state = StarSubscription.State.CANCELED if canceled else StarSubscription.State.ACTIVE
-    updated = await arecord_subscription_update(telegram_user_id,
-                                                subscription.invoice_payload, state)
-    return updated or subscription
+    updated, event = await aapply_subscription_update(
+        telegram_user_id, subscription.invoice_payload, state, reason=reason)
+    return updated or subscription, event
 
 
 def subscription_sku(order: Any) -> str:
@@ -133,8 +264,12 @@ def subscription_sku(order: Any) -> str:
 
 
 __all__ = [
+    "MAX_SUBSCRIPTION_STARS",
     "SUBSCRIPTION_PERIOD",
+    "aapply_subscription_update",
+    "active_subscription",
     "alatest_subscription",
+    "apply_subscription_update",
     "aprepare_subscription",
     "arecord_subscription_update",
     "create_subscription_link",
@@ -144,5 +279,8 @@ __all__ = [
     "record_subscription_charge",
     "record_subscription_update",
     "set_subscription_canceled",
+    "subscription_price_problem",
     "subscription_sku",
+    "subscription_skus",
+    "validate_subscription_offer",
 ]

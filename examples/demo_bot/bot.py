@@ -6,7 +6,8 @@ with Telegram Stars invoices, pre-checkout and receipts, ``/subscribe`` (Stars s
 
 What this module adds, to show the service layer from handlers:
 
-* ``/start`` — a welcome and the command list;
+* ``/start`` — a welcome and the command list (in English or Russian: the demo's own texts
+  follow the same language as the kit's, ``bot_kit.texts.user_language``);
 * ``/exchange`` — spend internal credits on ten predictions (``TransactionService.aexchange``);
 * ``/predict`` — a gated command: it needs one ``PREDICTIONS`` unit, charged only if the
   handler succeeds; without quota the kit shows its paywall with buy buttons.
@@ -50,9 +51,38 @@ WELCOME = (
     "/paysupport – help with a payment"
 )
 
+WELCOME_RU = (
+    "Добро пожаловать в демо-бот billable!\n"
+    "/trial – три бесплатных предсказания\n"
+    "/buy – купить кредиты за Telegram Stars\n"
+    "/exchange – обменять 50 кредитов на 10 предсказаний\n"
+    "/predict – получить предсказание (тратит одно)\n"
+    "/balance – что у вас есть\n"
+    "/subscribe – месячная подписка Премиум\n"
+    "/paysupport – помощь с платежом"
+)
+
 #: Predictions are not sold for Stars directly, so the paywall explains the way to get them.
 PAYWALL = ("You have run out of {product}. Claim three free ones with /trial, "
            "or /buy credits and /exchange them.")
+PAYWALL_RU = ("У вас закончилось: «{product}». Три бесплатных — /trial, "
+              "или купите кредиты (/buy) и обменяйте их (/exchange).")
+
+#: The demo's own texts by language (the kit's come from its gettext catalogs).
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "welcome": WELCOME,
+        "closed": "The exchange is closed right now.",
+        "not_enough": "Not enough credits ({reason}). /buy a pack first.",
+        "exchanged": "Exchanged {price} credits. Predictions left: {left}.",
+    },
+    "ru": {
+        "welcome": WELCOME_RU,
+        "closed": "Обмен сейчас закрыт.",
+        "not_enough": "Недостаточно кредитов. Сначала купите пакет: /buy.",
+        "exchanged": "Обменяно {price} кредитов. Осталось предсказаний: {left}.",
+    },
+}
 
 PROPHECIES = (
     "A pull request you fear will pass review on the first try.",
@@ -75,7 +105,7 @@ def demo_config(*, admin_ids: frozenset[int] | None = None) -> BillingConfig:
         subscription_offers=(SUBSCRIPTION_SKU,),
         admin_ids=admin_ids,
         signing_secrets=(secret,),
-        texts={"en": {"paywall_no_offers": PAYWALL}},
+        texts={"en": {"paywall_no_offers": PAYWALL}, "ru": {"paywall_no_offers": PAYWALL_RU}},
     )
 
 
@@ -85,35 +115,45 @@ def prophecy_for(message: Message) -> str:
     return PROPHECIES[hashlib.sha256(seed).digest()[0] % len(PROPHECIES)]
 
 
+async def text(message: Message, data: dict[str, Any], key: str, **fmt: Any) -> str:
+    """The demo's text ``key`` in the user's language (the one the kit speaks to them)."""
+    from bot_kit.texts import user_language
+
+    config: BillingConfig | None = data.get("billing_config")
+    lang = (await user_language(config, message.from_user, data.get("billing_lang"))
+            if config is not None else "en")
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**fmt)
+
+
 def create_router() -> Router:
     """The demo's own commands (a new Router each call: aiogram attaches a router once)."""
     router = Router(name="demo_bot")
 
     @router.message(CommandStart())
-    async def start(message: Message) -> None:
-        await message.answer(WELCOME)
+    async def start(message: Message, **data: Any) -> None:
+        await message.answer(await text(message, data, "welcome"))
 
     @router.message(Command("exchange"))
-    async def exchange(message: Message, billing_user_id: int) -> None:
+    async def exchange(message: Message, billing_user_id: int, **data: Any) -> None:
         """Spend credits on predictions; billable errors reach the kit's error handler."""
         from billable.models import Offer
         from billable.services import TransactionService
 
         offer = await Offer.objects.filter(sku=EXCHANGE_SKU, is_active=True).afirst()
         if offer is None:
-            await message.answer("The exchange is closed right now.")
+            await message.answer(await text(message, data, "closed"))
             return
         result: dict[str, Any] = await TransactionService.aexchange(
             billing_user_id, offer=offer, metadata={"telegram_message_id": message.message_id},
             idempotency_key=f"tg-exchange-{message.chat.id}-{message.message_id}",
         )
         if not result["success"]:
-            await message.answer(f"Not enough credits ({result['message']}). "
-                                 "/buy a pack first.")
+            await message.answer(await text(message, data, "not_enough",
+                                            reason=result["message"]))
             return
         left = await TransactionService.aget_balance(billing_user_id, PREDICTIONS)
-        await message.answer(f"Exchanged {result['metadata']['price']} credits. "
-                             f"Predictions left: {left}.")
+        await message.answer(await text(message, data, "exchanged",
+                                        price=result["metadata"]["price"], left=left))
 
     @router.message(Command("predict"))
     @requires_quota(PREDICTIONS, amount=1)
@@ -161,7 +201,10 @@ __all__ = [
     "PREDICTIONS",
     "STAR_PACKS",
     "SUBSCRIPTION_SKU",
+    "TEXTS",
     "TRIAL_SKU",
+    "WELCOME",
+    "WELCOME_RU",
     "build_dispatcher",
     "create_router",
     "demo_config",

@@ -87,7 +87,7 @@ class Conversation:
 
     async def command(self, text: str, *, user: Any, expect: str = "sendMessage") -> Any:
         name, _, args = text.lstrip("/").partition(" ")
-        made = await self.step("user" if user.id == self.user_id else "admin", text,
+        made = await self.step("admin" if user.id == ADMIN_ID else "user", text,
                                self.updates.command(name, args or None, user=user), expect)
         return made
 
@@ -118,6 +118,16 @@ class Conversation:
         await self.command("/balance", user=user)  # the refunded credits are gone
         await self.command("/subscribe", user=user)
         await self.command("/paysupport", user=user)
+        # The same bot for a Russian-speaking user: the kit's texts, the catalog's names and
+        # the demo's own /start all follow the user's language.
+        ivan = self.updates.user(self.user_id + 1, first_name="Иван", language_code="ru")
+        [welcome] = await self.command("/start", user=ivan)
+        [catalog] = await self.command("/buy", user=ivan)
+        buttons = [b["text"] for row in (catalog.params.get("reply_markup") or {}).get(
+            "inline_keyboard", []) for b in row]
+        self.checks["speaks Russian"] = (
+            str(welcome.params["text"]).startswith("Добро пожаловать")
+            and "100 кредитов — 50 ⭐" in buttons)
 
     async def _press_buy(self, user: Any, sku: str) -> RecordedCall:
         data = BuyOffer(sku=sku).pack()

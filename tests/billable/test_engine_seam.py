@@ -134,7 +134,7 @@ def test_the_dialect_check_refuses_an_unsupported_backend(monkeypatch):
 
     monkeypatch.setattr(type(connections["default"]), "vendor", "oracle")
     found = check_database_dialect()
-    assert [e.id for e in found] == ["billable.E005"] and isinstance(found[0], Error)
+    assert [e.id for e in found] == ["billable.E006"] and isinstance(found[0], Error)
 
 
 def test_an_unexpected_error_is_a_logged_500_that_leaks_nothing(caplog):

@@ -137,7 +137,7 @@ async def test_offline_conversation_passes_every_check(demo_catalog: None) -> No
 
     assert conversation.checks == {"trial granted": True, "invoice sent": True,
                                    "payment confirmed": True, "quota used": True,
-                                   "refund done": True}
+                                   "refund done": True, "speaks Russian": True}
     assert lines == conversation.lines
     assert any(line.startswith("bot      > [invoice] 100 credits: 50 XTR") for line in lines)
 
@@ -151,3 +151,15 @@ async def test_exchange_when_offer_is_deactivated_says_closed(
     await dp.feed_update(bot, UpdateFactory().command("exchange"))
 
     assert replies(session) == ["The exchange is closed right now."]
+
+
+@pytest.mark.django_db
+def test_demo_catalog_has_russian_names_for_everything() -> None:
+    from django.core.management import call_command
+
+    from billable.models import Offer, Product
+
+    call_command("billable_seed_demo", verbosity=0)
+    for item in [*Product.objects.all(), *Offer.objects.all()]:
+        name = item.localized_name("ru")
+        assert name != item.name and not any("a" <= ch.lower() <= "z" for ch in name), name

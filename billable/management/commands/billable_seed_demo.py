@@ -29,6 +29,21 @@ OFFERS: dict[str, tuple[str, str, str, list[tuple[str, int, str, int | None]]]] 
 }
 
 
+#: Russian names and descriptions (``translations``) of the demo catalog.
+TRANSLATIONS: dict[str, dict[str, dict[str, str]]] = {
+    "CREDITS": {"ru": {"name": "Кредиты",
+                       "description": "Внутренняя валюта, покупается за звёзды."}},
+    "PREDICTIONS": {"ru": {"name": "Предсказания",
+                           "description": "Одно на каждый вызов /predict."}},
+    "PREMIUM": {"ru": {"name": "Премиум", "description": "Премиум-доступ на период."}},
+    "OFF_WELCOME_TRIAL": {"ru": {"name": "Приветственный пробный пакет"}},
+    "STARS_PACK_S": {"ru": {"name": "100 кредитов"}},
+    "STARS_PACK_M": {"ru": {"name": "500 кредитов"}},
+    "EXCHANGE_PREDICT_10": {"ru": {"name": "10 предсказаний за 50 кредитов"}},
+    "PREMIUM_MONTH": {"ru": {"name": "Премиум на 30 дней"}},
+}
+
+
 def seed_demo_catalog() -> dict[str, list[str]]:
     """Create or update the demo products and offers; return the keys and SKUs touched."""
     with transaction.atomic():
@@ -37,13 +52,14 @@ def seed_demo_catalog() -> dict[str, list[str]]:
             products[key], _ = Product.objects.update_or_create(
                 product_key=key,
                 defaults={"name": name, "product_type": kind, "is_currency": is_currency,
-                          "description": description, "is_active": True},
+                          "description": description, "is_active": True,
+                          "translations": TRANSLATIONS.get(key, {})},
             )
         for sku, (name, price, currency, items) in OFFERS.items():
             offer, _ = Offer.objects.update_or_create(
                 sku=sku,
                 defaults={"name": name, "price": Decimal(price), "currency": currency,
-                          "is_active": True},
+                          "is_active": True, "translations": TRANSLATIONS.get(sku, {})},
             )
             for key, quantity, unit, value in items:
                 OfferItem.objects.update_or_create(

@@ -59,7 +59,15 @@ def test_an_existing_0_3_database_migrates_without_any_change(tmp_path: Path) ->
     assert UPGRADED not in migrated
     models = {row["model"] for row in json.loads(before)}
     assert {"billable.transaction", "billable.idempotencykey", "billable.reservation"} <= models
-    assert after == before
+    assert _without_translations(after) == _without_translations(before)
+
+
+def _without_translations(dump: str) -> list[dict]:
+    """0008 adds ``translations`` to products and offers: stepping back before it drops them."""
+    rows = json.loads(dump)
+    for row in rows:
+        row["fields"].pop("translations", None)
+    return rows
 
 
 def _break_and_migrate(tmp_path: Path, name: str, sql: list[str]) -> str:

@@ -98,9 +98,10 @@ async def test_unhonourable_payment_grants_nothing_and_is_refunded(
     assert refund.state == "done" and refund.requested_by == "auto"
     [call] = session.calls_to("refundStarPayment")
     assert call.params == {"user_id": payer.id, "telegram_payment_charge_id": "bad-charge"}
-    rejected = [c for c in session.calls_to("sendMessage")
-                if "refunded" in str(c.params.get("text"))]
-    assert len(rejected) == 1
+    texts = [str(c.params.get("text")) for c in session.calls_to("sendMessage")]
+    assert len([t for t in texts if "being refunded" in t]) == 1
+    # Once the refund went through, the user is told once more (the refund itself).
+    assert texts.count("Your payment bad-charge was refunded.") == 1
 
 
 async def test_rejected_payment_stays_queued_when_refund_call_fails(

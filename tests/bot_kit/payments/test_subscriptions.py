@@ -92,7 +92,8 @@ async def test_subscription_lifecycle(make_dp: Any, config: BillingConfig, bot: 
     with mock.patch("django.utils.timezone.now", return_value=later):
         await dp.feed_update(bot, updates.command("predict", user=alice))
     assert texts_sent(session)[-1] != "prediction: sunny"
-    assert texts_sent(session)[-1].startswith("You have run out of Pro access")
+    # The paywall names the ended subscription (and how to renew) instead of "run out".
+    assert texts_sent(session)[-1].startswith("Your subscription Pro monthly ended on ")
 
 
 async def subscribe_and_pay_first(dp: Any, bot: Bot, session: FakeSession,
@@ -114,8 +115,9 @@ async def test_cancel_and_reenable_through_edit_user_star_subscription(
     await subscribe_and_pay_first(dp, bot, session, updates, alice)
     await dp.feed_update(bot, updates.command("subscribe", user=alice))
     markup = session.calls_to("sendMessage")[-1].params["reply_markup"]
+    subscription = await StarSubscription.objects.aget(telegram_user_id=alice.id)
     assert markup["inline_keyboard"][0][0]["callback_data"] == SubscriptionAction(
-        action="cancel").pack()
+        action="cancel", sub=subscription.pk).pack()
     await dp.feed_update(bot, updates.callback(SubscriptionAction(action="cancel").pack(),
                                                user=alice))
     await dp.feed_update(bot, updates.callback(SubscriptionAction(action="resume").pack(),
@@ -133,11 +135,15 @@ def test_unknown_subscription_state_is_ignored(catalog: dict) -> None:
     assert record_subscription_update(1, "nothing", "canceled") is None
 
 
-async def test_precheckout_of_a_known_subscription_renewal_is_approved(
+async def test_precheckout_of_a_paid_subscription_link_is_a_second_subscription(
         make_dp: Any, config: BillingConfig, bot: Bot, session: FakeSession,
         updates: UpdateFactory, catalog: dict) -> None:
+    """Renewals are debited by Telegram without a pre-checkout query: a pre-checkout on a paid
+    subscription link is the user starting a second subscription, which is declined."""
     dp = make_dp(config)
     alice = updates.user()
     payload = await subscribe_and_pay_first(dp, bot, session, updates, alice)
-    assert (await pre_checkout(dp, bot, session, updates, alice, payload, 100))["ok"] is True
+    answer = await pre_checkout(dp, bot, session, updates, alice, payload, 100)
+    assert answer["ok"] is False
+    assert answer["error_message"].startswith("You already have this subscription")
     assert (await pre_checkout(dp, bot, session, updates, alice, payload, 99))["ok"] is False
