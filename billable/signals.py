@@ -11,6 +11,7 @@ commit or roll back with the change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -29,14 +30,26 @@ subscription_failed = Signal()  # subscription
 subscription_cancelled = Signal()  # subscription
 
 
+#: The outbox's two hooks (``record``, ``wanted``), installed by ``BillableConfig.ready`` through
+#: :func:`install_outbox`: the engine imports this module before the app registry is ready, so it
+#: cannot import the outbox (which needs the models) itself.
+_OUTBOX: dict[str, Callable[..., Any]] = {}
+
+
+def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool]) -> None:
+    """Make :func:`send_on_commit` write outbound events and :func:`wanted` count endpoints."""
+    _OUTBOX.update(record=record, wanted=wanted)
+
+
 def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
     """Whether sending ``signal`` does anything: a connected receiver or an event endpoint.
 
     Senders that build costly arguments only for receivers check this first.
     """
-    from billable.events.outbox import signal_wanted
-
-    return signal.has_listeners(sender) or signal_wanted(signal, using)
+    if signal.has_listeners(sender):
+        return True
+    hook = _OUTBOX.get("wanted")
+    return hook is not None and bool(hook(signal, using))
 
 
 def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
@@ -46,9 +59,9 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
     propagated into the caller that already committed money movements. The signal's outbound
     events are written now, in the caller's transaction (:func:`billable.events.record`).
     """
-    from billable.events.outbox import record
-
-    record(signal, sender, kwargs, using=using)
+    record = _OUTBOX.get("record")
+    if record is not None:
+        record(signal, sender, kwargs, using=using)
 
     def _send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):

@@ -111,6 +111,7 @@ def holds_overdue() -> Any:
 
 def event_deliveries() -> Any:
     """Outbound event deliveries still pending (waiting, backing off or in flight)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
     from billable.models import EventDelivery
 
     return EventDelivery.objects.filter(state=EventDelivery.State.PENDING)
