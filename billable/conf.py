@@ -10,6 +10,9 @@ from typing import Any
 
 from django.conf import settings
 
+#: Database vendors whose SQL ``billable.ledger.sql`` supports (``billable.E006`` refuses others).
+SUPPORTED_VENDORS = ("postgresql", "sqlite")
+
 DEFAULTS: dict[str, Any] = {
     "BILLABLE_API_TOKEN": None,
     "BILLABLE_USER_MODEL": None,
@@ -23,6 +26,18 @@ DEFAULTS: dict[str, Any] = {
     "BILLABLE_TRANSACTIONS_PAGE_SIZE": 100,
     # Serve billable.metrics.views.metrics_view without credentials (network-restricted hosts).
     "BILLABLE_METRICS_PUBLIC": False,
+    # Outbound events (docs/events.md): seconds a worker holds a claimed delivery, the HTTP
+    # timeout of one POST (must be shorter than the lease), attempts before a delivery is
+    # dead, the backoff (first delay, cap) in seconds, the quota.low threshold (an int, or a
+    # dict of product key -> int; 0: no quota.low), and how long a process caches which event
+    # types some endpoint wants (a new endpoint is seen by other processes within that time).
+    "BILLABLE_EVENTS_LEASE": 60.0,
+    "BILLABLE_EVENTS_TIMEOUT": 10.0,
+    "BILLABLE_EVENTS_MAX_ATTEMPTS": 12,
+    "BILLABLE_EVENTS_RETRY_BASE": 10.0,
+    "BILLABLE_EVENTS_RETRY_MAX": 3600.0,
+    "BILLABLE_EVENTS_QUOTA_LOW": 0,
+    "BILLABLE_EVENTS_ENDPOINTS_CACHE": 5.0,
     # Growth: seconds a discounted order keeps its promo use before it is given back.
     "BILLABLE_PROMO_RESERVATION_TTL": 3600,
     # Growth: seconds an unclaimed gift stays claimable.

@@ -215,6 +215,61 @@ class DatabaseBusy(BillableError):
     default_message = _("The database is busy; try again")
 
 
+class LedgerImmutable(BillableError):
+    """Raised when code tries to update or delete a ledger row."""
+
+    code = "ledger_immutable"
+    default_message = "Ledger rows are immutable: write a new transaction instead."
+
+
+class UnknownScope(InvalidInput):
+    """An API key scope that does not exist."""
+
+    code = "unknown_scope"
+    default_message = "Unknown scope"
+
+
+# -- engine control flow (private: raised and caught inside billable.ledger) -------------------
+
+
+class Refusal(BillableError):
+    """Internal: raised inside ``atomic()`` to roll back and hand a refusal out.
+
+    ``result`` is the documented failure dict (``quota_exhausted`` / ``insufficient_funds``);
+    the engine catches it and returns (or raises) the public form, it never escapes.
+    """
+
+    code = "refused"
+
+    def __init__(self, result: dict[str, object]) -> None:
+        super().__init__(str(result["message"]))
+        self.result = result
+
+
+class StaleBatch(BillableError):
+    """Internal: a conditional batch (or hold) update matched no row; the operation is retried."""
+
+    code = "stale_batch"
+
+
+class RetryTransaction(BillableError):
+    """Internal: raised inside a retried operation to roll it back and run it again.
+
+    For a path that finds, after taking its locks, that the rows it locked are not all the rows
+    it must change (a row appeared in between): it gives every lock back instead of waiting for
+    the newcomer, which may be waiting for it.
+    """
+
+    code = "retry_transaction"
+
+
+class UnsupportedDatabase(BillableError):
+    """The database backend's SQL dialect is not one the engine's statements support."""
+
+    code = "unsupported_database"
+    default_message = "Unsupported database backend"
+
+
 __all__ = [
     "BillableError",
     "ConflictError",
@@ -228,6 +283,7 @@ __all__ = [
     "InvalidInput",
     "InvalidPrice",
     "InvalidProductKey",
+    "LedgerImmutable",
     "MergeError",
     "NotFound",
     "OfferNotFound",
@@ -238,9 +294,14 @@ __all__ = [
     "QuotaError",
     "QuotaExhausted",
     "ReferralError",
+    "Refusal",
     "ReservationNotFound",
     "ReservationStateError",
+    "RetryTransaction",
+    "StaleBatch",
     "TrialAlreadyUsed",
+    "UnknownScope",
+    "UnsupportedDatabase",
     "UserNotFound",
 ]
 

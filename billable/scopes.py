@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from billable.exceptions import UnknownScope
+
 ADMIN = "admin"
 
 #: Every scope with what it lets a key do, in the order the admin lists them.
@@ -33,10 +35,6 @@ SCOPES: dict[str, str] = {
     "gifts:claim": "Claim gifts for customers, which grants them (POST /gifts/{token}/claim).",
     ADMIN: "Everything above, now and in later versions (what BILLABLE_API_TOKEN is).",
 }
-
-
-class UnknownScope(ValueError):
-    """A scope name that is not in :data:`SCOPES`."""
 
 
 def normalize_scopes(values: Iterable[str]) -> list[str]:

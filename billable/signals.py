@@ -2,10 +2,16 @@
 
 Receivers never see data that is later rolled back, and a failing receiver cannot roll back a
 payment. Async receivers are supported (Django runs them from ``send``/``asend``).
+
+:func:`send_on_commit` is also the one hook of the outbound event outbox: called inside the
+sender's transaction, it writes the signal's events (``billable.events``) right then, so they
+commit or roll back with the change.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -18,20 +24,48 @@ quota_consumed = Signal()  # usage
 trial_activated = Signal()  # user_id, products
 referral_attached = Signal()  # referral
 customers_merged = Signal()  # target_user_id, source_user_id
+order_cancelled = Signal()  # order
+subscription_renewed = Signal()  # subscription (bot_kit's StarSubscription)
+subscription_failed = Signal()  # subscription
+subscription_cancelled = Signal()  # subscription
+
+
+#: The outbox's two hooks (``record``, ``wanted``), installed by ``BillableConfig.ready`` through
+#: :func:`install_outbox`: the engine imports this module before the app registry is ready, so it
+#: cannot import the outbox (which needs the models) itself.
+_OUTBOX: dict[str, Callable[..., Any]] = {}
+
+
+def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool]) -> None:
+    """Make :func:`send_on_commit` write outbound events and :func:`wanted` count endpoints."""
+    _OUTBOX.update(record=record, wanted=wanted)
+
+
+def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
+    """Whether sending ``signal`` does anything: a connected receiver or an event endpoint.
+
+    Senders that build costly arguments only for receivers check this first.
+    """
+    if signal.has_listeners(sender):
+        return True
+    hook = _OUTBOX.get("wanted")
+    return hook is not None and bool(hook(signal, using))
 
 
 def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
     """Send ``signal`` once the current transaction commits (immediately when none is open).
 
     Receiver errors are isolated (``send_robust``): a broken receiver is logged, never
-    propagated into the caller that already committed money movements.
+    propagated into the caller that already committed money movements. The signal's outbound
+    events are written now, in the caller's transaction (:func:`billable.events.record`).
     """
+    record = _OUTBOX.get("record")
+    if record is not None:
+        record(signal, sender, kwargs, using=using)
 
     def _send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):
             if isinstance(result, Exception):
-                import logging
-
                 logging.getLogger("billable.signals").error(
                     "Signal receiver %r failed", receiver, exc_info=result
                 )
@@ -41,13 +75,18 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
 
 __all__ = [
     "customers_merged",
+    "order_cancelled",
     "order_confirmed",
     "order_refunded",
     "quota_consumed",
     "referral_attached",
     "send_on_commit",
+    "subscription_cancelled",
+    "subscription_failed",
+    "subscription_renewed",
     "transaction_created",
     "trial_activated",
+    "wanted",
 ]
 
 # -- growth: promo codes, gifts, alerts (sent after commit, like every signal above) ---------

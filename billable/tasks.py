@@ -74,6 +74,7 @@ def schedule_of(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
 JOBS: list[Job] = [
     Job("billable.expire", "billable_expire", every=60.0),
     Job("billable.check_ledger", "billable_check_ledger", every=crontab(hour=3, minute=30)),
+    Job("billable.deliver_events", "billable_deliver_events", every=10.0),
     Job("billable.alerts", "billable_alerts", every=3600.0),
     Job("billable.growth_sweep", "billable_growth_sweep", every=300.0),
 ]
@@ -81,6 +82,7 @@ JOBS: list[Job] = [
 TASKS = {job.name: command_task(job) for job in JOBS}
 expire = TASKS["billable.expire"]
 check_ledger = TASKS["billable.check_ledger"]
+deliver_events = TASKS["billable.deliver_events"]
 alerts = TASKS["billable.alerts"]
 growth_sweep = TASKS["billable.growth_sweep"]
 
@@ -91,4 +93,4 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
 
 
 __all__ = ["JOBS", "TASKS", "Job", "alerts", "beat_schedule", "check_ledger", "command_task",
-           "expire", "growth_sweep", "run_command", "schedule_of"]
+           "deliver_events", "expire", "growth_sweep", "run_command", "schedule_of"]

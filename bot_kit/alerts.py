@@ -1,6 +1,6 @@
 """Alert messages: send the pending low-balance and expiry notices to the customers' chats.
 
-``billable``'s scan (:class:`billable.services.alerts.AlertService`) records each notice once
+``billable``'s scan (:class:`billable.growth.alerts.AlertService`) records each notice once
 per crossing per batch; :class:`AlertSender` delivers each at most once: a notice is claimed by
 a conditional update (``pending → sent``) before the message goes out, so two senders never
 send it twice; a Bot API refusal marks it ``failed`` (never retried — a reminder that arrives
@@ -133,7 +133,7 @@ class AlertSender:
 
     async def scan_and_send(self, *, limit: int = 100) -> dict[str, int]:
         """Run the billable scan, then send what it found (and anything still pending)."""
-        from billable.services.alerts import AlertService
+        from billable.growth.alerts import AlertService
 
         result = await AlertService.ascan()
         counts = await self.send_due(limit=limit)

@@ -77,7 +77,7 @@ def redeem_promo(user_id: int, telegram_user_id: int, code: str, config: Billing
 
     Raises the billable promo errors (``promo_*`` codes) and ``NotPurchasable``.
     """
-    from billable.services.promo import PromoService
+    from billable.growth.promo import PromoService
     from bot_kit.payments.errors import NotPurchasable
 
     result = PromoService.redeem(code, user_id=user_id, sku=sku,
@@ -103,7 +103,7 @@ def redeem_promo(user_id: int, telegram_user_id: int, code: str, config: Billing
 
 def promo_needs_offer(code: str) -> bool:
     """True for a discount code that is not bound to one offer (the customer picks one)."""
-    from billable.services.promo import PromoService
+    from billable.growth.promo import PromoService
 
     promo = PromoService.get_code(code)
     return promo.is_discount and promo.offer_id is None
@@ -112,8 +112,8 @@ def promo_needs_offer(code: str) -> bool:
 def check_discount(payload: InvoicePayload) -> str | None:
     """Pre-checkout re-check of a discounted invoice: ``None`` while its promo reservation
     holds and its discount matches the order, else a ``promo_*`` reason code."""
+    from billable.growth.promo import PromoService
     from billable.models import PromoRedemption
-    from billable.services.promo import PromoService
 
     reason = PromoService.check_reservation(payload.promo_id, order_id=payload.order_id)
     if reason is not None:
@@ -129,8 +129,8 @@ def check_discount(payload: InvoicePayload) -> str | None:
 def create_gift_invoice(user_id: int, telegram_user_id: int, sku: str,
                         config: BillingConfig) -> InvoiceRequest:
     """A pending gift of ``sku`` (Stars only) and its signed invoice."""
+    from billable.growth.gifts import GiftService
     from billable.models import Offer
-    from billable.services.gifts import GiftService
     from bot_kit.payments.errors import NotPurchasable
 
     offer = Offer.objects.filter(sku=str(sku or "").strip(), is_active=True).first()
@@ -146,7 +146,7 @@ def create_gift_invoice(user_id: int, telegram_user_id: int, sku: str,
 
 def pay_gift_order(order_id: int, charge_id: str) -> Any:
     """Pay a gift's order without granting (the claim grants); exactly once per charge."""
-    from billable.services.gifts import GiftService
+    from billable.growth.gifts import GiftService
 
     return GiftService.pay_gift_order(order_id, payment_id=charge_id,
                                       payment_method=GIFT_METHOD)
@@ -164,8 +164,8 @@ def gift_token_for_order(order_id: int | None) -> str | None:
 def claim_gift(token: str, user_id: int, telegram_user_id: int, *,
                provider: str = "telegram") -> GiftClaim:
     """Claim the gift for ``user_id``; raises the ``gift_*`` errors."""
+    from billable.growth.gifts import GiftService
     from billable.models import ExternalIdentity
-    from billable.services.gifts import GiftService
 
     batches = GiftService.claim(token, user_id=user_id,
                                 metadata={"telegram_user_id": telegram_user_id})
@@ -186,13 +186,13 @@ def language_of(identity: Any) -> str | None:
 
 
 def alerts_enabled(user_id: int) -> bool:
-    from billable.services.alerts import AlertService
+    from billable.growth.alerts import AlertService
 
     return AlertService.is_enabled(user_id)
 
 
 def set_alerts_enabled(user_id: int, enabled: bool) -> bool:
-    from billable.services.alerts import AlertService
+    from billable.growth.alerts import AlertService
 
     return AlertService.set_enabled(user_id, enabled)
 

@@ -51,8 +51,9 @@ def _payments(namespace: dict[str, Any]) -> None:
 
 
 def _growth(namespace: dict[str, Any]) -> None:
-    from billable.models import AlertNotice, Gift, PromoCode
     from billable.services.ledger_check import check_ledger
+
+    from billable.models import AlertNotice, Gift, PromoCode
 
     assert Gift.objects.get().status == "claimed"
     assert PromoCode.objects.get(code="SPRING20").uses_count == 2
@@ -71,8 +72,27 @@ def _upgrading(namespace: dict[str, Any]) -> None:
     assert not Order.objects.exists() and not Referral.objects.exists()  # nothing to fix
 
 
+def _events(namespace: dict[str, Any]) -> None:
+    from django.test import RequestFactory
+
+    from billable.events import sign
+
+    view, secret = namespace["billable_events"], namespace["BILLABLE_EVENTS_SECRET"]
+    body = b'{"created_at":"2026-11-30T14:00:00Z","data":{},"id":"doc-1","type":"ping"}'
+
+    def post(signature: str) -> Any:
+        return view(RequestFactory().post("/hooks", data=body, content_type="application/json",
+                                          headers={"Billable-Signature": signature}))
+
+    assert post(sign(secret, body)).status_code == 200
+    assert post(sign(secret, body)).status_code == 200  # a duplicate is acknowledged too
+    assert post(sign("forged", body)).status_code == 401
+    assert namespace["endpoint"].secret.startswith("whsec_")
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "docs/api.md": _mounted,
+    "docs/events.md": _events,
     "docs/bot_kit.md": _bot_kit,
     "docs/growth.md": _growth,
     "docs/orders.md": _orders,

@@ -4,7 +4,8 @@ Importing this package registers: catalog (Product, Offer), ledger (QuotaBatch, 
 Reservation, IdempotencyKey — read-only), orders (Order with service-backed actions),
 identities (ExternalIdentity, TrialHistory, Referral), API keys (shown once, revoked, never
 edited into new secrets), customers (the Customer proxy with its
-reports) and the revenue dashboard (a proxy of Order). The names below are re-exported for code
+reports), the revenue dashboard (a proxy of Order) and outbound events (endpoints, the event
+log and deliveries, with replay). The names below are re-exported for code
 written against the published 0.2 module.
 """
 
@@ -14,6 +15,7 @@ from billable.admin.api_keys import ApiKeyAdmin
 from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, ProductAdminForm
 from billable.admin.customers import CustomerAdmin
 from billable.admin.dashboard import RevenueDashboardAdmin
+from billable.admin.events import EventDeliveryAdmin, EventEndpointAdmin, OutboxEventAdmin
 from billable.admin.growth import (
     AlertNoticeAdmin,
     GiftAdmin,
@@ -53,6 +55,8 @@ __all__ = [
     "ApiKeyAdmin",
     "CustomerAdmin",
     "CustomerMergeAdmin",
+    "EventDeliveryAdmin",
+    "EventEndpointAdmin",
     "ExternalIdentityAdmin",
     "GiftAdmin",
     "IdempotencyKeyAdmin",
@@ -61,6 +65,7 @@ __all__ = [
     "OfferItemInline",
     "OrderAdmin",
     "OrderItemInline",
+    "OutboxEventAdmin",
     "ProductAdmin",
     "ProductAdminForm",
     "ProductAlertAdmin",

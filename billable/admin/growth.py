@@ -13,6 +13,7 @@ from django.urls import path
 
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
+from billable.growth.codes import codes_csv, generate_codes
 from billable.models import (
     AlertNotice,
     Gift,
@@ -21,7 +22,6 @@ from billable.models import (
     PromoCode,
     PromoRedemption,
 )
-from billable.services.promo_codes import codes_csv, generate_codes
 
 
 class PromoRedemptionInline(admin.TabularInline):

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from ninja.security import HttpBearer
 
-from billable.api.errors import error_body
+from billable.api.envelope import error_body
 from billable.api.routes import route_of
 from billable.logs import log_context
 from billable.scopes import ADMIN

@@ -18,12 +18,13 @@ from ninja import Router
 from billable.api.errors import error_status
 from billable.api.users import existing_user_id, resolve_user_id
 from billable.exceptions import UserNotFound
+from billable.growth.gifts import GiftService
+from billable.growth.promo import PromoService, Quote, Redemption
 from billable.models import Gift, QuotaBatch
 from billable.schemas.common import CommonResponse, DbId, ExternalId, Key, Label, responses
 from billable.schemas.growth import Code, GiftClaimSchema, PromoRedeemSchema
+from billable.schemas.orders import OrderSchema
 from billable.services import OrderService
-from billable.services.gifts import GiftService
-from billable.services.promo import PromoService, Quote, Redemption
 
 router = Router()
 
@@ -43,8 +44,6 @@ def _redeemed(result: Redemption) -> dict[str, Any]:
     red = result.redemption
     order = None
     if result.order is not None:
-        from billable.schemas.orders import OrderSchema
-
         order = OrderSchema.model_validate(OrderService.serialize_order_to_dict(
             OrderService.get_order(result.order.pk))).model_dump(mode="json")
     return {"code": red.promo.code, "kind": red.promo.kind, "redemption_id": red.pk,

@@ -11,8 +11,9 @@ table an index on its pending state), as::
     billable_backlog_oldest_age_seconds{backlog="refunds"}    41.5
 
 billable registers ``holds_overdue`` (holds past their expiry that the expiry job has not
-released yet); bot_kit registers ``refunds`` (its refund outbox). A backlog whose query fails
-is left out of that scrape and counted in ``billable_backlog_errors_total``.
+released yet) and ``events`` (outbound event deliveries not yet acknowledged); bot_kit
+registers ``refunds`` (its refund outbox). A backlog whose query fails is left out of that
+scrape and counted in ``billable_backlog_errors_total``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class BacklogCollector:
         return []  # measured at scrape time only (no queries at registration)
 
     def collect(self) -> Iterator[Any]:
+        # reason: optional dependency (billable[metrics]): imported only when scraped
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         items = GaugeMetricFamily("billable_backlog_items", "Items waiting in a backlog.",
@@ -100,11 +102,21 @@ class BacklogCollector:
 
 def holds_overdue() -> Any:
     """Holds past their expiry, still ``HELD`` (the expiry job releases them)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
     from billable.models import Reservation
 
     return Reservation.objects.filter(state=Reservation.State.HELD,
                                       expires_at__lte=timezone.now())
 
 
-__all__ = ["Backlog", "BacklogCollector", "holds_overdue", "register_backlog",
+def event_deliveries() -> Any:
+    """Outbound event deliveries still pending (waiting, backing off or in flight)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
+    from billable.models import EventDelivery
+
+    return EventDelivery.objects.filter(state=EventDelivery.State.PENDING)
+
+
+__all__ = ["Backlog", "BacklogCollector", "event_deliveries", "holds_overdue",
+           "register_backlog",
            "registered_backlogs", "unregister_backlog"]

@@ -4,6 +4,7 @@ from billable.models.alerts import AlertNotice, NotificationPreference, ProductA
 from billable.models.api_keys import ApiKey
 from billable.models.catalog import Offer, OfferItem, Product
 from billable.models.dashboard import RevenueDashboard
+from billable.models.events import EventDelivery, EventEndpoint, OutboxEvent
 from billable.models.gifts import Gift
 from billable.models.identities import Customer, ExternalIdentity
 from billable.models.ledger import (
@@ -24,6 +25,8 @@ __all__ = [
     "ApiKey",
     "Customer",
     "CustomerMerge",
+    "EventDelivery",
+    "EventEndpoint",
     "ExternalIdentity",
     "Gift",
     "IdempotencyKey",
@@ -32,6 +35,7 @@ __all__ = [
     "OfferItem",
     "Order",
     "OrderItem",
+    "OutboxEvent",
     "Product",
     "ProductAlert",
     "PromoCode",

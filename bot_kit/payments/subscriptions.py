@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.dispatch import Signal
 
+from billable import signals as billable_signals
 from bot_kit.events import SubscriptionEvent, send_on_commit, subscription_changed
 from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import AlreadySubscribed, NotPurchasable, SubscriptionNotFound
@@ -31,6 +33,12 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from bot_kit.config import BillingConfig
+
+#: The billable signal (and outbound event) of a subscription entering a state.
+STATE_SIGNALS: dict[str, Signal] = {
+    StarSubscription.State.FAILED: billable_signals.subscription_failed,
+    StarSubscription.State.CANCELED: billable_signals.subscription_cancelled,
+}
 
 #: The only period Telegram accepts for Stars subscriptions: 30 days, in seconds.
 SUBSCRIPTION_PERIOD = 2592000
@@ -155,6 +163,13 @@ def _changed(subscription: StarSubscription, previous: str, reason: str) -> Subs
         sku=subscription.sku, state=str(subscription.state), previous_state=str(previous),
         reason=reason, expires_at=subscription.expires_at)
     send_on_commit(subscription_changed, StarSubscription, event)
+    # billable's signal of the same change writes the outbound event in this transaction.
+    signal = (billable_signals.subscription_renewed if reason == "renewed"
+              else STATE_SIGNALS.get(str(subscription.state)) if previous != subscription.state
+              else None)
+    if signal is not None:
+        billable_signals.send_on_commit(signal, sender=StarSubscription,
+                                        subscription=subscription)
     return event
 
 

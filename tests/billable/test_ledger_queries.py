@@ -21,6 +21,20 @@ def data_statements(context: CaptureQueriesContext) -> list[str]:
             if not q["sql"].lstrip().upper().startswith(CONTROL)]
 
 
+@pytest.fixture(autouse=True)
+def _no_event_endpoints_known(settings):
+    """No outbound event endpoint, and the process already knows it: the endpoint set is read
+    once per ``BILLABLE_EVENTS_ENDPOINTS_CACHE`` seconds, not per operation (budgets below
+    hold from then on; tests/billable/events cover the writes when an endpoint exists)."""
+    from billable.events.outbox import subscribed_types
+
+    settings.BILLABLE_EVENTS_ENDPOINTS_CACHE = 3600
+    subscribed_types.clear()
+    assert subscribed_types.get() == frozenset()
+    yield
+    subscribed_types.clear()
+
+
 @pytest.fixture
 def credits(make_product):
     return make_product("CREDITS")

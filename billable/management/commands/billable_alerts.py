@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from billable.services.alerts import AlertService
+from billable.growth.alerts import AlertService
 
 
 class Command(BaseCommand):

@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from billable.services.gifts import GiftService
-from billable.services.promo import PromoService
+from billable.growth.gifts import GiftService
+from billable.growth.promo import PromoService
 
 
 class Command(BaseCommand):

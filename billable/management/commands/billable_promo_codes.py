@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from billable.exceptions import BillableError
+from billable.growth.codes import codes_csv, generate_codes
 from billable.models import Offer, PromoCode
-from billable.services.promo_codes import codes_csv, generate_codes
 
 
 def _when(value: str | None) -> datetime | None:

@@ -14,8 +14,8 @@ from django.core.management.base import BaseCommand
 
 def queue_gift_refunds() -> tuple[int, int]:
     """Expire due gifts and queue a refund for every expired one; ``(expired, queued)``."""
+    from billable.growth.gifts import GiftService
     from billable.models import Gift
-    from billable.services.gifts import GiftService
     from bot_kit.models import RefundRequest, TelegramPayment
     from bot_kit.payments.refunds import request_refund
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from billable.growth.promo import PromoService
 from billable.models import (
     AlertNotice,
     Gift,
@@ -15,7 +16,6 @@ from billable.models import (
     PromoCode,
     PromoRedemption,
 )
-from billable.services.promo import PromoService
 
 pytestmark = pytest.mark.django_db
 

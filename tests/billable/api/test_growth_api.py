@@ -102,7 +102,7 @@ async def test_unknown_user_and_bad_input(api: Any, shop: dict) -> None:
 
 
 def _paid_gift(buyer_id: int) -> Gift:
-    from billable.services.gifts import GiftService
+    from billable.growth.gifts import GiftService
 
     gift = GiftService.create_gift(buyer_id, "PACK_10")
     GiftService.pay_gift_order(gift.order_id, payment_id=f"gift-{gift.pk}")

@@ -36,7 +36,7 @@ def make_code() -> Callable[..., Any]:
 @pytest.fixture
 def paid_gift(shop: dict[str, Any]) -> Callable[..., Any]:
     """Builder: ``paid_gift(buyer)`` → a ready gift of PACK_10 paid with charge ``g-<n>``."""
-    from billable.services.gifts import GiftService
+    from billable.growth.gifts import GiftService
 
     counter = iter(range(1, 10_000))
 

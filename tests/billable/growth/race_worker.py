@@ -20,8 +20,8 @@ def main(argv: list[str]) -> None:
     import django
 
     django.setup()
-    from billable.services.gifts import GiftService
-    from billable.services.promo import PromoService
+    from billable.growth.gifts import GiftService
+    from billable.growth.promo import PromoService
     from tests.helpers import run_in_threads
 
     kind, ref, start_at, *users = argv

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from billable.growth.alerts import AlertService, threshold_for
 from billable.models import AlertNotice, ProductAlert
 from billable.services import TransactionService
-from billable.services.alerts import AlertService, threshold_for
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from billable.services.ledger_check import check_ledger
 from django.db import connection
 
+from billable.growth.gifts import GiftService
+from billable.growth.promo import PromoService
 from billable.models import Gift, PromoCode, PromoIdentityUse, PromoRedemption, QuotaBatch
-from billable.services.gifts import GiftService
-from billable.services.ledger_check import check_ledger
-from billable.services.promo import PromoService
 from tests.helpers import requires_postgres, run_in_threads
 
 pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]

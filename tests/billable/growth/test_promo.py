@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from billable.services.ledger_check import check_ledger
 from django.utils import timezone
 
 from billable.exceptions import (
@@ -18,11 +19,10 @@ from billable.exceptions import (
     PromoNotFirstTime,
     PromoUnknown,
 )
+from billable.growth.promo import PromoService, discounted_price
 from billable.models import Order, PromoCode, PromoRedemption, QuotaBatch, Transaction
 from billable.services import OrderService, TransactionService
 from billable.services.customers import CustomerService
-from billable.services.ledger_check import check_ledger
-from billable.services.promo import PromoService, discounted_price
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +195,7 @@ def test_quote_checks_without_writing(user, shop, make_code):
 
 
 def test_bulk_generation_and_csv(shop):
-    from billable.services.promo_codes import ALPHABET, codes_csv, generate_codes
+    from billable.growth.codes import ALPHABET, codes_csv, generate_codes
 
     codes = generate_codes(25, prefix="xmas-", length=8, batch="xmas", offer=shop["free"],
                            max_uses=1)

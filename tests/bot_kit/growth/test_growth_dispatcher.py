@@ -74,7 +74,7 @@ async def test_pre_checkout_refuses_a_released_promo_reservation(dp: Dispatcher,
                                                                 session: FakeSession,
                                                                 updates: UpdateFactory,
                                                                 catalog: dict) -> None:
-    from billable.services.promo import PromoService
+    from billable.growth.promo import PromoService
 
     await make_code("LATE", kind="fixed", amount_off="10", offer=catalog["pack"])
     alice = updates.user()

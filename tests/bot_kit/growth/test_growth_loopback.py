@@ -164,7 +164,7 @@ async def test_low_balance_alert_once_per_crossing_and_expiry_once_per_batch(
         await give(alice, "PRO_WEEK")
         assert (await sender.scan_and_send())["sent"] == 0   # 7 days left
         later = timezone.now() + timedelta(days=5)
-        from billable.services.alerts import AlertService
+        from billable.growth.alerts import AlertService
 
         assert (await AlertService.ascan(now=later)).expiring == 1
         assert (await AlertService.ascan(now=later)).expiring == 0

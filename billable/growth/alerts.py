@@ -33,8 +33,8 @@ from django.utils import timezone
 
 from billable.exceptions import UserNotFound
 from billable.models import AlertNotice, NotificationPreference, Product, ProductAlert, QuotaBatch
-from billable.services.identities import coerce_pk
 from billable.signals import batch_expiring, quota_low, send_on_commit
+from billable.validation import coerce_pk
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billable.growth.gifts import GiftService
+from billable.growth.promo import PromoService
+from billable.models import PromoRedemption
 from billable.signals import order_confirmed, order_refunded
 
 logger = logging.getLogger("billable.growth")
 
 
 def _settle_promo(sender: Any, order: Any, **kwargs: Any) -> None:
-    from billable.models import PromoRedemption
-    from billable.services.promo import PromoService
-
     if PromoRedemption.objects.filter(order_id=order.pk,
                                       status=PromoRedemption.Status.RESERVED).exists():
         PromoService.settle_order(order.pk)
 
 
 def _refund_gift(sender: Any, order: Any, **kwargs: Any) -> None:
-    from billable.services.gifts import GiftService
-
     GiftService.mark_refunded(order.pk)
 
 

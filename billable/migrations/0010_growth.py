@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billable', '0008_catalog_translations'),
+        ('billable', '0009_events_outbox'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -31,6 +31,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billable.conf import billable_settings
@@ -46,20 +47,21 @@ from billable.exceptions import (
     PromoUnknown,
     UserNotFound,
 )
+from billable.ledger.retry import retrying
 from billable.models import (
     ExternalIdentity,
     Offer,
     Order,
+    OrderItem,
     PromoCode,
     PromoIdentityUse,
     PromoRedemption,
     QuotaBatch,
     TrialHistory,
 )
-from billable.services.identities import coerce_pk
-from billable.services.transient import retrying
-from billable.services.validation import metadata_dict, safe_text
+from billable.services import OrderService, TransactionService
 from billable.signals import promo_redeemed, send_on_commit
+from billable.validation import coerce_pk, metadata_dict, safe_text
 
 #: Currencies without minor units: a discounted price is a whole number, at least 1.
 WHOLE_UNIT_CURRENCIES = frozenset({"XTR", "CLP", "ISK", "JPY", "KRW", "PYG", "UGX", "VND"})
@@ -153,8 +155,6 @@ def _check_customer(promo: PromoCode, user_pk: int, pairs: list[tuple[str, str]]
 
 
 def _used_by(promo: PromoCode, pairs: list[tuple[str, str]]) -> bool:
-    from django.db.models import Q
-
     query = Q()
     for kind, digest in pairs:
         query |= Q(identity_type=kind, identity_hash=digest)
@@ -325,8 +325,6 @@ class PromoService:
         cancelled or are still unpaid after ``older_than`` seconds (default
         ``BILLABLE_PROMO_RESERVATION_TTL``; those orders are cancelled). Returns the count
         released."""
-        from billable.services.orders import OrderService
-
         ttl = billable_settings.BILLABLE_PROMO_RESERVATION_TTL if older_than is None else older_than
         cutoff = (now or timezone.now()) - timedelta(seconds=float(ttl))
         released = 0
@@ -370,8 +368,6 @@ def _release(redemption_pk: int) -> bool:
 
 def _grant(sender: Any, redemption: PromoRedemption, user_pk: int,
            meta: dict[str, Any]) -> list[QuotaBatch]:
-    from billable.services import TransactionService
-
     batches = TransactionService.grant_offer(
         user_pk, redemption.offer, source=PROMO_SOURCE,
         metadata={**meta, "promo_code": redemption.promo.code,
@@ -387,9 +383,6 @@ def _grant(sender: Any, redemption: PromoRedemption, user_pk: int,
 def _discounted_order(redemption: PromoRedemption, user_pk: int, meta: dict[str, Any]) -> Order:
     """A pending order of the offer at the discounted price (the snapshot keeps the full
     contents, so payment grants the whole offer)."""
-    from billable.models import OrderItem
-    from billable.services import OrderService
-
     promo_meta = {"code": redemption.promo.code, "redemption_id": redemption.pk,
                   "list_price": str(redemption.list_price), "price": str(redemption.price)}
     order = OrderService.create_order(user_pk, [{"sku": redemption.offer.sku, "quantity": 1}],

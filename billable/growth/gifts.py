@@ -38,12 +38,12 @@ from billable.exceptions import (
     OrderStateError,
     PaymentConflict,
 )
+from billable.ledger.retry import retrying
 from billable.models import Gift, Order, QuotaBatch
-from billable.services.identities import coerce_pk
+from billable.services import OrderService, TransactionService
 from billable.services.order_input import payment_fields
-from billable.services.transient import retrying
-from billable.services.validation import metadata_dict
 from billable.signals import gift_claimed, order_confirmed, send_on_commit
+from billable.validation import coerce_pk, metadata_dict
 
 GIFT_SOURCE = "gift"
 TOKEN_BYTES = 12
@@ -65,8 +65,6 @@ class GiftService:
     def create_gift(cls, buyer_id: Any, sku: Any, *,
                     metadata: dict[str, Any] | None = None) -> Gift:
         """A pending gift of ``sku`` for ``buyer_id`` with its pending order (catalog price)."""
-        from billable.services import OrderService
-
         meta = metadata_dict(metadata)
         with transaction.atomic():
             order = OrderService.create_order(buyer_id, [{"sku": sku, "quantity": 1}],
@@ -159,8 +157,6 @@ class GiftService:
         was first, also the claimer themselves on a repeat), ``GiftExpired`` (expired,
         refunded, unpaid); nothing is written when any of them is raised.
         """
-        from billable.services import TransactionService
-
         text, pk = _token(token), coerce_pk(getattr(user_id, "pk", user_id))
         if pk is None:
             raise InvalidInput("user_id is required")
