@@ -51,8 +51,7 @@ def _payments(namespace: dict[str, Any]) -> None:
 
 
 def _growth(namespace: dict[str, Any]) -> None:
-    from billable.services.ledger_check import check_ledger
-
+    from billable.ledger.audit import check_ledger
     from billable.models import AlertNotice, Gift, PromoCode
 
     assert Gift.objects.get().status == "claimed"

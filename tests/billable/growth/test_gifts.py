@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from billable.services.ledger_check import check_ledger
 from django.utils import timezone
 
 from billable.exceptions import GiftAlreadyClaimed, GiftExpired, GiftOwn, GiftUnknown
 from billable.growth.gifts import GiftService
+from billable.ledger.audit import check_ledger
 from billable.models import Gift, Order, QuotaBatch
 from billable.services import OrderService, TransactionService
 

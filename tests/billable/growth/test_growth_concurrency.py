@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from billable.services.ledger_check import check_ledger
 from django.db import connection
 
 from billable.growth.gifts import GiftService
 from billable.growth.promo import PromoService
+from billable.ledger.audit import check_ledger
 from billable.models import Gift, PromoCode, PromoIdentityUse, PromoRedemption, QuotaBatch
 from tests.helpers import requires_postgres, run_in_threads
 

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from billable.services.ledger_check import check_ledger
 from django.utils import timezone
 
 from billable.exceptions import (
@@ -20,6 +19,7 @@ from billable.exceptions import (
     PromoUnknown,
 )
 from billable.growth.promo import PromoService, discounted_price
+from billable.ledger.audit import check_ledger
 from billable.models import Order, PromoCode, PromoRedemption, QuotaBatch, Transaction
 from billable.services import OrderService, TransactionService
 from billable.services.customers import CustomerService

@@ -29,7 +29,7 @@ def make_code(code: str, **fields: Any) -> Any:
 
 @sync_to_async
 def ledger_problems() -> list[str]:
-    from billable.services.ledger_check import check_ledger
+    from billable.ledger.audit import check_ledger
 
     return check_ledger()
 
