@@ -33,7 +33,7 @@ from functools import cache
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -574,6 +574,197 @@ def order_summary(order_id: int | None, lang: str | None = None) -> str:
     return ", ".join(names.get(sku, sku) for sku in skus)
 
 
+# ---------------------------------------------------------------------------------------------
+# Growth (promo codes, gifts, alerts): billable.growth's workflows, for bot_kit/growth_billing.py
+# ---------------------------------------------------------------------------------------------
+
+def redeem_promo(code: str, *, user_id: int, telegram_user_id: int,
+                 sku: str | None = None) -> Any:
+    """``PromoService.redeem`` once per Telegram identity: the ``Redemption`` result."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.promo import PromoService
+
+    return PromoService.redeem(code, user_id=user_id, sku=sku,
+                               identities={"telegram": telegram_user_id},
+                               metadata={"source": "telegram",
+                                         "telegram_user_id": telegram_user_id})
+
+
+def promo_code(code: str) -> Any:
+    """The promo code row (raises ``PromoUnknown``)."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.promo import PromoService
+
+    return PromoService.get_code(code)
+
+
+def promo_reservation_problem(promo_id: int | None, *, order_id: int) -> str | None:
+    """``None`` while the discounted order's promo reservation holds, else a reason code."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.promo import PromoService
+
+    return PromoService.check_reservation(promo_id, order_id=order_id)
+
+
+def promo_redemption(promo_id: int | None) -> Any:
+    """The redemption row behind a discounted invoice, or ``None``."""
+    # app registry: models load on first use
+    from billable.models import PromoRedemption
+
+    # port: switch to a growth selector when available
+    return PromoRedemption.objects.filter(pk=promo_id or 0).first()
+
+
+def gift_offer(sku: str) -> Any:
+    """The active offer ``sku`` (or ``None``) for a gift invoice."""
+    # app registry: models load on first use
+    from billable.models import Offer
+
+    # port: switch to OfferService.get_offer when available
+    return Offer.objects.filter(sku=str(sku or "").strip(), is_active=True).first()
+
+
+def create_gift(user_id: int, sku: str, *, telegram_user_id: int) -> Any:
+    """A pending gift of ``sku`` and its pending order."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
+
+    return GiftService.create_gift(user_id, sku, metadata={
+        "source": "telegram", "telegram_user_id": telegram_user_id})
+
+
+def pay_gift_order(order_id: int, *, charge_id: str, method: str) -> Any:
+    """Pay a gift's order without granting (the claim grants); exactly once per charge."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
+
+    return GiftService.pay_gift_order(order_id, payment_id=charge_id, payment_method=method)
+
+
+def gift_token_for_order(order_id: int | None) -> str | None:
+    """The deep-link token of the gift paid by ``order_id``."""
+    # app registry: models load on first use
+    from billable.models import Gift
+
+    if order_id is None:
+        return None
+    # port: switch to a growth selector when available
+    return Gift.objects.filter(order_id=order_id).values_list("token", flat=True).first()
+
+
+def claim_gift(token: str, *, user_id: int, telegram_user_id: int,
+               provider: str = "telegram") -> tuple[list[Any], Any, Any]:
+    """Claim the gift: ``(batches, gift, buyer's identity or None)``; raises ``gift_*``."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
+    from billable.models import ExternalIdentity
+
+    batches = GiftService.claim(token, user_id=user_id,
+                                metadata={"telegram_user_id": telegram_user_id})
+    gift = GiftService.get_gift(token)
+    # port: switch to IdentityService (the owner's first identity) when available
+    identity = (ExternalIdentity.objects.filter(user_id=gift.buyer_id, provider=provider)
+                .order_by("created_at", "id").first())
+    return batches, gift, identity
+
+
+def alerts_enabled(user_id: int) -> bool:
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
+
+    return bool(AlertService.is_enabled(user_id))
+
+
+def set_alerts_enabled(user_id: int, enabled: bool) -> bool:
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
+
+    return bool(AlertService.set_enabled(user_id, enabled))
+
+
+def alert_buy_offers(notice: Any, skus: Iterable[str]) -> list[Any]:
+    """The offers an alert's buy button sells: the rule's ``buy_offer``, else the configured
+    offers (in ``skus`` order) that contain the alert's product."""
+    # app registry: models load on first use
+    from billable.models import Offer
+
+    rule = getattr(notice.product, "alert_rule", None)
+    if rule is not None and rule.buy_offer is not None and rule.buy_offer.is_active:
+        return [rule.buy_offer]
+    wanted = list(skus)
+    # port: switch to OfferService.get_offers when available
+    offers = Offer.objects.filter(sku__in=wanted, is_active=True,
+                                  items__product=notice.product).distinct()
+    found = {o.sku: o for o in offers}
+    return [found[sku] for sku in wanted if sku in found]
+
+
+def claim_alert_notices(*, provider: str, limit: int) -> list[tuple[Any, Any]]:
+    """Claim up to ``limit`` pending alert notices: ``(notice, identity)`` of each one to send.
+
+    A notice of an opted-out customer, or of one without a chat on ``provider``, is marked
+    skipped; the others are marked sent before they are returned (each claimed once, also by
+    concurrent senders: a conditional ``pending → state`` update).
+    """
+    # app registry: models load on first use
+    from billable.models import AlertNotice, ExternalIdentity, NotificationPreference
+
+    # port: switch to an alerts facade (claim) when available
+    pending = AlertNotice.objects.filter(delivery=AlertNotice.Delivery.PENDING)
+    claimed: list[tuple[Any, Any]] = []
+    for notice in pending.select_related("product__alert_rule__buy_offer", "batch").order_by(
+            "created_at", "id")[:limit]:
+        owner = notice.batch.user_id  # the batch's owner now (a merge may have moved it)
+        opted_out = NotificationPreference.objects.filter(user_id=owner,
+                                                          alerts_enabled=False).exists()
+        identity = (ExternalIdentity.objects.filter(user_id=owner, provider=provider)
+                    .order_by("created_at", "id").first())
+        chat = identity.external_id if identity is not None else ""
+        state = (AlertNotice.Delivery.SKIPPED if opted_out or not chat.isdigit()
+                 else AlertNotice.Delivery.SENT)
+        with transaction.atomic():
+            won = AlertNotice.objects.filter(
+                pk=notice.pk, delivery=AlertNotice.Delivery.PENDING).update(
+                delivery=state, delivered_at=timezone.now())
+        if won and state == AlertNotice.Delivery.SENT:
+            claimed.append((notice, identity))
+    return claimed
+
+
+def mark_alert_failed(notice_id: int) -> None:
+    # app registry: models load on first use
+    from billable.models import AlertNotice
+
+    AlertNotice.objects.filter(pk=notice_id).update(delivery=AlertNotice.Delivery.FAILED)
+
+
+async def ascan_alerts() -> Any:
+    """``AlertService.ascan``: record the due low-balance and expiry notices."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
+
+    return await AlertService.ascan()
+
+
+def gift_expiry(token: str | None) -> Any:
+    """When the gift ``token`` stops being claimable (``None`` if unknown)."""
+    # app registry: models load on first use
+    from billable.models import Gift
+
+    return Gift.objects.filter(token=token).values_list("expires_at", flat=True).first()
+
+
+def expire_gifts() -> tuple[int, list[int]]:
+    """Expire the due gifts: ``(how many expired now, order ids of every expired gift)``."""
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
+    from billable.models import Gift
+
+    expired = GiftService.expire_gifts()
+    orders = Gift.objects.filter(status=Gift.Status.EXPIRED).values_list("order_id", flat=True)
+    return len(expired), [pk for pk in orders if pk is not None]
+
+
 __all__ = [
     "Account",
     "Hold",
@@ -587,30 +778,47 @@ __all__ = [
     "aentitlement_ends",
     "agranted_products",
     "ahold",
+    "alert_buy_offers",
+    "alerts_enabled",
     "aoffer_name",
     "aoffer_with_product",
     "aproduct_name",
     "aproduct_names",
     "arelease",
     "aresolve_account",
+    "ascan_alerts",
     "asettle",
     "askus_with_product",
     "asummary",
     "auser_id_for",
+    "claim_alert_notices",
+    "claim_gift",
+    "create_gift",
     "create_order",
     "current_owner",
+    "expire_gifts",
+    "gift_expiry",
+    "gift_offer",
+    "gift_token_for_order",
     "hold",
     "identity_profile",
+    "mark_alert_failed",
     "offer",
     "offer_names",
     "offers",
     "order",
     "order_skus",
     "order_summary",
+    "pay_gift_order",
     "pay_order",
+    "promo_code",
+    "promo_redemption",
+    "promo_reservation_problem",
+    "redeem_promo",
     "refund_order",
     "register_offer_validator",
     "release",
+    "set_alerts_enabled",
     "settle",
     "user_id_for",
     "watch_identities",

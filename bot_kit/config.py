@@ -101,6 +101,10 @@ class BillingConfig:
     trial_command: str = "trial"
     support_command: str = "paysupport"
     commands: Mapping[str, str | None] = field(default_factory=dict)
+    # Growth (docs/growth.md): offers /gift sells (default: offers), the bot's username for
+    # gift links (default: getMe)
+    gift_offers: tuple[str, ...] = ()
+    bot_username: str | None = None
     # Gating
     throttle: Throttle | None = None
     reservation_ttl: int | None = None
@@ -109,6 +113,7 @@ class BillingConfig:
         object.__setattr__(self, "offers", tuple(s.upper() for s in self.offers))
         object.__setattr__(self, "subscription_offers",
                            tuple(s.upper() for s in self.subscription_offers))
+        object.__setattr__(self, "gift_offers", tuple(s.upper() for s in self.gift_offers))
         object.__setattr__(self, "paywall_fallback",
                            tuple(s.upper() for s in self.paywall_fallback))
         object.__setattr__(self, "locale_dirs", tuple(str(d) for d in self.locale_dirs))

@@ -19,6 +19,7 @@ from billable.exceptions import BillableError
 from bot_kit import keys
 from bot_kit.config import BillingConfig
 from bot_kit.handlers import create_core_routers
+from bot_kit.handlers.growth import create_growth_routers
 from bot_kit.middlewares.identity import (
     IdentityCache,
     IdentityMiddleware,
@@ -39,9 +40,12 @@ GATED_EVENTS = ("message", "edited_message", "callback_query", "inline_query",
 
 
 def create_routers(config: BillingConfig) -> list[Router]:
-    """The kit's routers, fresh, in the order they should be tried: the purchase flow and Stars
-    subscriptions first, then ``/paysupport``, ``/trial`` and ``/balance``."""
-    return [*create_payment_routers(config), *create_core_routers(config)]
+    """The kit's routers, fresh, in the order they should be tried: the growth routers (gifts,
+    ``/promo``, ``/notifications`` — each handles only its own commands, deep links and
+    callbacks), the purchase flow and Stars subscriptions, then ``/paysupport``, ``/trial`` and
+    ``/balance``."""
+    return [*create_growth_routers(config), *create_payment_routers(config),
+            *create_core_routers(config)]
 
 
 def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,

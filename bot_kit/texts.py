@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot_kit.locales import core, payments
+from bot_kit.locales import core, growth, payments
 
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
@@ -41,7 +41,7 @@ DOMAIN = "bot_kit"
 KIT_LOCALE_DIR = Path(__file__).resolve().parent / "locales"
 
 #: Every text by key: the English source (gettext ``msgid``).
-SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES}
+SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES, **growth.MESSAGES}
 #: Texts with plural forms: key → (singular, plural) English msgids.
 PLURALS: dict[str, tuple[str, str]] = dict(payments.PLURALS)
 

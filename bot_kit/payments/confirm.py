@@ -24,6 +24,7 @@ from billable.logs import log_fields
 from bot_kit import billing
 from bot_kit.events import PaymentEvent, SubscriptionEvent, payment_confirmed, send_on_commit
 from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.payments.payload import KIND_GIFT
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
     active_subscription,
@@ -96,6 +97,9 @@ def _pay(facts: PaymentFacts, check: Any, user_id: int) -> billing.OrderView:
     """Pay the payload's order, or a fresh renewal order; returns the paid order."""
     method = STARS_METHOD if facts.currency.upper() == "XTR" else FIAT_METHOD
     order: billing.OrderView = check.order
+    if check.payload.kind == KIND_GIFT:  # a gift: paid now, granted when claimed
+        return billing.pay_gift_order(order.pk, charge_id=facts.charge_id,
+                                      method="telegram_stars")
     if check.payload.is_subscription and order.is_paid:
         # A renewal (check_charge lets a paid order through only for recurring payments).
         order = billing.create_order(

@@ -4,8 +4,11 @@ Format (ASCII, at most 128 bytes as Telegram requires)::
 
     b1.<kid>.<kind>.<order_id>.<amount>.<currency>.<buyer>.<signature>
 
-``kind`` is ``o`` (one-time order) or ``s`` (Stars subscription), ``amount`` is in the currency's
-smallest units, ``buyer`` is the Telegram user id. The signature is a truncated HMAC-SHA256 over
+``kind`` is ``o`` (one-time order), ``s`` (Stars subscription), ``g`` (a gift: paying grants
+nothing to the buyer) or ``d`` (an order discounted by a promo code), ``amount`` is in the
+currency's smallest units, ``buyer`` is the Telegram user id. A ``d`` payload carries one more
+field before the signature, ``<redemption id>-<discount in smallest units>``, so pre-checkout
+can re-check the promo code's reservation. The signature is a truncated HMAC-SHA256 over
 everything before it. Key rotation: the first of ``signing_secrets`` signs, all of them verify;
 ``kid`` (a short fingerprint of the secret, never the secret) picks the verifying key directly.
 """
@@ -24,6 +27,9 @@ VERSION = "b1"
 MAX_PAYLOAD_BYTES = 128
 KIND_ORDER = "o"
 KIND_SUBSCRIPTION = "s"
+KIND_GIFT = "g"
+KIND_DISCOUNT = "d"
+KINDS = (KIND_ORDER, KIND_SUBSCRIPTION, KIND_GIFT, KIND_DISCOUNT)
 _SIGNATURE_BYTES = 16
 
 
@@ -36,6 +42,8 @@ class InvoicePayload:
     currency: str
     buyer_id: int
     kind: str = KIND_ORDER
+    promo_id: int | None = None
+    discount: int = 0
 
     @property
     def is_subscription(self) -> bool:
@@ -67,10 +75,13 @@ def sign_payload(payload: InvoicePayload, secrets: Sequence[str]) -> str:
     """Serialize and sign ``payload`` with the first secret; raise if it exceeds 128 bytes."""
     secret = _checked_secrets(secrets)[0]
     currency = payload.currency.upper()
-    if payload.kind not in (KIND_ORDER, KIND_SUBSCRIPTION) or not currency.isalnum():
+    if payload.kind not in KINDS or not currency.isalnum():
         raise InvalidPayload("Cannot sign this payload")
-    body = ".".join((VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
-                     str(int(payload.amount)), currency, str(int(payload.buyer_id))))
+    parts = [VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
+             str(int(payload.amount)), currency, str(int(payload.buyer_id))]
+    if payload.kind == KIND_DISCOUNT:
+        parts.append(f"{int(payload.promo_id or 0)}-{int(payload.discount)}")
+    body = ".".join(parts)
     text = f"{body}.{_signature(secret, body)}"
     if len(text.encode("ascii")) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Invoice payload longer than 128 bytes")
@@ -93,17 +104,26 @@ def verify_payload(text: object, secrets: Sequence[str]) -> InvoicePayload:
     if not isinstance(text, str) or not text.isascii() or len(text) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Malformed invoice payload")
     parts = text.split(".")
-    if len(parts) != 8 or parts[0] != VERSION or parts[2] not in (KIND_ORDER, KIND_SUBSCRIPTION):
+    size = 9 if len(parts) > 2 and parts[2] == KIND_DISCOUNT else 8
+    if len(parts) != size or parts[0] != VERSION or parts[2] not in KINDS:
         raise InvalidPayload("Malformed invoice payload")
-    body, signature = ".".join(parts[:7]), parts[7]
+    body, signature = ".".join(parts[:-1]), parts[-1]
     candidates = [s for s in valid if key_id(s) == parts[1]]
     if not any(hmac.compare_digest(_signature(s, body), signature) for s in candidates):
         raise InvalidPayload("Invoice payload signature is invalid")
+    promo_id, discount = None, 0
+    if size == 9:
+        promo, _, off = parts[7].partition("-")
+        promo_id, discount = _parse_int(promo), _parse_int(off)
     return InvoicePayload(order_id=_parse_int(parts[3]), amount=_parse_int(parts[4]),
-                          currency=parts[5], buyer_id=_parse_int(parts[6]), kind=parts[2])
+                          currency=parts[5], buyer_id=_parse_int(parts[6]), kind=parts[2],
+                          promo_id=promo_id, discount=discount)
 
 
 __all__ = [
+    "KINDS",
+    "KIND_DISCOUNT",
+    "KIND_GIFT",
     "KIND_ORDER",
     "KIND_SUBSCRIPTION",
     "MAX_PAYLOAD_BYTES",

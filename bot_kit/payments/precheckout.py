@@ -19,7 +19,7 @@ from billable import metrics
 from bot_kit import billing
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
-from bot_kit.payments.payload import InvoicePayload, verify_payload
+from bot_kit.payments.payload import KIND_DISCOUNT, InvoicePayload, verify_payload
 from bot_kit.payments.subscriptions import active_subscription, subscription_sku
 from bot_kit.texts import get_text, user_language
 
@@ -110,9 +110,28 @@ def check_precheckout(charge: Charge, config: BillingConfig, *,
     if user_id is None:
         user_id = billing_user_id_for(charge.telegram_user_id, config.identity_provider)
     result = check_charge(charge, config.signing_secrets, user_id=user_id)
+    if result.reason is None and result.payload is not None and (
+            result.payload.kind == KIND_DISCOUNT):
+        reason = discount_problem(result.payload)
+        if reason is not None:
+            return OrderCheck(reason, result.payload, result.order)
     if result.payload is not None and result.payload.is_subscription:
         return _check_subscription(charge, result)
     return result
+
+
+def discount_problem(payload: InvoicePayload) -> str | None:
+    """Pre-checkout re-check of a discounted invoice: ``None`` while its promo reservation
+    holds and its discount matches the order, else a ``promo_*`` reason code."""
+    reason = billing.promo_reservation_problem(payload.promo_id, order_id=payload.order_id)
+    if reason is not None:
+        return reason
+    red = billing.promo_redemption(payload.promo_id)
+    if red is None:
+        return "promo_unknown"
+    currency = red.currency or payload.currency
+    expected = to_minor_units(red.list_price, currency) - to_minor_units(red.price, currency)
+    return None if expected == payload.discount else "promo_unknown"
 
 
 def _check_subscription(charge: Charge, result: OrderCheck) -> OrderCheck:

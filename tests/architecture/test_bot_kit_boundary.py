@@ -28,7 +28,8 @@ PORT = "bot_kit.billing"
 FRAMEWORK = ("billable.exceptions", "billable.signals", "billable.metrics", "billable.logs",
              "billable.health", "billable.dashboard", "billable.tasks")
 #: What the port may import besides FRAMEWORK: billable's public service facades.
-PORT_FACADES = ("billable.services", "billable.services.identities", "billable.services.trials")
+PORT_FACADES = ("billable.services", "billable.services.identities", "billable.services.trials",
+                "billable.growth.promo", "billable.growth.gifts", "billable.growth.alerts")
 #: Imports the port still makes until the facade exists (the lead removes them one by one).
 PORT_UNTIL_FACADES = frozenset({
     ("billable.services.holds", "holds"),          # -> HoldService.place / commit
@@ -41,6 +42,10 @@ PORT_UNTIL_FACADES = frozenset({
     ("billable.models", "Product"),                # -> the catalog selector
     ("billable.models", "QuotaBatch"),             # -> BalanceService (entitlement ends)
     ("billable.models.catalog", "OFFER_VALIDATORS"),  # -> a catalog facade hook
+    ("billable.models", "PromoRedemption"),        # -> a growth selector
+    ("billable.models", "Gift"),                   # -> a growth selector
+    ("billable.models", "AlertNotice"),            # -> an alerts facade (claim, fail)
+    ("billable.models", "NotificationPreference"),  # -> an alerts facade (opt-out)
 })
 REASONS = ("app registry", "optional dependency")
 
