@@ -32,6 +32,9 @@ DEFAULT_COMMANDS: Mapping[str, str] = {
     "balance": "balance",
     "trial": "trial",
     "paysupport": "paysupport",
+    "gift": "gift",
+    "promo": "promo",
+    "notifications": "notifications",
 }
 
 

@@ -46,6 +46,12 @@ def is_gift_payload(payload: object) -> bool:
     return len(parts) == 8 and parts[2] == KIND_GIFT
 
 
+async def is_gift_payment(message: Message) -> bool:
+    """Filter: a ``successful_payment`` for a gift invoice (async: no thread hop per update)."""
+    paid = message.successful_payment
+    return paid is not None and is_gift_payload(paid.invoice_payload)
+
+
 async def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
     return await user_language(config, tg_user, lang)
 
@@ -115,7 +121,7 @@ def _gift_command(config: BillingConfig) -> Any:
 
 
 def _add_payment(router: Router, config: BillingConfig) -> None:
-    @router.message(F.successful_payment.invoice_payload.func(is_gift_payload))
+    @router.message(is_gift_payment)
     async def gift_paid(message: Message, bot: Bot, billing_user_id: int | None = None,
                         billing_lang: str | None = None) -> None:
         """Confirm once per charge, then hand the buyer the gift's link."""
