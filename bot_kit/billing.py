@@ -29,11 +29,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -75,44 +74,23 @@ def hold(user_id: int, product_key: str, amount: int, *, key: str, ttl: int | No
     and ``InvalidInput`` on a bad key, amount or ttl.
     """
     # app registry: billable.services loads the models; imported on first use
-    from billable.services import holds, validation
+    from billable.services import HoldService
 
-    # port: switch to HoldService.place (+ the replayed hold's state) when available
-    owner = validation.coerce_user_id(user_id)
-    product_key = validation.normalize_product_key(product_key)
-    amount = validation.positive_int(amount)
-    lifetime = holds.ttl_delta(ttl)
     for _ in range(MAX_HOLD_ATTEMPTS):
-        reservation_id, fresh = holds.place(
-            owner, product_key, amount, ttl=lifetime,
-            idempotency_key=validation.optional_key(key),
-            metadata={"source": "bot_kit"}, action_type="usage")
-        if fresh:
-            return Hold(reservation_id, run=True)
-        state = _hold_state(reservation_id)
-        if state == "committed":
-            return Hold(reservation_id, run=False, reason="already_charged")
-        if state == "held":
+        placed = HoldService.place(user_id, product_key, amount, idempotency_key=key, ttl=ttl,
+                                   metadata={"source": "bot_kit"}, action_type="usage")
+        if placed.fresh:
+            return Hold(placed.reservation_id, run=True)
+        if placed.state == "COMMITTED":
+            return Hold(placed.reservation_id, run=False, reason="already_charged")
+        if placed.state == "HELD":
             if not takeover:
-                return Hold(reservation_id, run=False, reason="in_progress")
-            release(reservation_id)
-            logger.info("hold %s of a dead attempt released; %s runs again", reservation_id, key)
-        key = f"{key}:retry:{reservation_id}"
+                return Hold(placed.reservation_id, run=False, reason="in_progress")
+            release(placed.reservation_id)
+            logger.info("hold %s of a dead attempt released; %s runs again",
+                        placed.reservation_id, key)
+        key = f"{key}:retry:{placed.reservation_id}"
     return Hold(None, run=False, reason="too_many_attempts")
-
-
-def _hold_state(reservation_id: str) -> str | None:
-    """``held`` / ``committed`` / ``released`` / ``expired`` of one hold (``None`` if absent)."""
-    # app registry: models load on first use
-    from billable.models.ledger import Reservation
-
-    # port: switch to HoldService (the hold's state) when available
-    state = Reservation.objects.filter(pk=reservation_id).values_list("state", flat=True).first()
-    if state == Reservation.State.COMMITTED:
-        return "committed"
-    if state == Reservation.State.HELD:
-        return "held"
-    return None if state is None else str(state)
 
 
 async def ahold(user_id: int, product_key: str, amount: int, *, key: str,
@@ -125,10 +103,9 @@ async def ahold(user_id: int, product_key: str, amount: int, *, key: str,
 def settle(reservation_id: str | None) -> None:
     """Charge a hold after the handler returned (the balance is not read back)."""
     # app registry: billable.services loads the models; imported on first use
-    from billable.services import holds
+    from billable.services import HoldService
 
-    # port: switch to HoldService.commit when available
-    holds.commit(reservation_id, balance=False)
+    HoldService.commit(reservation_id, read_balance=False)
 
 
 async def asettle(reservation_id: str | None) -> None:
@@ -139,10 +116,9 @@ async def asettle(reservation_id: str | None) -> None:
 def release(reservation_id: str | None) -> bool:
     """Give a hold's units back (the handler raised); False when it was no longer held."""
     # app registry: billable.services loads the models; imported on first use
-    from billable.services import TransactionService
+    from billable.services import HoldService
 
-    # port: switch to HoldService.release when available
-    return bool(TransactionService.release_reservation(reservation_id))
+    return bool(HoldService.release(reservation_id))
 
 
 async def arelease(reservation_id: str | None) -> bool:
@@ -162,28 +138,13 @@ class Account:
     user_id: int
 
 
-@cache
-def _owner_sql() -> str:
-    # app registry: models load on first use
-    from billable.models import ExternalIdentity
-
-    meta, quote = ExternalIdentity._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
-    column = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
-    return (f"SELECT {column['user']} FROM {quote(meta.db_table)} "
-            f"WHERE {column['provider']} = %s AND {column['external_id']} = %s")
-
-
 def current_owner(provider: str, external_id: str) -> Any:
-    """The ``user_id`` the identity points to now, or ``None`` (one unique-index probe).
+    """The ``user_id`` the identity points to now, or ``None`` (one unique-index probe, run on
+    every update of a cached user)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import IdentityService
 
-    Runs on every update of a cached user, so it stays one hand-written probe of the
-    ``(provider, external_id)`` unique index until billable offers the same as a facade.
-    """
-    # port: switch to IdentityService.owner_of(provider, external_id) when available
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(_owner_sql(), [provider, external_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+    return IdentityService.owner_of(provider, external_id)
 
 
 async def acurrent_owner(provider: str, external_id: str) -> Any:

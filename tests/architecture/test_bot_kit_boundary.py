@@ -32,10 +32,7 @@ PORT_FACADES = ("billable.services", "billable.services.identities", "billable.s
                 "billable.growth.promo", "billable.growth.gifts", "billable.growth.alerts")
 #: Imports the port still makes until the facade exists (the lead removes them one by one).
 PORT_UNTIL_FACADES = frozenset({
-    ("billable.services.holds", "holds"),          # -> HoldService.place / commit
-    ("billable.services.validation", "validation"),  # -> HoldService.place validates
-    ("billable.models.ledger", "Reservation"),     # -> HoldService (the replayed hold's state)
-    ("billable.models", "ExternalIdentity"),       # -> IdentityService.owner_of + a signal
+    ("billable.models", "ExternalIdentity"),       # -> an identity-changed signal
     ("billable.models", "Offer"),                  # -> the offer facade
     ("billable.models", "Order"),                  # -> the orders selector
     ("billable.models", "OrderItem"),              # -> the orders selector
