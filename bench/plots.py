@@ -150,7 +150,10 @@ def plot_rates(results: Results, out: Path, name: str) -> list[str]:
         return []
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.4))
     values = [m["value"] for _, m in rows]
-    errors = [[m["value"] - m["low"] for _, m in rows], [m["high"] - m["value"] for _, m in rows]]
+    # The whiskers span the rounds' min–max; a median of ratios can sit outside the min–max of
+    # the rates it came from, so a whisker is never drawn below zero length.
+    errors = [[max(0.0, m["value"] - m["low"]) for _, m in rows],
+              [max(0.0, m["high"] - m["value"]) for _, m in rows]]
     ax.barh([label for label, _ in rows], values, xerr=errors, capsize=2, color="tab:blue")
     ax.invert_yaxis()
     if max(values) / max(min(values), 1e-9) > 20:

@@ -6,8 +6,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.db import connections, router
 
-from billable.conf import CONSUMPTION_ORDERS, MAX_RESERVATION_TTL_SECONDS, billable_settings
+from billable.conf import (
+    CONSUMPTION_ORDERS,
+    MAX_RESERVATION_TTL_SECONDS,
+    SUPPORTED_VENDORS,
+    billable_settings,
+)
 
 
 @register(Tags.security)
@@ -72,6 +78,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
 
 
 @register()
+def check_database_dialect(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """``billable.E006``: a database billable may use whose SQL dialect the engine's compiled
+    statements (``billable.ledger.sql``) do not support (only PostgreSQL and SQLite).
+
+    The vendor is a property of the backend class: nothing connects to the database.
+    """
+    problems: list[Error] = []
+    for alias in settings.DATABASES:
+        if not router.allow_migrate(alias, "billable"):
+            continue
+        vendor = str(connections[alias].vendor)
+        if vendor not in SUPPORTED_VENDORS:
+            problems.append(Error(
+                f"Database {alias!r} uses the {vendor!r} backend; billable's ledger SQL supports "
+                f"only {', '.join(SUPPORTED_VENDORS)}.",
+                hint="Use PostgreSQL (production) or SQLite (development) for billable's tables.",
+                id="billable.E006",
+            ))
+    return problems
+
+
 def check_event_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Outbound events: the lease of a delivery must outlive its HTTP timeout (else a second
     worker could POST an event still in flight), and the numbers must be positive."""

@@ -10,6 +10,9 @@ from typing import Any
 
 from django.conf import settings
 
+#: Database vendors whose SQL ``billable.ledger.sql`` supports (``billable.E006`` refuses others).
+SUPPORTED_VENDORS = ("postgresql", "sqlite")
+
 DEFAULTS: dict[str, Any] = {
     "BILLABLE_API_TOKEN": None,
     "BILLABLE_USER_MODEL": None,
@@ -35,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "BILLABLE_EVENTS_RETRY_MAX": 3600.0,
     "BILLABLE_EVENTS_QUOTA_LOW": 0,
     "BILLABLE_EVENTS_ENDPOINTS_CACHE": 5.0,
+    # Growth: seconds a discounted order keeps its promo use before it is given back.
+    "BILLABLE_PROMO_RESERVATION_TTL": 3600,
+    # Growth: seconds an unclaimed gift stays claimable.
+    "BILLABLE_GIFT_TTL": 30 * 24 * 3600,
 }
 
 CONSUMPTION_ORDERS = ("fifo", "expiring_first")

@@ -215,6 +215,61 @@ class DatabaseBusy(BillableError):
     default_message = _("The database is busy; try again")
 
 
+class LedgerImmutable(BillableError):
+    """Raised when code tries to update or delete a ledger row."""
+
+    code = "ledger_immutable"
+    default_message = "Ledger rows are immutable: write a new transaction instead."
+
+
+class UnknownScope(InvalidInput):
+    """An API key scope that does not exist."""
+
+    code = "unknown_scope"
+    default_message = "Unknown scope"
+
+
+# -- engine control flow (private: raised and caught inside billable.ledger) -------------------
+
+
+class Refusal(BillableError):
+    """Internal: raised inside ``atomic()`` to roll back and hand a refusal out.
+
+    ``result`` is the documented failure dict (``quota_exhausted`` / ``insufficient_funds``);
+    the engine catches it and returns (or raises) the public form, it never escapes.
+    """
+
+    code = "refused"
+
+    def __init__(self, result: dict[str, object]) -> None:
+        super().__init__(str(result["message"]))
+        self.result = result
+
+
+class StaleBatch(BillableError):
+    """Internal: a conditional batch (or hold) update matched no row; the operation is retried."""
+
+    code = "stale_batch"
+
+
+class RetryTransaction(BillableError):
+    """Internal: raised inside a retried operation to roll it back and run it again.
+
+    For a path that finds, after taking its locks, that the rows it locked are not all the rows
+    it must change (a row appeared in between): it gives every lock back instead of waiting for
+    the newcomer, which may be waiting for it.
+    """
+
+    code = "retry_transaction"
+
+
+class UnsupportedDatabase(BillableError):
+    """The database backend's SQL dialect is not one the engine's statements support."""
+
+    code = "unsupported_database"
+    default_message = "Unsupported database backend"
+
+
 __all__ = [
     "BillableError",
     "ConflictError",
@@ -228,6 +283,7 @@ __all__ = [
     "InvalidInput",
     "InvalidPrice",
     "InvalidProductKey",
+    "LedgerImmutable",
     "MergeError",
     "NotFound",
     "OfferNotFound",
@@ -238,8 +294,100 @@ __all__ = [
     "QuotaError",
     "QuotaExhausted",
     "ReferralError",
+    "Refusal",
     "ReservationNotFound",
     "ReservationStateError",
+    "RetryTransaction",
+    "StaleBatch",
     "TrialAlreadyUsed",
+    "UnknownScope",
+    "UnsupportedDatabase",
     "UserNotFound",
+]
+
+
+# -- growth: promo codes and gifts ---------------------------------------------------------------
+
+
+class PromoUnknown(NotFound):
+    """No promo code has this text (codes are case-insensitive)."""
+
+    code = "promo_unknown"
+    default_message = "Unknown promo code"
+
+
+class PromoExpired(ConflictError):
+    """The code is inactive, not valid yet or no longer valid."""
+
+    code = "promo_expired"
+    default_message = "This promo code has expired"
+
+
+class PromoExhausted(ConflictError):
+    """The code reached its total number of uses."""
+
+    code = "promo_exhausted"
+    default_message = "This promo code has been used up"
+
+
+class PromoAlreadyUsed(ConflictError):
+    """This customer (or one of its identities) already used the code."""
+
+    code = "promo_already_used"
+    default_message = "You have already used this promo code"
+
+
+class PromoNotFirstTime(ConflictError):
+    """The code is for first-time buyers and the customer already paid an order."""
+
+    code = "promo_not_first_time"
+    default_message = "This promo code is for first-time buyers only"
+
+
+class PromoNotApplicable(InvalidInput):
+    """A discount code asked for an offer it does not discount (or without an offer)."""
+
+    code = "promo_not_applicable"
+    default_message = "This promo code does not apply to this offer"
+
+
+class GiftUnknown(NotFound):
+    """No gift has this token."""
+
+    code = "gift_unknown"
+    default_message = "Unknown gift"
+
+
+class GiftOwn(ConflictError):
+    """The buyer tried to claim their own gift."""
+
+    code = "gift_own"
+    default_message = "You cannot claim your own gift"
+
+
+class GiftAlreadyClaimed(ConflictError):
+    """Somebody claimed the gift first."""
+
+    code = "gift_already_claimed"
+    default_message = "This gift has already been claimed"
+
+
+class GiftExpired(ConflictError):
+    """The gift was not claimed in time (or was refunded, or never paid)."""
+
+    code = "gift_expired"
+    default_message = "This gift is no longer available"
+
+
+__all__ += [
+    "GiftAlreadyClaimed",
+    "GiftExpired",
+    "GiftOwn",
+    "GiftUnknown",
+    "PromoAlreadyUsed",
+    "PromoExhausted",
+    "PromoExpired",
+    "PromoNotApplicable",
+    "PromoNotFirstTime",
+    "PromoUnknown",
 ]

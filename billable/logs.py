@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from billable import signals
+
 #: The billing ids every record carries once :class:`LogContextFilter` is installed.
 ID_FIELDS = ("customer_id", "order_id", "charge_id")
 
@@ -123,8 +125,6 @@ def _trial_activated(sender: Any, user_id: Any, products: Any = None, **kwargs: 
 
 def connect_event_logs() -> None:
     """Log the rare business events at INFO on ``billable.events`` (``BillableConfig.ready``)."""
-    from billable import signals
-
     for signal, receiver in ((signals.order_confirmed, _order_paid),
                              (signals.order_refunded, _order_refunded),
                              (signals.customers_merged, _customers_merged),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from billable.exceptions import UnknownScope
+
 ADMIN = "admin"
 
 #: Every scope with what it lets a key do, in the order the admin lists them.
@@ -27,12 +29,12 @@ SCOPES: dict[str, str] = {
     "referrals:write": "Record referrals (POST /referrals).",
     "metrics:read": "Read the Prometheus metrics endpoint.",
     "reports:read": "Read the revenue dashboard's figures (GET /reports/dashboard).",
+    "promo:read": "Check promo codes and quote their discounts (GET /promo/quote).",
+    "promo:redeem": "Redeem promo codes: grants, discounted orders (POST /promo/redeem).",
+    "gifts:read": "Read a gift's offer and state (GET /gifts/{token}).",
+    "gifts:claim": "Claim gifts for customers, which grants them (POST /gifts/{token}/claim).",
     ADMIN: "Everything above, now and in later versions (what BILLABLE_API_TOKEN is).",
 }
-
-
-class UnknownScope(ValueError):
-    """A scope name that is not in :data:`SCOPES`."""
 
 
 def normalize_scopes(values: Iterable[str]) -> list[str]:

@@ -10,6 +10,8 @@ commit or roll back with the change.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -28,14 +30,26 @@ subscription_failed = Signal()  # subscription
 subscription_cancelled = Signal()  # subscription
 
 
+#: The outbox's two hooks (``record``, ``wanted``), installed by ``BillableConfig.ready`` through
+#: :func:`install_outbox`: the engine imports this module before the app registry is ready, so it
+#: cannot import the outbox (which needs the models) itself.
+_OUTBOX: dict[str, Callable[..., Any]] = {}
+
+
+def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool]) -> None:
+    """Make :func:`send_on_commit` write outbound events and :func:`wanted` count endpoints."""
+    _OUTBOX.update(record=record, wanted=wanted)
+
+
 def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
     """Whether sending ``signal`` does anything: a connected receiver or an event endpoint.
 
     Senders that build costly arguments only for receivers check this first.
     """
-    from billable.events.outbox import signal_wanted
-
-    return signal.has_listeners(sender) or signal_wanted(signal, using)
+    if signal.has_listeners(sender):
+        return True
+    hook = _OUTBOX.get("wanted")
+    return hook is not None and bool(hook(signal, using))
 
 
 def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
@@ -45,15 +59,13 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
     propagated into the caller that already committed money movements. The signal's outbound
     events are written now, in the caller's transaction (:func:`billable.events.record`).
     """
-    from billable.events.outbox import record
-
-    record(signal, sender, kwargs, using=using)
+    record = _OUTBOX.get("record")
+    if record is not None:
+        record(signal, sender, kwargs, using=using)
 
     def _send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):
             if isinstance(result, Exception):
-                import logging
-
                 logging.getLogger("billable.signals").error(
                     "Signal receiver %r failed", receiver, exc_info=result
                 )
@@ -76,3 +88,11 @@ __all__ = [
     "trial_activated",
     "wanted",
 ]
+
+# -- growth: promo codes, gifts, alerts (sent after commit, like every signal above) ---------
+promo_redeemed = Signal()  # redemption, user_id, code
+gift_claimed = Signal()  # gift, buyer_id, claimer_id
+quota_low = Signal()  # notice, user_id, product_key, balance, threshold
+batch_expiring = Signal()  # notice, user_id, product_key, batch_id, expires_at
+
+__all__ += ["batch_expiring", "gift_claimed", "promo_redeemed", "quota_low"]

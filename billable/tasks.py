@@ -75,12 +75,16 @@ JOBS: list[Job] = [
     Job("billable.expire", "billable_expire", every=60.0),
     Job("billable.check_ledger", "billable_check_ledger", every=crontab(hour=3, minute=30)),
     Job("billable.deliver_events", "billable_deliver_events", every=10.0),
+    Job("billable.alerts", "billable_alerts", every=3600.0),
+    Job("billable.growth_sweep", "billable_growth_sweep", every=300.0),
 ]
 
 TASKS = {job.name: command_task(job) for job in JOBS}
 expire = TASKS["billable.expire"]
 check_ledger = TASKS["billable.check_ledger"]
 deliver_events = TASKS["billable.deliver_events"]
+alerts = TASKS["billable.alerts"]
+growth_sweep = TASKS["billable.growth_sweep"]
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
@@ -88,6 +92,5 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return schedule_of(JOBS)
 
 
-__all__ = ["JOBS", "TASKS", "Job", "beat_schedule", "check_ledger", "command_task",
-           "deliver_events", "expire",
-           "run_command", "schedule_of"]
+__all__ = ["JOBS", "TASKS", "Job", "alerts", "beat_schedule", "check_ledger", "command_task",
+           "deliver_events", "expire", "growth_sweep", "run_command", "schedule_of"]

@@ -30,6 +30,7 @@ from billable import __version__
 from billable.api import bearer_token, router, token_is_valid
 from billable.api.swagger import OfflineSwagger, add_docs_assets
 from billable.conf import billable_settings
+from billable.health import areadiness
 
 URLS_NAMESPACE = "billable_default_api"
 
@@ -70,8 +71,6 @@ def build_api(*, urls_namespace: str = URLS_NAMESPACE) -> NinjaAPI:
 
 async def health(request: HttpRequest) -> HttpResponse:
     """Readiness of this process (see ``billable.health``); never cached."""
-    from billable.health import areadiness
-
     ready, body = await areadiness()
     response = JsonResponse(body, status=200 if ready else 503)
     response["Cache-Control"] = "no-store"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig, Throttle
+    from bot_kit.context import BillingContext
     from bot_kit.decorators import QuotaRequirement, requires_quota
     from bot_kit.facade import Balance, BillingFacade
     from bot_kit.filters import HasQuota
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Balance": "bot_kit.facade",
     "BillingConfig": "bot_kit.config",
+    "BillingContext": "bot_kit.context",
     "BillingFacade": "bot_kit.facade",
     "HasQuota": "bot_kit.filters",
     "MemoryThrottle": "bot_kit.throttling",
@@ -45,6 +47,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Balance",
     "BillingConfig",
+    "BillingContext",
     "BillingFacade",
     "HasQuota",
     "MemoryThrottle",

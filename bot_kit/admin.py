@@ -10,7 +10,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from billable.exceptions import BillableError
+from bot_kit.inbox import store
 from bot_kit.models import InboxUpdate, RefundRequest, StarSubscription, TelegramPayment
+from bot_kit.payments import refunds
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,14 +48,11 @@ class TelegramPaymentAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Refund the selected payments (through the outbox)")
     def request_refund(self, request: HttpRequest, queryset: QuerySet[TelegramPayment]) -> None:
-        from billable.exceptions import BillableError
-        from bot_kit.payments.refunds import request_refund
-
         queued = 0
         for payment in queryset:
             try:
-                request_refund(payment.charge_id, reason="admin",
-                               requested_by=f"admin:{request.user.pk}")
+                refunds.request_refund(payment.charge_id, reason="admin",
+                                       requested_by=f"admin:{request.user.pk}")
                 queued += 1
             except BillableError as exc:
                 self.message_user(request, f"{payment.charge_id}: {exc.message}",
@@ -104,7 +104,5 @@ class InboxUpdateAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Re-queue the selected updates (dead or pending) now")
     def requeue(self, request: HttpRequest, queryset: QuerySet[InboxUpdate]) -> None:
-        from bot_kit.inbox.store import requeue
-
-        count = requeue(queryset.values_list("pk", flat=True))
+        count = store.requeue(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} update(s) re-queued.")

@@ -12,15 +12,15 @@ class BotKitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bot_kit import checks, health, metrics
+        from bot_kit import checks, health, metrics  # app registry: ready() runs once it is
 
         health.register()
         checks.register_all()
         metrics.register()
-        from bot_kit import dashboard  # the revenue dashboard's subscription figures
+        from bot_kit import dashboard  # app registry: the dashboard's figures (ready() only)
         dashboard.register()
-        from billable.models.catalog import OFFER_VALIDATORS
+        # app registry: ready() runs once it is; the Stars price cap runs in Offer.clean
+        from bot_kit import billing
         from bot_kit.payments.subscriptions import validate_subscription_offer
 
-        if validate_subscription_offer not in OFFER_VALIDATORS:  # the Stars price cap
-            OFFER_VALIDATORS.append(validate_subscription_offer)
+        billing.register_offer_validator(validate_subscription_offer)

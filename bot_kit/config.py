@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,6 +28,19 @@ TELEGRAM_SUBSCRIPTION_PERIOD = 2592000
 
 #: Subscription SKUs of every ``BillingConfig`` built in this process (for ``Offer.clean``).
 _SUBSCRIPTION_SKUS: set[str] = set()
+
+#: The kit's commands (feature → default command name, without the slash).
+DEFAULT_COMMANDS: Mapping[str, str] = {
+    "buy": "buy",
+    "subscribe": "subscribe",
+    "refund": "refund",
+    "balance": "balance",
+    "trial": "trial",
+    "paysupport": "paysupport",
+    "gift": "gift",
+    "promo": "promo",
+    "notifications": "notifications",
+}
 
 
 @dataclass(frozen=True)
@@ -58,13 +72,18 @@ class BillingConfig:
     picked in the bot. ``on_paid`` / ``on_refunded`` / ``on_subscription_changed`` /
     ``on_quota_exhausted`` are called once per event (see ``bot_kit.events``).
     ``subscription_period`` must be 2592000 (30 days) unless ``test_environment`` is set.
-    ``commands`` renames (``{"buy": "shop"}``) or disables (``{"refund": None}``) commands.
 
-    Several bots in one project (``docs/bot_kit.md``, "Several bots"): ``bot_id`` is the bot's
-    Telegram id (``bot_id_from_token(token)``); with it, invoice payloads, orders and ledger rows
-    are bound to the bot and a payment made to another bot is refused and refunded.
-    ``wallet="per_bot"`` (needs ``bot_id``) gives every bot its own accounts and trials
-    (identity provider ``telegram:<bot_id>``); ``"shared"`` (default) one account per user.
+    ``commands`` renames (``{"buy": "purchase"}``) or removes (``{"refund": None}``) the kit's
+    commands; the keys are those of :data:`DEFAULT_COMMANDS`. ``balance_command``,
+    ``trial_command`` and ``support_command`` are the older spelling of the same and are used
+    when ``commands`` does not name that feature. A removed command's feature stays reachable
+    through its buttons and services; the host can register its own handler instead.
+
+    Several bots in one project (``docs/multibot.md``): ``bot_id`` is the bot's Telegram id
+    (``bot_id_from_token(token)``); with it, invoice payloads, orders and ledger rows are bound
+    to the bot and a payment made to another bot is refused and refunded. ``wallet="per_bot"``
+    (needs ``bot_id``) gives every bot its own accounts and trials (identity provider
+    ``telegram:<bot_id>``); ``"shared"`` (default) one account per user.
     """
 
     offers: tuple[str, ...] = ()
@@ -98,6 +117,10 @@ class BillingConfig:
     trial_command: str = "trial"
     support_command: str = "paysupport"
     commands: Mapping[str, str | None] = field(default_factory=dict)
+    # Growth (docs/growth.md): offers /gift sells (default: offers), the bot's username for
+    # gift links (default: getMe)
+    gift_offers: tuple[str, ...] = ()
+    bot_username: str | None = None
     # Gating
     throttle: Throttle | None = None
     reservation_ttl: int | None = None
@@ -106,6 +129,7 @@ class BillingConfig:
         object.__setattr__(self, "offers", tuple(s.upper() for s in self.offers))
         object.__setattr__(self, "subscription_offers",
                            tuple(s.upper() for s in self.subscription_offers))
+        object.__setattr__(self, "gift_offers", tuple(s.upper() for s in self.gift_offers))
         object.__setattr__(self, "paywall_fallback",
                            tuple(s.upper() for s in self.paywall_fallback))
         object.__setattr__(self, "locale_dirs", tuple(str(d) for d in self.locale_dirs))
@@ -129,7 +153,24 @@ class BillingConfig:
                 and self.subscription_period != TELEGRAM_SUBSCRIPTION_PERIOD):
             raise ValueError("subscription_period must be 2592000 (30 days); shorter periods "
                              "are for Telegram's test environment (test_environment=True)")
+        object.__setattr__(self, "commands", self._resolve_commands())
         _SUBSCRIPTION_SKUS.update(self.subscription_offers)
+
+    def _resolve_commands(self) -> Mapping[str, str | None]:
+        unknown = sorted(set(self.commands) - set(DEFAULT_COMMANDS))
+        if unknown:
+            raise ValueError(f"Unknown bot_kit command(s) {unknown}; "
+                             f"known: {sorted(DEFAULT_COMMANDS)}")
+        legacy = {"balance": self.balance_command, "trial": self.trial_command,
+                  "paysupport": self.support_command}
+        resolved: dict[str, str | None] = {**DEFAULT_COMMANDS, **legacy}
+        for feature, name in self.commands.items():
+            if name is not None and (not isinstance(name, str) or not name.strip()
+                                     or name.strip().startswith("/")):
+                raise ValueError(f"Command name for {feature!r} must be a non-empty string "
+                                 f"without the slash, or None to remove it")
+            resolved[feature] = name.strip() if name is not None else None
+        return MappingProxyType(resolved)
 
     @property
     def telegram_provider(self) -> str:
@@ -156,9 +197,9 @@ class BillingConfig:
         """``extra`` plus ``{"bot_id": "<bot id>"}`` when this config names its bot."""
         return {**extra, "bot_id": self.bot_key} if self.bot_key is not None else dict(extra)
 
-    def command(self, name: str) -> str | None:
-        """The configured name of the kit's command ``name`` (``None`` when disabled)."""
-        return self.commands.get(name, name)
+    def command(self, feature: str) -> str | None:
+        """The command name of ``feature`` (``"buy"`` …), or ``None`` when it is removed."""
+        return self.commands[feature]
 
     def is_admin(self, telegram_id: int | None) -> bool:
         """True when ``telegram_id`` is one of ``admin_ids``."""
@@ -175,6 +216,7 @@ def bot_id_from_token(token: str) -> int:
 
 
 __all__ = [
+    "DEFAULT_COMMANDS",
     "TELEGRAM_SUBSCRIPTION_PERIOD",
     "WALLET_PER_BOT",
     "WALLET_SHARED",

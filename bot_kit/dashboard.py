@@ -30,14 +30,13 @@ from billable.dashboard import (
     SubscriptionFigures,
     register_subscriptions,
 )
+from bot_kit.models import StarSubscription, TelegramPayment
 
 SOURCE_NAME = "telegram_stars"
 
 
 def subscriptions(period: Period) -> QuerySet[Any]:
     """The subscriptions the period's bot filter selects (only well-formed rows)."""
-    from bot_kit.models import StarSubscription, TelegramPayment
-
     rows = StarSubscription.objects.filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=F("created_at")))
     if period.bot is None:

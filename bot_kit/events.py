@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.dispatch import Signal
 
 logger = logging.getLogger("bot_kit.events")
@@ -86,8 +87,6 @@ class QuotaEvent:
 
 def send_on_commit(signal: Signal, sender: Any, event: Any) -> None:
     """Send ``signal`` once the surrounding transaction commits (at once outside one)."""
-    from django.db import transaction
-
     def send() -> None:
         try:
             signal.send(sender=sender, event=event)

@@ -1,9 +1,11 @@
-"""``BillingFacade``: the billing services bound to one user, injected into handlers."""
+"""``BillingFacade``: the billing port bound to one user (the base of ``BillingContext``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from bot_kit import billing
 
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
@@ -20,12 +22,12 @@ class Balance:
 
 @dataclass(frozen=True)
 class BillingFacade:
-    """Async shortcuts to the billable services for ``user_id`` (the billing account).
+    """Async shortcuts to billing for ``user_id`` (the billing account).
 
-    Every method delegates to a service's async twin, so the ledger rules (locking,
-    idempotency, consumption order) are exactly those of ``billable.services``. With the
-    bot's ``config``, consumptions and trial claims carry its ``bot_id`` and the trial is
-    claimed under its identity type (``docs/multibot.md``).
+    Every method goes through the billing port (:mod:`bot_kit.billing`) to billable's services,
+    so the ledger rules (locking, idempotency, consumption order) are exactly theirs.
+    With the bot's ``config``, consumptions and trial claims carry its ``bot_id`` and the trial
+    is claimed under its identity type (``docs/multibot.md``).
     """
 
     user_id: int
@@ -34,47 +36,31 @@ class BillingFacade:
 
     async def balance(self, product_key: str) -> int:
         """Spendable units of ``product_key``."""
-        from billable.services import TransactionService
-
-        return int(await TransactionService.aget_balance(self.user_id, product_key))
+        return await billing.abalance(self.user_id, product_key)
 
     async def check(self, product_key: str) -> dict[str, Any]:
         """The ``check_quota`` dict (``can_use``, ``remaining``, ``message`` …)."""
-        from billable.services import TransactionService
-
-        result: dict[str, Any] = await TransactionService.acheck_quota(self.user_id, product_key)
-        return result
+        return await billing.acheck(self.user_id, product_key)
 
     async def consume(self, product_key: str, *, amount: int = 1, action_type: str = "usage",
                       idempotency_key: str | None = None,
                       metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Spend ``amount`` units now; returns the ``consume_quota`` result dict."""
-        from billable.services import TransactionService
-
-        result: dict[str, Any] = await TransactionService.aconsume_quota(
-            self.user_id, product_key, action_type=action_type, amount=amount,
-            idempotency_key=idempotency_key, metadata=self._with_bot(metadata),
-        )
-        return result
+        return await billing.aconsume(self.user_id, product_key, amount=amount,
+                                      action_type=action_type,
+                                      idempotency_key=idempotency_key,
+                                      metadata=self._with_bot(metadata))
 
     async def summary(self) -> dict[str, dict[str, Any]]:
         """``{KEY: {total, used, remaining, is_unlimited, expiry}}`` for the whole wallet."""
-        from billable.services import BalanceService
-
-        result: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(
-            self.user_id)
-        return result
+        return await billing.asummary(self.user_id)
 
     async def claim_trial(self, sku: str, *, telegram_id: int | str | None = None) -> list[Any]:
         """Claim the free offer ``sku`` once per identity (raises ``TrialAlreadyUsed``)."""
-        from billable.services.trials import TrialService
-
         kind = self.config.trial_identity_type if self.config is not None else "telegram"
         identities = {kind: str(telegram_id)} if telegram_id is not None else None
-        result: list[Any] = await TrialService.aclaim_trial(self.user_id, sku,
-                                                            identities=identities,
-                                                            metadata=self._with_bot(None))
-        return result
+        return await billing.aclaim_trial(self.user_id, sku, identities=identities,
+                                          metadata=self._with_bot(None))
 
     def _with_bot(self, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
         """``metadata`` with the bot's ``bot_id`` (when the config names the bot)."""

@@ -14,6 +14,8 @@ from typing import Any
 from aiogram.filters import BaseFilter
 from aiogram.types import TelegramObject
 
+from billable.exceptions import BillableError
+from bot_kit import billing
 from bot_kit.decorators import QuotaRequirement
 from bot_kit.facade import Balance
 from bot_kit.keys import BILLING_BALANCE
@@ -29,14 +31,11 @@ class HasQuota(BaseFilter):
 
     async def __call__(self, event: TelegramObject,
                        billing_user_id: int | None = None) -> bool | dict[str, Any]:
-        from billable.exceptions import BillableError
-        from billable.services import TransactionService
-
         if billing_user_id is None:
             return False
         key = self.requirement.product_key
         try:
-            result = await TransactionService.acheck_quota(billing_user_id, key)
+            result = await billing.acheck(billing_user_id, key)
         except BillableError as exc:
             logger.warning("HasQuota(%s) check failed: %s", key, exc)
             return False

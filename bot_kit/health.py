@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from django.conf import settings
 from django.db.models import Min
 from django.utils import timezone
+
+from billable.health import NOT_CONFIGURED, areadiness, register_probe
 
 
 def redis_url() -> str | None:
@@ -25,12 +28,10 @@ def redis_url() -> str | None:
 
 def redis_ping() -> Any:
     """Raise unless the configured Redis answers ``PING`` within a second."""
-    from billable.health import NOT_CONFIGURED
-
     url = redis_url()
     if url is None:
         return NOT_CONFIGURED
-    from redis import Redis
+    from redis import Redis  # optional dependency (the "redis" extra), needed only when set
 
     client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
@@ -41,6 +42,7 @@ def redis_ping() -> Any:
 
 def inbox_age() -> float | None:
     """Seconds the oldest pending inbox update has waited."""
+    # app registry: the inbox store loads bot_kit.models, so it is imported on first use
     from bot_kit.inbox.store import oldest_pending_age
 
     return oldest_pending_age()
@@ -48,6 +50,7 @@ def inbox_age() -> float | None:
 
 def refund_age() -> float | None:
     """Seconds the oldest pending refund has waited."""
+    # app registry: bot_kit.models loads on first use (this module is imported before)
     from bot_kit.models import RefundRequest
 
     oldest = RefundRequest.objects.filter(state=RefundRequest.State.PENDING).aggregate(
@@ -57,8 +60,6 @@ def refund_age() -> float | None:
 
 def register() -> None:
     """Add the kit's probes to ``billable.health`` (called once by the app config)."""
-    from billable.health import register_probe
-
     register_probe("redis", redis_ping)
     register_probe("inbox_oldest_pending_seconds", inbox_age, required=False)
     register_probe("refund_oldest_pending_seconds", refund_age, required=False)
@@ -66,10 +67,6 @@ def register() -> None:
 
 async def aiohttp_readiness(request: Any) -> Any:
     """``GET /healthz`` of the webhook / worker servers: ``200`` when ready, else ``503``."""
-    from aiohttp import web
-
-    from billable.health import areadiness
-
     ready, body = await areadiness()
     return web.json_response(body, status=200 if ready else 503,
                              headers={"Cache-Control": "no-store"})

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from billable.metrics import register_backlog
+from bot_kit.models import RefundRequest
 
 
 def pending_refunds() -> Any:
     """Refund outbox rows still to be sent to Telegram."""
-    from bot_kit.models import RefundRequest
 
     return RefundRequest.objects.filter(state=RefundRequest.State.PENDING)
 

@@ -10,8 +10,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiogram.exceptions import TelegramAPIError
+from aiogram.types import User
 from asgiref.sync import sync_to_async
 
+from bot_kit import billing
 from bot_kit.events import RefundEvent, SubscriptionEvent, call_host
 from bot_kit.texts import get_text, user_language
 
@@ -39,14 +41,7 @@ def format_date(value: Any) -> str:
 
 def _stored_user(telegram_user_id: int, provider: str) -> Any:
     """An aiogram ``User`` rebuilt from the profile the identity middleware stored."""
-    from aiogram.types import User
-
-    from billable.models import ExternalIdentity
-
-    identity = (ExternalIdentity.objects.filter(provider=provider,
-                                                external_id=str(telegram_user_id))
-                .only("metadata").first())
-    profile = dict(getattr(identity, "metadata", None) or {})
+    profile = billing.identity_profile(provider, str(telegram_user_id))
     return User(id=telegram_user_id, is_bot=False,
                 first_name=str(profile.get("first_name") or "-"),
                 language_code=profile.get("language_code"))
@@ -76,10 +71,7 @@ async def tell(bot: Bot, chat_id: int, text: str) -> bool:
 
 async def offer_name(sku: str, lang: str) -> str:
     """The offer's name in ``lang`` (its SKU when unknown)."""
-    from billable.models import Offer
-
-    offer = await Offer.objects.filter(sku=sku).afirst()
-    return offer.localized_name(lang) if offer is not None else sku
+    return await billing.aoffer_name(sku, lang)
 
 
 async def subscription_changed(bot: Bot, config: BillingConfig, event: SubscriptionEvent, *,
@@ -111,6 +103,7 @@ async def cancel_refunded_subscription(bot: Bot, config: BillingConfig, event: R
     """Cancel (``editUserStarSubscription(is_canceled=True)``) the subscription a refunded
     charge belongs to; a rejected first payment of a second subscription is cancelled by its
     own charge id (it is that subscription's first charge)."""
+    # app registry: bot_kit.models (and the subscriptions module) need it; imported on use
     from bot_kit.models import StarSubscription, TelegramPayment
 
     payment = await TelegramPayment.objects.filter(charge_id=event.charge_id).afirst()
@@ -123,6 +116,7 @@ async def cancel_refunded_subscription(bot: Bot, config: BillingConfig, event: R
     subscription = await StarSubscription.objects.aget(pk=payment.subscription_id)
     if subscription.state == StarSubscription.State.CANCELED:
         return
+    # app registry: the subscriptions module loads bot_kit.models
     from bot_kit.payments.subscriptions import set_subscription_canceled
 
     try:

@@ -15,11 +15,14 @@ from aiogram.types import (
     Message,
     TelegramObject,
 )
+from django.utils import timezone
 
 from billable import metrics
+from bot_kit import billing
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import QuotaEvent, call_host, quota_exhausted
+from bot_kit.payments.invoices import apurchasable_offers
 from bot_kit.texts import get_text, user_language
 
 logger = logging.getLogger("bot_kit.paywall")
@@ -32,28 +35,19 @@ def format_price(price: Decimal, currency: str) -> str:
     return f"{price} {currency}"
 
 
-async def paywall_offers(config: BillingConfig, product_key: str) -> list[Any]:
+async def paywall_offers(config: BillingConfig, product_key: str) -> list[billing.OfferView]:
     """What the paywall sells when ``product_key`` ran out, never an unrelated pack:
 
     the active, purchasable offers of ``config.offers`` that contain ``product_key``; when
     there are none, the active ones of ``config.paywall_fallback`` (the host's explicit choice);
     else nothing (the user reads a plain "not available"). Ordered as configured.
     """
-    from bot_kit.payments.invoices import apurchasable_offers
-
     offers = await apurchasable_offers(config)
-    containing = {sku async for sku in _containing(product_key, [o.sku for o in offers])}
+    containing = await billing.askus_with_product([o.sku for o in offers], product_key)
     chosen = [o for o in offers if o.sku in containing]
     if not chosen and config.paywall_fallback:
         chosen = await apurchasable_offers(config, config.paywall_fallback)
     return chosen
-
-
-def _containing(product_key: str, skus: list[str]) -> Any:
-    from billable.models import Offer
-
-    return Offer.objects.filter(sku__in=skus, items__product__product_key=product_key.upper()
-                                ).values_list("sku", flat=True).distinct()
 
 
 def offers_keyboard(offers: list[Any], lang: str,
@@ -71,10 +65,7 @@ def offers_keyboard(offers: list[Any], lang: str,
 
 async def product_name(product_key: str, lang: str | None = None) -> str:
     """The product's display name in ``lang`` (default language, then its key, as fallback)."""
-    from billable.models import Product
-
-    product = await Product.objects.filter(product_key=product_key.upper()).afirst()
-    return product.localized_name(lang) if product is not None else product_key
+    return await billing.aproduct_name(product_key, lang)
 
 
 async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lang: str,
@@ -103,9 +94,7 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
 async def _expired_text(tg_user: Any, product_key: str, lang: str,
                         config: BillingConfig) -> str | None:
     """"Your subscription X ended on D" when an ended subscription granted ``product_key``."""
-    from django.utils import timezone
-
-    from billable.models import Offer
+    # app registry: bot_kit.models needs it; the paywall module itself imports without
     from bot_kit.models import StarSubscription
 
     if tg_user is None:
@@ -113,8 +102,7 @@ async def _expired_text(tg_user: Any, product_key: str, lang: str,
     ended = [s async for s in StarSubscription.objects.filter(
         telegram_user_id=tg_user.id, expires_at__lte=timezone.now())]
     for subscription in ended:
-        offer = await Offer.objects.filter(
-            sku=subscription.sku, items__product__product_key=product_key.upper()).afirst()
+        offer = await billing.aoffer_with_product(subscription.sku, product_key)
         if offer is not None:
             return get_text("subscription_expired", lang, config,
                             name=offer.localized_name(lang),

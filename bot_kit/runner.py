@@ -26,6 +26,9 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+
+from bot_kit.health import aiohttp_readiness
 
 logger = logging.getLogger("bot_kit.runner")
 
@@ -88,7 +91,7 @@ async def run_bot(dp: Dispatcher, bot: Bot | None = None, *, mode: Mode = "polli
 
     A webhook without a secret raises ``WebhookSecretMissing`` before anything starts.
     """
-    from bot_kit.inbox.webhook import webhook_secret
+    from bot_kit.inbox.webhook import webhook_secret  # app registry: the inbox loads bot_kit.models
 
     webhook = webhook or WebhookOptions()
     secret = None
@@ -110,8 +113,8 @@ async def run_bot(dp: Dispatcher, bot: Bot | None = None, *, mode: Mode = "polli
 async def _run(dp: Dispatcher, bot: Bot, mode: Mode, webhook: WebhookOptions,
                secret: str | None, options: WorkerOptions, health_port: int | None,
                stop: asyncio.Event) -> None:
-    from bot_kit.inbox.polling import InboxPoller
-    from bot_kit.inbox.worker import InboxWorker
+    from bot_kit.inbox.polling import InboxPoller  # app registry: the inbox loads bot_kit.models
+    from bot_kit.inbox.worker import InboxWorker  # app registry: the inbox loads bot_kit.models
 
     worker = InboxWorker(dp, bot, lease=options.lease, concurrency=options.concurrency,
                          interval=options.interval, max_attempts=options.max_attempts,
@@ -166,7 +169,7 @@ async def _register_webhook(dp: Dispatcher, bot: Bot, url: str, secret: str | No
 
 
 async def _refund_worker(bot: Bot, options: WorkerOptions, stop: asyncio.Event) -> None:
-    from bot_kit.payments.refunds import RefundOutbox
+    from bot_kit.payments.refunds import RefundOutbox  # app registry: loads bot_kit.models
 
     await RefundOutbox(bot, lease=options.refund_lease).run(interval=options.refund_interval,
                                                             stop=stop)
@@ -174,25 +177,19 @@ async def _refund_worker(bot: Bot, options: WorkerOptions, stop: asyncio.Event) 
 
 async def _serve_webhook(bot: Bot, webhook: WebhookOptions, secret: str | None,
                          wake: Any, stop: asyncio.Event) -> None:
-    from bot_kit.inbox.webhook import webhook_app
+    from bot_kit.inbox.webhook import webhook_app  # app registry: the inbox loads bot_kit.models
 
     app = webhook_app(bot.id, path=webhook.path, secret=secret, on_stored=wake)
     await _serve(app, webhook.host, webhook.port, stop)
 
 
 async def _serve_health(host: str, port: int, stop: asyncio.Event) -> None:
-    from aiohttp import web
-
-    from bot_kit.health import aiohttp_readiness
-
     app = web.Application()
     app.router.add_get("/healthz", aiohttp_readiness)
     await _serve(app, host, port, stop)
 
 
 async def _serve(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
-    from aiohttp import web
-
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:

@@ -1,4 +1,10 @@
-"""``setup_billing(dp, config)``: wire bot_kit into a host's Dispatcher (or Router)."""
+"""``setup_billing(dp, config)``: wire bot_kit into a host's Dispatcher (or Router).
+
+Only aiogram's public API is used: middlewares are registered on the observers, the kit's
+routers are included with ``include_router`` (in call order, visible in ``dp.sub_routers``) and
+the billing-error handler is registered on ``dp.errors``. Nothing of aiogram is patched and no
+attribute is set on the dispatcher.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,19 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
+from billable.exceptions import BillableError
 from bot_kit import keys
 from bot_kit.config import BillingConfig
 from bot_kit.handlers import create_core_routers
-from bot_kit.middlewares.identity import IdentityCache, IdentityMiddleware, _connect_signals
+from bot_kit.handlers.growth import create_growth_routers
+from bot_kit.middlewares.identity import (
+    IdentityCache,
+    IdentityMiddleware,
+    _connect_signals,
+    billing_config,
+)
 from bot_kit.middlewares.quota import QuotaMiddleware
+from bot_kit.payments import create_payment_routers
 from bot_kit.paywall import notify
 from bot_kit.texts import error_text
 
@@ -25,21 +39,31 @@ GATED_EVENTS = ("message", "edited_message", "callback_query", "inline_query",
                 "shipping_query", "poll_answer")
 
 
+def create_routers(config: BillingConfig) -> list[Router]:
+    """The kit's routers, fresh, in the order they should be tried: the growth routers (gifts,
+    ``/promo``, ``/notifications`` — each handles only its own commands, deep links and
+    callbacks), the purchase flow and Stars subscriptions, then ``/paysupport``, ``/trial`` and
+    ``/balance``."""
+    return [*create_growth_routers(config), *create_payment_routers(config),
+            *create_core_routers(config)]
+
+
 def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
-                  cache: IdentityCache | None = None) -> list[Router]:
-    """Install the identity and quota middlewares and include the kit's routers.
+                  cache: IdentityCache | None = None,
+                  include_routers: bool = True) -> list[Router]:
+    """Install the identity and quota middlewares and the billing-error handler; include the
+    kit's routers; return them.
 
-    The kit's routers (purchase flow first, then ``/paysupport``, ``/trial``, ``/balance``) are
-    placed **before** every router already included, so a catch-all handler of the host can
-    never swallow a payment update. Billable errors raised by any handler are answered with a
-    localized text. Calling it twice for one dispatcher is refused (``RuntimeError``).
-    Returns the routers included.
+    aiogram tries routers in the order they were included, so **call ``setup_billing`` before
+    including your own routers**: then a catch-all handler of yours can never swallow a payment
+    update. ``dp.sub_routers`` shows the order. With ``include_routers=False`` nothing is
+    included: include the returned routers yourself, where you want them (a warning is logged
+    when ``setup_billing`` includes them after routers of yours). Commands are renamed or
+    removed with ``BillingConfig.commands``. Billable errors raised by any handler are answered
+    with a localized text. Calling it twice for one dispatcher is refused (``RuntimeError``).
     """
-    from bot_kit.payments import create_payment_routers
-
-    if getattr(dp, "_bot_kit_config", None) is not None:
+    if billing_config(dp) is not None:
         raise RuntimeError("setup_billing() was already called for this dispatcher")
-    dp._bot_kit_config = config  # type: ignore[union-attr]
     _connect_signals()
     identity = IdentityMiddleware(config, cache=cache)
     if isinstance(dp, Dispatcher):
@@ -51,51 +75,16 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
     quota = QuotaMiddleware(config)
     for name in GATED_EVENTS:
         dp.observers[name].middleware(quota)
-    routers = [*create_payment_routers(config), *create_core_routers(config)]
-    for position, router in enumerate(routers):
-        inline_magic_filters(router)
-        dp.include_router(router)
-        dp.sub_routers.remove(router)
-        dp.sub_routers.insert(position, router)
-    dp.errors.register(_billing_error_handler(config), _billable_error_filter())
+    routers = create_routers(config)
+    if include_routers:
+        if dp.sub_routers:
+            logger.warning(
+                "setup_billing() includes the kit's routers after %s: a catch-all handler "
+                "there could swallow payment updates; call setup_billing() first",
+                ", ".join(repr(r.name) for r in dp.sub_routers))
+        dp.include_routers(*routers)
+    dp.errors.register(_billing_error_handler(config), ExceptionTypeFilter(BillableError))
     return routers
-
-
-def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
-    """The ``BillingConfig`` that ``setup_billing`` installed on ``dp`` (``None`` if none)."""
-    config = getattr(dp, "_bot_kit_config", None)
-    return config if isinstance(config, BillingConfig) else None
-
-
-def inline_magic_filters(router: Router) -> None:
-    """Evaluate the magic filters (``F.successful_payment`` …) of ``router`` and its children
-    in the event loop.
-
-    aiogram runs every non-async filter through ``asyncio.to_thread``; a magic filter is a
-    pure attribute check, so the thread hop (tens of microseconds, milliseconds on a loaded
-    host) would be paid by every update that reaches the kit's routers.
-    """
-    for observer in router.observers.values():
-        for handler in observer.handlers:
-            for event_filter in handler.filters or ():
-                if event_filter.magic is not None and not event_filter.awaitable:
-                    event_filter.callback = _in_loop(event_filter.magic)
-                    event_filter.awaitable = True
-    for child in router.sub_routers:
-        inline_magic_filters(child)
-
-
-def _in_loop(magic: Any) -> Any:
-    async def resolve(value: Any) -> Any:
-        return magic.resolve(value)
-
-    return resolve
-
-
-def _billable_error_filter() -> ExceptionTypeFilter:
-    from billable.exceptions import BillableError
-
-    return ExceptionTypeFilter(BillableError)
 
 
 def _billing_error_handler(config: BillingConfig) -> Any:
@@ -114,4 +103,4 @@ def _billing_error_handler(config: BillingConfig) -> Any:
     return on_billing_error
 
 
-__all__ = ["GATED_EVENTS", "billing_config", "inline_magic_filters", "setup_billing"]
+__all__ = ["GATED_EVENTS", "billing_config", "create_routers", "setup_billing"]

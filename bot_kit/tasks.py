@@ -6,7 +6,11 @@
   payments with Telegram's (daily); a difference fails the task. Repairs stay a human decision
   (run ``billable_reconcile_stars --repair`` by hand, or ``reconcile_stars.delay(repair=True)``).
 
-Both need ``TELEGRAM_BOT_TOKEN`` (and ``TELEGRAM_API_SERVER`` for a self-hosted Bot API) in the
+* ``bot_kit.notify`` — ``billable_notify``: the alert scan, then the alert messages (hourly).
+* ``bot_kit.gift_refunds`` — ``billable_gift_refunds``: expire unclaimed gifts and queue their
+  refunds (hourly).
+
+All need ``TELEGRAM_BOT_TOKEN`` (and ``TELEGRAM_API_SERVER`` for a self-hosted Bot API) in the
 worker's environment.
 """
 
@@ -23,11 +27,15 @@ JOBS: list[Job] = [
     Job("bot_kit.refunds", "billable_refunds", every=30.0, options={"limit": 50}),
     Job("bot_kit.reconcile_stars", "billable_reconcile_stars",
         every=crontab(hour=4, minute=10), options={"days": 3}),
+    Job("bot_kit.notify", "billable_notify", every=3600.0),
+    Job("bot_kit.gift_refunds", "billable_gift_refunds", every=3600.0),
 ]
 
 TASKS = {job.name: command_task(job) for job in JOBS}
 refunds = TASKS["bot_kit.refunds"]
 reconcile_stars = TASKS["bot_kit.reconcile_stars"]
+notify = TASKS["bot_kit.notify"]
+gift_refunds = TASKS["bot_kit.gift_refunds"]
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
@@ -35,4 +43,5 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return schedule_of(JOBS)
 
 
-__all__ = ["JOBS", "TASKS", "beat_schedule", "reconcile_stars", "refunds"]
+__all__ = ["JOBS", "TASKS", "beat_schedule", "gift_refunds", "notify", "reconcile_stars",
+           "refunds"]

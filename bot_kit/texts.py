@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot_kit.locales import core, payments
+from bot_kit.locales import core, growth, payments
 
 if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
@@ -41,7 +41,7 @@ DOMAIN = "bot_kit"
 KIT_LOCALE_DIR = Path(__file__).resolve().parent / "locales"
 
 #: Every text by key: the English source (gettext ``msgid``).
-SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES}
+SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES, **growth.MESSAGES}
 #: Texts with plural forms: key → (singular, plural) English msgids.
 PLURALS: dict[str, tuple[str, str]] = dict(payments.PLURALS)
 
@@ -78,6 +78,7 @@ def _load(path: str, mtime: float) -> gettext.GNUTranslations:
     if path.endswith(".mo"):
         with open(path, "rb") as handle:
             return gettext.GNUTranslations(handle)
+    # optional dependency: Babel (the ``bot`` extra) is loaded only to compile a ``.po``
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 
@@ -249,7 +250,7 @@ def period_text(seconds: int, lang: str | None, config: BillingConfig | None = N
 def host_locale() -> str | None:
     """The locale of aiogram's ``I18n`` context, when the host runs ``I18nMiddleware``."""
     try:
-        from aiogram.utils.i18n import I18n
+        from aiogram.utils.i18n import I18n  # optional dependency: it needs Babel
     except ImportError:  # pragma: no cover - Babel missing
         return None
     current = I18n.get_current(no_error=True)
@@ -292,6 +293,7 @@ async def user_language(config: BillingConfig, tg_user: Any = None,
 def compile_catalogs(directories: Iterable[str | os.PathLike[str]] = (KIT_LOCALE_DIR,)
                      ) -> list[Path]:
     """Write a ``.mo`` beside every ``bot_kit.po`` under ``directories``; returns them."""
+    # optional dependency: Babel (the ``bot`` extra) is loaded only to compile a ``.po``
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 

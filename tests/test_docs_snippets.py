@@ -50,6 +50,17 @@ def _payments(namespace: dict[str, Any]) -> None:
     assert "Receipt id: c1" in receipt
 
 
+def _growth(namespace: dict[str, Any]) -> None:
+    from billable.ledger.audit import check_ledger
+    from billable.models import AlertNotice, Gift, PromoCode
+
+    assert Gift.objects.get().status == "claimed"
+    assert PromoCode.objects.get(code="SPRING20").uses_count == 2
+    assert PromoCode.objects.filter(batch="xmas-2026").count() == 100
+    assert AlertNotice.objects.get().delivery == "skipped"
+    assert check_ledger() == []
+
+
 def _scaling(namespace: dict[str, Any]) -> None:
     assert namespace["dp"].sub_routers, "setup_billing included no routers"
 
@@ -96,6 +107,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "docs/api.md": _mounted,
     "docs/events.md": _events,
     "docs/bot_kit.md": _bot_kit,
+    "docs/growth.md": _growth,
     "docs/multibot.md": _multibot,
     "docs/orders.md": _orders,
     "docs/payments.md": _payments,

@@ -18,9 +18,10 @@ from bot_kit import tasks as bot_kit_tasks
 def test_the_schedules_name_every_task_once() -> None:
     schedule = {**billable_tasks.beat_schedule(), **bot_kit_tasks.beat_schedule()}
 
-    assert set(schedule) == {"billable.expire", "billable.check_ledger",
-                             "billable.deliver_events", "bot_kit.refunds",
-                             "bot_kit.reconcile_stars"}
+    assert set(schedule) == {"billable.expire", "billable.check_ledger", "billable.alerts",
+                             "billable.growth_sweep", "billable.deliver_events",
+                             "bot_kit.refunds", "bot_kit.reconcile_stars", "bot_kit.notify",
+                             "bot_kit.gift_refunds"}
     assert schedule["billable.deliver_events"]["schedule"] == 10.0
     assert {entry["task"] for entry in schedule.values()} == set(schedule)
     assert schedule["billable.expire"] == {"task": "billable.expire", "schedule": 60.0,

@@ -16,6 +16,14 @@ from billable.admin.catalog import OfferAdmin, OfferItemInline, ProductAdmin, Pr
 from billable.admin.customers import CustomerAdmin
 from billable.admin.dashboard import RevenueDashboardAdmin
 from billable.admin.events import EventDeliveryAdmin, EventEndpointAdmin, OutboxEventAdmin
+from billable.admin.growth import (
+    AlertNoticeAdmin,
+    GiftAdmin,
+    NotificationPreferenceAdmin,
+    ProductAlertAdmin,
+    PromoCodeAdmin,
+    PromoRedemptionAdmin,
+)
 from billable.admin.identities import ExternalIdentityAdmin, ReferralAdmin, TrialHistoryAdmin
 from billable.admin.ledger import (
     CustomerMergeAdmin,
@@ -43,13 +51,16 @@ __all__ = [
     "OFFER_IMPORT_EXPORT_FIELDS",
     "OFFER_ITEMS_COLUMNS",
     "PRODUCT_IMPORT_EXPORT_FIELDS",
+    "AlertNoticeAdmin",
     "ApiKeyAdmin",
     "CustomerAdmin",
     "CustomerMergeAdmin",
     "EventDeliveryAdmin",
     "EventEndpointAdmin",
     "ExternalIdentityAdmin",
+    "GiftAdmin",
     "IdempotencyKeyAdmin",
+    "NotificationPreferenceAdmin",
     "OfferAdmin",
     "OfferItemInline",
     "OrderAdmin",
@@ -57,6 +68,9 @@ __all__ = [
     "OutboxEventAdmin",
     "ProductAdmin",
     "ProductAdminForm",
+    "ProductAlertAdmin",
+    "PromoCodeAdmin",
+    "PromoRedemptionAdmin",
     "QuotaBatchAdmin",
     "ReadOnlyAdminMixin",
     "ReferralAdmin",

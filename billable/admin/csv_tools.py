@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import update_wrapper
+from importlib import import_module
 from typing import Any
 
 from django.contrib import messages
@@ -31,9 +32,8 @@ def _admin_reverse(viewname: str) -> str:
     The published 0.2 module exposed ``billable.admin.reverse`` and its tests patch that name to
     run the import view without admin URLs; resolving it late keeps such patches effective.
     """
-    from billable import admin as admin_package
-
-    url: str = admin_package.reverse(viewname)
+    # A late lookup, not a dependency: the package imports this module.
+    url: str = import_module("billable.admin").reverse(viewname)
     return url
 
 

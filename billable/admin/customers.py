@@ -47,6 +47,7 @@ from billable.models import (
     Reservation,
 )
 from billable.models.identities import DISPLAY_FIELDS
+from billable.services import TransactionService
 
 _USER_MODEL = get_user_model()
 _USERNAME = _USER_MODEL.USERNAME_FIELD
@@ -265,8 +266,6 @@ class ManualGrantForm(forms.Form):
 
     def grant(self, user_id: Any, *, admin_user: Any) -> list[QuotaBatch]:
         """Run the grant (``source="manual_grant"``); idempotent per form token."""
-        from billable.services import TransactionService
-
         data = self.cleaned_data
         return TransactionService.grant_offer(
             user_id, data["offer"], source="manual_grant",

@@ -14,8 +14,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from billable.models.catalog import STARS_CURRENCY
@@ -43,12 +45,19 @@ def money(amount: Any, currency: Any = None, *, with_currency: bool = True) -> s
     return f"{shown} {currency}" if with_currency and currency else shown
 
 
+def admin_url(model_label: str, object_id: Any) -> str | None:
+    """Admin change URL for ``app_label.model`` and ``object_id``, or None if not registered."""
+    app_label, _, model = model_label.partition(".")
+    try:
+        return reverse(f"admin:{app_label}_{model}_change", args=[quote(object_id)])
+    except NoReverseMatch:
+        return None
+
+
 def customer_link(user: Any) -> str:
     """The customer's display name linked to its customer page (plain text if unlinkable)."""
     if user is None:
         return "—"
-    from billable.admin.reports import admin_url
-
     url = admin_url("billable.customer", user.pk)
     name = customer_display_name(user)
     if url is None:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.contrib.admin.utils import quote
+from django.apps import apps
 from django.db.models import Case, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from billable.admin.display import admin_url, money
 from billable.models import ExternalIdentity, Order, Product, QuotaBatch, Transaction
 
 #: Ledger rows shown on one product report; older rows are folded into an opening balance.
@@ -94,15 +94,6 @@ class CustomerReport:
     products: list[ProductLine]
     orders: list[Order]
     transactions: list[Transaction]
-
-
-def admin_url(model_label: str, object_id: Any) -> str | None:
-    """Admin change URL for ``app_label.model`` and ``object_id``, or None if not registered."""
-    app_label, _, model = model_label.partition(".")
-    try:
-        return reverse(f"admin:{app_label}_{model}_change", args=[quote(object_id)])
-    except NoReverseMatch:
-        return None
 
 
 def related_document(tx: Transaction) -> Link | None:
@@ -302,12 +293,8 @@ class PaymentLine:
 
 def _provider_payments(user_id: Any, limit: int) -> list[PaymentLine]:
     """Telegram Stars payments recorded by ``bot_kit`` (when it is installed)."""
-    from django.apps import apps
-
     if not apps.is_installed("bot_kit"):
         return []
-    from billable.admin.display import money
-
     model = apps.get_model("bot_kit", "TelegramPayment")
     rows = model.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:limit]
     return [
@@ -324,8 +311,6 @@ def _provider_payments(user_id: Any, limit: int) -> list[PaymentLine]:
 def customer_payments(user_id: Any, *, limit: int = 20) -> list[PaymentLine]:
     """Newest first: the provider's payment records, then paid/refunded orders not covered by
     one (an order confirmed by a webhook or in the admin has only its payment fields)."""
-    from billable.admin.display import money
-
     provider = _provider_payments(user_id, limit)
     covered = {line.reference for line in provider}
     orders = (Order.objects.filter(user_id=user_id, paid_at__isnull=False)

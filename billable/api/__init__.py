@@ -13,7 +13,17 @@ from __future__ import annotations
 
 from ninja import Router
 
-from billable.api import catalog, customers, identify, orders, referrals, reports, trials, wallet
+from billable.api import (
+    catalog,
+    customers,
+    growth,
+    identify,
+    orders,
+    referrals,
+    reports,
+    trials,
+    wallet,
+)
 from billable.api.auth import (
     ROUTE_SCOPES,
     BearerAuth,
@@ -36,7 +46,8 @@ router.add_decorator(translate_errors, mode="operation")
 router.add_decorator(guard_request, mode="view")
 router.add_decorator(enforce_scopes, mode="view")
 router.add_decorator(observe_requests, mode="view")
-for _domain in (identify, catalog, wallet, orders, trials, referrals, customers, reports):
+for _domain in (identify, catalog, wallet, orders, trials, referrals, customers, reports,
+                growth):
     router.add_router("", _domain.router)
 
 __all__ = [

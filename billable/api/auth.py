@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from ninja.security import HttpBearer
 
-from billable.api.errors import error_body
+from billable.api.envelope import error_body
 from billable.api.routes import route_of
 from billable.logs import log_context
 from billable.scopes import ADMIN
@@ -59,6 +59,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/referrals/stats"): "referrals:read",
     ("POST", "/referrals"): "referrals:write",
     ("GET", "/reports/dashboard"): "reports:read",
+    ("GET", "/promo/quote"): "promo:read",
+    ("POST", "/promo/redeem"): "promo:redeem",
+    ("GET", "/gifts/{token}"): "gifts:read",
+    ("POST", "/gifts/{token}/claim"): "gifts:claim",
 }
 
 INSUFFICIENT_SCOPE = "insufficient_scope"

@@ -5,6 +5,11 @@ Every endpoint is wrapped (``router.add_decorator``) by :func:`translate_errors`
 ``{"success": false, "message": <message>, "data": {"error": <stable code>}}`` with the status of
 its family (see :data:`STATUS_BY_ERROR`). An endpoint whose published 0.2 contract uses another
 status for a family declares it with :func:`error_status`.
+
+Only billable's own exceptions are translated to their stable codes. Anything else — a plain
+``ValueError``, a ``DoesNotExist``, a Django ``ValidationError`` — is a bug: it is logged with
+its traceback and answered ``500`` ``internal_error`` with a generic message (its text may hold
+internal details and is never echoed to the client).
 """
 
 from __future__ import annotations
@@ -12,20 +17,23 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from django.core.exceptions import (
-    ObjectDoesNotExist,
     RequestDataTooBig,
     SuspiciousOperation,
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from ninja import Status
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as NinjaValidationError
 
+from billable.api.auth import is_authenticated
+from billable.api.envelope import error_body
 from billable.exceptions import (
     BillableError,
     ConflictError,
@@ -41,6 +49,11 @@ from billable.exceptions import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("billable.api")
+
+#: The answer to an error that is not a billable exception (a bug): nothing of it is echoed.
+INTERNAL_ERROR = "Internal error"
 
 #: HTTP status per exception family; the most specific class in the MRO wins.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
@@ -62,11 +75,6 @@ STATUS_BY_CODE: dict[str, int] = {"idempotency_conflict": 409}
 
 _OVERRIDES_ATTR = "_billable_error_status"
 INVALID_JSON = "Cannot parse request body"
-
-
-def error_body(message: str, code: str, **data: Any) -> dict[str, Any]:
-    """The error envelope: ``{"success": False, "message", "data": {"error": code, ...}}``."""
-    return {"success": False, "message": message, "data": {"error": code, **data}}
 
 
 def fail(status: int, message: str, code: str, **data: Any) -> Status[dict[str, Any]]:
@@ -98,14 +106,15 @@ def status_for(exc: Exception, overrides: Mapping[type[Exception], int] | None =
 
 def to_response(exc: Exception, overrides: Mapping[type[Exception], int] | None = None
                 ) -> Status[dict[str, Any]]:
-    """The response for an exception raised by a service."""
+    """The response for an exception raised by a service.
+
+    A billable exception gets its status and stable code; anything else is logged (with its
+    traceback) and answered ``500`` ``internal_error`` without its message.
+    """
     if isinstance(exc, BillableError):
         return fail(status_for(exc, overrides), exc.message, exc.code)
-    if isinstance(exc, ObjectDoesNotExist):
-        return fail(status_for(NotFound(), overrides), "Not found", NotFound.code)
-    if isinstance(exc, DjangoValidationError):
-        return fail(400, "; ".join(exc.messages), InvalidInput.code)
-    return fail(400, str(exc) or InvalidInput.default_message, InvalidInput.code)
+    logger.error("Unhandled error in a billable API endpoint", exc_info=exc)
+    return fail(500, INTERNAL_ERROR, "internal_error")
 
 
 def error_status(overrides: Mapping[type[Exception], int]) -> Callable[[F], F]:
@@ -121,12 +130,16 @@ def error_status(overrides: Mapping[type[Exception], int]) -> Callable[[F], F]:
     return mark
 
 
-#: Exceptions translated into 4xx responses; anything else is a bug and propagates.
-HANDLED = (BillableError, ObjectDoesNotExist, DjangoValidationError, ValueError)
+#: Raised on purpose for Django / Django Ninja to answer (their own status and body).
+PASS_THROUGH: tuple[type[Exception], ...] = (HttpError, NinjaValidationError, Http404)
+
+#: Exceptions an endpoint may raise on purpose (translated to their status and code); any other
+#: ``Exception`` is a bug, answered 500 by :func:`to_response`.
+HANDLED = (BillableError,)
 
 
 def translate_errors(view: F) -> F:
-    """Operation decorator: map the exceptions in :data:`HANDLED` to envelope responses."""
+    """Operation decorator: every exception becomes an envelope response (:func:`to_response`)."""
     overrides: dict[type[Exception], int] = getattr(view, _OVERRIDES_ATTR, {})
 
     if inspect.iscoroutinefunction(view):
@@ -135,7 +148,9 @@ def translate_errors(view: F) -> F:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await view(*args, **kwargs)
-            except HANDLED as exc:
+            except PASS_THROUGH:
+                raise
+            except Exception as exc:
                 return to_response(exc, overrides)
 
         return async_wrapper  # type: ignore[return-value]
@@ -144,7 +159,9 @@ def translate_errors(view: F) -> F:
     def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return view(*args, **kwargs)
-        except HANDLED as exc:
+        except PASS_THROUGH:
+            raise
+        except Exception as exc:
             return to_response(exc, overrides)
 
     return sync_wrapper  # type: ignore[return-value]
@@ -193,8 +210,6 @@ def guard_request(run: F) -> F:
         if refused is not None:
             return refused
         if request.method in ("POST", "PUT", "PATCH") and request.body:
-            from billable.api.auth import is_authenticated
-
             try:
                 json.loads(request.body)
             except Exception:
@@ -210,6 +225,7 @@ reject_unparsable_body = guard_request
 
 
 __all__ = [
+    "INTERNAL_ERROR",
     "INVALID_JSON",
     "STATUS_BY_CODE",
     "STATUS_BY_ERROR",

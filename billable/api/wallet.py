@@ -1,8 +1,8 @@
 """Wallet endpoints: quota checks, spendable batches, the ledger, consumption and exchange.
 
-Every read applies the one spendability rule (``QuotaBatch.objects.spendable()``): expired,
-not-yet-valid, exhausted and revoked batches never count, whether or not the expiry job has run.
-Writes go through ``TransactionService`` (sync, atomic) via its async twins.
+Reads come from ``billable.selectors`` (the one spendability rule: expired, not-yet-valid,
+exhausted and revoked batches never count, whether or not the expiry job has run). Writes go
+through ``TransactionService`` (sync, atomic) via its async twins.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
@@ -19,7 +18,6 @@ from billable.api.errors import fail, failure_result
 from billable.api.users import USER_REQUIRED, existing_user_id, lookup_user_id, resolve_user_id
 from billable.conf import billable_settings
 from billable.exceptions import OfferNotFound
-from billable.models import Offer, QuotaBatch, Transaction
 from billable.models.base import normalize_key
 from billable.schemas.common import (
     CommonResponse,
@@ -42,6 +40,8 @@ from billable.schemas.wallet import (
     TransactionSchema,
     WalletBalanceSchema,
 )
+from billable.selectors.catalog import active_offers
+from billable.selectors.wallet import balance_rows, balances_from, ledger_rows, spendable_batches
 from billable.services import BalanceService, TransactionService
 
 router = Router()
@@ -92,14 +92,8 @@ async def get_wallet(request: HttpRequest, user_id: DbId | None = None,
                      provider: Label | None = None) -> Any:
     """Spendable units per product key (``404 User not found`` for an unknown user)."""
     uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
-    rows = (QuotaBatch.objects.spendable().filter(user_id=uid)
-            .values("product_id", "product__product_key")
-            .annotate(total=Sum("remaining_quantity")).order_by("product__product_key"))
-    balances: dict[str, int] = {}
-    async for row in rows:
-        key = row["product__product_key"] or f"prod_{row['product_id']}"
-        balances[key] = balances.get(key, 0) + int(row["total"] or 0)
-    return {"user_id": uid, "balances": balances}
+    rows = [row async for row in balance_rows(uid)]
+    return {"user_id": uid, "balances": balances_from(rows)}
 
 
 @router.get("/wallet/batches", response=responses(list[QuotaBatchSchema]))
@@ -108,9 +102,7 @@ async def list_wallet_batches(request: HttpRequest, user_id: DbId | None = None,
                               provider: Label | None = None) -> Any:
     """The user's spendable batches, oldest first (``404 User not found`` if unknown)."""
     uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
-    batches = (QuotaBatch.objects.spendable().filter(user_id=uid).select_related("product")
-               .order_by("created_at", "id"))
-    return [batch async for batch in batches]
+    return [batch async for batch in spendable_batches(uid)]
 
 
 def _page_size(limit: int | None) -> int:
@@ -133,17 +125,10 @@ async def list_wallet_transactions(
     ``400 Invalid cursor``.
     """
     uid = await existing_user_id(user_id=user_id, external_id=external_id, provider=provider)
-    rows = Transaction.objects.filter(user_id=uid)
-    if product_key:
-        rows = rows.filter(quota_batch__product__product_key=normalize_key(product_key))
-    if action_type:
-        rows = rows.filter(action_type=action_type)
-    if date_from:
-        rows = rows.filter(created_at__gte=date_from)
-    if cursor:
-        rows = rows.filter(older_than(cursor))
+    rows = ledger_rows(uid, product_key=product_key, action_type=action_type,
+                       date_from=date_from, before=older_than(cursor) if cursor else None)
     size = _page_size(limit)
-    page = [row async for row in rows.order_by("-created_at", "-id")[: size + 1]]
+    page = [row async for row in rows[: size + 1]]
     if len(page) > size:
         page = page[:size]
         response[NEXT_CURSOR_HEADER] = encode_cursor(page[-1].created_at, page[-1].id)
@@ -176,7 +161,7 @@ async def exchange(request: HttpRequest, data: ExchangeSchema) -> Any:
     a missing/invalid currency or a short balance; ``409`` for a reused idempotency key.
     """
     uid = await resolve_user_id(data)
-    offer = await Offer.objects.active().filter(sku=data.sku).afirst()
+    offer = await active_offers([data.sku]).afirst()
     if offer is None:
         return fail(404, OfferNotFound.default_message, OfferNotFound.code)
     result = await TransactionService.aexchange(

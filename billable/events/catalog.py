@@ -15,36 +15,24 @@ from typing import Any
 from django.dispatch import Signal
 
 from billable import signals
-
-PAYMENT_CONFIRMED = "payment.confirmed"
-ORDER_REFUNDED = "order.refunded"
-ORDER_CANCELLED = "order.cancelled"
-GRANT_CREATED = "grant.created"
-QUOTA_EXHAUSTED = "quota.exhausted"
-QUOTA_LOW = "quota.low"
-BATCH_EXPIRED = "batch.expired"
-SUBSCRIPTION_RENEWED = "subscription.renewed"
-SUBSCRIPTION_FAILED = "subscription.failed"
-SUBSCRIPTION_CANCELLED = "subscription.cancelled"
-CUSTOMER_MERGED = "customer.merged"
-TRIAL_CLAIMED = "trial.claimed"
-
-EVENT_TYPES: tuple[str, ...] = (
-    PAYMENT_CONFIRMED, ORDER_REFUNDED, ORDER_CANCELLED, GRANT_CREATED, QUOTA_EXHAUSTED,
-    QUOTA_LOW, BATCH_EXPIRED, SUBSCRIPTION_RENEWED, SUBSCRIPTION_FAILED, SUBSCRIPTION_CANCELLED,
-    CUSTOMER_MERGED, TRIAL_CLAIMED,
+from billable.events import quota
+from billable.events.types import (  # re-exported: the catalogue's names
+    BATCH_EXPIRED,
+    CUSTOMER_MERGED,
+    EVENT_TYPES,
+    GRANT_CREATED,
+    ORDER_CANCELLED,
+    ORDER_REFUNDED,
+    PAYMENT_CONFIRMED,
+    QUOTA_EXHAUSTED,
+    QUOTA_LOW,
+    SUBSCRIPTION_CANCELLED,
+    SUBSCRIPTION_FAILED,
+    SUBSCRIPTION_RENEWED,
+    TRIAL_CLAIMED,
+    Event,
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    """An event to write: ``customer`` orders deliveries; ``dedupe_key`` (optional) makes a
-    second identical event in the same change a no-op."""
-
-    type: str
-    customer: str
-    data: dict[str, Any]
-    dedupe_key: str = ""
+from billable.models import OrderItem, QuotaBatch, Transaction
 
 
 @dataclass(frozen=True)
@@ -62,8 +50,6 @@ def _text(value: Any) -> str:
 
 def order_data(order: Any) -> dict[str, Any]:
     """An order as event data: totals, payment and its lines (one query for the lines)."""
-    from billable.models import OrderItem
-
     lines = OrderItem.objects.filter(order_id=order.pk).select_related("offer").order_by("id")
     return {
         "order_id": order.pk,
@@ -89,8 +75,6 @@ def _order_event(kind: str) -> Callable[..., list[Event]]:
 
 
 def _batch_facts(batch_id: Any) -> dict[str, Any]:
-    from billable.models import QuotaBatch
-
     batch = QuotaBatch.objects.select_related("product", "source_offer").get(pk=batch_id)
     return {
         "batch_id": str(batch.pk),
@@ -105,8 +89,6 @@ def _batch_facts(batch_id: Any) -> dict[str, Any]:
 def from_transaction(*, transaction: Any, **_: Any) -> list[Event]:
     """A CREDIT row is a grant (``grant.created``); an ``expiration`` DEBIT is an expired batch
     that still had units (``batch.expired``). Other rows produce no event."""
-    from billable.models import Transaction
-
     customer = _text(transaction.user_id)
     if transaction.direction == Transaction.Direction.CREDIT:
         data = {"user_id": transaction.user_id, "quantity": transaction.amount,
@@ -122,8 +104,6 @@ def from_transaction(*, transaction: Any, **_: Any) -> list[Event]:
 def from_usage(*, usage: Any, **_: Any) -> list[Event]:
     """``quota.exhausted`` when a consumption leaves nothing of the product, ``quota.low`` when
     it crosses the configured threshold (once per change and product)."""
-    from billable.events import quota
-
     return quota.events_after(usage)
 
 

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.events import signing
+from billable.models import EventDelivery
 
 logger = logging.getLogger("billable.events")
 MAX_RESPONSE_BYTES = 65536
@@ -121,8 +122,6 @@ class Deliverer:
 
     def due(self) -> Any:
         """Pending deliveries due now, to active endpoints, first in their customer's line."""
-        from billable.models import EventDelivery
-
         pending = EventDelivery.State.PENDING
         earlier = EventDelivery.objects.filter(
             endpoint_id=OuterRef("endpoint_id"), customer_id=OuterRef("customer_id"),
@@ -134,8 +133,6 @@ class Deliverer:
 
     def claim(self, *, limit: int = 10) -> list[Job]:
         """Lease up to ``limit`` due deliveries (skipping rows another worker holds)."""
-        from billable.models import EventDelivery
-
         now, token = self.clock(), uuid.uuid4().hex
         skip = connection.features.has_select_for_update_skip_locked
         with transaction.atomic():
@@ -173,16 +170,12 @@ class Deliverer:
         return self.mark_failed(job, error, response.status)
 
     def mark_delivered(self, job: Job, status: int | None) -> str:
-        from billable.models import EventDelivery
-
         EventDelivery.objects.filter(pk=job.delivery_id, lease_token=job.token).update(
             state=EventDelivery.State.DELIVERED, delivered_at=self.clock(), last_status=status,
             last_error="", lease_token="")
         return str(EventDelivery.State.DELIVERED)
 
     def mark_failed(self, job: Job, error: str, status: int | None) -> str:
-        from billable.models import EventDelivery
-
         dead = job.attempts >= self.max_attempts
         state = EventDelivery.State.DEAD if dead else EventDelivery.State.PENDING
         wait = backoff(job.attempts, base=self.base_delay, cap=self.max_delay)

@@ -16,11 +16,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 from django.utils import timezone
 
+from billable import signals
 from billable.conf import billable_settings
 from billable.events.catalog import EVENT_TYPES, Event, source_of
+from billable.models import EventDelivery, EventEndpoint, OutboxEvent
 
 logger = logging.getLogger("billable.events")
 ALL = "*"
@@ -39,8 +42,6 @@ class _SubscribedTypes:
         with self._lock:
             if self._value is not None and time.monotonic() - self._read_at < ttl:
                 return self._value
-        from billable.models import EventEndpoint
-
         types: set[str] = set()
         for wanted in EventEndpoint.objects.db_manager(using).filter(
                 is_active=True).values_list("event_types", flat=True):
@@ -59,11 +60,9 @@ subscribed_types = _SubscribedTypes()
 
 
 def connect() -> None:
-    """Drop the cached subscribed types whenever an endpoint changes (``AppConfig.ready``)."""
-    from django.db.models.signals import post_delete, post_save
-
-    from billable.models import EventEndpoint
-
+    """Install the outbox into :mod:`billable.signals` and drop the cached subscribed types
+    whenever an endpoint changes (``AppConfig.ready``)."""
+    signals.install_outbox(record=record, wanted=signal_wanted)
     post_save.connect(subscribed_types.clear, sender=EventEndpoint,
                       dispatch_uid="billable.events.endpoints.saved")
     post_delete.connect(subscribed_types.clear, sender=EventEndpoint,
@@ -109,8 +108,6 @@ def record(signal: Signal, sender: Any, kwargs: dict[str, Any],
 def write(event: Event, *, using: str | None = None) -> Any:
     """Write one event and a delivery per active endpoint accepting it (None: nobody wants it,
     or an event with the same ``dedupe_key`` already exists)."""
-    from billable.models import EventDelivery, EventEndpoint, OutboxEvent
-
     endpoints = [endpoint for endpoint in EventEndpoint.objects.db_manager(using).filter(
         is_active=True) if endpoint.accepts(event.type)]
     if not endpoints:
@@ -131,8 +128,6 @@ def write(event: Event, *, using: str | None = None) -> Any:
 
 def replay_deliveries(deliveries: Any) -> int:
     """Re-arm deliveries (any state) for an immediate new series of attempts; return how many."""
-    from billable.models import EventDelivery
-
     return int(deliveries.update(state=EventDelivery.State.PENDING, attempts=0,
                                  next_attempt_at=timezone.now(), lease_token="", last_error="",
                                  delivered_at=None))
@@ -141,8 +136,6 @@ def replay_deliveries(deliveries: Any) -> int:
 def replay_events(events: Any) -> int:
     """Replay events to every endpoint that accepts them now: re-arm their deliveries and add
     one for an accepting active endpoint that has none (e.g. added later); return how many."""
-    from billable.models import EventDelivery, EventEndpoint
-
     endpoints = list(EventEndpoint.objects.filter(is_active=True))
     count = replay_deliveries(EventDelivery.objects.filter(event__in=events))
     now = timezone.now()
@@ -159,8 +152,6 @@ def replay_events(events: Any) -> int:
 
 def send_test_event(endpoint: Any) -> Any:
     """Queue a ``ping`` event to ``endpoint`` alone (the admin's "send a test event")."""
-    from billable.models import EventDelivery, OutboxEvent
-
     now = timezone.now()
     row = OutboxEvent.objects.create(event_type="ping", payload={"endpoint_id": endpoint.pk},
                                      created_at=now)

@@ -15,7 +15,8 @@ from typing import Any
 from django.db.models import Sum
 
 from billable.conf import billable_settings
-from billable.events.catalog import QUOTA_EXHAUSTED, QUOTA_LOW, Event
+from billable.events.types import QUOTA_EXHAUSTED, QUOTA_LOW, Event
+from billable.models import Product, QuotaBatch, Transaction
 
 
 def low_threshold(product_key: str | None) -> int:
@@ -29,8 +30,6 @@ def low_threshold(product_key: str | None) -> int:
 
 def events_after(usage: Any) -> list[Event]:
     """The quota events the consumption row ``usage`` completes (usually none)."""
-    from billable.models import Product, QuotaBatch, Transaction
-
     product = (Product.objects.filter(quota_batches__pk=usage.quota_batch_id)
                .only("pk", "product_key", "product_type").first())
     if product is None or product.is_entitlement:

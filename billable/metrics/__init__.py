@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from billable.metrics.backlogs import register_backlog, registered_backlogs, unregister_backlog
+from billable.metrics import receivers, server
+from billable.metrics.backlogs import (
+    BacklogCollector,
+    event_deliveries,
+    holds_overdue,
+    register_backlog,
+    registered_backlogs,
+    unregister_backlog,
+)
 from billable.metrics.instruments import (
     enabled,
     record_api_request,
@@ -40,10 +48,8 @@ def install() -> None:
     global _installed
     if _installed or not enabled():
         return
+    # reason: optional dependency (billable[metrics]): imported only when installed
     import prometheus_client
-
-    from billable.metrics import receivers
-    from billable.metrics.backlogs import BacklogCollector, event_deliveries, holds_overdue
 
     receivers.connect()
     register_backlog("holds_overdue", holds_overdue, age_field="expires_at")
@@ -60,9 +66,7 @@ def start_http_server(port: int, addr: str = "127.0.0.1") -> Any:
     """
     if not enabled():
         return None
-    from billable.metrics.server import start_http_server as start
-
-    return start(port, addr)
+    return server.start_http_server(port, addr)
 
 
 __all__ = [

@@ -75,6 +75,7 @@ class BacklogCollector:
         return []  # measured at scrape time only (no queries at registration)
 
     def collect(self) -> Iterator[Any]:
+        # reason: optional dependency (billable[metrics]): imported only when scraped
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         items = GaugeMetricFamily("billable_backlog_items", "Items waiting in a backlog.",
@@ -101,6 +102,7 @@ class BacklogCollector:
 
 def holds_overdue() -> Any:
     """Holds past their expiry, still ``HELD`` (the expiry job releases them)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
     from billable.models import Reservation
 
     return Reservation.objects.filter(state=Reservation.State.HELD,
@@ -109,6 +111,7 @@ def holds_overdue() -> Any:
 
 def event_deliveries() -> Any:
     """Outbound event deliveries still pending (waiting, backing off or in flight)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
     from billable.models import EventDelivery
 
     return EventDelivery.objects.filter(state=EventDelivery.State.PENDING)

@@ -31,6 +31,7 @@ def on_quota_consumed(sender: Any, usage: Any, **kwargs: Any) -> None:
 @functools.lru_cache(maxsize=10_000)
 def product_of_batch(batch_id: Any) -> str | None:
     """The product key of a batch (never changes, so cached: one query per batch)."""
+    # reason: importable before the app registry is ready (billable.metrics is)
     from billable.models import QuotaBatch
 
     return (QuotaBatch.objects.filter(pk=batch_id)

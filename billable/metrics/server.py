@@ -8,18 +8,22 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+from django.db import connections
+
+from billable.metrics.backlogs import BacklogCollector
+
 
 def scrape_registry() -> Any:
     """The registry a scrape reads: the process's default one, or — when
     ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn with several workers) — one that aggregates
     every worker's files, plus the backlog gauges."""
+    # reason: optional dependency (billable[metrics])
     import prometheus_client
 
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return prometheus_client.REGISTRY
+    # reason: optional dependency (billable[metrics])
     from prometheus_client import CollectorRegistry, multiprocess
-
-    from billable.metrics.backlogs import BacklogCollector
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -38,8 +42,8 @@ def start_http_server(port: int, addr: str = "127.0.0.1") -> tuple[Any, threadin
     Each scrape runs in a thread of its own; the database connection the backlog gauges opened
     in it is closed when the scrape ends, so scrapes never pile up connections.
     """
+    # reason: optional dependency (billable[metrics])
     import prometheus_client
-    from django.db import connections
 
     app = prometheus_client.make_wsgi_app(scrape_registry())
 
@@ -49,6 +53,7 @@ def start_http_server(port: int, addr: str = "127.0.0.1") -> tuple[Any, threadin
         finally:
             connections.close_all()
 
+    # reason: optional dependency (billable[metrics])
     from prometheus_client.exposition import ThreadingWSGIServer
 
     server = make_server(addr, port, serve, ThreadingWSGIServer, handler_class=_QuietHandler)

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET
 from billable.api.auth import insufficient_scope, request_principal
 from billable.conf import billable_settings
 from billable.metrics import instruments
+from billable.metrics.server import scrape_registry
 
 SCOPE = "metrics:read"
 
@@ -43,9 +44,8 @@ def _allowed(request: HttpRequest) -> bool | None:
 def exposition(registry: Any = None) -> tuple[bytes, str]:
     """The text exposition of ``registry`` (default: :func:`~billable.metrics.server.
     scrape_registry`) and its content type."""
+    # reason: optional dependency (billable[metrics])
     import prometheus_client
-
-    from billable.metrics.server import scrape_registry
 
     data = prometheus_client.generate_latest(registry or scrape_registry())
     return data, prometheus_client.CONTENT_TYPE_LATEST

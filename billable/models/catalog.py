@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.conf import billable_settings
 from billable.models.base import CapsQuerySet, normalize_key
 
 STARS_CURRENCY = "XTR"
@@ -330,8 +331,6 @@ class Offer(Localized, models.Model):
         if not self.sku:
             raise ValidationError({"sku": "SKU must not be empty."})
         if not self.currency:
-            from billable.conf import billable_settings
-
             self.currency = str(billable_settings.CURRENCY).upper()
         self.translations = check_translations(self.translations)
         self.check_price()

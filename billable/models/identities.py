@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models
@@ -115,10 +117,6 @@ def customer_display_name(user: Any) -> str:
 
 def _account_model() -> Any:
     """The user model, importing its app's models first if billable is listed before it."""
-    from importlib import import_module
-
-    from django.apps import apps
-
     app_label = str(settings.AUTH_USER_MODEL).split(".")[0]
     try:
         config = apps.get_app_config(app_label)

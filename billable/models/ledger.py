@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
@@ -11,27 +11,48 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billable.exceptions import BillableError
+from billable.exceptions import LedgerImmutable
 from billable.models.base import CapsQuerySet, uuid7
 
 
-class LedgerImmutable(BillableError):
-    """Raised when code tries to update or delete a ledger row."""
+def spendable_rule(now: Any) -> Q:
+    """What makes a batch spendable at ``now`` — the one definition of the rule.
 
-    code = "ledger_immutable"
-    default_message = "Ledger rows are immutable: write a new transaction instead."
+    ``ACTIVE``, units left, ``valid_from <= now`` and no expiry or one later than ``now``. The
+    ORM path filters with it (:meth:`QuotaBatchQuerySet.spendable`), the SQL path compiles it
+    (``billable.ledger.sql``) and the Python path evaluates it (:meth:`QuotaBatch.is_spendable`).
+    """
+    return Q(Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+             state=QuotaBatch.State.ACTIVE, remaining_quantity__gt=0, valid_from__lte=now)
+
+
+_LOOKUPS: dict[str, Any] = {
+    "exact": lambda a, b: a == b,
+    "gt": lambda a, b: a is not None and a > b,
+    "lte": lambda a, b: a is not None and a <= b,
+    "isnull": lambda a, b: (a is None) == b,
+}
+
+
+def matches(instance: models.Model, rule: Q) -> bool:
+    """Evaluate ``rule`` (fields of ``instance``, the lookups of :func:`spendable_rule`) in
+    Python, without a query."""
+    results = []
+    for child in rule.children:
+        if isinstance(child, Q):
+            results.append(matches(instance, child))
+        else:
+            lookup, value = cast(tuple[str, Any], child)
+            name, _, kind = lookup.partition("__")
+            results.append(_LOOKUPS[kind or "exact"](getattr(instance, name), value))
+    found = all(results) if rule.connector == Q.AND else any(results)
+    return not found if rule.negated else found
 
 
 class QuotaBatchQuerySet(CapsQuerySet):
     def spendable(self, now: Any = None) -> QuotaBatchQuerySet:
-        """Batches that can be spent right now: the single rule every read path applies."""
-        now = now or timezone.now()
-        return self.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            state=QuotaBatch.State.ACTIVE,
-            remaining_quantity__gt=0,
-            valid_from__lte=now,
-        )
+        """Batches that can be spent right now (:func:`spendable_rule`)."""
+        return self.filter(spendable_rule(now or timezone.now()))
 
 
 class QuotaBatch(models.Model):
@@ -82,13 +103,8 @@ class QuotaBatch(models.Model):
         return f"{self.product_id}: {left} ({self.state})"
 
     def is_spendable(self, now: Any = None) -> bool:
-        now = now or timezone.now()
-        return (
-            self.state == self.State.ACTIVE
-            and self.remaining_quantity > 0
-            and self.valid_from <= now
-            and (self.expires_at is None or self.expires_at > now)
-        )
+        """Whether this batch is spendable at ``now`` (:func:`spendable_rule`, no query)."""
+        return matches(self, spendable_rule(now or timezone.now()))
 
 
 class TransactionQuerySet(models.QuerySet):

@@ -13,6 +13,9 @@ from django.utils import timezone
 IDENTITY_KWARGS = {"telegram_id": "telegram", "hh_id": "hh"}
 
 
+#: The identity type recorded for the account itself (a trial is claimed once per account).
+USER_IDENTITY_TYPE = "user"
+
 class TrialHistory(models.Model):
     """One row per identity that claimed a trial; the unique pair is the race guard."""
 

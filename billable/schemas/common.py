@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from billable.services.validation import MAX_AMOUNT, MAX_DB_ID, safe_json, safe_text
+from billable.validation import MAX_AMOUNT, MAX_DB_ID, safe_json, safe_text
 
 
 def clean_text(value: str) -> str:
@@ -44,7 +44,7 @@ def strip_required(value: str) -> str:
 def clean_json(value: dict[str, Any]) -> dict[str, Any]:
     """Refuse JSON objects that the database cannot store (NUL, surrogates, NaN, deep nesting).
 
-    The rule is the service layer's (``billable.services.validation.safe_json``); its error is a
+    The rule is the service layer's (``billable.validation.safe_json``); its error is a
     ``ValueError``, which Django Ninja reports as a ``422``.
     """
     result: dict[str, Any] = safe_json(value, field="JSON")

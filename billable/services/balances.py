@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billable.ledger import closing, holds
 from billable.models import QuotaBatch
-from billable.services.validation import coerce_user_id, normalize_product_key
+from billable.validation import coerce_user_id, normalize_product_key
 
 
 def _active(user_id: Any, product_key: str | None) -> QuerySet[QuotaBatch]:
@@ -74,17 +76,18 @@ class BalanceService:
 
     @classmethod
     def deactivate_expired_products(cls, user_id: Any = None) -> int:
-        """Expire past-due batches (of one user when ``user_id`` is given); return the count."""
-        from billable.services.ledger import TransactionService
+        """Expire past-due batches (of one user when ``user_id`` is given); return the count.
 
-        return TransactionService.expire_batches(user_id=user_id)
+        Releases expired holds first, exactly like ``TransactionService.expire_batches``.
+        """
+        uid = coerce_user_id(user_id) if user_id is not None else None
+        holds.release_expired(user_id=uid)
+        return closing.expire_due(user_id=uid)
 
     @classmethod
     async def adeactivate_expired_products(cls, user_id: Any = None) -> int:
         """Async twin of :meth:`deactivate_expired_products`."""
-        from billable.services.ledger import TransactionService
-
-        return await TransactionService.aexpire_batches(user_id=user_id)
+        return await sync_to_async(cls.deactivate_expired_products)(user_id)
 
 
 __all__ = ["BalanceService", "summarize"]

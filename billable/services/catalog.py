@@ -1,11 +1,15 @@
-"""``ProductService``: read access to the product catalog (case-insensitive keys)."""
+"""``ProductService`` and ``OfferService``: read access to the catalog (case-insensitive keys)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
 from django.db.models import Q
 
-from billable.models import Product
-from billable.services.validation import normalize_product_key
+from billable.models import Offer, Product
+from billable.validation import normalize_product_key, resolve_offer, safe_text
 
 
 def _trial_query() -> Q:
@@ -52,4 +56,40 @@ class ProductService:
                 Product.objects.active().filter(_trial_query()).order_by("name", "id")]
 
 
-__all__ = ["ProductService"]
+class OfferService:
+    """Offer resolution for interfaces (the bot kit, hosts): the one rule of
+    :func:`billable.validation.resolve_offer`."""
+
+    @classmethod
+    def get_offer(cls, offer: Any, *, include_inactive: bool = False) -> Offer:
+        """The offer named by an instance, a primary key or a SKU (any case).
+
+        Raises ``OfferNotFound`` for an unknown offer, or an inactive one unless
+        ``include_inactive``.
+        """
+        return resolve_offer(offer, include_inactive=include_inactive)
+
+    @classmethod
+    async def aget_offer(cls, offer: Any, *, include_inactive: bool = False) -> Offer:
+        """Async twin of :meth:`get_offer`."""
+        return await sync_to_async(cls.get_offer)(offer, include_inactive=include_inactive)
+
+    @classmethod
+    def get_offers(cls, skus: Iterable[str], *, include_inactive: bool = False
+                   ) -> dict[str, Offer]:
+        """The offers of ``skus`` by (upper-case) SKU, items and products prefetched; unknown
+        (or inactive) SKUs are left out."""
+        wanted = {safe_text(str(sku).strip().upper(), field="sku") for sku in skus
+                  if isinstance(sku, str) and sku.strip()}
+        offers = Offer.objects.all() if include_inactive else Offer.objects.filter(is_active=True)
+        found = offers.filter(sku__in=wanted).prefetch_related("items__product")
+        return {offer.sku: offer for offer in found}
+
+    @classmethod
+    async def aget_offers(cls, skus: Iterable[str], *, include_inactive: bool = False
+                          ) -> dict[str, Offer]:
+        """Async twin of :meth:`get_offers`."""
+        return await sync_to_async(cls.get_offers)(list(skus), include_inactive=include_inactive)
+
+
+__all__ = ["OfferService", "ProductService"]

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billable.exceptions import InvalidInput
-from billable.services.validation import safe_json, safe_text
+from billable.validation import safe_json, safe_text
 
 Row = dict[str, str]
 CsvSource = str | bytes | IO[str] | IO[bytes]

@@ -1,6 +1,6 @@
 """Customer merge: move everything one billing account owns into another, atomically.
 
-Rows are locked in the global lock order of ``billable.services.locks`` (orders, accounts,
+Rows are locked in the global lock order of ``billable.ledger.locks`` (orders, accounts,
 reservations, batches), so concurrent merges serialise and merges never deadlock with payments,
 holds or consumption. Ledgers move whole: batches and their transactions change owner only
 (``Transaction.objects…._reassign_owner``); amounts, directions and batches never change, so the
@@ -18,7 +18,9 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import Q
 
-from billable.exceptions import IdentityConflict, MergeError, UserNotFound
+from billable.exceptions import IdentityConflict, MergeError, RetryTransaction, UserNotFound
+from billable.ledger.locks import lock_users
+from billable.ledger.retry import retrying
 from billable.models import (
     CustomerMerge,
     ExternalIdentity,
@@ -30,17 +32,15 @@ from billable.models import (
     Transaction,
     TrialHistory,
 )
-from billable.services.identities import coerce_pk
-from billable.services.locks import lock_users
-from billable.services.transient import RetryTransaction, retrying
-from billable.services.trials import USER_IDENTITY_TYPE
+from billable.models.trials import USER_IDENTITY_TYPE
 from billable.signals import customers_merged, send_on_commit
+from billable.validation import coerce_pk
 
 logger = logging.getLogger("billable.customers")
 
 
 def _lock_both(target: int, source: int) -> None:
-    """Lock in the global order (``billable.services.locks``): the source's orders, both
+    """Lock in the global order (``billable.ledger.locks``): the source's orders, both
     accounts, the source's reservations, then the source's batches — each by ascending pk.
 
     Accounts are locked ``FOR NO KEY UPDATE``: concurrent merges serialise, while ledger writes

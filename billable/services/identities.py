@@ -24,26 +24,13 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, transaction
 
 from billable.exceptions import InvalidInput, UserNotFound
+from billable.ledger import sql
 from billable.models import ExternalIdentity
-from billable.services.validation import MAX_DB_ID, metadata_dict, safe_text
+from billable.validation import coerce_pk, metadata_dict, safe_text
 
 MAX_PROVIDER_LENGTH = 50
 MAX_EXTERNAL_ID_LENGTH = 255
 _USERNAME_ATTEMPTS = 20
-
-
-def coerce_pk(value: Any) -> int | None:
-    """An integer primary key from ``value`` (int or digit string), or ``None`` if it is not one.
-
-    ``bool`` is refused on purpose (``True`` is not user 1).
-    """
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int):
-        return value if 0 < value <= MAX_DB_ID else None
-    return None
 
 
 def normalize_provider(provider: Any) -> str:
@@ -121,6 +108,25 @@ class IdentityService:
         """Async twin of :meth:`get_user`."""
         return await sync_to_async(cls.get_user)(
             user_id=user_id, external_id=external_id, provider=provider)
+
+    @classmethod
+    def owner_of(cls, provider: Any, external_id: Any) -> Any:
+        """The user id ``(provider, external_id)`` points to now, or ``None``.
+
+        One probe of the ``(provider, external_id)`` unique index through a statement compiled
+        once (``billable.ledger.sql``): cheap enough to run on every update of a cached user.
+        A blank or oversized id is ``None`` (nobody), never an error.
+        """
+        try:
+            key = normalize_provider(provider), normalize_external_id(external_id)
+        except InvalidInput:
+            return None
+        return sql.owner_of(provider=key[0], external_id=key[1])
+
+    @classmethod
+    async def aowner_of(cls, provider: Any, external_id: Any) -> Any:
+        """Async twin of :meth:`owner_of`."""
+        return await sync_to_async(cls.owner_of)(provider, external_id)
 
     @classmethod
     def resolve_user(cls, *, provider: Any = "default", external_id: Any,

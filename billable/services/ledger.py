@@ -1,9 +1,11 @@
 """``TransactionService``: the public facade of the wallet and the immutable ledger.
 
-Every method validates its input first (a ``billable`` exception with a stable ``code``, nothing
-written), then delegates to a domain module: ``consumption`` (consume, exchange), ``grants``,
-``holds``, ``expiry`` and ``ledger_check``. Writes are synchronous and atomic; each async twin
-sits right below its sync method and delegates with ``sync_to_async``. See ``docs/ledger.md``.
+Every method validates its input first (``billable.validation``: a ``billable`` exception with
+a stable ``code``, nothing written), then calls the engine (``billable.ledger``: ``spend``,
+``grants``, ``holds``, ``closing``, ``audit``) with keyword arguments, and shapes refusals into
+the published 0.2 failure dicts (``billable.compat``). Writes are synchronous and atomic; each
+async twin sits right below its sync method and delegates with ``sync_to_async``. See
+``docs/ledger.md``.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from billable.exceptions import InvalidInput, OfferNotFound
+from billable.compat import failure_result
+from billable.exceptions import IdempotencyConflict, InvalidInput, QuotaError
+from billable.ledger import audit, closing, holds, spend, sql
+from billable.ledger import grants as granting
+from billable.ledger.idempotency import claim_key
+from billable.ledger.retry import retrying
 from billable.models import IdempotencyKey, Offer, Order, OrderItem, QuotaBatch
-from billable.services import consumption, expiry, holds, statements
-from billable.services import grants as granting
-from billable.services.idempotency import claim_key
-from billable.services.ledger_check import check_ledger as _check_ledger
-from billable.services.transient import retrying
-from billable.services.validation import (
+from billable.validation import action_type_text as _action_type
+from billable.validation import (
     coerce_user_id,
     metadata_dict,
     normalize_product_key,
     optional_key,
     positive_int,
-    safe_text,
+    resolve_offer,
 )
 
 
@@ -41,28 +44,15 @@ def _quota_answer(key: str, found: tuple[str, int] | None) -> dict[str, Any]:
             "message": f"Available: {name} ({total} left)"}
 
 
-def _resolve_offer(offer: Any) -> Offer | int:
-    if isinstance(offer, Offer):
-        return offer
-    if isinstance(offer, int) and not isinstance(offer, bool):
-        return offer
-    if isinstance(offer, str) and offer.strip():
-        found = Offer.objects.filter(sku=safe_text(offer, field="offer")).values_list(
-            "pk", flat=True).first()
-        if found is None and offer.strip().isascii() and offer.strip().isdigit():
-            return int(offer.strip())
-        if found is not None:
-            return found
-    raise OfferNotFound("Offer not found")
-
-
 def _grant_line(line: Any) -> tuple[Offer | int, OrderItem | None]:
     if not isinstance(line, (tuple, list)) or len(line) != 2:
         raise InvalidInput("Each grant must be an (offer, order_item) pair", field="grants")
     offer, order_item = line
     if order_item is not None and (not isinstance(order_item, OrderItem) or order_item.pk is None):
         raise InvalidInput("order_item must be a saved OrderItem or None", field="order_item")
-    return (offer if isinstance(offer, Offer) else _resolve_offer(offer)), order_item
+    if isinstance(offer, (Offer, int)) and not isinstance(offer, bool):
+        return offer, order_item  # checked by the grant itself, without a query here
+    return resolve_offer(offer, include_inactive=True), order_item
 
 
 class TransactionService:
@@ -74,7 +64,8 @@ class TransactionService:
     def check_quota(cls, user_id: Any, product_key: str) -> dict[str, Any]:
         """Whether the user can use ``product_key`` now, and how much is left (one query)."""
         key = normalize_product_key(product_key)
-        found = statements.spendable_summary(coerce_user_id(user_id), key, timezone.now())
+        found = sql.spendable_summary(user_id=coerce_user_id(user_id), key=key,
+                                      now=timezone.now())
         return _quota_answer(key, found)
 
     @classmethod
@@ -86,7 +77,8 @@ class TransactionService:
     def get_balance(cls, user_id: Any, product_key: str) -> int:
         """Sum of the spendable remaining units of ``product_key`` (one query)."""
         key = normalize_product_key(product_key)
-        found = statements.spendable_summary(coerce_user_id(user_id), key, timezone.now())
+        found = sql.spendable_summary(user_id=coerce_user_id(user_id), key=key,
+                                      now=timezone.now())
         return found[1] if found else 0
 
     @classmethod
@@ -108,10 +100,10 @@ class TransactionService:
         already running are extended (the new batch starts when the current one ends).
         """
         uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
-        lines = [_grant_line(line) for line in grants]
+        parsed = [_grant_line(line) for line in grants]
         with transaction.atomic():
-            return granting.grant_lines(uid, lines, source=_action_type(source), metadata=meta,
-                                        now=timezone.now())
+            return granting.grant_lines(user_id=uid, grants=parsed, source=_action_type(source),
+                                      metadata=meta, now=timezone.now())
 
     @classmethod
     async def agrant_many(cls, user_id: Any, grants: Sequence[tuple[Any, OrderItem | None]],
@@ -140,11 +132,13 @@ class TransactionService:
         request = {"offer": target_pk, "order_item": getattr(order_item, "pk", None),
                    "source": source}
         with transaction.atomic():
-            earlier = claim_key(uid, key, operation="grant", request=request, result={})
+            earlier = claim_key(user_id=uid, key=key, operation="grant", request=request,
+                                result={})
             if earlier is not None:
                 ids = earlier.result.get("batch_ids", [])
                 return list(QuotaBatch.objects.filter(pk__in=ids).order_by("created_at", "id"))
-            batches = granting.grant_lines(uid, [(target, order_item)], source=source,
+            batches = granting.grant_lines(user_id=uid, grants=[(target, order_item)],
+                                         source=source,
                                          metadata={**meta, "idempotency_key": key},
                                          now=timezone.now())
             result = {"batch_ids": [str(b.pk) for b in batches]}
@@ -172,12 +166,15 @@ class TransactionService:
         "metadata"}`` or a failure dict with ``error`` ``quota_exhausted`` /
         ``insufficient_funds`` / ``idempotency_conflict``. Invalid input raises.
         """
-        return consumption.consume(
-            coerce_user_id(user_id), normalize_product_key(product_key), positive_int(amount),
-            action_type=_action_type(action_type),
-            action_id=optional_key(action_id, field="action_id"),
-            idempotency_key=optional_key(idempotency_key), metadata=metadata_dict(metadata),
-        )
+        uid, key = coerce_user_id(user_id), normalize_product_key(product_key)
+        count, action = positive_int(amount), _action_type(action_type)
+        action_key = optional_key(action_id, field="action_id")
+        idem, meta = optional_key(idempotency_key), metadata_dict(metadata)
+        try:
+            return spend.consume(user_id=uid, key=key, amount=count, action_type=action,
+                                 action_id=action_key, idempotency_key=idem, metadata=meta)
+        except (QuotaError, IdempotencyConflict) as refused:
+            return dict(failure_result(refused))
 
     @classmethod
     async def aconsume_quota(cls, user_id: Any, product_key: str, action_type: str = "usage",
@@ -198,9 +195,12 @@ class TransactionService:
         short balance returns the consume failure dicts.
         """
         uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
-        target = consumption.resolve_active_offer(offer, offer_id)
-        return consumption.exchange(uid, target, metadata=meta,
-                                    idempotency_key=optional_key(idempotency_key))
+        target = resolve_offer(offer if offer is not None else offer_id)
+        try:
+            return spend.exchange(user_id=uid, offer=target, metadata=meta,
+                                  idempotency_key=optional_key(idempotency_key))
+        except QuotaError as refused:
+            return dict(failure_result(refused))
 
     @classmethod
     async def aexchange(cls, user_id: Any, offer_id: Any = None, offer: Offer | None = None,
@@ -221,7 +221,8 @@ class TransactionService:
         Raises :class:`QuotaExhausted` / :class:`InsufficientFunds` when it cannot hold.
         """
         return holds.reserve(
-            coerce_user_id(user_id), normalize_product_key(product_key), positive_int(amount),
+            user_id=coerce_user_id(user_id), key=normalize_product_key(product_key),
+            amount=positive_int(amount),
             ttl=holds.ttl_delta(ttl), idempotency_key=optional_key(idempotency_key),
             metadata=metadata_dict(metadata), action_type=_action_type(action_type),
         )
@@ -240,7 +241,7 @@ class TransactionService:
     def commit_reservation(cls, reservation_id: Any, amount: int | None = None
                            ) -> dict[str, Any]:
         """Settle all (or ``amount``) of a hold; the rest goes back. Idempotent."""
-        return holds.commit(reservation_id, amount)
+        return holds.commit(reservation_id=reservation_id, amount=amount)
 
     @classmethod
     async def acommit_reservation(cls, reservation_id: Any, amount: int | None = None
@@ -251,7 +252,7 @@ class TransactionService:
     @classmethod
     def release_reservation(cls, reservation_id: Any) -> bool:
         """Return a hold to the wallet; True once released, False if it was committed."""
-        return holds.release(reservation_id)
+        return holds.release(reservation_id=reservation_id)
 
     @classmethod
     async def arelease_reservation(cls, reservation_id: Any) -> bool:
@@ -268,7 +269,7 @@ class TransactionService:
         """
         uid = coerce_user_id(user_id) if user_id is not None else None
         holds.release_expired(user_id=uid)
-        return expiry.expire_due(user_id=uid)
+        return closing.expire_due(user_id=uid)
 
     @classmethod
     async def aexpire_batches(cls, *, user_id: Any = None) -> int:
@@ -278,7 +279,7 @@ class TransactionService:
     @classmethod
     def revoke_order_items(cls, order: Order | Any, reason: str = "refund") -> int:
         """Revoke the batches granted by ``order`` (DEBIT of the remainder); return the count."""
-        return expiry.revoke_order(order, reason=_action_type(reason))
+        return closing.revoke_order(order=order, reason=_action_type(reason))
 
     @classmethod
     async def arevoke_order_items(cls, order: Order | Any, reason: str = "refund") -> int:
@@ -290,7 +291,7 @@ class TransactionService:
     @classmethod
     def check_ledger(cls, user_id: Any = None) -> list[str]:
         """Ledger invariant violations for all users or one (empty list: consistent)."""
-        return _check_ledger(coerce_user_id(user_id) if user_id is not None else None)
+        return audit.check_ledger(user_id=coerce_user_id(user_id) if user_id is not None else None)
 
     @classmethod
     async def acheck_ledger(cls, user_id: Any = None) -> list[str]:
@@ -298,11 +299,8 @@ class TransactionService:
         return await sync_to_async(cls.check_ledger)(user_id)
 
 
-def _action_type(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 50:
-        raise InvalidInput("action_type must be a non-empty string of at most 50 characters",
-                           field="action_type")
-    return safe_text(value.strip(), field="action_type")
 
+#: Ledger signals are sent with ``sender=TransactionService`` (the engine never imports this).
+audit.register_sender(TransactionService)
 
 __all__ = ["TransactionService"]

@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from billable.exceptions import EmptyOffer, InvalidAmount, InvalidInput, OfferNotFound
+from billable.ledger.periods import extends
 from billable.models import Offer
 from billable.models.catalog import MAX_PERIOD_YEARS, span_allowed
-from billable.services.periods import extends
-from billable.services.validation import positive_int, safe_text
+from billable.validation import positive_int, safe_text
 
 #: ``payment_method`` recorded when the caller gives none.
 DEFAULT_PAYMENT_METHOD = "manual"

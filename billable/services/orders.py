@@ -9,9 +9,10 @@
 * ``cancel_order`` (pending only) and ``refund_order`` (paid only; revokes what is left and
   moves the user's later periods forward over the refunded time).
 
-The published 0.2 contract returned booleans from ``process_payment``, ``cancel_order`` and
-``refund_order``; those names keep that contract. The strict variants ``pay_order``,
-``cancel_pending_order`` and ``refund_paid_order`` return the ``Order`` and raise instead.
+The core is strict: ``pay_order``, ``cancel_pending_order`` and ``refund_paid_order`` return the
+``Order`` and raise. The published 0.2 names (``process_payment``, ``cancel_order``,
+``refund_order`` returning booleans, ``serialize_order_to_dict``) come from
+``billable.compat.OrderCompat``, written once on top of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billable.compat import OrderCompat
 from billable.exceptions import (
     EmptyOffer,
     InvalidAmount,
@@ -32,8 +34,11 @@ from billable.exceptions import (
     PaymentConflict,
     UserNotFound,
 )
+from billable.ledger import closing
+from billable.ledger import grants as granting
+from billable.ledger.retry import retrying
+from billable.ledger.snapshots import snapshot_of
 from billable.models import Order, OrderItem
-from billable.services.identities import coerce_pk
 from billable.services.order_input import (
     DEFAULT_PAYMENT_METHOD,
     MAX_TOTAL,
@@ -43,10 +48,8 @@ from billable.services.order_input import (
     payment_fields,
     reason_text,
 )
-from billable.services.snapshots import snapshot_of
-from billable.services.transient import retrying
-from billable.services.validation import metadata_dict
 from billable.signals import order_cancelled, order_confirmed, order_refunded, send_on_commit
+from billable.validation import coerce_pk, metadata_dict
 
 
 def _locked_order(order_id: Any) -> Order:
@@ -57,7 +60,7 @@ def _locked_order(order_id: Any) -> Order:
     return order
 
 
-class OrderService:
+class OrderService(OrderCompat):
     """Create, pay, cancel, refund and serialise orders (sync + async twins)."""
 
     @classmethod
@@ -153,22 +156,6 @@ class OrderService:
                                                   payment_method=payment_method)
 
     @classmethod
-    def process_payment(cls, order_id: Any, payment_id: Any = None,
-                        payment_method: str | None = None) -> bool:
-        """Published-compatible confirmation: ``True`` when the order is (now) paid.
-
-        Same rules and errors as :meth:`pay_order` (refusals raise, nothing is granted).
-        """
-        cls.pay_order(order_id, payment_id=payment_id, payment_method=payment_method)
-        return True
-
-    @classmethod
-    async def aprocess_payment(cls, order_id: Any, payment_id: Any = None,
-                               payment_method: str | None = None) -> bool:
-        """Async twin of :meth:`process_payment`."""
-        return await sync_to_async(cls.process_payment)(order_id, payment_id, payment_method)
-
-    @classmethod
     @retrying
     def cancel_pending_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``pending → cancelled`` (a cancelled order stays cancelled); raises otherwise."""
@@ -193,35 +180,16 @@ class OrderService:
         return await sync_to_async(cls.cancel_pending_order)(order_id, reason=reason)
 
     @classmethod
-    def cancel_order(cls, order_id: Any, reason: str | None = None) -> bool:
-        """Published-compatible cancel: ``False`` for a paid or refunded order, else ``True``.
-
-        Raises ``OrderNotFound`` for an unknown order.
-        """
-        try:
-            cls.cancel_pending_order(order_id, reason=reason)
-        except OrderStateError:
-            return False
-        return True
-
-    @classmethod
-    async def acancel_order(cls, order_id: Any, reason: str | None = None) -> bool:
-        """Async twin of :meth:`cancel_order`."""
-        return await sync_to_async(cls.cancel_order)(order_id, reason)
-
-    @classmethod
     @retrying
     def refund_paid_order(cls, order_id: Any, *, reason: str | None = None) -> Order:
         """``paid → refunded``: revoke what is left of every granted batch (DEBIT rows)."""
-        from billable.services.ledger import TransactionService
-
         reason = reason_text(reason)
         with transaction.atomic():
             order = _locked_order(order_id)
             if order.status != Order.Status.PAID:
                 raise OrderStateError(f"Order #{order.pk} is {order.status}; only paid orders "
                                       "can be refunded")
-            TransactionService.revoke_order_items(order, reason="refund")
+            closing.revoke_order(order=order, reason="refund")
             order.status = Order.Status.REFUNDED
             order.metadata = _with_reason(order.metadata, "refund_reason", reason,
                                           "refunded_at")
@@ -234,47 +202,7 @@ class OrderService:
         """Async twin of :meth:`refund_paid_order`."""
         return await sync_to_async(cls.refund_paid_order)(order_id, reason=reason)
 
-    @classmethod
-    def refund_order(cls, order_id: Any, reason: str | None = None) -> bool:
-        """Published-compatible refund: ``True`` when refunded, ``False`` if the order is not paid.
 
-        Raises ``OrderNotFound`` for an unknown order.
-        """
-        try:
-            cls.refund_paid_order(order_id, reason=reason)
-        except OrderStateError:
-            return False
-        return True
-
-    @classmethod
-    async def arefund_order(cls, order_id: Any, reason: str | None = None) -> bool:
-        """Async twin of :meth:`refund_order`."""
-        return await sync_to_async(cls.refund_order)(order_id, reason)
-
-    @classmethod
-    def serialize_order_to_dict(cls, order: Order) -> dict[str, Any]:
-        """The order as a dict (``Decimal`` amounts, ``datetime`` values, as in 0.2)."""
-        lines = (order.items.all() if _items_prefetched(order)
-                 else order.items.select_related("offer"))
-        items = [{"id": item.pk, "sku": item.offer.sku, "quantity": item.quantity,
-                  "price": item.price} for item in lines]
-        return {
-            "id": order.pk, "user_id": order.user_id, "status": order.status,
-            "total_amount": order.total_amount, "currency": order.currency,
-            "payment_method": order.payment_method, "payment_id": order.payment_id,
-            "created_at": order.created_at, "paid_at": order.paid_at,
-            "items": items, "metadata": order.metadata or {},
-        }
-
-    @classmethod
-    async def aserialize_order_to_dict(cls, order: Order) -> dict[str, Any]:
-        """Async twin of :meth:`serialize_order_to_dict`."""
-        return await sync_to_async(cls.serialize_order_to_dict)(order)
-
-
-def _items_prefetched(order: Order) -> bool:
-    cache = getattr(order, "_prefetched_objects_cache", {})
-    return "items" in cache
 
 
 def _replayed(order: Order, payment_id: str | None, payment_method: str | None) -> Order:
@@ -290,12 +218,10 @@ def _grant_lines(order: Order) -> None:
     """Grant every order line — its snapshot, taken when the order was created — in a constant
     number of statements (``grant_many``). A line that grants nothing (a legacy line whose
     offer has no items any more) refuses the payment: the order stays pending."""
-    from billable.services.ledger import TransactionService
-
     lines = list(order.items.select_related("offer"))
-    batches = TransactionService.grant_many(
-        order.user_id, [(line.offer, line) for line in lines], source="purchase",
-        metadata={"order_id": order.pk},
+    batches = granting.grant_lines(
+        user_id=order.user_id, grants=[(line.offer, line) for line in lines], source="purchase",
+        metadata={"order_id": order.pk}, now=timezone.now(),
     )
     granted = {batch.order_item_id for batch in batches}
     for line in lines:

@@ -13,12 +13,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from billable.exceptions import InvalidInput, NotFound, ReferralError, UserNotFound
+from billable.ledger.locks import lock_users
+from billable.ledger.retry import retrying
 from billable.models import Referral
-from billable.services.identities import coerce_pk
-from billable.services.locks import lock_users
-from billable.services.transient import retrying
-from billable.services.validation import metadata_dict
 from billable.signals import referral_attached, send_on_commit
+from billable.validation import coerce_pk, metadata_dict
 
 MSG_INVALID_IDS = "Provide valid identifiers"
 MSG_REFERRER_MISSING = "Referrer user not found in database"

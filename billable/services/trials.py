@@ -17,18 +17,27 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from billable.exceptions import InvalidInput, OfferNotFound, TrialAlreadyUsed, UserNotFound
+from billable.ledger import grants as granting
+from billable.ledger.locks import lock_users
+from billable.ledger.retry import retrying
+from billable.ledger.spend import require_items
 from billable.models import ExternalIdentity, Offer, QuotaBatch, TrialHistory
-from billable.services.consumption import require_items
-from billable.services.identities import coerce_pk
-from billable.services.locks import lock_users
-from billable.services.transient import retrying
-from billable.services.validation import metadata_dict, safe_json, safe_text
+from billable.models.trials import USER_IDENTITY_TYPE
 from billable.signals import send_on_commit, trial_activated
+from billable.validation import (
+    action_type_text,
+    coerce_pk,
+    metadata_dict,
+    resolve_offer,
+    safe_json,
+    safe_text,
+)
 
 #: Identity type of the always-recorded account identity (``user:<id>``).
-USER_IDENTITY_TYPE = "user"
 _PLAN_NAME_LENGTH = 100
 
 
@@ -50,13 +59,13 @@ def _identity_pairs(user_id: int, identities: Any) -> list[tuple[str, str]]:
 
 
 def _free_offer(sku: Any) -> Offer:
-    if isinstance(sku, Offer):
-        sku = sku.sku
-    if not isinstance(sku, str) or not sku.strip():
+    """The active free offer named by ``sku`` (the one offer rule, ``resolve_offer``)."""
+    if not isinstance(sku, Offer) and (not isinstance(sku, str) or not sku.strip()):
         raise InvalidInput("sku is required")
-    offer = Offer.objects.filter(sku=safe_text(sku, field="sku"), is_active=True).first()
-    if offer is None:
-        raise OfferNotFound("Trial offer not found")
+    try:
+        offer = resolve_offer(sku)
+    except OfferNotFound:
+        raise OfferNotFound("Trial offer not found") from None
     if offer.price != 0:
         raise InvalidInput("Only free offers (price 0) can be claimed as a trial")
     return offer
@@ -115,7 +124,7 @@ class TrialService:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput("metadata must be an object")
         offer = _free_offer(sku)
-        require_items(offer)
+        require_items(offer=offer)
         pairs = _identity_pairs(pk, identities)
         if _any_used(pairs):
             raise TrialAlreadyUsed("Trial already used")
@@ -141,21 +150,19 @@ def _claim(sender: Any, pk: int, offer: Offer, pairs: list[tuple[str, str]], nam
            metadata: dict[str, Any], source: str) -> list[QuotaBatch]:
     """Lock the account (the global lock order: accounts before trial rows and batches), record
     the claims, grant — one transaction."""
-    from billable.services.ledger import TransactionService
-
     with transaction.atomic():
         if not lock_users([pk]):
             raise UserNotFound(f"User {pk} not found")
         _record_claims(pairs, name)
-        batches = TransactionService.grant_offer(pk, offer, source=source, metadata=metadata)
+        batches = granting.grant_lines(user_id=pk, grants=[(offer, None)],
+                                       source=action_type_text(source), metadata=metadata,
+                                       now=timezone.now(), user_locked=True)
         products = [batch.product.name for batch in batches]
         send_on_commit(trial_activated, sender=sender, user_id=pk, products=products)
     return batches
 
 
 def _any_used(pairs: list[tuple[str, str]]) -> bool:
-    from django.db.models import Q
-
     query = Q()
     for kind, digest in pairs:
         query |= Q(identity_type=kind, identity_hash=digest)

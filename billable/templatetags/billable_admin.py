@@ -10,19 +10,17 @@ from typing import Any
 
 from django import template
 
+from billable.admin.display import money, whole_stars
+
 register = template.Library()
 
 
 @register.filter(name="money")
 def money_filter(amount: Any, currency: Any = None) -> str:
-    from billable.admin.display import money
-
     return money(amount, currency)
 
 
 @register.filter(name="stars")
 def stars_filter(amount: Any, currency: Any = None) -> Any:
     """The amount alone, whole for XTR (for tables whose currency is in a header)."""
-    from billable.admin.display import whole_stars
-
     return whole_stars(amount, currency)

@@ -36,7 +36,8 @@ class Call:
 
 def import_keys(apps: Any) -> int:
     """Create one key row per (user, key) found in 0.2 DEBIT metadata; returns how many."""
-    from billable.services.validation import fingerprint
+    # reason: billable.validation imports the models; migrations import this module early
+    from billable.validation import fingerprint
 
     IdempotencyKey = apps.get_model("billable", "IdempotencyKey")
     rows = [

@@ -13,19 +13,19 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from bot_kit import billing
 from bot_kit.config import BillingConfig
 from bot_kit.texts import get_text, user_language
 
 
 def create_router(config: BillingConfig) -> Router:
-    """A router with the balance command (name from ``config.balance_command``, or
-    ``config.commands["balance"]``; ``None`` there disables it)."""
+    """A router with the balance command (``config.command("balance")``; none when removed)."""
     router = Router(name="bot_kit.balance")
-    name = config.commands.get("balance", config.balance_command)
-    if name is None:
+    command = config.command("balance")
+    if command is None:
         return router
 
-    @router.message(Command(name))
+    @router.message(Command(command))
     async def balance(message: Message, billing_lang: str | None = None,
                       billing_user_id: int | None = None) -> None:
         lang = await user_language(config, message.from_user, billing_lang)
@@ -37,52 +37,16 @@ def create_router(config: BillingConfig) -> Router:
     return router
 
 
-async def entitlement_ends(user_id: int) -> dict[str, Any]:
-    """``{product_key: end}`` of the current contiguous entitlement of every period /
-    unlimited product the user holds now (``None`` = never ends)."""
-    from django.utils import timezone
-
-    from billable.models import Product, QuotaBatch
-
-    now = timezone.now()
-    rows = QuotaBatch.objects.filter(
-        user_id=user_id, state=QuotaBatch.State.ACTIVE,
-        product__product_type__in=(Product.ProductType.PERIOD, Product.ProductType.UNLIMITED),
-    ).exclude(expires_at__lte=now).order_by("valid_from").values_list(
-        "product__product_key", "valid_from", "expires_at")
-    spans: dict[str, list[tuple[Any, Any]]] = {}
-    async for key, start, end in rows:
-        spans.setdefault(str(key), []).append((start, end))
-    ends: dict[str, Any] = {}
-    for key, batches in spans.items():
-        current = [end for start, end in batches if start <= now]
-        if not current:
-            continue
-        end = None if None in current else max(current)
-        for start, later in batches:  # ordered by start
-            if start <= now:
-                continue
-            if end is None or start > end:  # never ends already, or a gap: the chain stops
-                break
-            end = None if later is None else max(end, later)
-        ends[key] = end
-    return ends
-
-
 async def balance_text(config: BillingConfig, *, lang: str, user_id: int) -> str:
     """The localized wallet summary (one line per product with a spendable balance)."""
-    from billable.models import Product
-    from billable.services import BalanceService
-
-    summary: dict[str, dict[str, Any]] = await BalanceService.aget_balance_summary(user_id)
+    summary = await billing.asummary(user_id)
     if not summary:
         return get_text("balance_empty", lang, config)
-    ends = await entitlement_ends(user_id)
+    ends = await billing.aentitlement_ends(user_id)
     for key, end in ends.items():
         if key in summary:
             summary[key]["expiry"] = end
-    names = {p.product_key: p.localized_name(lang) async for p in Product.objects.filter(
-        product_key__in=list(summary))}
+    names = await billing.aproduct_names(summary, lang)
     lines = [get_text("balance_header", lang, config)]
     for key in sorted(summary):
         lines.append(_line(summary[key], names.get(key, key), lang, config))

@@ -13,11 +13,11 @@ from bot_kit.texts import get_text, user_language
 def create_router(config: BillingConfig) -> Router:
     """A router answering the support command with the (overridable) ``paysupport`` text."""
     router = Router(name="bot_kit.support")
-    name = config.commands.get("paysupport", config.support_command)
-    if name is None:
+    command = config.command("paysupport")
+    if command is None:
         return router
 
-    @router.message(Command(name))
+    @router.message(Command(command))
     async def paysupport(message: Message, billing_lang: str | None = None) -> None:
         lang = await user_language(config, message.from_user, billing_lang)
         await message.answer(get_text("paysupport", lang, config))

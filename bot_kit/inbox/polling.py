@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiogram.methods import GetUpdates
+from django.db.utils import Error as DatabaseError
 
 from bot_kit.inbox import store
 from bot_kit.resilience import Outage, arecycle, backoff, describe, is_transient
@@ -90,7 +91,6 @@ class InboxPoller:
         if not is_transient(exc):
             logger.error("polling failed: %s", describe(exc), exc_info=exc)
             return
-        from django.db.utils import Error as DatabaseError
 
         outage = self.database if isinstance(exc, DatabaseError) else self.telegram
         outage.failed(exc)

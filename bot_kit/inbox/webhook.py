@@ -21,6 +21,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+
+from bot_kit.health import aiohttp_readiness
 from bot_kit.inbox import store
 from bot_kit.resilience import Outage, arecycle
 
@@ -99,10 +102,6 @@ async def accept(bot_id: int, body: bytes, header: str | None, *, secret: str | 
 def webhook_app(bot_id: int, *, path: str, secret: str | None,
                 on_stored: Callable[[], None] | None = None) -> Any:
     """An aiohttp application: ``POST path`` stores updates, ``GET /healthz`` is readiness."""
-    from aiohttp import web
-
-    from bot_kit.health import aiohttp_readiness
-
     async def receive(request: web.Request) -> web.Response:
         status = await accept(bot_id, await request.read(), request.headers.get(SECRET_HEADER),
                               secret=secret, on_stored=on_stored)

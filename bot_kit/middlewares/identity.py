@@ -22,18 +22,16 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from functools import cache as memoize
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Dispatcher, Router
 from aiogram.types import TelegramObject, User
-from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from billable.logs import log_context
-from bot_kit import keys
+from bot_kit import billing, keys
+from bot_kit.billing import current_owner
 from bot_kit.config import BillingConfig
-from bot_kit.facade import BillingFacade
+from bot_kit.context import BillingContext
 from bot_kit.resilience import describe, is_transient
 from bot_kit.texts import pick_language
 
@@ -114,29 +112,6 @@ def evict_identity(external_id: str) -> None:
         cache.discard(external_id)
 
 
-@memoize
-def _owner_sql(vendor: str) -> str:
-    from billable.models import ExternalIdentity
-
-    meta, quote = ExternalIdentity._meta, connections[DEFAULT_DB_ALIAS].ops.quote_name
-    column = {f.name: quote(str(f.column)) for f in meta.concrete_fields}
-    return (f"SELECT {column['user']} FROM {quote(meta.db_table)} "
-            f"WHERE {column['provider']} = %s AND {column['external_id']} = %s")
-
-
-def current_owner(provider: str, external_id: str) -> Any:
-    """The ``user_id`` the identity points to now, or ``None`` (sync; one unique-index probe).
-
-    Hand-written SQL on the ``(provider, external_id)`` unique index: this runs on every
-    update of a cached user, and building the equivalent queryset costs more than running it.
-    """
-    conn = connections[DEFAULT_DB_ALIAS]
-    with conn.cursor() as cursor:
-        cursor.execute(_owner_sql(conn.vendor), [provider, external_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
 def profile_of(tg_user: User) -> dict[str, Any]:
     """The Telegram profile kept in the identity metadata (absent fields are left out)."""
     return {name: getattr(tg_user, name) for name in PROFILE_FIELDS
@@ -181,8 +156,9 @@ class IdentityMiddleware(BaseMiddleware):
             else:
                 data[keys.BILLING_USER] = entry.user
                 data[keys.BILLING_USER_ID] = entry.user_id
-                data[keys.BILLING] = BillingFacade(user_id=entry.user_id, user=entry.user,
-                                                   config=self.config)
+                data[keys.BILLING] = BillingContext(
+                    user_id=entry.user_id, user=entry.user, lang=data[keys.BILLING_LANG],
+                    config=self.config, telegram_user_id=tg_user.id)
         with log_context(customer_id=data.get(keys.BILLING_USER_ID),
                          telegram_user_id=tg_user.id if tg_user else None):
             return await handler(event, data)
@@ -197,8 +173,7 @@ class IdentityMiddleware(BaseMiddleware):
         if cached is not None and cached.profile == fingerprint:
             if now - cached.validated_at < self.config.identity_revalidate_after:
                 return cached
-            current = await sync_to_async(current_owner)(self.config.telegram_provider,
-                                                         external_id)
+            current = await billing.acurrent_owner(self.config.telegram_provider, external_id)
             if current == cached.user_id:
                 if self.config.identity_revalidate_after:
                     self.cache.put(external_id, replace(cached, validated_at=now))
@@ -210,40 +185,39 @@ class IdentityMiddleware(BaseMiddleware):
 
     async def _resolve_slow(self, external_id: str, profile: dict[str, Any],
                             fingerprint: tuple[tuple[str, Any], ...]) -> CachedIdentity:
-        from billable.services.identities import IdentityService
-
-        resolved = await IdentityService.aresolve_user(
-            provider=self.config.telegram_provider, external_id=external_id, profile=profile)
-        user = resolved.user
-        return CachedIdentity(user=user, user_id=user.pk, profile=fingerprint)
+        account = await billing.aresolve_account(self.config.telegram_provider, external_id,
+                                                 profile)
+        return CachedIdentity(user=account.user, user_id=account.user_id, profile=fingerprint)
 
 
 def _connect_signals() -> None:
-    """Evict cache entries on merges and identity writes (connected once, weakly)."""
-    from django.db.models.signals import post_delete, post_save
+    """Evict cache entries on merges and identity writes (connected once)."""
+    billing.watch_identities(on_merge=lambda user_ids: evict_users(*user_ids),
+                             on_identity=_on_identity, uid="bot_kit.identity")
 
-    from billable.models import ExternalIdentity
-    from billable.signals import customers_merged
 
-    def on_merge(sender: Any, target_user_id: Any = None, source_user_id: Any = None,
-                 **kwargs: Any) -> None:
-        evict_users(target_user_id, source_user_id)
+def _on_identity(external_id: str, user_id: Any) -> None:
+    evict_identity(external_id)
+    evict_users(user_id)
 
-    def on_identity(sender: Any, instance: Any, **kwargs: Any) -> None:
-        evict_identity(str(instance.external_id))
-        evict_users(instance.user_id)
 
-    customers_merged.connect(on_merge, weak=False, dispatch_uid="bot_kit.identity.merge")
-    post_save.connect(on_identity, sender=ExternalIdentity, weak=False,
-                      dispatch_uid="bot_kit.identity.save")
-    post_delete.connect(on_identity, sender=ExternalIdentity, weak=False,
-                        dispatch_uid="bot_kit.identity.delete")
+def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
+    """The ``BillingConfig`` that ``setup_billing`` installed on ``dp`` (``None`` if none).
+
+    Read from the identity middleware registered on ``dp`` (public middleware managers).
+    """
+    observer = dp.update if isinstance(dp, Dispatcher) else dp.message
+    for middleware in observer.outer_middleware:
+        if isinstance(middleware, IdentityMiddleware):
+            return middleware.config
+    return None
 
 
 __all__ = [
     "CachedIdentity",
     "IdentityCache",
     "IdentityMiddleware",
+    "billing_config",
     "current_owner",
     "evict_identity",
     "evict_users",

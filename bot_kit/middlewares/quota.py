@@ -3,7 +3,7 @@
 For a gated handler the middleware:
 
 1. refuses the update politely when the user is throttled or unknown (database down);
-2. holds the units with ``reserve_quota`` under the idempotency key
+2. holds the units through the billing port (``bot_kit.billing.ahold``) under the idempotency key
    ``tg:<bot id>:<update id>:<KEY>`` — a missing balance shows the paywall instead;
 3. runs the handler; commits the hold when it returns, releases it when it raises (and
    re-raises).
@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.flags import get_flag
 from aiogram.types import TelegramObject, Update
-from asgiref.sync import sync_to_async
 
-from bot_kit import keys
+from billable.exceptions import BillableError, QuotaError
+from bot_kit import billing, keys
+from bot_kit.billing import Hold
 from bot_kit.config import BillingConfig
 from bot_kit.decorators import QuotaRequirement
 from bot_kit.paywall import notify, send_paywall
@@ -41,67 +41,20 @@ from bot_kit.throttling import allowed
 logger = logging.getLogger("bot_kit.quota")
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-MAX_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Hold:
-    """The outcome of holding quota for one update."""
-
-    reservation_id: str | None
-    run: bool
-    reason: str = ""
 
 
 def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
                ttl: int | None = None, takeover: bool = False,
                metadata: dict[str, Any] | None = None) -> Hold:
-    """Hold the units for an update (sync; one thread hop from the middleware).
-
-    The hold is placed through the ledger's ``holds.place`` — the code behind
-    ``reserve_quota``, with the same validation — which also says whether the hold is new or an
-    idempotent replay of ``key`` (a redelivery); for a replay the earlier hold's state decides.
-    A concurrent redelivery waits on the idempotency key's unique index, so it always sees the
-    first attempt; with ``takeover`` a ``HELD`` replay is released (its attempt is dead) and a
-    fresh hold placed. Raises ``QuotaExhausted`` / ``InsufficientFunds`` on a low balance.
-    """
-    from billable.models.ledger import Reservation
-    from billable.services import TransactionService, holds
-    from billable.services.validation import (
-        coerce_user_id,
-        normalize_product_key,
-        optional_key,
-        positive_int,
-    )
-
-    owner = coerce_user_id(user_id)
-    product_key = normalize_product_key(requirement.product_key)
-    amount = positive_int(requirement.amount)
-    lifetime = holds.ttl_delta(ttl)
-    for _ in range(MAX_ATTEMPTS):
-        reservation_id, fresh = holds.place(
-            owner, product_key, amount, ttl=lifetime, idempotency_key=optional_key(key),
-            metadata=metadata or {"source": "bot_kit"}, action_type="usage")
-        if fresh:
-            return Hold(reservation_id, run=True)
-        state = Reservation.objects.filter(pk=reservation_id).values_list(
-            "state", flat=True).first()
-        if state == Reservation.State.COMMITTED:
-            return Hold(reservation_id, run=False, reason="already_charged")
-        if state == Reservation.State.HELD:
-            if not takeover:
-                return Hold(reservation_id, run=False, reason="in_progress")
-            TransactionService.release_reservation(reservation_id)
-            logger.info("hold %s of a dead attempt released; %s runs again", reservation_id, key)
-        key = f"{key}:retry:{reservation_id}"
-    return Hold(None, run=False, reason="too_many_attempts")
+    """Hold the units of ``requirement`` for an update under ``key`` (sync; see
+    :func:`bot_kit.billing.hold`)."""
+    return billing.hold(user_id, requirement.product_key, requirement.amount, key=key, ttl=ttl,
+                        takeover=takeover, metadata=metadata)
 
 
 def settle_hold(reservation_id: str | None) -> None:
-    """Charge a hold after the handler returned (sync; the balance is not read back)."""
-    from billable.services import holds
-
-    holds.commit(reservation_id, balance=False)
+    """Charge a hold after the handler returned (sync; see :func:`bot_kit.billing.settle`)."""
+    billing.settle(reservation_id)
 
 
 class QuotaMiddleware(BaseMiddleware):
@@ -143,16 +96,14 @@ class QuotaMiddleware(BaseMiddleware):
 
     async def _hold(self, event: TelegramObject, data: dict[str, Any],
                     requirement: QuotaRequirement, user_id: int, lang: str) -> Hold | None:
-        from billable.exceptions import BillableError, QuotaError
-
         bot: Bot = data["bot"]
         update: Update | None = data.get("event_update")
         update_id = update.update_id if update is not None else id(event)
         key = f"tg:{bot.id}:{update_id}:{requirement.product_key}"
         try:
-            hold: Hold = await sync_to_async(hold_quota)(
-                user_id, requirement, key, ttl=self.config.reservation_ttl,
-                takeover=bool(data.get(keys.INBOX_TAKEOVER)),
+            hold = await billing.ahold(
+                user_id, requirement.product_key, requirement.amount, key=key,
+                ttl=self.config.reservation_ttl, takeover=bool(data.get(keys.INBOX_TAKEOVER)),
                 metadata=self.config.bot_metadata(source="bot_kit"))
         except QuotaError:
             await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
@@ -168,18 +119,16 @@ class QuotaMiddleware(BaseMiddleware):
 
     async def _run(self, handler: Handler, event: TelegramObject, data: dict[str, Any],
                    hold: Hold) -> Any:
-        from billable.services import TransactionService
-
         try:
             result = await handler(event, data)
         except BaseException:
             try:
-                await TransactionService.arelease_reservation(hold.reservation_id)
+                await billing.arelease(hold.reservation_id)
             except Exception:
                 logger.exception("Could not release hold %s", hold.reservation_id)
             raise
         try:
-            await sync_to_async(settle_hold)(hold.reservation_id)
+            await billing.asettle(hold.reservation_id)
         except Exception:
             logger.exception("Could not commit hold %s (it will expire)", hold.reservation_id)
         return result

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 def create_payment_routers(config: BillingConfig) -> list[Router]:
     """Routers of the purchase flow and of Stars subscriptions, included first by setup."""
+    # app registry: the handlers load bot_kit.models, so they are imported on first use
     from bot_kit.payments.handlers import create_purchase_router
     from bot_kit.payments.subscription_handlers import create_subscription_router
 

@@ -1,12 +1,12 @@
 """``successful_payment``: confirm the order exactly once per ``telegram_payment_charge_id``.
 
 The ``TelegramPayment`` row (UNIQUE charge id) is inserted first, in the same
-``transaction.atomic`` that calls ``OrderService.process_payment``. A redelivered update, a
-concurrent handler or a second bot process on the same PostgreSQL collides on that UNIQUE key and
-returns the recorded outcome without granting again. A payment that cannot be honoured is
-recorded as ``rejected`` and queued for an automatic refund in the same transaction — but a
-database that fails mid-way (a transient error) rolls everything back and raises, so the update
-is retried: an outage never turns a good payment into a refund.
+``transaction.atomic`` that pays the order through the billing port (``billing.pay_order``). A
+redelivered update, a concurrent handler or a second bot process on the same PostgreSQL collides
+on that UNIQUE key and returns the recorded outcome without granting again. A payment that
+cannot be honoured is recorded as ``rejected`` and queued for an automatic refund in the same
+transaction — but a database that fails mid-way (a transient error) rolls everything back and
+raises, so the update is retried: an outage never turns a good payment into a refund.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from django.db import IntegrityError, transaction
 from billable import metrics
 from billable.exceptions import BillableError
 from billable.logs import log_fields
+from bot_kit import billing
 from bot_kit.events import PaymentEvent, SubscriptionEvent, payment_confirmed, send_on_commit
 from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.payments.payload import KIND_GIFT
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
     active_subscription,
@@ -91,22 +93,21 @@ class ConfirmResult:
         return self.payment.status == TelegramPayment.Status.CONFIRMED
 
 
-def _pay(facts: PaymentFacts, check: Any, user_id: int) -> Any:
+def _pay(facts: PaymentFacts, check: Any, user_id: int) -> billing.OrderView:
     """Pay the payload's order, or a fresh renewal order; returns the paid order."""
-    from billable.models import Order
-    from billable.services import OrderService
-
     method = STARS_METHOD if facts.currency.upper() == "XTR" else FIAT_METHOD
-    order = check.order
-    if check.payload.is_subscription and order.status == Order.Status.PAID:
+    order: billing.OrderView = check.order
+    if check.payload.kind == KIND_GIFT:  # a gift: paid now, granted when claimed
+        return billing.pay_gift_order(order.pk, charge_id=facts.charge_id,
+                                      method="telegram_stars")
+    if check.payload.is_subscription and order.is_paid:
         # A renewal (check_charge lets a paid order through only for recurring payments).
         metadata = {"source": "telegram", "renewal_of": check.order.pk,
                     "telegram_user_id": facts.telegram_user_id}
-        if isinstance(order.metadata, dict) and order.metadata.get("bot_id") is not None:
+        if order.metadata.get("bot_id") is not None:
             metadata["bot_id"] = order.metadata["bot_id"]  # the renewal belongs to its bot
-        order = OrderService.create_order(
-            user_id, [{"sku": subscription_sku(order), "quantity": 1}], metadata=metadata)
-    OrderService.process_payment(order.pk, payment_id=facts.charge_id, payment_method=method)
+        order = billing.create_order(user_id, subscription_sku(order), metadata=metadata)
+    billing.pay_order(order.pk, payment_id=facts.charge_id, payment_method=method)
     return order
 
 
@@ -160,7 +161,7 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
                          extra=log_fields(charge_id=facts.charge_id, customer_id=user_id))
         _reject(payment, str(getattr(exc, "code", "error"))[:50])
         return
-    payment.order = order
+    payment.order_id = order.pk
     payment.status = TelegramPayment.Status.CONFIRMED
     payment.save(update_fields=["order", "status", "subscription"])
     send_on_commit(payment_confirmed, TelegramPayment, payment_event(payment, facts))
@@ -175,12 +176,10 @@ def payment_event(payment: TelegramPayment, facts: PaymentFacts) -> PaymentEvent
 
 
 def _order_sku(order_id: int | None) -> str:
-    from billable.models import OrderItem
-
     if order_id is None:
         return ""
-    return str(OrderItem.objects.filter(order_id=order_id).order_by("pk")
-               .values_list("offer__sku", flat=True).first() or "")
+    skus = billing.order_skus(order_id)
+    return skus[0] if skus else ""
 
 
 def _record(facts: PaymentFacts, secrets: tuple[str, ...],
@@ -222,7 +221,7 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
     event = (payment_event(payment, facts)
              if payment.status == TelegramPayment.Status.CONFIRMED else None)
     return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
-                         summary=_summary(payment.order_id), event=event,
+                         summary=billing.order_summary(payment.order_id), event=event,
                          sku=_order_sku(payment.order_id),
                          subscription_event=_subscription_event(payment, facts))
 
@@ -240,21 +239,9 @@ def _subscription_event(payment: TelegramPayment, facts: PaymentFacts
         expires_at=subscription.expires_at)
 
 
-def _summary(order_id: int | None, lang: str | None = None) -> str:
-    """The offer names of an order (in ``lang`` when translated), comma-separated."""
-    from billable.models import Offer, OrderItem
-
-    if order_id is None:
-        return ""
-    skus = OrderItem.objects.filter(order_id=order_id).order_by("pk").values_list(
-        "offer__sku", flat=True)
-    offers = {o.sku: o for o in Offer.objects.filter(sku__in=list(skus))}
-    return ", ".join(offers[s].localized_name(lang) if s in offers else str(s) for s in skus)
-
-
 async def aorder_summary(order_id: int | None, lang: str | None) -> str:
     """Async: the localized offer names of an order (for the receipt)."""
-    return await sync_to_async(_summary)(order_id, lang)
+    return await sync_to_async(billing.order_summary)(order_id, lang)
 
 
 async def aconfirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,

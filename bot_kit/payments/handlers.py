@@ -8,13 +8,15 @@ without it the Telegram identity is looked up directly.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, PreCheckoutQuery, User
 from asgiref.sync import sync_to_async
 
+from billable.exceptions import BillableError, UserNotFound
+from bot_kit import billing
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import call_host
@@ -26,7 +28,7 @@ from bot_kit.payments.invoices import (
     from_minor_units,
     send_invoice,
 )
-from bot_kit.payments.precheckout import answer_pre_checkout, billing_user_id_for
+from bot_kit.payments.precheckout import answer_pre_checkout
 from bot_kit.payments.refunds import RefundOutbox, arecord_refunded_once, arequest_refund
 from bot_kit.paywall import format_price, offers_keyboard
 from bot_kit.texts import SOURCE, error_text, get_text, user_language
@@ -39,10 +41,8 @@ async def resolve_user_id(billing_user_id: int | None, tg_user: User,
     """The billing user id injected by the middleware, else looked up by Telegram id."""
     if billing_user_id is not None:
         return billing_user_id
-    found = await sync_to_async(billing_user_id_for)(tg_user.id, config.telegram_provider)
+    found = await billing.auser_id_for(tg_user.id, config.telegram_provider)
     if found is None:
-        from billable.exceptions import UserNotFound
-
         raise UserNotFound("Telegram user is not known to billing yet")
     return found
 
@@ -74,10 +74,20 @@ async def send_offer_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, *,
     await send_invoice(bot, chat_id, request)
 
 
+async def is_successful_payment(message: Message) -> bool:
+    """Filter: a ``successful_payment`` service message (async: evaluated in the event loop)."""
+    return message.successful_payment is not None
+
+
+async def is_refunded_payment(message: Message) -> bool:
+    """Filter: a ``refunded_payment`` service message (async: evaluated in the event loop)."""
+    return message.refunded_payment is not None
+
+
 def _add_catalog(router: Router, config: BillingConfig) -> None:
-    name = config.command("buy")
-    if name is not None:
-        router.message(Command(name))(_buy_handler(config))
+    command = config.command("buy")
+    if command is not None:
+        router.message.register(_buy_command(config), Command(command))
 
     @router.callback_query(BuyOffer.filter())
     async def buy_button(query: CallbackQuery, callback_data: BuyOffer, bot: Bot,
@@ -92,7 +102,7 @@ def _add_catalog(router: Router, config: BillingConfig) -> None:
                                  lang=await language(billing_lang, query.from_user, config))
 
 
-def _buy_handler(config: BillingConfig) -> Any:
+def _buy_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
     async def buy(message: Message, command: CommandObject, bot: Bot,
                   billing_user_id: int | None = None, billing_lang: str | None = None) -> None:
         """``/buy``: the catalog keyboard; ``/buy SKU``: that offer's invoice (configured
@@ -123,7 +133,7 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
         """Approve or decline within Telegram's deadline."""
         await answer_pre_checkout(query, config, user_id=billing_user_id, lang=billing_lang)
 
-    @router.message(F.successful_payment)
+    @router.message(is_successful_payment)
     async def successful_payment(message: Message, bot: Bot,
                                  billing_user_id: int | None = None,
                                  billing_lang: str | None = None) -> None:
@@ -153,7 +163,7 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
                                       charge_id=facts.charge_id))
         await try_refund_now(bot, result.refund_id, config)
 
-    @router.message(F.refunded_payment)
+    @router.message(is_refunded_payment)
     async def refunded_payment(message: Message, bot: Bot,
                                billing_lang: str | None = None) -> None:
         """Telegram refunded a charge: reverse its grant once; tell the user and the host
@@ -181,8 +191,6 @@ def _add_refund_command(router: Router, config: BillingConfig) -> None:
     async def refund(message: Message, command: CommandObject, bot: Bot,
                      billing_lang: str | None = None) -> None:
         """``/refund <charge id | order id>`` (admins): queue and attempt the refund."""
-        from billable.exceptions import BillableError
-
         tg_user = message.from_user
         lang = await language(billing_lang, tg_user, config)
         if tg_user is None or not config.is_admin(tg_user.id):
@@ -213,4 +221,11 @@ def create_purchase_router(config: BillingConfig) -> Router:
     return router
 
 
-__all__ = ["create_purchase_router", "resolve_user_id", "send_offer_invoice", "try_refund_now"]
+__all__ = [
+    "create_purchase_router",
+    "is_refunded_payment",
+    "is_successful_payment",
+    "resolve_user_id",
+    "send_offer_invoice",
+    "try_refund_now",
+]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram.types import LabeledPrice
 from asgiref.sync import sync_to_async
 
+from bot_kit import billing
 from bot_kit.payments.errors import NotPurchasable
 from bot_kit.payments.payload import KIND_ORDER, InvoicePayload, sign_payload
 
@@ -88,17 +89,15 @@ def is_purchasable(offer: Any, config: BillingConfig) -> bool:
     return offer.currency.upper() == STARS or bool(config.provider_token)
 
 
-def purchasable_offers(config: BillingConfig, skus: tuple[str, ...] | None = None) -> list[Any]:
+def purchasable_offers(config: BillingConfig,
+                       skus: tuple[str, ...] | None = None) -> list[billing.OfferView]:
     """Active offers among ``skus`` (default ``config.offers``) that can be bought, in order."""
-    from billable.models import Offer
-
-    wanted = [s.upper() for s in (config.offers if skus is None else skus)]
-    found = {o.sku: o for o in Offer.objects.filter(sku__in=wanted, is_active=True)}
-    return [found[s] for s in wanted if s in found and is_purchasable(found[s], config)]
+    return [o for o in billing.offers(config.offers if skus is None else skus)
+            if is_purchasable(o, config)]
 
 
 async def apurchasable_offers(config: BillingConfig,
-                              skus: tuple[str, ...] | None = None) -> list[Any]:
+                              skus: tuple[str, ...] | None = None) -> list[billing.OfferView]:
     """Async twin of ``purchasable_offers``."""
     return await sync_to_async(purchasable_offers)(config, skus)
 
@@ -112,18 +111,15 @@ def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: Billi
     description and price label are the offer's texts in ``lang`` (default language when not
     translated).
     """
-    from billable.models import Offer
-    from billable.services import OrderService
-
     wanted = str(sku or "").strip().upper()
     configured = config.offers if kind == KIND_ORDER else config.subscription_offers
-    offer = Offer.objects.filter(sku=wanted, is_active=True).first()
+    offer = billing.offer(wanted)
     if offer is None or wanted not in configured or not is_purchasable(offer, config):
         raise NotPurchasable(f"Offer {sku!r} cannot be bought here")
     currency = offer.currency.upper()
     amount = to_minor_units(offer.price, currency)
-    order = OrderService.create_order(
-        user_id, [{"sku": offer.sku, "quantity": 1}],
+    order = billing.create_order(
+        user_id, offer.sku,
         metadata=config.bot_metadata(source="telegram", telegram_user_id=telegram_user_id,
                                      kind=kind),
     )

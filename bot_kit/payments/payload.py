@@ -5,13 +5,16 @@ Format (ASCII, at most 128 bytes as Telegram requires)::
     b1.<kid>.<kind>.<order_id>.<amount>.<currency>.<buyer>.<signature>
     b2.<kid>.<kind>.<order_id>.<amount>.<currency>.<buyer>.<bot>.<signature>
 
-``kind`` is ``o`` (one-time order) or ``s`` (Stars subscription), ``amount`` is in the currency's
-smallest units, ``buyer`` is the Telegram user id, ``bot`` the id of the bot that issued the
-invoice (``b2``, written when ``BillingConfig.bot_id`` is set; a bot refuses a payload of
-another bot even when the bots share their signing secrets). The signature is a truncated
-HMAC-SHA256 over everything before it. Key rotation: the first of ``signing_secrets`` signs,
-all of them verify; ``kid`` (a short fingerprint of the secret, never the secret) picks the
-verifying key directly.
+``kind`` is ``o`` (one-time order), ``s`` (Stars subscription), ``g`` (a gift: paying grants
+nothing to the buyer) or ``d`` (an order discounted by a promo code), ``amount`` is in the
+currency's smallest units, ``buyer`` is the Telegram user id. A ``d`` payload carries one more
+field after the buyer, ``<redemption id>-<discount in smallest units>``, so pre-checkout can
+re-check the promo code's reservation. ``b2`` adds ``bot``, the id of the bot that issued the
+invoice, as the last field before the signature (written when ``BillingConfig.bot_id`` is set;
+a bot refuses a payload of another bot even when the bots share their signing secrets). The
+signature is a truncated HMAC-SHA256 over everything before it. Key rotation: the first of
+``signing_secrets`` signs, all of them verify; ``kid`` (a short fingerprint of the secret,
+never the secret) picks the verifying key directly.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ VERSION_BOT = "b2"
 MAX_PAYLOAD_BYTES = 128
 KIND_ORDER = "o"
 KIND_SUBSCRIPTION = "s"
+KIND_GIFT = "g"
+KIND_DISCOUNT = "d"
+KINDS = (KIND_ORDER, KIND_SUBSCRIPTION, KIND_GIFT, KIND_DISCOUNT)
 _SIGNATURE_BYTES = 16
 
 
@@ -42,6 +48,8 @@ class InvoicePayload:
     currency: str
     buyer_id: int
     kind: str = KIND_ORDER
+    promo_id: int | None = None
+    discount: int = 0
     #: The bot that issued the invoice (``None``: a ``b1`` payload, bound to no bot).
     bot_id: int | None = None
 
@@ -75,14 +83,16 @@ def sign_payload(payload: InvoicePayload, secrets: Sequence[str]) -> str:
     """Serialize and sign ``payload`` with the first secret; raise if it exceeds 128 bytes."""
     secret = _checked_secrets(secrets)[0]
     currency = payload.currency.upper()
-    if payload.kind not in (KIND_ORDER, KIND_SUBSCRIPTION) or not currency.isalnum():
+    if payload.kind not in KINDS or not currency.isalnum():
         raise InvalidPayload("Cannot sign this payload")
-    fields = [VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
-              str(int(payload.amount)), currency, str(int(payload.buyer_id))]
+    parts = [VERSION, key_id(secret), payload.kind, str(int(payload.order_id)),
+             str(int(payload.amount)), currency, str(int(payload.buyer_id))]
+    if payload.kind == KIND_DISCOUNT:
+        parts.append(f"{int(payload.promo_id or 0)}-{int(payload.discount)}")
     if payload.bot_id is not None:
-        fields[0] = VERSION_BOT
-        fields.append(str(int(payload.bot_id)))
-    body = ".".join(fields)
+        parts[0] = VERSION_BOT
+        parts.append(str(int(payload.bot_id)))
+    body = ".".join(parts)
     text = f"{body}.{_signature(secret, body)}"
     if len(text.encode("ascii")) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Invoice payload longer than 128 bytes")
@@ -105,19 +115,29 @@ def verify_payload(text: object, secrets: Sequence[str]) -> InvoicePayload:
     if not isinstance(text, str) or not text.isascii() or len(text) > MAX_PAYLOAD_BYTES:
         raise InvalidPayload("Malformed invoice payload")
     parts = text.split(".")
-    size = {VERSION: 8, VERSION_BOT: 9}.get(parts[0])
-    if len(parts) != size or parts[2] not in (KIND_ORDER, KIND_SUBSCRIPTION):
+    bound = len(parts) > 0 and parts[0] == VERSION_BOT
+    discounted = len(parts) > 2 and parts[2] == KIND_DISCOUNT
+    size = 8 + int(bound) + int(discounted)
+    if len(parts) != size or parts[0] not in (VERSION, VERSION_BOT) or parts[2] not in KINDS:
         raise InvalidPayload("Malformed invoice payload")
     body, signature = ".".join(parts[:-1]), parts[-1]
     candidates = [s for s in valid if key_id(s) == parts[1]]
     if not any(hmac.compare_digest(_signature(s, body), signature) for s in candidates):
         raise InvalidPayload("Invoice payload signature is invalid")
+    promo_id, discount = None, 0
+    if discounted:
+        promo, _, off = parts[7].partition("-")
+        promo_id, discount = _parse_int(promo), _parse_int(off)
     return InvoicePayload(order_id=_parse_int(parts[3]), amount=_parse_int(parts[4]),
                           currency=parts[5], buyer_id=_parse_int(parts[6]), kind=parts[2],
-                          bot_id=_parse_int(parts[7]) if size == 9 else None)
+                          promo_id=promo_id, discount=discount,
+                          bot_id=_parse_int(parts[-2]) if bound else None)
 
 
 __all__ = [
+    "KINDS",
+    "KIND_DISCOUNT",
+    "KIND_GIFT",
     "KIND_ORDER",
     "KIND_SUBSCRIPTION",
     "MAX_PAYLOAD_BYTES",

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 
 from billable import metrics
+from bot_kit import billing
 from bot_kit.payments.errors import InvalidPayload
 from bot_kit.payments.invoices import to_minor_units
-from bot_kit.payments.payload import InvoicePayload, verify_payload
+from bot_kit.payments.payload import KIND_DISCOUNT, InvoicePayload, verify_payload
+from bot_kit.payments.subscriptions import active_subscription, subscription_sku
 from bot_kit.texts import get_text, user_language
 
 if TYPE_CHECKING:
@@ -59,15 +61,12 @@ class OrderCheck:
 
     reason: str | None
     payload: InvoicePayload | None = None
-    order: Any = None
+    order: billing.OrderView | None = None
 
 
 def billing_user_id_for(telegram_user_id: int, provider: str = "telegram") -> int | None:
     """The billing user linked to a Telegram user id, if any."""
-    from billable.models import ExternalIdentity
-
-    user = ExternalIdentity.get_user_by_identity(str(telegram_user_id), provider=provider)
-    return user.pk if user is not None else None
+    return billing.user_id_for(telegram_user_id, provider)
 
 
 def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | None,
@@ -78,8 +77,6 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
     pass (renewals of a subscription reuse the first order's payload). ``bot_id`` is the bot
     the charge arrived at: a payload or order bound to another bot is ``wrong_bot``.
     """
-    from billable.models import Order
-
     try:
         payload = verify_payload(charge.payload, secrets)
     except InvalidPayload:
@@ -90,7 +87,7 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
         return OrderCheck(WRONG_BUYER, payload)
     if (payload.currency != charge.currency.upper() or payload.amount != charge.total_amount):
         return OrderCheck(AMOUNT_MISMATCH, payload)
-    order = Order.objects.filter(pk=payload.order_id).first()
+    order = billing.order(payload.order_id)
     if order is None:
         return OrderCheck(NOT_FOUND, payload)
     if not same_bot(order, bot_id):
@@ -99,17 +96,17 @@ def check_charge(charge: Charge, secrets: tuple[str, ...], *, user_id: int | Non
         return OrderCheck(WRONG_BUYER, payload, order)
     if order.currency.upper() != payload.currency or _minor(order) != payload.amount:
         return OrderCheck(AMOUNT_MISMATCH, payload, order)
-    if order.status == Order.Status.PAID and not allow_paid:
+    if order.is_paid and not allow_paid:
         return OrderCheck(ALREADY_PAID, payload, order)
-    if order.status not in (Order.Status.PENDING, Order.Status.PAID):
+    if not (order.is_pending or order.is_paid):
         return OrderCheck(NOT_PAYABLE, payload, order)
     return OrderCheck(None, payload, order)
 
 
-def same_bot(order: Any, bot_id: int | None) -> bool:
+def same_bot(order: billing.OrderView, bot_id: int | None) -> bool:
     """False when ``order`` was sold by a bot other than ``bot_id`` (its
     ``metadata["bot_id"]``); an order or a check without a bot matches any."""
-    owner = (order.metadata or {}).get("bot_id") if isinstance(order.metadata, dict) else None
+    owner = order.metadata.get("bot_id")
     return bot_id is None or owner is None or str(owner) == str(bot_id)
 
 
@@ -120,7 +117,7 @@ def receiving_bot_id(event: Any) -> int | None:
     return bot_id if isinstance(bot_id, int) else None
 
 
-def _minor(order: Any) -> int:
+def _minor(order: billing.OrderView) -> int:
     try:
         return to_minor_units(order.total_amount, order.currency)
     except ValueError:
@@ -136,9 +133,28 @@ def check_precheckout(charge: Charge, config: BillingConfig, *,
         user_id = billing_user_id_for(charge.telegram_user_id, config.telegram_provider)
     result = check_charge(charge, config.signing_secrets, user_id=user_id,
                           bot_id=bot_id if bot_id is not None else config.bot_id)
+    if result.reason is None and result.payload is not None and (
+            result.payload.kind == KIND_DISCOUNT):
+        reason = discount_problem(result.payload)
+        if reason is not None:
+            return OrderCheck(reason, result.payload, result.order)
     if result.payload is not None and result.payload.is_subscription:
         return _check_subscription(charge, result)
     return result
+
+
+def discount_problem(payload: InvoicePayload) -> str | None:
+    """Pre-checkout re-check of a discounted invoice: ``None`` while its promo reservation
+    holds and its discount matches the order, else a ``promo_*`` reason code."""
+    reason = billing.promo_reservation_problem(payload.promo_id, order_id=payload.order_id)
+    if reason is not None:
+        return reason
+    red = billing.promo_redemption(payload.promo_id)
+    if red is None:
+        return "promo_unknown"
+    currency = red.currency or payload.currency
+    expected = to_minor_units(red.list_price, currency) - to_minor_units(red.price, currency)
+    return None if expected == payload.discount else "promo_unknown"
 
 
 def _check_subscription(charge: Charge, result: OrderCheck) -> OrderCheck:
@@ -149,8 +165,6 @@ def _check_subscription(charge: Charge, result: OrderCheck) -> OrderCheck:
     subscription already paid for (``already_paid``), or a new link while one to the same
     offer still runs, is a second subscription and is declined.
     """
-    from bot_kit.payments.subscriptions import active_subscription, subscription_sku
-
     if result.reason == ALREADY_PAID:
         return OrderCheck(ALREADY_SUBSCRIBED, result.payload, result.order)
     if result.reason is None and active_subscription(
@@ -171,7 +185,8 @@ async def _decide(query: PreCheckoutQuery, config: BillingConfig,
                                                     bot_id=bot_id)
     if result.reason is not None or config.precheckout_validator is None:
         return result.reason, None
-    text = await asyncio.wait_for(config.precheckout_validator(query, result.order),
+    record = result.order.record if result.order is not None else None
+    text = await asyncio.wait_for(config.precheckout_validator(query, record),
                                   timeout=min(config.precheckout_timeout, DECISION_BUDGET))
     return (UNAVAILABLE, str(text)) if text else (None, None)
 

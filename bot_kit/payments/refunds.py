@@ -5,9 +5,10 @@ due rows one at a time: it claims a row in a short transaction (a lease moves
 ``next_attempt_at`` ahead and a token marks the holder, so a second worker skips it), calls the
 Bot API outside any transaction while a heartbeat renews the lease, then records the outcome.
 Success — or Telegram saying ``CHARGE_ALREADY_REFUNDED`` — marks the row done and reverses the
-grant with ``OrderService.refund_order`` in the same transaction, exactly once. ``429`` waits the
-``retry_after`` Telegram asked for; other transient failures back off exponentially; a
-permanent ``400`` or too many attempts marks the row ``failed`` (visible in the admin).
+grant with ``billing.refund_order`` (``OrderService.refund_paid_order``) in the same
+transaction, exactly once. ``429`` waits the ``retry_after`` Telegram asked for; other transient
+failures back off exponentially; a permanent ``400`` or too many attempts marks the row
+``failed`` (visible in the admin).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bot_kit import billing
 from bot_kit.events import RefundEvent, payment_refunded, send_on_commit
-from bot_kit.models import RefundRequest, TelegramPayment
+from bot_kit.middlewares.identity import billing_config
+from bot_kit.models import RefundRequest, StarSubscription, TelegramPayment
+from bot_kit.notices import after_refund
 from bot_kit.payments.errors import PaymentNotFound, RefundNotAllowed
 from bot_kit.resilience import Outage, arecycle, backoff, describe, is_transient, recycle
 
@@ -86,8 +90,6 @@ def refund_event(payment: TelegramPayment) -> RefundEvent:
     """The ``RefundEvent`` of a refunded ``payment``."""
     sku = ""
     if payment.subscription_id is not None:
-        from bot_kit.models import StarSubscription
-
         sku = StarSubscription.objects.filter(pk=payment.subscription_id).values_list(
             "sku", flat=True).first() or ""
     return RefundEvent(telegram_user_id=payment.telegram_user_id, user_id=payment.user_id,
@@ -102,12 +104,10 @@ def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool
     Call inside a transaction with ``payment`` locked. The ``payment_refunded`` signal is sent
     once, after the commit.
     """
-    from billable.services import OrderService
-
     if payment.status == TelegramPayment.Status.REFUNDED:
         return False
     if payment.status == TelegramPayment.Status.CONFIRMED and payment.order_id is not None:
-        if not OrderService.refund_order(payment.order_id, reason=reason):
+        if not billing.refund_order(payment.order_id, reason=reason):
             logger.info("order %s was not paid any more; nothing to revoke", payment.order_id)
     payment.status = TelegramPayment.Status.REFUNDED
     payment.refunded_at = timezone.now()
@@ -303,8 +303,6 @@ class RefundOutbox:
     async def _done(self, event: RefundEvent | None) -> None:
         if event is None or self.config is None:
             return
-        from bot_kit.notices import after_refund
-
         try:
             await after_refund(self.bot, self.config, event)
         except Exception:
@@ -364,8 +362,6 @@ def attach_refund_worker(dp: Dispatcher, *, interval: float = 5.0,
     state: dict[str, Any] = {}
 
     async def start(bot: Bot) -> None:
-        from bot_kit.setup import billing_config
-
         stop = asyncio.Event()
         state["stop"] = stop
         outbox = RefundOutbox(bot, config=config or billing_config(dp))

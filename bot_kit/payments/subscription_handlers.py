@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Router
@@ -109,7 +110,7 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
 def _add_subscribe(router: Router, config: BillingConfig) -> None:
     name = config.command("subscribe")
     if name is not None:
-        router.message(Command(name))(_subscribe_handler(config))
+        router.message.register(_subscribe_command(config), Command(name))
 
     @router.callback_query(SubscribeOffer.filter())
     async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
@@ -124,7 +125,7 @@ def _add_subscribe(router: Router, config: BillingConfig) -> None:
                          config=config)
 
 
-def _subscribe_handler(config: BillingConfig) -> Any:
+def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
     async def subscribe(message: Message, command: CommandObject, bot: Bot,
                         billing_user_id: int | None = None,
                         billing_lang: str | None = None) -> None:

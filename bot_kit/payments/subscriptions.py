@@ -3,7 +3,8 @@
 A subscription offer is an ``XTR`` offer listed in ``config.subscription_offers`` whose items are
 ``period`` products. The first payment confirms the order named by the invoice payload; every
 renewal (a new charge id with the same payload) gets its own order, paid through
-``OrderService.process_payment`` so the ledger extends the period once per charge.
+``billing.pay_order`` (``OrderService.pay_order``) so the ledger extends the period once per
+charge.
 
 Rules of the Bot API applied here (``createInvoiceLink``): the price of a subscription is at most
 10,000 Stars (checked when the offer is saved and again before a link is made), and the period
@@ -19,10 +20,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.dispatch import Signal
+from django.utils import timezone
 
 from billable import signals as billable_signals
+from bot_kit import billing
+from bot_kit.config import _SUBSCRIPTION_SKUS
 from bot_kit.events import SubscriptionEvent, send_on_commit, subscription_changed
 from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import AlreadySubscribed, NotPurchasable, SubscriptionNotFound
@@ -50,10 +56,6 @@ def subscription_skus() -> set[str]:
     """SKUs sold as Stars subscriptions in this process: every ``BillingConfig``'s
     ``subscription_offers`` plus the ``BOT_KIT_SUBSCRIPTION_OFFERS`` setting (for a web process
     that never builds the bot's config, e.g. the admin)."""
-    from django.conf import settings
-
-    from bot_kit.config import _SUBSCRIPTION_SKUS
-
     configured = getattr(settings, "BOT_KIT_SUBSCRIPTION_OFFERS", ()) or ()
     return {str(s).upper() for s in configured} | set(_SUBSCRIPTION_SKUS)
 
@@ -70,8 +72,6 @@ def subscription_price_problem(offer: Any) -> str | None:
 
 def validate_subscription_offer(offer: Any) -> None:
     """``Offer.clean`` hook: a subscription offer must respect the Bot API's price cap."""
-    from django.core.exceptions import ValidationError
-
     if (str(offer.currency or "").upper() != STARS or offer.price is None
             or offer.price <= MAX_SUBSCRIPTION_STARS):
         return
@@ -86,8 +86,6 @@ def normalize_sku(sku: Any) -> str:
 def active_subscription(telegram_user_id: int, sku: str, *,
                         exclude_payload: str | None = None) -> StarSubscription | None:
     """The user's subscription to ``sku`` whose paid period has not ended, if any."""
-    from django.utils import timezone
-
     rows = StarSubscription.objects.filter(telegram_user_id=telegram_user_id,
                                            sku=normalize_sku(sku))
     if exclude_payload is not None:
@@ -102,9 +100,7 @@ def active_subscription(telegram_user_id: int, sku: str, *,
 def prepare_subscription(user_id: int, telegram_user_id: int, sku: str,
                          config: BillingConfig, lang: str | None = None) -> InvoiceRequest:
     """A pending first order for subscription offer ``sku`` and its signed invoice data."""
-    from billable.models import Offer
-
-    offer = Offer.objects.filter(sku=normalize_sku(sku)).first()
+    offer = billing.offer(normalize_sku(sku), active_only=False)
     if (offer is None or offer.sku not in config.subscription_offers
             or offer.currency.upper() != STARS):
         raise NotPurchasable(f"Offer {sku!r} is not a Stars subscription offer")
@@ -256,11 +252,12 @@ async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *, canceled
 
 
 def subscription_sku(order: Any) -> str:
-    """The SKU a subscription order was for (its first item)."""
-    item = order.items.select_related("offer").first()
-    if item is None:
+    """The SKU a subscription order (an ``OrderView`` or anything with a ``pk``) was for: its
+    first item's."""
+    skus = billing.order_skus(order.pk)
+    if not skus:
         raise SubscriptionNotFound("Subscription order has no items")
-    return str(item.offer.sku)
+    return skus[0]
 
 
 __all__ = [

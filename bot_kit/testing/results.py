@@ -9,6 +9,11 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import aiogram.methods as methods
+from aiogram.types import Message
+
+from bot_kit.testing.errors import FakeAPIError
+
 if TYPE_CHECKING:
     from bot_kit.testing.api import FakeBotAPI
 
@@ -91,8 +96,6 @@ DEFAULT_RESULTS: dict[str, ResultBuilder] = {
 
 @cache
 def _methods() -> dict[str, Any]:
-    import aiogram.methods as methods
-
     found: dict[str, Any] = {}
     for value in vars(methods).values():
         name = getattr(value, "__api_method__", None)
@@ -103,10 +106,6 @@ def _methods() -> dict[str, Any]:
 
 def default_result(api: FakeBotAPI, method: str, params: dict[str, Any]) -> Any:
     """A result shaped by the method's return type: ``True``, a message, or an empty list."""
-    from aiogram.types import Message
-
-    from bot_kit.testing.api import FakeAPIError
-
     cls = _methods().get(method)
     if cls is None:
         raise FakeAPIError(404, "Not Found: method not found")

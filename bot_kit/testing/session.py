@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
 
 from bot_kit.testing.api import FakeBotAPI, RecordedCall, Responder
-
-if TYPE_CHECKING:
-    from aiogram import Bot
 
 
 class FakeSession(BaseSession):
@@ -86,8 +84,6 @@ class FakeSession(BaseSession):
 
 def make_bot(session: FakeSession | None = None, *, token: str = "42:TEST") -> Bot:
     """A ``Bot`` wired to a fake session (bot id = the token's numeric part)."""
-    from aiogram import Bot
-
     bot_id = int(token.split(":", 1)[0])
     session = session if session is not None else FakeSession(FakeBotAPI(bot_id=bot_id))
     return Bot(token, session=session)

@@ -180,8 +180,8 @@ def build_dispatcher(config: BillingConfig | None = None, *,
             config = replace(config, throttle=Throttle(limit=5, window=10,
                                                        backend=RedisThrottle(redis)))
     dp = Dispatcher(storage=storage or MemoryStorage())
+    setup_billing(dp, config)  # first: the kit's routers are tried before the demo's
     dp.include_router(create_router())
-    setup_billing(dp, config)
     return dp
 
 

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 
 from billable.exceptions import IdempotencyConflict, InvalidInput, OfferNotFound, UserNotFound
+from billable.ledger.periods import add_months, period_end
 from billable.models import Order, OrderItem, QuotaBatch, Transaction
 from billable.services import TransactionService
-from billable.services.grants import add_months, period_end
 from tests.billable.ledger_support import ledger, ledger_rows
 
 pytestmark = pytest.mark.django_db

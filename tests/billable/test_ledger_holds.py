@@ -201,21 +201,21 @@ def test_a_stale_settle_is_retried_and_replays(user, credits, monkeypatch):
     """A hold read as HELD but settled meanwhile (SQLite has no row locks) is not settled twice."""
     from dataclasses import replace
 
-    from billable.services import holds, statements
+    from billable.ledger import holds
 
     make_batch(user, credits, 5)
     rid = TransactionService.reserve_quota(user.id, "CREDITS", 2)
     TransactionService.commit_reservation(rid)
-    real_lock = statements.lock_hold
+    real_lock = holds.sql.lock_hold
     reads = []
 
-    def stale_lock(reservation_id, now):
-        found = real_lock(reservation_id, now)
+    def stale_lock(*, reservation_id, now):
+        found = real_lock(reservation_id=reservation_id, now=now)
         reads.append(found.state)
         return replace(found, state="HELD") if len(reads) == 1 else found
 
-    monkeypatch.setattr(holds.statements, "lock_hold", stale_lock)
-    result = holds.commit(rid)
+    monkeypatch.setattr(holds.sql, "lock_hold", stale_lock)
+    result = holds.commit(reservation_id=rid)
     assert reads == ["COMMITTED", "COMMITTED"]
     assert "idempotent" in result["message"] and result["usage_id"] == rid
     assert Transaction.objects.filter(direction="DEBIT").count() == 1
@@ -264,7 +264,7 @@ def test_racing_reserves_with_one_key_hold_once(user, make_product):
 
 
 def holds_place(user_id):
-    from billable.services import holds
+    from billable.ledger import holds
 
-    return holds.place(user_id, "CREDITS", 3, ttl=timedelta(minutes=5), idempotency_key="one",
-                       metadata={}, action_type="usage")
+    return holds.place(user_id=user_id, key="CREDITS", amount=3, ttl=timedelta(minutes=5),
+                       idempotency_key="one", metadata={}, action_type="usage")

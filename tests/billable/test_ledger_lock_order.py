@@ -1,6 +1,6 @@
 """Expiry (of holds and of batches) racing consumers, holds and merges on PostgreSQL.
 
-Every write path takes its locks in one global order (``billable.services.locks``); this test
+Every write path takes its locks in one global order (``billable.ledger.locks``); this test
 drives the paths that used to take batch locks in another order — releasing expired holds hold
 by hold, while consumers lock batches in ascending id — against each other with real threads
 and connections. The batches are arranged so that the consumption order is the reverse of the

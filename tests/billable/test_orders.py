@@ -21,6 +21,7 @@ from billable.exceptions import (
 )
 from billable.models import Order, QuotaBatch, Transaction
 from billable.services import OrderService, TransactionService
+from billable.services import orders as orders_module
 from billable.signals import order_confirmed
 
 pytestmark = pytest.mark.django_db
@@ -231,7 +232,7 @@ def test_failed_grant_leaves_the_order_pending(user, pack, monkeypatch):
         raise RuntimeError("ledger down")
 
     order = OrderService.create_order(user.id, [{"sku": pack.sku}])
-    monkeypatch.setattr(TransactionService, "grant_many", broken)
+    monkeypatch.setattr(orders_module.granting, "grant_lines", broken)
     with pytest.raises(RuntimeError):
         OrderService.process_payment(order.id, payment_id="PAY-1")
     order.refresh_from_db()

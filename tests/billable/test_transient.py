@@ -8,7 +8,9 @@ import pytest
 from django.db import OperationalError, transaction
 
 from billable.exceptions import DatabaseBusy
-from billable.services import TransactionService, statements, transient
+from billable.ledger import retry as transient
+from billable.ledger import sql as statements
+from billable.services import TransactionService
 from tests.billable.ledger_support import make_batch
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +31,11 @@ def _flaky(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
     real = statements.lock_spendable_lots
     calls = [0]
 
-    def lock(*args: Any) -> Any:
+    def lock(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] <= failures:
             raise _deadlock()
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(statements, "lock_spendable_lots", lock)
     monkeypatch.setattr(transient.time, "sleep", lambda seconds: None)

@@ -8,6 +8,7 @@ from asgiref.sync import async_to_sync
 from billable.exceptions import InvalidInput, OfferNotFound, TrialAlreadyUsed, UserNotFound
 from billable.models import ExternalIdentity, QuotaBatch, Transaction, TrialHistory
 from billable.services import TransactionService
+from billable.services import trials as trials_module
 from billable.services.trials import TrialService
 from billable.signals import trial_activated
 
@@ -114,7 +115,7 @@ def test_failed_grant_records_nothing(user, trial, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("ledger down")
 
-    monkeypatch.setattr(TransactionService, "grant_offer", broken)
+    monkeypatch.setattr(trials_module.granting, "grant_lines", broken)
     with pytest.raises(RuntimeError):
         TrialService.claim_trial(user.id, trial.sku, identities={"telegram": "9"})
     assert not TrialHistory.objects.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiogram import Router
+from aiogram.filters import Command
 from aiogram.types import Message
 
 from billable.models import ExternalIdentity, TrialHistory
@@ -120,26 +121,109 @@ async def test_host_overrides_texts(make_dp, bot, session, updates):
     assert texts_sent(session) == ["Write to @help", "Пишите @help"]
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_kit_commands_win_over_a_catch_all_included_earlier(bot, session, updates):
-    from aiogram import Dispatcher
-
-    from bot_kit.setup import setup_billing
-
-    host = Router()
+def catch_all_router() -> Router:
+    host = Router(name="host")
 
     @host.message()
     async def catch_all(message: Message) -> None:
         await message.answer("host")
 
+    return host
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_kit_commands_win_over_a_catch_all_included_after_setup(bot, session, updates):
+    from aiogram import Dispatcher
+
+    from bot_kit.setup import setup_billing
+
     dp = Dispatcher()
-    dp.include_router(host)
-    setup_billing(dp, BillingConfig())
+    kit = setup_billing(dp, BillingConfig())
+    dp.include_router(catch_all_router())
 
     await dp.feed_update(bot, updates.command("paysupport"))
     await dp.feed_update(bot, updates.message("anything"))
 
     assert texts_sent(session) == [get_text("paysupport", "en"), "host"]
+    assert [r.name for r in dp.sub_routers] == [*(r.name for r in kit), "host"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_router_order_is_the_hosts_and_a_late_setup_warns(bot, session, updates, caplog):
+    from aiogram import Dispatcher
+
+    from bot_kit.setup import setup_billing
+
+    dp = Dispatcher()
+    dp.include_router(catch_all_router())
+    with caplog.at_level("WARNING", logger="bot_kit"):
+        kit = setup_billing(dp, BillingConfig())
+
+    await dp.feed_update(bot, updates.command("paysupport"))
+
+    assert texts_sent(session) == ["host"]  # the host chose to put its catch-all first
+    assert [r.name for r in dp.sub_routers] == ["host", *(r.name for r in kit)]
+    assert "call setup_billing() first" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_include_routers_false_lets_the_host_place_the_kit(bot, session, updates):
+    from aiogram import Dispatcher
+
+    from bot_kit.setup import setup_billing
+
+    dp = Dispatcher()
+    kit = setup_billing(dp, BillingConfig(), include_routers=False)
+    assert dp.sub_routers == []
+    host = Router(name="host")
+
+    @host.message(Command("balance"))
+    async def own_balance(message: Message) -> None:
+        await message.answer("host balance")
+
+    dp.include_routers(host, *kit)
+
+    await dp.feed_update(bot, updates.command("balance"))
+    await dp.feed_update(bot, updates.command("paysupport"))
+
+    assert texts_sent(session) == ["host balance", get_text("paysupport", "en")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_commands_can_be_renamed_or_removed(make_dp, bot, session, updates, catalog):
+    config = BillingConfig(offers=("PACK_10",), trial_offer="TRIAL_3",
+                           commands={"buy": "purchase", "balance": "wallet", "refund": None,
+                                     "paysupport": "help", "subscribe": None})
+    dp = make_dp(config)
+
+    for command in ("buy", "balance", "paysupport", "refund", "subscribe"):
+        await dp.feed_update(bot, updates.command(command))
+    assert session.calls == []  # the old names answer nothing
+
+    await dp.feed_update(bot, updates.command("purchase"))
+    await dp.feed_update(bot, updates.command("wallet"))
+    await dp.feed_update(bot, updates.command("help"))
+
+    assert texts_sent(session) == [get_text("buy_catalog", "en", config),
+                                   get_text("balance_empty", "en", config),
+                                   get_text("paysupport", "en", config)]
+    assert config.command("buy") == "purchase" and config.command("refund") is None
+    assert config.command("trial") == "trial"
+
+
+def test_unknown_or_malformed_command_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="Unknown bot_kit command"):
+        BillingConfig(commands={"by": "purchase"})
+    with pytest.raises(ValueError, match="without the slash"):
+        BillingConfig(commands={"buy": "/purchase"})
+    with pytest.raises(ValueError, match="non-empty"):
+        BillingConfig(commands={"buy": " "})
+
+
+def test_older_command_fields_still_rename() -> None:
+    config = BillingConfig(balance_command="wallet", commands={"trial": "free"})
+
+    assert config.command("balance") == "wallet" and config.command("trial") == "free"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -186,3 +186,35 @@ def test_config_rejects_negative_cache_settings() -> None:
         BillingConfig(identity_revalidate_after=-1)
     with pytest.raises(ValueError, match="cache_size"):
         BillingConfig(identity_cache_size=-1)
+
+
+async def test_one_billing_context_carries_what_the_older_names_carry(make_dp, bot, session,
+                                                                       updates, catalog, grant):
+    import dataclasses
+
+    from bot_kit.context import BillingContext
+
+    seen: list[BillingContext] = []
+    config = BillingConfig()
+    router = Router()
+
+    @router.message(F.text == "ctx")
+    async def ctx(message: Message, billing: BillingContext) -> None:
+        seen.append(billing)
+        await message.answer(str(await billing.balance("PREDICTIONS")))
+
+    older: list[dict[str, Any]] = []
+    dp = make_dp(config, recording_router(older), router)
+    tg = updates.user(language_code="ru")
+    await dp.feed_update(bot, updates.message("who", user=tg))
+    await grant(older[0]["user_id"], catalog["pack"])
+
+    await dp.feed_update(bot, updates.message("ctx", user=tg))
+
+    [context] = seen
+    assert texts_sent(session)[-1] == "10"  # the facade methods work through the port
+    assert isinstance(context, BillingContext) and isinstance(context, BillingFacade)
+    assert context.user_id == older[0]["user_id"] and context.user.pk == context.user_id
+    assert (context.lang, context.config, context.telegram_user_id) == ("ru", config, tg.id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        context.lang = "en"  # type: ignore[misc]

@@ -266,14 +266,14 @@ async def test_flag_set_by_hand_is_enforced(make_dp, bot, session, updates, cata
     assert texts_sent(session) == [get_text("paywall", "en", CONFIG, product="Predictions")]
 
 
-async def test_kit_magic_filters_run_in_the_event_loop(make_dp):
+async def test_kit_filters_run_in_the_event_loop(make_dp):
     dp = make_dp(CONFIG)
 
-    magic = [f for router in dp.sub_routers for observer in router.observers.values()
-             for h in observer.handlers for f in h.filters or () if f.magic is not None]
+    filters = [f for router in dp.sub_routers for observer in router.observers.values()
+               for h in observer.handlers for f in h.filters or ()]
 
-    assert magic
-    assert all(f.awaitable for f in magic)
+    assert filters
+    assert all(f.awaitable for f in filters)  # no thread hop per update (asyncio.to_thread)
 
 
 async def test_paywall_to_a_user_who_blocked_the_bot_is_only_logged(make_dp, bot, session,

@@ -12,9 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billable.exceptions import BillableError
+from billable.ledger.audit import check_ledger, count_batches
 from billable.management.progress import command_progress
-from billable.services.ledger_check import check_ledger, count_batches
-from billable.services.validation import coerce_user_id
+from billable.validation import coerce_user_id
 
 
 class Command(BaseCommand):
@@ -27,9 +27,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             uid = coerce_user_id(options["user_id"]) if options["user_id"] is not None else None
-            checked = count_batches(uid)
+            checked = count_batches(user_id=uid)
             with command_progress(self, total=checked, label="batches") as progress:
-                problems = check_ledger(uid, progress=progress.advance)
+                problems = check_ledger(user_id=uid, progress=progress.advance)
         except BillableError as exc:
             raise CommandError(exc.message) from exc
         for problem in problems:

@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from billable import metrics
 from billable.exceptions import BillableError
+from billable.ledger import closing, holds
 from billable.management.progress import command_progress
 from billable.models import QuotaBatch, Reservation
-from billable.services import expiry, holds
-from billable.services.validation import coerce_user_id
+from billable.validation import coerce_user_id
 
 
 def _plural(count: int, word: str, plural: str) -> str:
@@ -53,5 +53,5 @@ class Command(BaseCommand):
         total = due_holds.count() + due_batches.count()
         with command_progress(self, total=total, label="holds and batches") as progress:
             released = holds.release_expired(user_id=user_id, progress=progress.advance)
-            expired = expiry.expire_due(user_id=user_id, progress=progress.advance)
+            expired = closing.expire_due(user_id=user_id, progress=progress.advance)
         return released, expired

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from aiogram import Bot
 from django.core.management.base import CommandError
 
-if TYPE_CHECKING:
-    from aiogram import Bot
-
-    from bot_kit.config import BillingConfig
+from bot_kit.config import BillingConfig
+from bot_kit.management.commands import runbot
+from bot_kit.runner import BotConfigurationError, build_bot
+from bot_kit.setup import billing_config
 
 
 def command_bot() -> Bot:
     """A Bot from ``TELEGRAM_BOT_TOKEN`` / ``TELEGRAM_API_SERVER``; tests replace this."""
-    from bot_kit.runner import BotConfigurationError, build_bot
-
     try:
         return build_bot()
     except BotConfigurationError as exc:
@@ -24,10 +21,7 @@ def command_bot() -> Bot:
 
 def command_config(dispatcher: str | None = None) -> BillingConfig:
     """The ``BillingConfig`` given to ``setup_billing`` for the bot's Dispatcher."""
-    from bot_kit.management.commands.runbot import load_dispatcher
-    from bot_kit.setup import billing_config
-
-    config = billing_config(load_dispatcher(dispatcher))
+    config = billing_config(runbot.load_dispatcher(dispatcher))
     if config is None:
         raise CommandError("The Dispatcher was not set up with setup_billing()")
     return config

@@ -16,6 +16,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from bot_kit.management.commands import _bot
+from bot_kit.payments.reconcile import (
+    compare_charges,
+    fetch_star_transactions,
+    recorded_charges,
+    telegram_charges,
+)
+from bot_kit.payments.repair import apply_repair, plan_repairs
 
 
 class Command(BaseCommand):
@@ -50,13 +57,6 @@ class Command(BaseCommand):
         self.stdout.write("OK: recorded payments match Telegram.")
 
     async def _fetch(self, since: Any) -> tuple[list[Any], list[Any]]:
-        from bot_kit.payments.reconcile import (
-            compare_charges,
-            fetch_star_transactions,
-            recorded_charges,
-            telegram_charges,
-        )
-
         bot = _bot.command_bot()
         try:
             transactions = await fetch_star_transactions(bot, since=since)
@@ -69,8 +69,6 @@ class Command(BaseCommand):
 
     def _repair(self, differences: list[Any], transactions: list[Any], *, apply: bool,
                 dispatcher: str | None) -> None:
-        from bot_kit.payments.repair import apply_repair, plan_repairs
-
         plan = plan_repairs(differences, transactions)
         if not apply:
             for repair in plan:

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from bot_kit.management.commands import _bot
+from bot_kit.payments.refunds import RefundOutbox
 
 
 class Command(BaseCommand):
@@ -35,8 +36,6 @@ class Command(BaseCommand):
                               limit=options["limit"], lease=options["lease"]))
 
     async def _run(self, *, loop: bool, interval: float, limit: int, lease: float) -> None:
-        from bot_kit.payments.refunds import RefundOutbox
-
         bot = _bot.command_bot()
         try:
             outbox = RefundOutbox(bot, lease=lease)

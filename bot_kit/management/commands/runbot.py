@@ -14,15 +14,24 @@ import asyncio
 import logging
 from typing import Any
 
+from aiogram import Dispatcher
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
+from bot_kit.inbox.webhook import WebhookSecretMissing
+from bot_kit.runner import (
+    BotConfigurationError,
+    Mode,
+    WebhookOptions,
+    WorkerOptions,
+    build_bot,
+    run_bot,
+)
+
 
 def load_dispatcher(path: str | None) -> Any:
     """The Dispatcher named by ``path`` (``pkg.module.name``; a factory is called)."""
-    from aiogram import Dispatcher
-
     path = path or getattr(settings, "BOT_KIT_DISPATCHER", None)
     if not path:
         raise CommandError("Name the bot's Dispatcher: --dispatcher pkg.module.factory or the "
@@ -72,9 +81,6 @@ class Command(BaseCommand):
                             help="Lease of a refund being sent (renewed while it runs).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from bot_kit.inbox.webhook import WebhookSecretMissing
-        from bot_kit.runner import BotConfigurationError
-
         if options["set_webhook"] and not options["workers_only"]:
             raise CommandError("--set-webhook goes with --workers-only")
         self._configure_logging(options["verbosity"])
@@ -85,8 +91,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     async def _run(self, dp: Any, options: dict[str, Any]) -> None:
-        from bot_kit.runner import Mode, WebhookOptions, WorkerOptions, build_bot, run_bot
-
         mode: Mode = "webhook" if options["webhook"] else (
             "workers" if options["workers_only"] else "polling")
         webhook = WebhookOptions(base_url=options["webhook"], path=options["path"],

@@ -146,17 +146,23 @@ def test_offer_items_pick_products_by_autocomplete(admin_client, support):
 
 #: The plural name of every model in the admin sidebar (checked against the registry).
 PLURALS = {
+    "billable.alertnotice": "alert notices",
     "billable.apikey": "API keys",
     "billable.customer": "customers",
     "billable.customermerge": "customer merges",
     "billable.eventdelivery": "event deliveries",
     "billable.eventendpoint": "event endpoints",
     "billable.externalidentity": "external identities",
+    "billable.gift": "gifts",
     "billable.idempotencykey": "idempotency keys",
+    "billable.notificationpreference": "notification preferences",
     "billable.offer": "offers",
     "billable.order": "orders",
     "billable.outboxevent": "outbox events",
     "billable.product": "products",
+    "billable.productalert": "product alerts",
+    "billable.promocode": "promo codes",
+    "billable.promoredemption": "promo redemptions",
     "billable.quotabatch": "quota batches",
     "billable.referral": "referrals",
     "billable.reservation": "reservations",

@@ -3,7 +3,8 @@
 The DOM Chromium built is checked (the ``@username`` search finds the customer and only them;
 the customer page shows identities, balances, holds, orders and payments with links; the offer
 form has product autocomplete and a whole Star price; the sidebar says "Quota batches"), and the
-screenshots are saved as ``docs/img/admin-*.png`` (used by docs/admin.md).
+screenshots are saved as ``docs/img/admin-*.png`` (used by docs/admin.md) when
+``BILLABLE_UPDATE_SCREENSHOTS=1``.
 
 The pages are served by a one-request-at-a-time live server (:func:`serial_server`): the admin
 pages make Chromium fetch ``jsi18n`` and static files in parallel, and on SQLite the threads of
@@ -23,7 +24,12 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from tests.billable.admin.support_data import ALICE_TG_ID, build_support_data
-from tests.billable.dashboard.chromium import read_png, require_chromium, run_chromium
+from tests.billable.dashboard.chromium import (
+    publish_screenshot,
+    read_png,
+    require_chromium,
+    run_chromium,
+)
 from tests.billable.dashboard.urls import ADMIN_STATIC, login_link
 
 
@@ -60,7 +66,6 @@ def serial_server(transactional_db: Any, settings: Any) -> Iterator[str]:
             conn.dec_thread_sharing()
 
 
-IMAGES = Path(__file__).resolve().parents[3] / "docs" / "img"
 pytestmark = [pytest.mark.urls("tests.billable.dashboard.urls"), pytest.mark.slow]
 
 
@@ -76,10 +81,7 @@ def render(binary: str, base: str, user_pk: int, page: str, shot: Path,
 
 
 def publish(shot: Path, name: str) -> None:
-    target = IMAGES / name
-    IMAGES.mkdir(exist_ok=True)
-    if not target.exists() or target.read_bytes() != shot.read_bytes():
-        target.write_bytes(shot.read_bytes())
+    publish_screenshot(shot, name)
 
 
 def test_chromium_renders_the_support_pages(serial_server: str, tmp_path: Path) -> None:

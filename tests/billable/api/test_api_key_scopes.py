@@ -25,7 +25,7 @@ from tests.billable.api.conftest import in_main_thread
 pytestmark = pytest.mark.django_db
 
 MOUNT = "/api/v1/billing"
-PATH_VALUES = {"order_id": "1", "product_key": "CREDITS", "sku": "PACK"}
+PATH_VALUES = {"order_id": "1", "product_key": "CREDITS", "sku": "PACK", "token": "t0ken"}
 
 
 def all_routes() -> list[tuple[str, str]]:

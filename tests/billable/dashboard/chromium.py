@@ -118,3 +118,19 @@ def runs_per_row(image: Image, colour: tuple[int, int, int], *, min_width: int =
 
 def hex_colour(value: str) -> tuple[int, int, int]:
     return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
+
+
+#: Where the browser tests leave their screenshots: ``docs/img`` (the pictures the docs show)
+#: only when ``BILLABLE_UPDATE_SCREENSHOTS=1``, so an ordinary test run leaves the tree clean.
+DOCS_IMG = Path(__file__).resolve().parents[3] / "docs" / "img"
+
+
+def publish_screenshot(shot: Path, name: str) -> Path:
+    """Copy ``shot`` to ``docs/img/<name>`` when asked to, else beside it; return the copy."""
+    if os.environ.get("BILLABLE_UPDATE_SCREENSHOTS") == "1":
+        target = DOCS_IMG / name
+        target.parent.mkdir(exist_ok=True)
+        if not target.exists() or target.read_bytes() != shot.read_bytes():
+            target.write_bytes(shot.read_bytes())
+        return target
+    return shot

@@ -2,10 +2,10 @@
 
 The DOM Chromium built is checked for the SVG charts (one pair of bars per day per currency,
 one point per day on the subscription line), and the screenshot — saved as
-``docs/img/revenue-dashboard.png`` — for the charts' colours: in the rows where the revenue
-bars stand on their base line there are exactly as many separate blue bars as days with net
-revenue, below the page header, and the offer, consumption and subscription colours appear
-below them in page order.
+``docs/img/revenue-dashboard.png`` when ``BILLABLE_UPDATE_SCREENSHOTS=1`` — for the charts'
+colours: in the rows where the revenue bars stand on their base line there are exactly as many
+separate blue bars as days with net revenue, below the page header, and the offer, consumption
+and subscription colours appear below them in page order.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from billable.admin import charts
 from billable.selectors.dashboard import DashboardQuery, build_dashboard
 from tests.billable.dashboard.chromium import (
     hex_colour,
+    publish_screenshot,
     read_png,
     require_chromium,
     run_chromium,
@@ -31,7 +32,6 @@ from tests.billable.dashboard.chromium import (
 from tests.billable.dashboard.dataset import FIRST_DAY, LAST_DAY, make_dataset
 from tests.billable.dashboard.urls import ADMIN_STATIC, login_link
 
-SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "img" / "revenue-dashboard.png"
 SIZE = (1280, 2150)
 pytestmark = [pytest.mark.urls("tests.billable.dashboard.urls"), pytest.mark.slow]
 
@@ -84,6 +84,4 @@ def test_chromium_renders_the_charts(live_server: Any, settings: Any, tmp_path: 
         tops[name] = min(rows)
     assert min(net) < tops["OFFERS"] < tops["SUBSCRIPTIONS"] < tops["CONSUMPTION"], tops
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    if not SCREENSHOT.exists() or SCREENSHOT.read_bytes() != shot.read_bytes():
-        SCREENSHOT.write_bytes(shot.read_bytes())
+    publish_screenshot(shot, "revenue-dashboard.png")

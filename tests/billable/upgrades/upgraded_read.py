@@ -40,9 +40,9 @@ def reads(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 
 def writes(snapshot: dict[str, Any]) -> dict[str, Any]:
+    from billable.ledger.audit import check_ledger
     from billable.models import Order
     from billable.services import OrderService, TransactionService
-    from billable.services.ledger_check import check_ledger
 
     users, replay = snapshot["users"], snapshot["idempotent"]
     alice, bob, dave = users["alice"], users["bob"], users["dave"]

@@ -1,4 +1,10 @@
-"""Verification of the ledger invariant, used by ``billable_check_ledger`` and the tests.
+"""What the ledger reports: its signals (after commit) and the check of its invariant.
+
+Signals are sent with ``sender=TransactionService`` (the published contract). The engine never
+imports the facade: ``billable.services`` registers the facade class here when it is imported
+(:func:`register_sender`), so the dependency points one way (services → ledger).
+
+The invariant, used by ``billable_check_ledger`` and the tests:
 
 For every batch: ``Σ CREDIT == initial_quantity`` and
 ``initial_quantity − Σ DEBIT − Σ held (items of HELD reservations) == remaining_quantity``; and
@@ -7,13 +13,46 @@ every ledger row belongs to the same user as its batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
+from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
+
+
+class _Ledger:
+    """The sender of ledger signals until ``billable.services`` registers its facade."""
+
+
+_SENDER: list[Any] = [_Ledger]
+
+
+def register_sender(sender: Any) -> None:
+    """Send ``transaction_created`` / ``quota_consumed`` with ``sender`` (the facade class)."""
+    _SENDER[0] = sender
+
+
+def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = False) -> None:
+    """Queue ``transaction_created`` (and ``quota_consumed``) for after the commit.
+
+    Model instances are built only when a receiver is connected or an event endpoint wants
+    them (``billable.signals.wanted``).
+    """
+    sender = _SENDER[0]
+    created = wanted(transaction_created, sender)
+    used = consumed and wanted(quota_consumed, sender)
+    if not (created or used):
+        return
+    for row in rows:
+        model = row.to_model() if isinstance(row, LedgerRow) else row
+        if created:
+            send_on_commit(transaction_created, sender=sender, transaction=model)
+        if used:
+            send_on_commit(quota_consumed, sender=sender, usage=model)
 
 
 def _sum_of(queryset: Any) -> Coalesce:
@@ -25,7 +64,7 @@ def _sum_of(queryset: Any) -> Coalesce:
     return Coalesce(subquery, Value(0), output_field=IntegerField())
 
 
-def check_ledger(user_id: Any = None, *,
+def check_ledger(*, user_id: Any = None,
                  progress: Callable[[int], None] | None = None) -> list[str]:
     """Return the invariant violations (an empty list means the ledger is consistent).
 
@@ -60,10 +99,10 @@ def check_ledger(user_id: Any = None, *,
     return problems
 
 
-def count_batches(user_id: Any = None) -> int:
+def count_batches(*, user_id: Any = None) -> int:
     """How many batches :func:`check_ledger` looks at."""
     batches = QuotaBatch.objects.all()
     return (batches.filter(user_id=user_id) if user_id is not None else batches).count()
 
 
-__all__ = ["check_ledger", "count_batches"]
+__all__ = ["check_ledger", "count_batches", "emit_created", "register_sender"]

@@ -1,4 +1,4 @@
-"""The last line of defence against transient database conflicts: retry, then a clear error.
+"""The one retry-on-conflict helper: retry transient database conflicts, then a clear error.
 
 Every write path takes its row locks in one global order (see ``docs/ledger.md``, *Lock
 order*), so deadlocks are not expected. Should the database still abort a transaction as a
@@ -22,26 +22,16 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from billable.exceptions import BillableError, DatabaseBusy
+from billable.exceptions import BillableError, DatabaseBusy, RetryTransaction, StaleBatch
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: How many times an operation runs before ``DatabaseBusy`` is raised.
 ATTEMPTS = 5
 #: PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _SQLITE_BUSY = ("database is locked", "database table is locked")
-
-
-class RetryTransaction(BillableError):
-    """Internal: raised inside a :func:`retrying` operation to roll it back and run it again.
-
-    For a path that finds, after taking its locks, that the rows it locked are not all the rows
-    it must change (a row appeared in between): it gives every lock back instead of waiting for
-    the newcomer, which may be waiting for it.
-    """
-
-    code = "retry_transaction"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -85,4 +75,26 @@ def retrying(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction", "is_transient", "retrying"]
+#: How many times a step that met a row changed underneath it runs (:func:`until_fresh`).
+STALE_ATTEMPTS = 3
+
+
+def until_fresh(step: Callable[[], T], *, give_up: Callable[[], BillableError]) -> T:
+    """Run ``step`` (one transaction) again while it raises :class:`StaleBatch`.
+
+    A conditional update that matched no row (a batch or hold changed between the read and the
+    write, possible on SQLite, which has no row locks) rolls the step back; the step then reads
+    fresh rows. After :data:`STALE_ATTEMPTS` tries ``give_up()`` is raised. This is the one
+    retry loop of the engine; :func:`retrying` wraps whole operations against database
+    conflicts (deadlocks, serialization failures, SQLite's write lock).
+    """
+    for _attempt in range(STALE_ATTEMPTS):
+        try:
+            return step()
+        except StaleBatch:
+            continue
+    raise give_up()
+
+
+__all__ = ["ATTEMPTS", "STALE_ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction",
+           "is_transient", "retrying", "until_fresh"]

@@ -2,7 +2,7 @@
 
 Both write a DEBIT for whatever is left in the batch before changing its state, so the ledger
 invariant (``initial − Σ DEBIT − held == remaining``) holds afterwards. Batches are locked in
-primary-key order, like everywhere else (``billable.services.locks``); expiry works in chunks so
+primary-key order, like everywhere else (``billable.ledger.locks``); expiry works in chunks so
 a large backlog never holds thousands of locks at once. A revocation re-chains the owner's
 queued periods so a refund never leaves a hole in the access the user keeps.
 """
@@ -13,17 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billable.exceptions import OrderNotFound
+from billable.ledger import periods, wallet
+from billable.ledger.audit import emit_created
+from billable.ledger.locks import lock_users
+from billable.ledger.retry import retrying
 from billable.models import Order, Product, QuotaBatch, Transaction
-from billable.services import periods, wallet
-from billable.services.locks import lock_users
-from billable.services.transient import retrying
-from billable.services.validation import MAX_DB_ID
+from billable.validation import order_pk
 
 CHUNK = 500
 OPEN = (QuotaBatch.State.ACTIVE, QuotaBatch.State.EXHAUSTED)
@@ -59,7 +58,7 @@ def _expire_chunk(user_id: Any, chunk: int) -> int:
 
 
 @retrying
-def revoke_order(order: Order | Any, *, reason: str) -> int:
+def revoke_order(*, order: Order | Any, reason: str) -> int:
     """Revoke every open batch granted by ``order`` (DEBIT of the remainder, ``REVOKED``).
 
     Queued periods of the same products are moved forward over the time the revoked periods
@@ -68,10 +67,10 @@ def revoke_order(order: Order | Any, *, reason: str) -> int:
     in one ascending statement the order's batches and the owners' running and queued period
     batches of those products.
     """
-    order_pk = _order_pk(order)
+    pk = order_pk(order)
     now = timezone.now()
     with transaction.atomic():
-        rows = list(QuotaBatch.objects.filter(order_item__order_id=order_pk, state__in=OPEN)
+        rows = list(QuotaBatch.objects.filter(order_item__order_id=pk, state__in=OPEN)
                     .values_list("pk", "user_id", "product_id", "product__product_type",
                                  "expires_at"))
         if not rows:
@@ -87,11 +86,11 @@ def revoke_order(order: Order | Any, *, reason: str) -> int:
                       .select_for_update(no_key=True))
         revoked = [b for b in locked if b.pk in mine and b.state in OPEN]
         moved = _rechain([b for b in locked if b.pk not in mine], periods_left, now)
-        meta: dict[str, Any] = {"reason": reason, "order_id": order_pk}
+        meta: dict[str, Any] = {"reason": reason, "order_id": pk}
         if moved:
             meta["periods_moved_forward"] = [str(b.pk) for b in moved]
         _close(revoked, state=QuotaBatch.State.REVOKED, action_type=reason, metadata=meta,
-               related=Order(pk=order_pk))
+               related=Order(pk=pk))
     return len(revoked)
 
 
@@ -107,22 +106,6 @@ def _rechain(others: list[QuotaBatch], products: set[Any], now: Any) -> list[Quo
     if moved:
         QuotaBatch.objects.bulk_update(moved, ["valid_from", "expires_at"])
     return moved
-
-
-def _order_pk(order: Any) -> Any:
-    if isinstance(order, Order):
-        return order.pk
-    pk_field = Order._meta.pk
-    assert pk_field is not None
-    try:
-        if isinstance(order, (bool, float)) or order is None:
-            raise ValidationError("missing")
-        pk = pk_field.to_python(order)
-    except ValidationError as exc:
-        raise OrderNotFound(f"Order not found: {order!r}") from exc
-    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
-        raise OrderNotFound(f"Order not found: {order!r}")
-    return pk
 
 
 def _close(batches: list[QuotaBatch], *, state: str, action_type: str,
@@ -143,7 +126,7 @@ def _close(batches: list[QuotaBatch], *, state: str, action_type: str,
     )
     for batch in batches:
         batch.state, batch.remaining_quantity = state, 0
-    wallet.emit_created(rows)
+    emit_created(rows)
 
 
 __all__ = ["expire_due", "revoke_order"]

@@ -17,37 +17,20 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
 from django.db.models import Max
 
 from billable.exceptions import OfferNotFound, UserNotFound
+from billable.ledger.audit import emit_created
+from billable.ledger.locks import lock_users
+from billable.ledger.periods import bounded_end, extends
+from billable.ledger.snapshots import has_snapshot, line_items
 from billable.models import Offer, OfferItem, OrderItem, QuotaBatch, Transaction
 from billable.models.base import uuid7
-from billable.services.locks import lock_users
-from billable.services.periods import add_months, bounded_end, extends, period_end
-from billable.services.snapshots import has_snapshot, line_items
-from billable.services.validation import MAX_DB_ID
-from billable.services.wallet import CREDIT, emit_created
+from billable.validation import offer_pk as pk_of_offer
+
+CREDIT = Transaction.Direction.CREDIT
 
 Grant = tuple[Any, "OrderItem | None"]
-
-
-def _offer_pk(offer: Any) -> Any:
-    if isinstance(offer, Offer):
-        if offer.pk is None:
-            raise OfferNotFound("Offer not found")
-        return offer.pk
-    if isinstance(offer, bool) or not isinstance(offer, (int, str)):
-        raise OfferNotFound("Offer not found")
-    pk_field = Offer._meta.pk
-    assert pk_field is not None
-    try:
-        pk = pk_field.to_python(offer)
-    except ValidationError as exc:
-        raise OfferNotFound("Offer not found") from exc
-    if isinstance(pk, int) and not 0 < pk <= MAX_DB_ID:
-        raise OfferNotFound("Offer not found")
-    return pk
 
 
 def _items_by_offer(offer_pks: set[Any]) -> dict[Any, list[OfferItem]]:
@@ -117,7 +100,7 @@ def _credit_rows(batches: Sequence[QuotaBatch], *, source: str, metadata: dict[s
     return rows
 
 
-def grant_lines(user_id: Any, grants: Sequence[Grant], *, source: str, metadata: dict[str, Any],
+def grant_lines(*, user_id: Any, grants: Sequence[Grant], source: str, metadata: dict[str, Any],
                 now: datetime, user_locked: bool = False) -> list[QuotaBatch]:
     """Create the batches and CREDIT rows for every ``(offer, order_item)``; run in ``atomic``.
 
@@ -126,7 +109,7 @@ def grant_lines(user_id: Any, grants: Sequence[Grant], *, source: str, metadata:
     :class:`OfferNotFound` and an unknown user :class:`UserNotFound` before anything is
     written. ``user_locked`` says the caller already holds the account lock.
     """
-    resolved = [(_offer_pk(offer), order_item) for offer, order_item in grants]
+    resolved = [(pk_of_offer(offer), order_item) for offer, order_item in grants]
     snapshots = line_items([line for _, line in resolved if has_snapshot(line)])
     live = {pk for pk, line in resolved if not has_snapshot(line)}
     items = _items_by_offer(live)
@@ -149,4 +132,4 @@ def grant_lines(user_id: Any, grants: Sequence[Grant], *, source: str, metadata:
     return batches
 
 
-__all__ = ["add_months", "grant_lines", "period_end"]
+__all__ = ["grant_lines"]

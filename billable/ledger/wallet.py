@@ -1,4 +1,4 @@
-"""Wallet mechanics shared by consume, exchange, holds, expiry and revocation.
+"""Wallet mechanics shared by spending, holds, expiry and revocation (the engine's core).
 
 Locking discipline: batch rows are always locked in primary-key order (``ORDER BY id FOR NO KEY
 UPDATE``, or updates issued in that order) and the consumption order is applied afterwards in
@@ -20,12 +20,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from billable.conf import billable_settings
-from billable.exceptions import BillableError
+from billable.exceptions import InsufficientFunds, QuotaExhausted, StaleBatch
+from billable.ledger import sql
+from billable.ledger.audit import emit_created
+from billable.ledger.sql import LedgerRow, Lot
 from billable.models import QuotaBatch, Transaction
 from billable.models.base import uuid7
-from billable.services import statements
-from billable.services.statements import LedgerRow, Lot
-from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
 
 ACTIVE = QuotaBatch.State.ACTIVE
 EXHAUSTED = QuotaBatch.State.EXHAUSTED
@@ -33,30 +33,8 @@ DEBIT = Transaction.Direction.DEBIT
 CREDIT = Transaction.Direction.CREDIT
 
 
-class Refusal(BillableError):
-    """Internal: raised inside ``atomic()`` to roll back and hand the failure dict out."""
-
-    code = "refused"
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(result["message"])
-        self.result = result
-
-
-class StaleBatch(BillableError):
-    """Internal: a conditional batch update matched no row; the operation is retried."""
-
-    code = "stale_batch"
-
-
-def exhausted_result(key: str) -> dict[str, Any]:
-    """The failure dict when no spendable batch of ``key`` exists."""
-    return {"success": False, "error": "quota_exhausted", "message": f"No active quota for {key}"}
-
-
-def insufficient_result() -> dict[str, Any]:
-    """The failure dict when spendable batches hold less than requested."""
-    return {"success": False, "error": "insufficient_funds", "message": "Insufficient balance"}
+#: The message of a short balance (the published 0.2 text).
+INSUFFICIENT = "Insufficient balance"
 
 
 @dataclass
@@ -76,21 +54,24 @@ def consumption_key(order: str | None = None) -> Callable[[Lot], tuple[Any, ...]
     return lambda batch: (batch.created_at, batch.pk)
 
 
-def lock_spendable(user_id: Any, key: str, now: datetime) -> list[Lot]:
+def lock_spendable(*, user_id: Any, key: str, now: datetime) -> list[Lot]:
     """Lock the user's spendable batches of ``key`` (pk order) and return them in spend order."""
-    lots = statements.lock_spendable_lots(user_id, key, now)
+    lots = sql.lock_spendable_lots(user_id=user_id, key=key, now=now)
     lots.sort(key=consumption_key())
     return lots
 
 
-def allocate(batches: Sequence[Lot], key: str, amount: int) -> list[Allocation]:
-    """Split ``amount`` over ``batches`` in order; raise :class:`Refusal` when it cannot."""
+def allocate(*, batches: Sequence[Lot], key: str, amount: int) -> list[Allocation]:
+    """Split ``amount`` over ``batches`` in order.
+
+    Raises :class:`QuotaExhausted` (no spendable batch) or :class:`InsufficientFunds`.
+    """
     if not batches:
-        raise Refusal(exhausted_result(key))
+        raise QuotaExhausted(f"No active quota for {key}", product_key=key)
     if batches[0].is_entitlement:
         return [Allocation(batches[0], 0)]
     if sum(b.remaining_quantity for b in batches) < amount:
-        raise Refusal(insufficient_result())
+        raise InsufficientFunds(INSUFFICIENT, product_key=key)
     allocations: list[Allocation] = []
     needed = amount
     for batch in batches:
@@ -107,7 +88,7 @@ def apply_allocations(allocations: Iterable[Allocation]) -> None:
     for alloc in allocations:
         if alloc.take == 0:
             continue
-        if not statements.take(alloc.batch, alloc.take):
+        if not sql.take(lot=alloc.batch, amount=alloc.take):
             raise StaleBatch(str(alloc.batch.pk))
         alloc.batch.remaining_quantity -= alloc.take
 
@@ -118,9 +99,9 @@ def remaining_after(batches: Sequence[Lot]) -> int:
 
 
 def debit_rows(
+    *,
     user_id: Any,
     parts: Sequence[tuple[Any, int]],
-    *,
     action_type: str,
     metadata: dict[str, Any],
     first_id: UUID | None = None,
@@ -141,7 +122,7 @@ def debit_rows(
     ]
     if rows and first_id is not None:
         rows[0].id = first_id
-    statements.insert_ledger(rows)
+    sql.insert_ledger(rows)
     return rows
 
 
@@ -184,44 +165,20 @@ def return_units(returns: Iterable[Return]) -> list[LedgerRow]:
     rows: list[LedgerRow] = []
     for (user_id, action, reservation_id), parts in sorted(written_off.items(),
                                                          key=lambda kv: kv[0][1:]):
-        rows += debit_rows(user_id, parts, action_type=action,
+        rows += debit_rows(user_id=user_id, parts=parts, action_type=action,
                            metadata={"reservation_id": reservation_id})
     return rows
 
 
-def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = False) -> None:
-    """Queue ``transaction_created`` (and ``quota_consumed``) for after the commit.
-
-    Model instances are built only when a receiver is connected or an event endpoint wants
-    them (``billable.signals.wanted``).
-    """
-    from billable.services.ledger import TransactionService
-
-    created = wanted(transaction_created, TransactionService)
-    used = consumed and wanted(quota_consumed, TransactionService)
-    if not (created or used):
-        return
-    for row in rows:
-        model = row.to_model() if isinstance(row, LedgerRow) else row
-        if created:
-            send_on_commit(transaction_created, sender=TransactionService, transaction=model)
-        if used:
-            send_on_commit(quota_consumed, sender=TransactionService, usage=model)
-
-
 __all__ = [
     "Allocation",
-    "Refusal",
     "Return",
-    "StaleBatch",
     "allocate",
     "apply_allocations",
     "batch_order",
     "consumption_key",
     "debit_rows",
     "emit_created",
-    "exhausted_result",
-    "insufficient_result",
     "lock_spendable",
     "remaining_after",
     "return_units",

@@ -15,13 +15,13 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from billable.exceptions import IdempotencyConflict
+from billable.ledger import sql
 from billable.models import IdempotencyKey
-from billable.services import statements
-from billable.services.validation import fingerprint
+from billable.validation import fingerprint
 
 
 def claim_key(
-    user_id: Any, key: str, *, operation: str, request: dict[str, Any], result: dict[str, Any]
+    *, user_id: Any, key: str, operation: str, request: dict[str, Any], result: dict[str, Any]
 ) -> IdempotencyKey | None:
     """Claim ``key`` for this request; return ``None`` when claimed, else the earlier row.
 
@@ -30,7 +30,7 @@ def claim_key(
     different request raises :class:`IdempotencyConflict`. Must run inside ``atomic()``.
     """
     digest = fingerprint({"operation": operation, **request})
-    if statements.insert_key(user_id, key, operation=operation, fingerprint=digest,
+    if sql.insert_key(user_id=user_id, key=key, operation=operation, fingerprint=digest,
                              result=result, now=timezone.now()):
         return None
     existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()

@@ -1,0 +1,223 @@
+"""Gifts: one customer pays for an offer, another claims it once through a secret token.
+
+* :meth:`GiftService.create_gift` — a pending order of one offer for the buyer and a gift
+  with a random token (the deep link ``start=gift-<token>``).
+* :meth:`GiftService.pay_gift_order` — ``pending → paid`` exactly once (same rules as
+  ``OrderService.pay_order``: one payment id pays one order) **without granting anything to
+  the buyer**; the gift becomes ``ready`` and expires ``BILLABLE_GIFT_TTL`` seconds later.
+* :meth:`GiftService.claim` — first claim wins: the gift row is locked, the buyer cannot claim
+  their own gift, the order line's snapshot is granted to the claimer (``source="gift"``, the
+  batches point at the buyer's order line, so refunding the order revokes them). Sends
+  ``gift_claimed`` after commit.
+* :meth:`GiftService.expire_gifts` — ready gifts past their expiry become ``expired``; the bot
+  kit queues their refunds through the refund outbox. A refunded gift order marks its gift
+  ``refunded`` (receiver of ``order_refunded``).
+
+Lock order: payment locks the order, then the gift; a claim locks the gift, then the order
+(only once the gift is ready, i.e. its order is paid and no payment takes the order lock).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billable.conf import billable_settings
+from billable.exceptions import (
+    GiftAlreadyClaimed,
+    GiftExpired,
+    GiftOwn,
+    GiftUnknown,
+    InvalidInput,
+    OrderNotFound,
+    OrderStateError,
+    PaymentConflict,
+)
+from billable.ledger.retry import retrying
+from billable.models import Gift, Order, QuotaBatch
+from billable.services import OrderService, TransactionService
+from billable.services.order_input import payment_fields
+from billable.signals import gift_claimed, order_confirmed, send_on_commit
+from billable.validation import coerce_pk, metadata_dict
+
+GIFT_SOURCE = "gift"
+TOKEN_BYTES = 12
+
+
+def _token(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 32:
+        raise GiftUnknown("Unknown gift")
+    text = value.strip()
+    if not all(ch.isalnum() or ch in "-_" for ch in text):
+        raise GiftUnknown("Unknown gift")
+    return text
+
+
+class GiftService:
+    """Create, pay, claim and expire gifts (sync + async twins)."""
+
+    @classmethod
+    def create_gift(cls, buyer_id: Any, sku: Any, *,
+                    metadata: dict[str, Any] | None = None) -> Gift:
+        """A pending gift of ``sku`` for ``buyer_id`` with its pending order (catalog price)."""
+        meta = metadata_dict(metadata)
+        with transaction.atomic():
+            order = OrderService.create_order(buyer_id, [{"sku": sku, "quantity": 1}],
+                                              metadata={**meta, "gift": True})
+            line = order.items.select_related("offer").get()
+            return Gift.objects.create(token=secrets.token_urlsafe(TOKEN_BYTES),
+                                       buyer_id=order.user_id, offer=line.offer, order=order,
+                                       metadata=meta)
+
+    @classmethod
+    async def acreate_gift(cls, buyer_id: Any, sku: Any, *,
+                           metadata: dict[str, Any] | None = None) -> Gift:
+        """Async twin of :meth:`create_gift`."""
+        return await sync_to_async(cls.create_gift)(buyer_id, sku, metadata=metadata)
+
+    @classmethod
+    def is_gift_order(cls, order_id: Any) -> bool:
+        """True when ``order_id`` pays for a gift."""
+        pk = coerce_pk(getattr(order_id, "pk", order_id))
+        return pk is not None and Gift.objects.filter(order_id=pk).exists()
+
+    @classmethod
+    @retrying
+    def pay_gift_order(cls, order_id: Any, *, payment_id: Any = None,
+                       payment_method: str | None = None) -> Order:
+        """Mark the gift's order paid (granting nothing yet) and the gift ready, exactly once.
+
+        A replay with the same payment id returns the order unchanged; errors as
+        ``OrderService.pay_order``.
+        """
+        payment_id, method = payment_fields(payment_id, payment_method)
+        pk = coerce_pk(getattr(order_id, "pk", order_id))
+        with transaction.atomic():
+            order = Order.objects.select_for_update().filter(pk=pk).first() if pk else None
+            if order is None:
+                raise OrderNotFound("Order not found")
+            if order.status == Order.Status.PAID:
+                if order.payment_id == payment_id:
+                    return order
+                raise PaymentConflict(f"Order #{order.pk} is already paid by another payment")
+            if order.status != Order.Status.PENDING:
+                raise OrderStateError(f"Order #{order.pk} is {order.status} and cannot be paid")
+            gift = Gift.objects.select_for_update().filter(order=order).first()
+            if gift is None:
+                raise OrderStateError(f"Order #{order.pk} is not a gift")
+            order.status, order.payment_id = Order.Status.PAID, payment_id
+            order.payment_method, order.paid_at = method, timezone.now()
+            try:
+                with transaction.atomic():
+                    order.save(update_fields=["status", "payment_id", "payment_method",
+                                              "paid_at"])
+            except IntegrityError:
+                raise PaymentConflict(
+                    f"Payment {payment_id!r} ({method}) was already used for another order"
+                ) from None
+            gift.status = Gift.Status.READY
+            gift.expires_at = order.paid_at + timedelta(
+                seconds=float(billable_settings.BILLABLE_GIFT_TTL))
+            gift.save(update_fields=["status", "expires_at"])
+            send_on_commit(order_confirmed, sender=cls, order=order)
+        return order
+
+    @classmethod
+    async def apay_gift_order(cls, order_id: Any, *, payment_id: Any = None,
+                              payment_method: str | None = None) -> Order:
+        """Async twin of :meth:`pay_gift_order`."""
+        return await sync_to_async(cls.pay_gift_order)(order_id, payment_id=payment_id,
+                                                       payment_method=payment_method)
+
+    @classmethod
+    def get_gift(cls, token: Any) -> Gift:
+        """The gift of ``token`` with its offer; ``GiftUnknown`` when none."""
+        gift = Gift.objects.select_related("offer").filter(token=_token(token)).first()
+        if gift is None:
+            raise GiftUnknown("Unknown gift")
+        return gift
+
+    @classmethod
+    async def aget_gift(cls, token: Any) -> Gift:
+        """Async twin of :meth:`get_gift`."""
+        return await sync_to_async(cls.get_gift)(token)
+
+    @classmethod
+    @retrying
+    def claim(cls, token: Any, *, user_id: Any,
+              metadata: dict[str, Any] | None = None) -> list[QuotaBatch]:
+        """Grant the gift to ``user_id`` if nobody claimed it first; return the batches.
+
+        Raises ``GiftUnknown``, ``GiftOwn`` (the buyer), ``GiftAlreadyClaimed`` (someone
+        was first, also the claimer themselves on a repeat), ``GiftExpired`` (expired,
+        refunded, unpaid); nothing is written when any of them is raised.
+        """
+        text, pk = _token(token), coerce_pk(getattr(user_id, "pk", user_id))
+        if pk is None:
+            raise InvalidInput("user_id is required")
+        meta = metadata_dict(metadata)
+        with transaction.atomic():
+            gift = Gift.objects.select_for_update().filter(token=text).first()
+            if gift is None:
+                raise GiftUnknown("Unknown gift")
+            _check_claimable(gift, pk, timezone.now())
+            order = Order.objects.select_for_update().get(pk=gift.order_id)
+            if order.status != Order.Status.PAID:
+                raise GiftExpired("This gift is no longer available")
+            line = order.items.select_related("offer").get()
+            batches = TransactionService.grant_offer(
+                pk, line.offer, order_item=line, source=GIFT_SOURCE,
+                metadata={**meta, "gift_id": gift.pk, "buyer_id": gift.buyer_id})
+            gift.status, gift.claimed_by_id, gift.claimed_at = (
+                Gift.Status.CLAIMED, pk, timezone.now())
+            gift.save(update_fields=["status", "claimed_by", "claimed_at"])
+            send_on_commit(gift_claimed, sender=cls, gift=gift, buyer_id=gift.buyer_id,
+                           claimer_id=pk)
+        return batches
+
+    @classmethod
+    async def aclaim(cls, token: Any, *, user_id: Any,
+                     metadata: dict[str, Any] | None = None) -> list[QuotaBatch]:
+        """Async twin of :meth:`claim`."""
+        return await sync_to_async(cls.claim)(token, user_id=user_id, metadata=metadata)
+
+    @classmethod
+    def expire_gifts(cls, *, now: datetime | None = None) -> list[Gift]:
+        """Ready gifts past their expiry become ``expired``; returns them (to refund)."""
+        now = now or timezone.now()
+        expired = []
+        due = Gift.objects.filter(status=Gift.Status.READY, expires_at__lte=now)
+        for pk in due.order_by("pk").values_list("pk", flat=True):
+            with transaction.atomic():
+                gift = Gift.objects.select_for_update().get(pk=pk)
+                if gift.status == Gift.Status.READY:
+                    gift.status = Gift.Status.EXPIRED
+                    gift.save(update_fields=["status"])
+                    expired.append(gift)
+        return expired
+
+    @classmethod
+    def mark_refunded(cls, order_id: Any) -> None:
+        """A gift whose order was refunded can no longer be claimed."""
+        pk = coerce_pk(getattr(order_id, "pk", order_id))
+        if pk is not None:
+            Gift.objects.filter(order_id=pk).exclude(status=Gift.Status.CLAIMED).update(
+                status=Gift.Status.REFUNDED)
+
+
+def _check_claimable(gift: Gift, user_pk: int, now: datetime) -> None:
+    if gift.buyer_id == user_pk:
+        raise GiftOwn("You cannot claim your own gift")
+    if gift.status == Gift.Status.CLAIMED:
+        raise GiftAlreadyClaimed("This gift has already been claimed")
+    if gift.status != Gift.Status.READY or (gift.expires_at is not None
+                                             and now >= gift.expires_at):
+        raise GiftExpired("This gift is no longer available")
+
+
+__all__ = ["GIFT_SOURCE", "GiftService"]

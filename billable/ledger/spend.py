@@ -1,0 +1,173 @@
+"""Spending: ``consume`` (debit a product) and ``exchange`` (spend a currency, grant an offer).
+
+Both run in one transaction: claim the idempotency key (if any), lock the spendable batches,
+take the units with conditional updates, write one DEBIT per touched batch. A consumption
+touching one batch costs four data statements (key INSERT, SELECT … FOR UPDATE, UPDATE, DEBIT
+INSERT); without a key, three. Failures roll everything back, including the key, so a retry
+after a top-up can succeed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from billable.exceptions import (
+    CurrencyError,
+    EmptyOffer,
+    InsufficientFunds,
+    InvalidPrice,
+)
+from billable.ledger import sql, wallet
+from billable.ledger.audit import emit_created
+from billable.ledger.grants import grant_lines
+from billable.ledger.idempotency import claim_key
+from billable.ledger.locks import lock_users
+from billable.ledger.retry import retrying, until_fresh
+from billable.models import Offer, OfferItem, Product
+from billable.models.base import uuid7
+
+
+def spendable_total(*, user_id: Any, key: str) -> int:
+    """Sum of the user's spendable units of ``key`` (one query)."""
+    found = sql.spendable_summary(user_id=user_id, key=key, now=timezone.now())
+    return found[1] if found else 0
+
+
+@retrying
+def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id: str | None,
+            idempotency_key: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Debit ``amount`` of ``key``; return the success or documented failure dict."""
+    usage_id = uuid7()
+    debit_meta = {**metadata, "idempotency_key": idempotency_key}
+    request = {"product_key": key, "amount": amount, "action_type": action_type,
+               "action_id": action_id}
+
+    def step() -> dict[str, Any]:
+        with transaction.atomic():
+            if idempotency_key:
+                earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
+                                    request=request,
+                                    result={"usage_id": str(usage_id), "metadata": debit_meta})
+                if earlier is not None:
+                    return _replayed(user_id, key, earlier.result)
+            return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                          action_type=action_type, action_id=action_id, metadata=debit_meta)
+
+    return until_fresh(step, give_up=lambda: _short(key))
+
+
+def _short(key: str) -> InsufficientFunds:
+    return InsufficientFunds(wallet.INSUFFICIENT, product_key=key)
+
+
+def _replayed(user_id: Any, key: str, stored: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "success": True,
+        "message": "Quota was consumed previously (idempotent)",
+        "usage_id": stored["usage_id"],
+        "remaining": spendable_total(user_id=user_id, key=key),
+        "metadata": stored.get("metadata", {}),
+    }
+
+
+def _spend(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,
+           action_id: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
+    batches = wallet.lock_spendable(user_id=user_id, key=key, now=timezone.now())
+    allocations = wallet.allocate(batches=batches, key=key, amount=amount)
+    wallet.apply_allocations(allocations)
+    if batches[0].is_entitlement:
+        metadata = {**metadata, "requested_amount": amount}
+    parts = [(a.batch.pk, a.take) for a in allocations]
+    rows = wallet.debit_rows(user_id=user_id, parts=parts, action_type=action_type,
+                             metadata=metadata, first_id=usage_id, object_id=action_id)
+    emit_created(rows, consumed=True)
+    return {"success": True, "message": "Quota consumed", "usage_id": str(usage_id),
+            "remaining": wallet.remaining_after(batches), "metadata": metadata}
+
+
+def currency_product(*, code: str) -> Product:
+    """The currency product named by an offer's ``currency`` (must exist, be active, be one)."""
+    key = (code or "").strip().upper()
+    product = Product.objects.filter(product_key=key).first() if key else None
+    if product is None:
+        raise CurrencyError(f"Currency product '{key}' not found.")
+    if not product.is_currency:
+        raise CurrencyError(f"Product '{key}' is not marked as a currency for exchange.")
+    if product.is_entitlement:
+        raise CurrencyError(f"Product '{key}' is a {product.product_type} product and cannot be "
+                            "spent as a currency: only quantity products can.")
+    if not product.is_active:
+        raise CurrencyError(f"Currency product '{key}' is not active.")
+    return product
+
+
+def whole_price(*, price: Any, currency: str) -> int:
+    """An exchange price as a positive whole number of currency units (never truncated)."""
+    value = Decimal(str(price))
+    if value <= 0 or value != value.to_integral_value():
+        raise InvalidPrice(
+            f"Exchange price must be a positive whole number of {currency} units, got {value}.")
+    return int(value)
+
+
+def require_items(*, offer: Offer) -> None:
+    """Refuse an offer without items: selling it would take money and grant nothing."""
+    if not OfferItem.objects.filter(offer_id=offer.pk).exists():
+        raise EmptyOffer(f"Offer '{offer.sku}' has no items and cannot be sold.")
+
+
+@retrying
+def exchange(*, user_id: Any, offer: Offer, metadata: dict[str, Any],
+             idempotency_key: str | None) -> dict[str, Any]:
+    """Spend ``offer.price`` of its currency product and grant ``offer`` atomically.
+
+    The account is locked first (the global lock order: accounts before keys and batches),
+    because granting a period product extends the user's running access under that lock.
+    """
+    currency = currency_product(code=offer.currency)
+    require_items(offer=offer)
+    key = str(currency.product_key)
+    price = whole_price(price=offer.price, currency=key)
+    meta = {**metadata, "price": price}
+    usage_id = uuid7()
+
+    def step() -> dict[str, Any]:
+        with transaction.atomic():
+            user_locked = bool(lock_users([user_id]))
+            if idempotency_key:
+                earlier = claim_key(
+                    user_id=user_id, key=idempotency_key, operation="exchange",
+                    request={"sku": offer.sku, "price": price, "currency": key},
+                    result={"usage_id": str(usage_id), "metadata": meta})
+                if earlier is not None:
+                    return {"success": True, "message": "Exchanged previously (idempotent)",
+                            "metadata": earlier.result.get("metadata", meta)}
+            return _swap(user_id=user_id, offer=offer, key=key, price=price, meta=meta,
+                         usage_id=usage_id, user_locked=user_locked)
+
+    return until_fresh(step, give_up=lambda: _short(key))
+
+
+def _swap(*, user_id: Any, offer: Offer, key: str, price: int, meta: dict[str, Any],
+          usage_id: Any, user_locked: bool) -> dict[str, Any]:
+    now = timezone.now()
+    batches = wallet.lock_spendable(user_id=user_id, key=key, now=now)
+    allocations = wallet.allocate(batches=batches, key=key, amount=price)
+    wallet.apply_allocations(allocations)
+    granted = grant_lines(user_id=user_id, grants=[(offer, None)], source="exchange",
+                          metadata=meta, now=now, user_locked=user_locked)
+    debit_meta = {**meta, "offer_sku": offer.sku, "offer_id": offer.pk,
+                  "batch_ids": [str(b.pk) for b in granted]}
+    parts = [(a.batch.pk, a.take) for a in allocations]
+    rows = wallet.debit_rows(user_id=user_id, parts=parts, action_type="exchange",
+                             metadata=debit_meta, first_id=usage_id, related=offer)
+    emit_created(rows, consumed=True)
+    return {"success": True, "message": "Exchanged", "metadata": meta}
+
+
+__all__ = ["consume", "currency_product", "exchange", "require_items", "spendable_total",
+           "whole_price"]

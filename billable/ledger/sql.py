@@ -1,0 +1,541 @@
+"""The engine's only raw SQL: hot-path statements compiled once per database alias.
+
+``check_quota``, ``get_balance``, ``consume_quota`` and the bot's gating hold run on every gated
+request. Building and compiling a queryset costs more than executing it (on SQLite), and the
+equivalent ORM ``update()`` is 31–35× slower than one prepared statement, so each statement is
+compiled **once per database alias** and then executed with a plain cursor:
+
+* Reads and updates are compiled from ORM querysets (``QuotaBatch.objects.spendable`` for the
+  spendable rule, ``.update(...)`` for the conditional take and the hold settlement, the
+  reverse join for holds): the ORM writes the SQL, so table and column names, quoting, joins,
+  the row lock clause (``FOR NO KEY UPDATE OF`` where supported) and the state values (from the
+  model enums) follow the models and the backend. The values that vary per call are compiled
+  as *sentinels* and their positions recorded; a call substitutes its values there, adapted
+  through the model fields exactly as the ORM would.
+* Multi-row inserts (ledger rows, holds, idempotency keys) are written from the models'
+  ``_meta`` (quoted column names, values adapted with ``get_db_prep_save``): the ORM's bulk
+  insert cannot be compiled once for any row count, and the key insert needs
+  ``ON CONFLICT (user, key) DO NOTHING``.
+* Rows are read by name, never by position: a ``namedtuple`` per statement, or for the many
+  rows of a batch lock an ``itemgetter`` of the named columns built once.
+
+Only the dialects in :data:`SUPPORTED_VENDORS` are supported; ``billable.checks`` refuses any
+other backend at start-up (``billable.E006``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from functools import cache
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, F, Sum, Value, When
+from django.db.models.sql import UpdateQuery
+
+from billable.models import (
+    ExternalIdentity,
+    IdempotencyKey,
+    Product,
+    QuotaBatch,
+    Reservation,
+    Transaction,
+)
+
+ACTIVE = QuotaBatch.State.ACTIVE
+EXHAUSTED = QuotaBatch.State.EXHAUSTED
+HELD = Reservation.State.HELD
+ENTITLEMENTS = frozenset({Product.ProductType.PERIOD, Product.ProductType.UNLIMITED})
+
+
+class Slot(Enum):
+    """A per-call value of a compiled statement (its sentinel marks where it goes)."""
+
+    USER = "user"
+    KEY = "key"
+    NOW = "now"
+    PK = "pk"
+    AMOUNT = "amount"
+    STATE = "state"
+    COMMITTED = "committed"
+    PROVIDER = "provider"
+    EXTERNAL_ID = "external_id"
+
+
+#: Compile-time stand-ins; never equal to a constant of the statements they mark.
+_SENTINELS: dict[Slot, Any] = {
+    Slot.KEY: "__BILLABLE_SENTINEL_KEY__",
+    Slot.NOW: datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC),
+    Slot.PK: UUID("0badc0de-0000-4000-8000-00000000beef"),
+    Slot.AMOUNT: 1_999_999_973,
+    Slot.STATE: "__BILLABLE_SENTINEL_STATE__",
+    Slot.COMMITTED: 1_999_999_979,
+    Slot.PROVIDER: "__BILLABLE_SENTINEL_PROVIDER__",
+    Slot.EXTERNAL_ID: "__BILLABLE_SENTINEL_EXTERNAL_ID__",
+}
+
+
+def _user_sentinel() -> Any:
+    """A user primary key of the user model's pk type (int, UUID or text)."""
+    target = QuotaBatch._meta.get_field("user").target_field
+    if isinstance(target, models.UUIDField):
+        return UUID("0badc0de-0000-4000-8000-0000000005e2")
+    if isinstance(target, (models.AutoField, models.IntegerField)):
+        return 1_999_999_983
+    return "__BILLABLE_SENTINEL_USER__"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One statement of one alias, ready to run: its SQL and a plan for its parameters.
+
+    ``template`` holds the constant parameters (state values, zeros) with ``None`` where a
+    per-call value goes; ``positions`` maps each such parameter to the index of its value in
+    the call's tuple (the order of the ``slots`` it was compiled with); ``adapters`` adapt each
+    value as the ORM would (``None``: passed as is). ``row`` reads result rows by name.
+    """
+
+    sql: str
+    template: tuple[Any, ...]
+    positions: tuple[tuple[int, int], ...]
+    adapters: tuple[Callable[[Any], Any] | None, ...]
+    row: Any = None
+    columns: tuple[str, ...] = ()
+
+    def pick(self, *names: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """A getter of the named columns of a row (resolved once, applied in C per row)."""
+        return itemgetter(*(self.columns.index(name) for name in names))
+
+    def params(self, values: Sequence[Any]) -> list[Any]:
+        adapted = [v if a is None else a(v) for a, v in zip(self.adapters, values, strict=True)]
+        params = list(self.template)
+        for index, slot in self.positions:
+            params[index] = adapted[slot]
+        return params
+
+
+def _compile(alias: str, build: Callable[[], Any], slots: Sequence[Slot],
+             names: Sequence[str] = ()) -> Compiled:
+    """Compile the query ``build()`` returns; parameters equal to a sentinel become slots.
+
+    Compiled inside a (cheap, one-off) atomic block: Django refuses to compile a
+    ``select_for_update`` query in autocommit mode.
+    """
+    conn = connections[alias]
+    adapters = tuple(_adapter(slot, conn) for slot in slots)
+    prepared = {_prepared(slot, conn): index for index, slot in enumerate(slots)}
+    with transaction.atomic(using=alias):
+        query = build()
+        if not isinstance(query, UpdateQuery):
+            query = query.clone()
+            query.bump_prefix(query)  # short table aliases (U0, U1 …): a shorter statement
+        sql, params = query.get_compiler(using=alias).as_sql()
+    # The statement text is scanned on every execution (placeholder conversion on SQLite), so
+    # what only adds length goes: column aliases (rows are read by name through ``row``) and,
+    # in a single-table UPDATE, the table name qualifying every column.
+    if isinstance(query, UpdateQuery):
+        sql = sql.replace(conn.ops.quote_name(query.get_meta().db_table) + ".", "")
+    else:
+        sql = _COLUMN_ALIAS.sub("", sql)
+    template: list[Any] = []
+    positions: list[tuple[int, int]] = []
+    for index, param in enumerate(params):
+        slot = prepared.get(param) if _hashable(param) else None
+        if slot is None:
+            template.append(_plain(param))
+        else:
+            template.append(None)
+            positions.append((index, slot))
+    if {slot for _, slot in positions} != set(range(len(slots))):  # pragma: no cover
+        raise RuntimeError(f"billable: could not place every value of {slots} in {sql}")
+    row = namedtuple("Row", names, rename=True) if names else None
+    return Compiled(sql, tuple(template), tuple(positions), adapters, row, tuple(names))
+
+
+_COLUMN_ALIAS = re.compile(r' AS "[A-Za-z_][A-Za-z0-9_]*"')
+
+
+def _plain(value: Any) -> Any:
+    """A model enum member as its plain value (drivers adapt exact ``str``/``int`` fastest)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _sentinel(slot: Slot) -> Any:
+    return _user_sentinel() if slot is Slot.USER else _SENTINELS[slot]
+
+
+def _adapter(slot: Slot, conn: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+    """How a per-call value reaches the driver: as the ORM would adapt it (``None``: as is)."""
+    if slot is Slot.NOW:
+        return conn.ops.adapt_datetimefield_value
+    if slot is Slot.USER:
+        target = _user_field()
+        if isinstance(target, (models.AutoField, models.IntegerField)):
+            return None  # an int already (billable.validation.coerce_user_id)
+        return lambda value: target.get_db_prep_value(value, conn)
+    if slot is Slot.PK and not conn.features.has_native_uuid_field:
+        return lambda value: value.hex if isinstance(value, UUID) else value
+    return None
+
+
+def _prepared(slot: Slot, conn: BaseDatabaseWrapper) -> Any:
+    """The sentinel of ``slot`` as the compiled query holds it (adapted by the model field)."""
+    value = _sentinel(slot)
+    if slot is Slot.USER:
+        return _user_field().get_db_prep_value(value, conn)
+    if slot is Slot.PK:
+        return _uuid_field().get_db_prep_value(value, conn)
+    adapter = _adapter(slot, conn)
+    return value if adapter is None else adapter(value)
+
+
+@cache
+def _user_field() -> models.Field[Any, Any]:
+    return QuotaBatch._meta.get_field("user").target_field
+
+
+@cache
+def _uuid_field() -> models.Field[Any, Any]:
+    field = QuotaBatch._meta.pk
+    assert field is not None
+    return field
+
+
+def _run(alias: str, compiled: Compiled, values: Sequence[Any]) -> Any:
+    cursor = connections[alias].cursor()
+    cursor.execute(compiled.sql, compiled.params(values))
+    return cursor
+
+
+# -- the spendable rule ---------------------------------------------------------------------------
+
+
+def _spendable(alias: str) -> Any:
+    """``QuotaBatch.objects.spendable`` (the one rule) for one user and one product key."""
+    now, user, key = _sentinel(Slot.NOW), _sentinel(Slot.USER), _sentinel(Slot.KEY)
+    return (QuotaBatch.objects.using(alias).spendable(now)
+            .filter(user_id=user, product__product_key=key))
+
+
+@cache
+def _summary_sql(alias: str) -> Compiled:
+    def build() -> Any:
+        return (_spendable(alias).order_by().values("product__name")
+                .annotate(total=Sum("remaining_quantity"))
+                .values_list("product__name", "total").query)
+    return _compile(alias, build, (Slot.USER, Slot.KEY, Slot.NOW), ("name", "total"))
+
+
+def spendable_summary(*, user_id: Any, key: str, now: datetime,
+                      using: str = DEFAULT_DB_ALIAS) -> tuple[str, int] | None:
+    """``(product name, spendable total)`` of ``key`` for the user, or ``None`` (one query)."""
+    compiled = _summary_sql(using)
+    with _run(using, compiled, (user_id, key, now)) as cursor:
+        found = cursor.fetchone()
+    if not found:
+        return None
+    row = compiled.row._make(found)
+    return (str(row.name), int(row.total)) if row.total else None
+
+
+@dataclass
+class Lot:
+    """A locked spendable batch, as much of it as the spending code needs."""
+
+    pk: Any
+    remaining_quantity: int
+    created_at: Any
+    expires_at: Any
+    product_id: Any
+    is_entitlement: bool
+
+
+LOT_FIELDS = ("id", "remaining_quantity", "created_at", "expires_at", "product_id",
+              "product__product_type")
+
+
+@cache
+def _lock_sql(alias: str) -> Compiled:
+    def build() -> Any:
+        return (_spendable(alias).order_by("id").select_for_update(of=("self",), no_key=True)
+                .values_list(*LOT_FIELDS).query)
+    return _compile(alias, build, (Slot.USER, Slot.KEY, Slot.NOW),
+                    ("id", "remaining_quantity", "created_at", "expires_at", "product_id",
+                     "product_type"))
+
+
+def lock_spendable_lots(*, user_id: Any, key: str, now: datetime,
+                        using: str = DEFAULT_DB_ALIAS) -> list[Lot]:
+    """Lock the user's spendable batches of ``key`` in primary-key order (one query)."""
+    compiled = _lock_sql(using)
+    with _run(using, compiled, (user_id, key, now)) as cursor:
+        found = cursor.fetchall()
+    return [Lot(pk, left, created, expires, product, kind in ENTITLEMENTS)
+            for pk, left, created, expires, product, kind in map(_lot_columns(using), found)]
+
+
+@cache
+def _lot_columns(alias: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    return _lock_sql(alias).pick("id", "remaining_quantity", "created_at", "expires_at",
+                                 "product_id", "product_type")
+
+
+# -- batch and hold updates -----------------------------------------------------------------------
+
+
+def _update(alias: str, queryset: Any, values: dict[str, Any]) -> Any:
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    return query
+
+
+@cache
+def _take_sql(alias: str) -> Compiled:
+    pk, amount = _sentinel(Slot.PK), _sentinel(Slot.AMOUNT)
+
+    def build() -> Any:
+        batches = QuotaBatch.objects.using(alias).filter(
+            pk=pk, state=ACTIVE, remaining_quantity__gte=amount)
+        return _update(alias, batches, {
+            "remaining_quantity": F("remaining_quantity") - amount,
+            "state": Case(When(remaining_quantity=amount, then=Value(EXHAUSTED)),
+                          default=F("state")),
+        })
+    return _compile(alias, build, (Slot.PK, Slot.AMOUNT))
+
+
+def take(*, lot: Lot, amount: int, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Conditionally take ``amount`` from ``lot``; False when the row changed underneath."""
+    with _run(using, _take_sql(using), (lot.pk, amount)) as cursor:
+        return bool(cursor.rowcount == 1)
+
+
+@cache
+def _finish_sql(alias: str) -> Compiled:
+    def build() -> Any:
+        holds = Reservation.objects.using(alias).filter(pk=_sentinel(Slot.PK), state=HELD)
+        return _update(alias, holds, {"state": _sentinel(Slot.STATE),
+                                      "committed_amount": _sentinel(Slot.COMMITTED),
+                                      "settled_at": _sentinel(Slot.NOW)})
+    return _compile(alias, build, (Slot.PK, Slot.STATE, Slot.COMMITTED, Slot.NOW))
+
+
+def finish_hold(*, reservation_id: Any, state: str, committed: int, now: datetime,
+                using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Move a ``HELD`` reservation to ``state``; False when it was not ``HELD`` any more."""
+    values = (reservation_id, str(state), committed, now)
+    with _run(using, _finish_sql(using), values) as cursor:
+        return bool(cursor.rowcount == 1)
+
+
+@dataclass
+class HoldRow:
+    """A locked reservation with what settling it needs (its product and its items)."""
+
+    pk: Any
+    user_id: Any
+    product_id: Any
+    amount: int
+    committed_amount: int
+    state: str
+    action_type: str
+    metadata: dict[str, Any]
+    live: bool
+    product_key: str
+    is_entitlement: bool
+    parts: list[tuple[Any, int]]
+
+
+HOLD_NAMES = ("id", "user_id", "product_id", "amount", "committed_amount", "state",
+              "action_type", "metadata", "live", "product_key", "product_type", "batch_id",
+              "item_amount")
+
+
+@cache
+def _hold_sql(alias: str) -> Compiled:
+    def build() -> Any:
+        live = Case(When(expires_at__gt=_sentinel(Slot.NOW), then=Value(1)), default=Value(0))
+        return (Reservation.objects.using(alias).filter(pk=_sentinel(Slot.PK))
+                .annotate(live=live).order_by("items__id")
+                .select_for_update(of=("self",), no_key=True)
+                .values_list("id", "user_id", "product_id", "amount", "committed_amount",
+                             "state", "action_type", "metadata", "live",
+                             "product__product_key", "product__product_type",
+                             "items__quota_batch_id", "items__amount").query)
+    return _compile(alias, build, (Slot.NOW, Slot.PK), HOLD_NAMES)
+
+
+def lock_hold(*, reservation_id: Any, now: datetime, using: str = DEFAULT_DB_ALIAS
+              ) -> HoldRow | None:
+    """Lock one reservation and read it with its product and items (one query), or ``None``."""
+    compiled = _hold_sql(using)
+    with _run(using, compiled, (now, reservation_id)) as cursor:
+        found = cursor.fetchall()
+    if not found:
+        return None
+    rows = [compiled.row._make(raw) for raw in found]
+    first = rows[0]
+    return HoldRow(
+        pk=reservation_id, user_id=first.user_id, product_id=first.product_id,
+        amount=int(first.amount), committed_amount=int(first.committed_amount),
+        state=str(first.state), action_type=str(first.action_type),
+        metadata=_json(first.metadata), live=bool(first.live),
+        product_key=str(first.product_key), is_entitlement=first.product_type in ENTITLEMENTS,
+        parts=[(row.batch_id, int(row.item_amount)) for row in rows if row.batch_id is not None],
+    )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A JSON column read by a raw cursor: text on SQLite, text or decoded on PostgreSQL."""
+    decoded = json.loads(value) if isinstance(value, (str, bytes)) else value
+    return dict(decoded) if isinstance(decoded, dict) else {}
+
+
+# -- identities -----------------------------------------------------------------------------------
+
+
+@cache
+def _owner_sql(alias: str) -> Compiled:
+    def build() -> Any:
+        return (ExternalIdentity.objects.using(alias)
+                .filter(provider=_sentinel(Slot.PROVIDER),
+                        external_id=_sentinel(Slot.EXTERNAL_ID))
+                .order_by().values_list("user_id").query)
+    return _compile(alias, build, (Slot.PROVIDER, Slot.EXTERNAL_ID), ("user_id",))
+
+
+def owner_of(*, provider: str, external_id: str, using: str = DEFAULT_DB_ALIAS) -> Any:
+    """The ``user_id`` an external identity points to now, or ``None`` (one unique probe)."""
+    compiled = _owner_sql(using)
+    values = (provider, external_id)
+    with _run(using, compiled, values) as cursor:
+        found = cursor.fetchone()
+    return compiled.row._make(found).user_id if found else None
+
+
+# -- inserts --------------------------------------------------------------------------------------
+
+
+LEDGER_FIELDS = ("id", "user", "quota_batch", "amount", "direction", "action_type",
+                 "content_type", "object_id", "metadata", "created_at")
+
+
+@dataclass
+class LedgerRow:
+    """One ledger row as plain values: inserted without building a model instance."""
+
+    id: Any
+    user_id: Any
+    quota_batch_id: Any
+    amount: int
+    direction: str
+    action_type: str
+    content_type_id: Any
+    object_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    def to_model(self, using: str = DEFAULT_DB_ALIAS) -> Transaction:
+        """The saved :class:`Transaction` this row is (built only for signal receivers).
+
+        Values are passed through the model fields' ``to_python``, so receivers see the types
+        an ORM read gives (``UUID`` for ``id`` / ``quota_batch_id``, never the hex string a raw
+        SQLite cursor returns), whichever path wrote the row.
+        """
+        row = Transaction(**{f.attname: f.to_python(v) for f, v in zip(
+            _fields(Transaction, LEDGER_FIELDS), self.values(), strict=True)})
+        row._state.adding = False
+        row._state.db = using
+        return row
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.id, self.user_id, self.quota_batch_id, self.amount, self.direction,
+                self.action_type, self.content_type_id, self.object_id, self.metadata,
+                self.created_at)
+
+
+@cache
+def _fields(model: type[models.Model], names: tuple[str, ...]
+            ) -> tuple[models.Field[Any, Any], ...]:
+    found = tuple(model._meta.get_field(name) for name in names)
+    return tuple(f for f in found if isinstance(f, models.Field))
+
+
+@cache
+def _insert_sql(alias: str, model: type[models.Model], names: tuple[str, ...], count: int
+                ) -> str:
+    quote = connections[alias].ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in _fields(model, names))
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    values = ", ".join([row] * count)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values}"
+
+
+def insert_values(*, model: type[models.Model], names: tuple[str, ...],
+                  rows: Sequence[tuple[Any, ...]], using: str = DEFAULT_DB_ALIAS) -> None:
+    """Insert ``rows`` (values in the order of the field ``names``) in one ``INSERT``."""
+    if not rows:
+        return
+    conn = connections[using]
+    fields = _fields(model, names)
+    params = [field.get_db_prep_save(value, conn) for row in rows
+              for field, value in zip(fields, row, strict=True)]
+    with conn.cursor() as cursor:
+        cursor.execute(_insert_sql(using, model, names, len(rows)), params)
+
+
+def insert_ledger(rows: Sequence[LedgerRow], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Insert ledger rows in one multi-row ``INSERT``; values are adapted by the model fields."""
+    insert_values(model=Transaction, names=LEDGER_FIELDS, rows=[r.values() for r in rows],
+                  using=using)
+
+
+KEY_FIELDS = ("user", "key", "operation", "fingerprint", "result", "created_at")
+
+
+@cache
+def _key_sql(alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    user, key = (quote(str(f.column)) for f in _fields(IdempotencyKey, ("user", "key")))
+    return (f"{_insert_sql(alias, IdempotencyKey, KEY_FIELDS, 1)}"
+            f" ON CONFLICT ({user}, {key}) DO NOTHING")
+
+
+def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
+               result: dict[str, Any], now: datetime, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Insert an idempotency key row; False when ``(user, key)`` exists (one statement).
+
+    ``ON CONFLICT DO NOTHING`` needs no savepoint: a concurrent insert of the same key makes
+    this statement wait for that transaction, then do nothing (it committed) or insert (it
+    rolled back) — the unique index decides, exactly as with a plain ``INSERT``.
+    """
+    conn = connections[using]
+    values = (user_id, key, operation, fingerprint, result, now)
+    params = [field.get_db_prep_save(value, conn)
+              for field, value in zip(_fields(IdempotencyKey, KEY_FIELDS), values, strict=True)]
+    with conn.cursor() as cursor:
+        cursor.execute(_key_sql(using), params)
+        return bool(cursor.rowcount == 1)
+
+
+
+__all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
+           "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
+           "spendable_summary", "take"]
