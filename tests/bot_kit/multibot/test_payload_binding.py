@@ -40,3 +40,15 @@ def test_largest_bound_payload_fits_telegram() -> None:
     text = sign_payload(payload, SECRETS)
     assert len(text.encode()) <= MAX_PAYLOAD_BYTES
     assert verify_payload(text, SECRETS) == payload
+
+
+def test_a_bound_gift_payload_is_still_a_gift() -> None:
+    from bot_kit.handlers.gifts import is_gift_payload
+    from bot_kit.payments.payload import KIND_GIFT
+
+    for bot_id in (None, BOT_A):
+        text = sign_payload(InvoicePayload(order_id=1, amount=50, currency="XTR", buyer_id=7,
+                                           kind=KIND_GIFT, bot_id=bot_id), SECRETS)
+        assert is_gift_payload(text)
+    assert not is_gift_payload(sign_payload(InvoicePayload(
+        order_id=1, amount=50, currency="XTR", buyer_id=7, bot_id=BOT_A), SECRETS))
