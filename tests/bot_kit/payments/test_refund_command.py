@@ -24,6 +24,9 @@ from tests.bot_kit.payments.flows import balance, pay, pre_checkout, request_inv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+#: ``call_command`` in its own thread: the command runs its own event loop (``asyncio.run``).
+run_command = sync_to_async(call_command, thread_sensitive=False)
+
 #: The Dispatcher ``host_dispatcher`` gives the command (set by the test).
 HOST: dict[str, Dispatcher] = {}
 
@@ -67,7 +70,7 @@ async def test_refund_worker_command_tells_the_buyer_once_in_their_language(
     sent_before = len(texts_sent(session))
 
     for _ in range(2):  # a second pass finds nothing due: nothing more is said
-        await sync_to_async(call_command, thread_sensitive=False)("billable_refunds", stdout=StringIO())
+        await run_command("billable_refunds", stdout=StringIO())
 
     [refund] = session.calls_to("refundStarPayment")
     assert refund.params["telegram_payment_charge_id"] == "paid-1"
@@ -88,7 +91,7 @@ async def test_refund_worker_command_without_a_bot_config_refunds_and_warns_once
 
     with caplog.at_level(logging.WARNING, logger="bot_kit.refunds"):
         out = StringIO()
-        await sync_to_async(call_command, thread_sensitive=False)("billable_refunds", stdout=out)
+        await run_command("billable_refunds", stdout=out)
     assert "done" in out.getvalue()
     assert [c.params["telegram_payment_charge_id"]
             for c in session.calls_to("refundStarPayment")] == ["paid-1"]
