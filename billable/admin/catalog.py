@@ -227,7 +227,7 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     def get_urls(self) -> list[Any]:
         return [*self.csv_urls(), *super().get_urls()]
 
-    @admin.display(description="Price", ordering="price")
+    @admin.display(description=_("Price"), ordering="price")
     def price_display(self, obj: Offer) -> str:
         return money(obj.price, obj.currency, with_currency=False)
 

@@ -27,6 +27,8 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import money
 from billable.admin.reports import (
@@ -94,8 +96,8 @@ class CustomerAdmin(admin.ModelAdmin):
 
     list_display = ("__str__", "external_ids", "spendable_units")
     search_fields = CUSTOMER_SEARCH_FIELDS
-    search_help_text = ("Telegram @username, first or last name, external id (e.g. the "
-                        "Telegram user id) or login name.")
+    search_help_text = _("Telegram @username, first or last name, external id (e.g. the "
+                          "Telegram user id) or login name.")
     fields = ("identities", "products_overview", "open_holds", "orders_overview",
               "payments_overview", "reports")
     readonly_fields = fields
@@ -140,15 +142,15 @@ class CustomerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    @admin.display(description="External identities")
+    @admin.display(description=_("External identities"))
     def external_ids(self, obj: Any) -> str:
         return ", ".join(str(i) for i in obj.billable_external_identities.all()) or "—"
 
-    @admin.display(description="Spendable units", ordering="billable_spendable")
+    @admin.display(description=_("Spendable units"), ordering="billable_spendable")
     def spendable_units(self, obj: Any) -> int:
         return getattr(obj, "billable_spendable", None) or 0
 
-    @admin.display(description="Identities")
+    @admin.display(description=_("Identities"))
     def identities(self, obj: Any) -> str:
         rows = obj.billable_external_identities.all()
         if not rows:
@@ -159,12 +161,12 @@ class CustomerAdmin(admin.ModelAdmin):
              for i in rows),
         )
 
-    @admin.display(description="Products")
+    @admin.display(description=_("Products"))
     def products_overview(self, obj: Any) -> str:
         return render_to_string("admin/billable/customer/products_table.html",
                                 {"customer": obj, "products": customer_products(obj.pk)})
 
-    @admin.display(description="Open holds")
+    @admin.display(description=_("Open holds"))
     def open_holds(self, obj: Any) -> str:
         holds = list(Reservation.objects.filter(user=obj, state=Reservation.State.HELD)
                      .select_related("product").order_by("expires_at", "id")[:PANEL_ROWS])
@@ -174,7 +176,7 @@ class CustomerAdmin(admin.ModelAdmin):
                        f"?user__exact={obj.pk}&state__exact=HELD",
         })
 
-    @admin.display(description="Orders")
+    @admin.display(description=_("Orders"))
     def orders_overview(self, obj: Any) -> str:
         orders = list(Order.objects.filter(user=obj).prefetch_related("items__offer")
                       .order_by("-created_at", "-id")[:PANEL_ROWS])
@@ -185,26 +187,27 @@ class CustomerAdmin(admin.ModelAdmin):
             "all_url": f"{reverse('admin:billable_order_changelist')}?user__exact={obj.pk}",
         })
 
-    @admin.display(description="Payments")
+    @admin.display(description=_("Payments"))
     def payments_overview(self, obj: Any) -> str:
         return render_to_string("admin/billable/customer/payments_table.html",
                                 {"payments": customer_payments(obj.pk)})
 
-    @admin.display(description="Reports")
+    @admin.display(description=_("Reports"))
     def reports(self, obj: Any) -> str:
         return format_html(
-            '<a class="button" href="{}">Customer report</a> '
-            '<a class="button" href="{}">Grant an offer</a> '
-            '<a class="button" href="{}?user__exact={}">All quota batches</a>',
-            reverse("admin:billable_customer_report", args=[obj.pk]),
-            reverse("admin:billable_customer_grant", args=[obj.pk]),
+            '<a class="button" href="{}">{}</a> '
+            '<a class="button" href="{}">{}</a> '
+            '<a class="button" href="{}?user__exact={}">{}</a>',
+            reverse("admin:billable_customer_report", args=[obj.pk]), gettext("Customer report"),
+            reverse("admin:billable_customer_grant", args=[obj.pk]), gettext("Grant an offer"),
             reverse("admin:billable_quotabatch_changelist"), obj.pk,
+            gettext("All quota batches"),
         )
 
     def _customer_or_404(self, request: HttpRequest, object_id: str) -> Any:
         customer = self.get_object(request, unquote(object_id))
         if customer is None:
-            raise Http404("Customer not found")
+            raise Http404(gettext("Customer not found"))
         if not self.has_view_permission(request, customer):
             raise PermissionDenied
         return customer
@@ -216,7 +219,8 @@ class CustomerAdmin(admin.ModelAdmin):
     def customer_report_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Identities, per-product balances, orders and the latest ledger rows."""
         customer = self._customer_or_404(request, object_id)
-        context = self._context(request, customer, f"Billing report: {customer}")
+        title = gettext("Billing report: %(customer)s") % {"customer": customer}
+        context = self._context(request, customer, title)
         context["report"] = build_customer_report(customer)
         return TemplateResponse(request, "admin/billable/customer/report.html", context)
 
@@ -226,8 +230,9 @@ class CustomerAdmin(admin.ModelAdmin):
         customer = self._customer_or_404(request, object_id)
         product = Product.objects.filter(pk=product_id).first()
         if product is None:
-            raise Http404("Product not found")
-        context = self._context(request, customer, f"Product report: {product.name}")
+            raise Http404(gettext("Product not found"))
+        title = gettext("Product report: %(product)s") % {"product": product.name}
+        context = self._context(request, customer, title)
         context["report"] = build_product_report(customer.pk, product)
         return TemplateResponse(request, "admin/billable/customer/product_report.html", context)
 
@@ -248,11 +253,13 @@ class CustomerAdmin(admin.ModelAdmin):
             except BillableError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
-                self.message_user(request, f"Granted {form.cleaned_data['offer'].sku}: "
-                                           f"{len(batches)} batch(es).", messages.SUCCESS)
+                self.message_user(request, gettext("Granted %(sku)s: %(count)d batch(es).") % {
+                    "sku": form.cleaned_data["offer"].sku, "count": len(batches)},
+                    messages.SUCCESS)
                 return HttpResponseRedirect(
                     reverse("admin:billable_customer_change", args=[customer.pk]))
-        context = self._context(request, customer, f"Grant an offer to {customer}")
+        title = gettext("Grant an offer to %(customer)s") % {"customer": customer}
+        context = self._context(request, customer, title)
         context["form"] = form
         return TemplateResponse(request, "admin/billable/customer/grant.html", context)
 
@@ -260,8 +267,9 @@ class CustomerAdmin(admin.ModelAdmin):
 class ManualGrantForm(forms.Form):
     """Which offer to grant and why; the reason lands in the CREDIT rows' metadata."""
 
-    offer = forms.ModelChoiceField(queryset=Offer.objects.order_by("sku"))
-    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    offer = forms.ModelChoiceField(queryset=Offer.objects.order_by("sku"), label=_("Offer"))
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}),
+                             label=_("Reason"))
     token = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def grant(self, user_id: Any, *, admin_user: Any) -> list[QuotaBatch]:

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 
 from billable.admin import charts
 from billable.admin.display import whole_stars
@@ -52,14 +53,16 @@ def revenue_chart(revenue: CurrencyRevenue) -> SafeString:
                         (whole_stars(day.refunded, cur), charts.REFUNDED, "refunded")))
             for day in revenue.by_day]
     return charts.column_chart(f"revenue-{revenue.currency}", bars,
-                               title=f"Revenue per day in {revenue.currency}")
+                               title=gettext("Revenue per day in %(currency)s")
+                               % {"currency": revenue.currency})
 
 
 def offers_chart(revenue: CurrencyRevenue) -> SafeString:
     rows = [(f"{offer.name} ({offer.sku})", whole_stars(offer.net, revenue.currency))
             for offer in revenue.by_offer]
     return charts.bar_list(f"offers-{revenue.currency}", rows, colour=charts.OFFERS,
-                           title=f"Net revenue per offer in {revenue.currency}")
+                           title=gettext("Net revenue per offer in %(currency)s")
+                           % {"currency": revenue.currency})
 
 
 def percent(rate: Decimal | None) -> str:
@@ -82,13 +85,14 @@ def chart_context(dashboard: Dashboard) -> dict[str, Any]:
                       in zip(dashboard.period.days, result.figures.active_by_day, strict=True)]
             chart = charts.line_chart(f"subscriptions-{result.name}", points,
                                       colour=charts.SUBSCRIPTIONS,
-                                      title=f"Active subscriptions ({result.label})")
+                                      title=gettext("Active subscriptions (%(source)s)")
+                                      % {"source": result.label})
         churn = percent(result.figures.churn_rate) if result.figures else "—"
         subscriptions.append({"result": result, "chart": chart, "churn_rate": churn})
     consumption = charts.bar_list(
         "consumption", [(f"{line.name} ({line.product_key})", line.units)
                         for line in dashboard.consumption],
-        colour=charts.CONSUMPTION, title="Units consumed per product")
+        colour=charts.CONSUMPTION, title=gettext("Units consumed per product"))
     return {"currencies": currencies, "subscription_sources": subscriptions,
             "consumption_chart": consumption,
             "refund_rate": percent(dashboard.refund_rate),
@@ -126,7 +130,7 @@ class RevenueDashboardAdmin(admin.ModelAdmin):
         self._check_permission(request)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request), "opts": self.opts,
-            "title": "Revenue dashboard", "max_days": MAX_DAYS, "no_bot": NO_BOT,
+            "title": gettext("Revenue dashboard"), "max_days": MAX_DAYS, "no_bot": NO_BOT,
             "params": request.GET, "csv_query": request.GET.urlencode(),
             **(extra_context or {})}
         try:

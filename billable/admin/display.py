@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from billable.models.catalog import STARS_CURRENCY
 from billable.models.identities import customer_display_name
@@ -77,7 +78,7 @@ class CustomerColumnMixin:
         queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
         return queryset.prefetch_related(f"{self.customer_field}__billable_external_identities")
 
-    @admin.display(description="Customer", ordering="user")
+    @admin.display(description=_("Customer"), ordering="user")
     def customer(self, obj: Any) -> str:
         return customer_link(getattr(obj, self.customer_field))
 

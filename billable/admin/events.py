@@ -13,6 +13,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.events.catalog import EVENT_TYPES
@@ -25,10 +27,10 @@ class EventEndpointForm(forms.ModelForm):
 
     event_types = forms.MultipleChoiceField(
         choices=[(kind, kind) for kind in EVENT_TYPES], widget=forms.CheckboxSelectMultiple,
-        required=False, help_text="Leave every box empty to receive every event type.")
+        required=False, help_text=_("Leave every box empty to receive every event type."))
 
     url = forms.URLField(max_length=500, assume_scheme="https",
-                         help_text="Where events are POSTed (http:// or https://).")
+                         help_text=_("Where events are POSTed (http:// or https://)."))
 
     class Meta:
         model = EventEndpoint
@@ -43,16 +45,16 @@ class EventEndpointAdmin(admin.ModelAdmin):
     search_fields = ("name", "url")
     actions = ["send_test"]
 
-    @admin.display(description="Event types")
+    @admin.display(description=_("Event types"))
     def type_list(self, obj: EventEndpoint) -> str:
-        return ", ".join(obj.event_types or []) or "every type"
+        return ", ".join(obj.event_types or []) or gettext("every type")
 
-    @admin.action(description="Send a test event (ping)")
+    @admin.action(description=_("Send a test event (ping)"))
     def send_test(self, request: HttpRequest, queryset: QuerySet[EventEndpoint]) -> None:
         for endpoint in queryset:
             send_test_event(endpoint)
-        self.message_user(request, f"Queued a ping to {queryset.count()} endpoint(s).",
-                          messages.SUCCESS)
+        text = gettext("Queued a ping to %(count)d endpoint(s).") % {"count": queryset.count()}
+        self.message_user(request, text, messages.SUCCESS)
 
 
 class EventDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -74,10 +76,11 @@ class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("billable.change_eventdelivery"))
 
-    @admin.action(description="Replay to every endpoint accepting them", permissions=["replay"])
+    @admin.action(description=_("Replay to every endpoint accepting them"), permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         count = replay_events(queryset)
-        self.message_user(request, f"Queued {count} delivery(ies).", messages.SUCCESS)
+        self.message_user(request, gettext("Queued %(count)d delivery(ies).") % {"count": count},
+                          messages.SUCCESS)
 
 
 @admin.register(EventDelivery)
@@ -89,14 +92,15 @@ class EventDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("event", "endpoint")
     actions = ["replay"]
 
-    @admin.display(description="Event")
+    @admin.display(description=_("Event"))
     def event_link(self, obj: EventDelivery) -> Any:
         return f"{obj.event.event_type} {obj.event.event_id}"
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("billable.change_eventdelivery"))
 
-    @admin.action(description="Replay (deliver again from attempt 1)", permissions=["replay"])
+    @admin.action(description=_("Replay (deliver again from attempt 1)"), permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[EventDelivery]) -> None:
         count = replay_deliveries(queryset)
-        self.message_user(request, f"Re-armed {count} delivery(ies).", messages.SUCCESS)
+        self.message_user(request, gettext("Re-armed %(count)d delivery(ies).") % {"count": count},
+                          messages.SUCCESS)

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
@@ -43,7 +44,7 @@ class GenerateCodesForm(forms.ModelForm):
     """How many codes, their shape, and the template every code copies."""
 
     count = forms.IntegerField(min_value=1, max_value=100_000, initial=100)
-    code_prefix = forms.CharField(required=False, max_length=32, label="Prefix")
+    code_prefix = forms.CharField(required=False, max_length=32, label=_("Prefix"))
     length = forms.IntegerField(min_value=6, max_value=32, initial=10)
 
     class Meta:
@@ -65,11 +66,11 @@ class PromoCodeAdmin(admin.ModelAdmin):
     inlines = [PromoRedemptionInline]
     actions = ["export_csv"]
 
-    @admin.display(description="Uses")
+    @admin.display(description=_("Uses"))
     def uses(self, obj: PromoCode) -> str:
         return f"{obj.uses_count} / {obj.max_uses if obj.max_uses is not None else '∞'}"
 
-    @admin.action(description="Export the selected codes as CSV")
+    @admin.action(description=_("Export the selected codes as CSV"))
     def export_csv(self, request: HttpRequest, queryset: QuerySet[PromoCode]) -> HttpResponse:
         return _csv_response(codes_csv(queryset.select_related("offer").order_by("id")))
 

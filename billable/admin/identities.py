@@ -31,7 +31,7 @@ class ExternalIdentityAdmin(CustomerColumnMixin, admin.ModelAdmin):
     raw_id_fields = ("user",)
     readonly_fields = ("created_at", "updated_at")
 
-    @admin.display(description="Profile")
+    @admin.display(description=_("Profile"))
     def profile_name(self, obj: ExternalIdentity) -> str:
         meta = obj.metadata if isinstance(obj.metadata, dict) else {}
         names = [str(meta[key]) for key in ("first_name", "last_name") if meta.get(key)]

@@ -15,6 +15,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import CustomerColumnMixin
 from billable.admin.reports import admin_url, batch_source, batch_state_label, related_document
@@ -53,11 +55,11 @@ class ReadOnlyAdminMixin:
 class SpendableFilter(admin.SimpleListFilter):
     """Filter batches by the services' spendability rule (not by the stored state)."""
 
-    title = "spendable now"
+    title = _("spendable now")
     parameter_name = "spendable"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Yes"), ("no", "No")]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         spendable = QuotaBatch.objects.spendable().values("pk")
@@ -87,15 +89,15 @@ class QuotaBatchAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
     readonly_fields = ("effective_state", "source", "ledger")
     date_hierarchy = "created_at"
 
-    @admin.display(description="Remaining / initial")
+    @admin.display(description=_("Remaining / initial"))
     def utilization(self, obj: QuotaBatch) -> str:
         return f"{obj.remaining_quantity} / {obj.initial_quantity}"
 
-    @admin.display(description="State (now)")
+    @admin.display(description=_("State (now)"))
     def effective_state(self, obj: QuotaBatch) -> str:
         return batch_state_label(obj, timezone.now())
 
-    @admin.display(description="Ledger rows")
+    @admin.display(description=_("Ledger rows"))
     def ledger(self, obj: QuotaBatch) -> str:
         """The newest rows of this batch, and a link to all of them (batches can be long)."""
         rows = list(obj.transactions.order_by("-created_at", "-id")[:BATCH_LEDGER_ROWS])
@@ -106,10 +108,10 @@ class QuotaBatchAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
               tx.created_at.strftime("%Y-%m-%d %H:%M:%S"), signed_amount(tx), tx.action_type)
              for tx in rows),
         )
-        return format_html('{}<div><a href="{}?quota_batch__exact={}">All rows of this batch'
-                           '</a></div>', lines, all_url, obj.pk)
+        return format_html('{}<div><a href="{}?quota_batch__exact={}">{}</a></div>', lines,
+                           all_url, obj.pk, gettext("All rows of this batch"))
 
-    @admin.display(description="Source")
+    @admin.display(description=_("Source"))
     def source(self, obj: QuotaBatch) -> str:
         link = batch_source(obj)
         if link.url:
@@ -129,15 +131,15 @@ class TransactionAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     readonly_fields = ("document",)
     date_hierarchy = "created_at"
 
-    @admin.display(description="Product")
+    @admin.display(description=_("Product"))
     def product(self, obj: Transaction) -> str:
         return str(obj.quota_batch.product)
 
-    @admin.display(description="Amount")
+    @admin.display(description=_("Amount"))
     def amount_display(self, obj: Transaction) -> str:
         return signed_amount(obj)
 
-    @admin.display(description="Related")
+    @admin.display(description=_("Related"))
     def document(self, obj: Transaction) -> str:
         link = related_document(obj)
         if link is None:

@@ -13,6 +13,8 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import CustomerColumnMixin, customer_link, money
 from billable.admin.ledger import ReadOnlyAdminMixin
@@ -35,36 +37,39 @@ class OrderItemInline(ReadOnlyAdminMixin, admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).select_related("order")
 
-    @admin.display(description="Price")
+    @admin.display(description=_("Price"))
     def unit_price(self, obj: OrderItem) -> str:
         return money(obj.price, obj.order.currency if obj.order_id else None)
 
-    @admin.display(description="Grants (per unit, frozen at order time)")
+    @admin.display(description=_("Grants (per unit, frozen at order time)"))
     def contents(self, obj: OrderItem) -> str:
         """The snapshot as text, e.g. ``10 × TOKENS; 1 × PREMIUM for 30 days``."""
         if not isinstance(obj.snapshot, dict):
-            return "— (no snapshot: granted from the offer at payment)"
+            return gettext("— (no snapshot: granted from the offer at payment)")
         parts = []
         for item in obj.snapshot.get("items", []):
             period = item.get("period_unit")
-            span = "" if period == "forever" else f" for {item.get('period_value')} {period}"
+            span = "" if period == "forever" else gettext(" for %(value)s %(unit)s") % {
+                "value": item.get("period_value"), "unit": period}
             parts.append(f"{item.get('quantity')} × {item.get('product_key')}{span}")
-        return "; ".join(parts) or "nothing"
+        return "; ".join(parts) or gettext("nothing")
 
 
 def _run_for_each(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],
-                  operation: Callable[[Order], Any], done: str) -> None:
+                  operation: Callable[[Order], Any], done: Any) -> None:
     """Apply ``operation`` to every selected order; report successes and refusals."""
     succeeded: list[str] = []
     for order in queryset.order_by("pk"):
         try:
             operation(order)
         except BillableError as exc:
-            admin_obj.message_user(request, f"Order #{order.pk}: {exc.message}", messages.ERROR)
+            admin_obj.message_user(request, gettext("Order #%(id)s: %(error)s") % {
+                "id": order.pk, "error": exc.message}, messages.ERROR)
         else:
             succeeded.append(f"#{order.pk}")
     if succeeded:
-        admin_obj.message_user(request, f"{done}: {', '.join(succeeded)}.", messages.SUCCESS)
+        admin_obj.message_user(request, gettext("%(done)s: %(orders)s.") % {
+            "done": done, "orders": ", ".join(succeeded)}, messages.SUCCESS)
 
 
 @admin.register(Order)
@@ -85,11 +90,11 @@ class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
     inlines = (OrderItemInline,)
     actions = ("confirm_orders", "cancel_orders", "refund_orders")
 
-    @admin.display(description="Total", ordering="total_amount")
+    @admin.display(description=_("Total"), ordering="total_amount")
     def total(self, obj: Order) -> str:
         return money(obj.total_amount, obj.currency, with_currency=False)
 
-    @admin.display(description="Customer")
+    @admin.display(description=_("Customer"))
     def customer_page(self, obj: Order) -> str:
         return customer_link(obj.user)
 
@@ -99,26 +104,26 @@ class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # financial records; cancel or refund instead
 
-    @admin.action(description="Confirm payment (grant products)",
+    @admin.action(description=_("Confirm payment (grant products)"),
                   permissions=["change"])
     def confirm_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.pay_order`` for each pending order (payment method ``admin``)."""
         _run_for_each(self, request, queryset,
                       lambda o: OrderService.pay_order(o.pk, payment_method=ADMIN_PAYMENT_METHOD),
-                      "Confirmed")
+                      _("Confirmed"))
 
-    @admin.action(description="Cancel pending orders", permissions=["change"])
+    @admin.action(description=_("Cancel pending orders"), permissions=["change"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.cancel_pending_order`` for each selected order."""
         reason = f"cancelled in admin by {request.user}"
         _run_for_each(self, request, queryset,
                       lambda o: OrderService.cancel_pending_order(o.pk, reason=reason),
-                      "Cancelled")
+                      _("Cancelled"))
 
-    @admin.action(description="Refund paid orders (revoke products)", permissions=["change"])
+    @admin.action(description=_("Refund paid orders (revoke products)"), permissions=["change"])
     def refund_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """``OrderService.refund_paid_order`` for each selected order (billing side only)."""
         reason = f"refunded in admin by {request.user}"
         _run_for_each(self, request, queryset,
                       lambda o: OrderService.refund_paid_order(o.pk, reason=reason),
-                      "Refunded")
+                      _("Refunded"))

@@ -15,6 +15,7 @@ from django.apps import apps
 from django.db.models import Case, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from billable.admin.display import admin_url, money
 from billable.models import ExternalIdentity, Order, Product, QuotaBatch, Transaction
@@ -96,6 +97,10 @@ class CustomerReport:
     transactions: list[Transaction]
 
 
+def _order_link(order_id: Any) -> Link:
+    return Link(gettext("Order #%(id)s") % {"id": order_id}, admin_url("billable.order", order_id))
+
+
 def related_document(tx: Transaction) -> Link | None:
     """What a transaction points at (its generic relation) without loading the object."""
     if not tx.object_id:
@@ -111,11 +116,11 @@ def batch_source(batch: QuotaBatch) -> Link:
     """Where a batch came from: its order, else its offer, else a manual grant."""
     if batch.order_item_id is not None and batch.order_item is not None:
         order_id = batch.order_item.order_id
-        return Link(f"Order #{order_id}", admin_url("billable.order", order_id))
+        return _order_link(order_id)
     if batch.source_offer is not None:
         offer = batch.source_offer
         return Link(f"{offer.name} ({offer.sku})", admin_url("billable.offer", offer.pk))
-    return Link("Manual grant")
+    return Link(gettext("Manual grant"))
 
 
 def batch_state_label(batch: QuotaBatch, now: datetime) -> str:
@@ -123,11 +128,11 @@ def batch_state_label(batch: QuotaBatch, now: datetime) -> str:
     if batch.state != QuotaBatch.State.ACTIVE:
         return batch.get_state_display()
     if batch.expires_at is not None and batch.expires_at <= now:
-        return "Expired (expiry job pending)"
+        return gettext("Expired (expiry job pending)")
     if batch.valid_from > now:
-        return "Not yet valid"
+        return gettext("Not yet valid")
     if batch.remaining_quantity == 0:
-        return "Exhausted"
+        return gettext("Exhausted")
     return batch.get_state_display()
 
 
@@ -301,8 +306,9 @@ def _provider_payments(user_id: Any, limit: int) -> list[PaymentLine]:
         PaymentLine(when=row.created_at, amount=money(row.total_amount, row.currency),
                     method="telegram_stars", reference=row.charge_id,
                     status=row.get_status_display(),
-                    link=Link(f"Payment #{row.pk}", admin_url("bot_kit.telegrampayment", row.pk)),
-                    order=(Link(f"Order #{row.order_id}", admin_url("billable.order", row.order_id))
+                    link=Link(gettext("Payment #%(id)s") % {"id": row.pk},
+                              admin_url("bot_kit.telegrampayment", row.pk)),
+                    order=(_order_link(row.order_id)
                            if row.order_id else None))
         for row in rows
     ]
@@ -319,8 +325,8 @@ def customer_payments(user_id: Any, *, limit: int = 20) -> list[PaymentLine]:
         PaymentLine(when=order.paid_at, amount=money(order.total_amount, order.currency),
                     method=order.payment_method or "—", reference=order.payment_id or "",
                     status=order.get_status_display(),
-                    link=Link(f"Order #{order.pk}", admin_url("billable.order", order.pk)),
-                    order=Link(f"Order #{order.pk}", admin_url("billable.order", order.pk)))
+                    link=_order_link(order.pk),
+                    order=_order_link(order.pk))
         for order in orders if not order.payment_id or order.payment_id not in covered
     ]
     epoch = datetime.min.replace(tzinfo=timezone.get_current_timezone())

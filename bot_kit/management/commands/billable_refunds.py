@@ -1,4 +1,10 @@
-"""``billable_refunds``: work the refund outbox once, or keep working it (``--loop``)."""
+"""``billable_refunds``: work the refund outbox once, or keep working it (``--loop``).
+
+The bot's ``BillingConfig`` (the Dispatcher of ``--dispatcher`` / ``BOT_KIT_DISPATCHER``, as for
+``runbot``) is used when one is configured, so a refund this worker completes is told to the user
+and the host exactly once, as with the other workers. Without one, refunds are still made, and a
+single warning says nobody is told.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,21 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from bot_kit.config import BillingConfig
 from bot_kit.management.commands import _bot
 from bot_kit.payments.refunds import RefundOutbox
+
+logger = logging.getLogger("bot_kit.refunds")
 
 
 class Command(BaseCommand):
     help = "Send due refundStarPayment calls from the durable refund outbox."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dispatcher",
+                            help="Dotted path of the bot's Dispatcher or its factory, whose "
+                                 "BillingConfig tells users about their refunds (default: the "
+                                 "BOT_KIT_DISPATCHER setting).")
         parser.add_argument("--loop", action="store_true",
                             help="Keep working the outbox until interrupted.")
         parser.add_argument("--interval", type=float, default=5.0,
@@ -32,13 +45,15 @@ class Command(BaseCommand):
         if options["loop"] and not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        config = _host_config(options.get("dispatcher"))
         asyncio.run(self._run(loop=options["loop"], interval=options["interval"],
-                              limit=options["limit"], lease=options["lease"]))
+                              limit=options["limit"], lease=options["lease"], config=config))
 
-    async def _run(self, *, loop: bool, interval: float, limit: int, lease: float) -> None:
+    async def _run(self, *, loop: bool, interval: float, limit: int, lease: float,
+                   config: BillingConfig | None = None) -> None:
         bot = _bot.command_bot()
         try:
-            outbox = RefundOutbox(bot, lease=lease)
+            outbox = RefundOutbox(bot, lease=lease, config=config)
             if loop:
                 await outbox.run(interval=interval, stop=_stop_on_signals())
                 return
@@ -48,6 +63,16 @@ class Command(BaseCommand):
             self.stdout.write(f"Done. Attempted: {len(results)}.")
         finally:
             await bot.session.close()
+
+
+def _host_config(dispatcher: str | None) -> BillingConfig | None:
+    """The host bot's ``BillingConfig``, or ``None`` (logged once) when none can be found."""
+    try:
+        return _bot.command_config(dispatcher)
+    except Exception as exc:  # no setting, import error, a factory that fails, no setup_billing
+        logger.warning("billable_refunds: no bot BillingConfig (%s); refunds are made, but "
+                       "users and on_refunded are not told", exc)
+        return None
 
 
 def _stop_on_signals() -> asyncio.Event:
