@@ -6,15 +6,19 @@ change, see ``bot_kit.events``); sending is best effort: a Bot API refusal is lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import User
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from bot_kit import billing
 from bot_kit.events import RefundEvent, SubscriptionEvent, call_host
+from bot_kit.resilience import describe, is_transient
 from bot_kit.texts import get_text, user_language
 
 if TYPE_CHECKING:
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from bot_kit.config import BillingConfig
 
 logger = logging.getLogger("bot_kit.notices")
+T = TypeVar("T")
 
 #: Subscription change reason → the text that tells the user (none for the ones the user caused
 #: in the chat and already got an answer for).
@@ -87,15 +92,38 @@ async def subscription_changed(bot: Bot, config: BillingConfig, event: Subscript
     await call_host(config.on_subscription_changed, event)
 
 
+async def _with_db_retries(step: Callable[[], Awaitable[T]]) -> T:
+    """Run ``step`` again (on a fresh connection) when the database blips: the steps given here
+    only read, or are idempotent, so a repeat never tells or cancels twice."""
+    for attempt in range(1, 4):
+        try:
+            return await step()
+        except Exception as exc:
+            if attempt == 3 or not is_transient(exc):
+                raise
+            logger.warning("a refund notice step failed (%s); retrying", describe(exc))
+            await sync_to_async(close_old_connections)()
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def after_refund(bot: Bot, config: BillingConfig, event: RefundEvent, *,
                        lang: str | None = None) -> None:
     """A payment was refunded (once): tell the user, call ``on_refunded`` and, for a charge
-    of a Stars subscription, cancel that subscription at Telegram so it stops renewing."""
-    lang = lang or await language_of(config, event.telegram_user_id)
+    of a Stars subscription, cancel that subscription at Telegram so it stops renewing.
+
+    A database blip (a restart, a terminated connection) is retried per step, so it neither
+    loses the cancellation nor repeats the message."""
+    told_in = lang or await _with_db_retries(
+        lambda: language_of(config, event.telegram_user_id))
     await tell(bot, event.telegram_user_id,
-               get_text("refunded_notice", lang, config, charge_id=event.charge_id))
+               get_text("refunded_notice", told_in, config, charge_id=event.charge_id))
     await call_host(config.on_refunded, event)
-    await cancel_refunded_subscription(bot, config, event, lang=lang)
+    async def cancel() -> None:
+        await cancel_refunded_subscription(bot, config, event,
+                                           lang=told_in or config.default_language)
+
+    await _with_db_retries(cancel)
 
 
 async def cancel_refunded_subscription(bot: Bot, config: BillingConfig, event: RefundEvent, *,

@@ -305,8 +305,12 @@ class RefundOutbox:
             return
         try:
             await after_refund(self.bot, self.config, event)
-        except Exception:
-            logger.exception("telling about refund %s failed", event.charge_id)
+        except Exception as exc:
+            if is_transient(exc):  # an outage outlasted the retries: one line, no traceback
+                logger.warning("telling about refund %s failed: %s", event.charge_id,
+                               describe(exc))
+            else:
+                logger.exception("telling about refund %s failed", event.charge_id)
 
     async def _record(self, mark: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Write an outcome, retrying a few times when the database blips (the call to
