@@ -18,6 +18,7 @@ from billable import signals
 from billable.events import quota
 from billable.events.types import (  # re-exported: the catalogue's names
     BATCH_EXPIRED,
+    BATCH_EXPIRING,
     CUSTOMER_MERGED,
     EVENT_TYPES,
     GRANT_CREATED,
@@ -137,6 +138,28 @@ def _subscription_event(kind: str) -> Callable[..., list[Event]]:
     return build
 
 
+def _alert_data(notice: Any, user_id: Any, product_key: Any) -> dict[str, Any]:
+    return {"notice_id": notice.pk, "user_id": _text(user_id), "product_key": product_key,
+            "batch_id": _text(notice.batch_id), "source": "alert"}
+
+
+def _low_alert(*, notice: Any, user_id: Any, product_key: Any, balance: Any, threshold: Any,
+               **_: Any) -> list[Event]:
+    """A product's low-balance alert rule crossed (``billable.growth.alerts``; once per
+    crossing per batch): ``quota.low`` with ``source="alert"``."""
+    data = {**_alert_data(notice, user_id, product_key), "remaining": balance,
+            "threshold": threshold}
+    return [Event(QUOTA_LOW, _text(user_id), data, dedupe_key=f"alert:{notice.pk}")]
+
+
+def _expiring_alert(*, notice: Any, user_id: Any, product_key: Any, expires_at: Any,
+                    **_: Any) -> list[Event]:
+    """A batch ends within its product's reminder window (once per batch)."""
+    data = {**_alert_data(notice, user_id, product_key), "remaining": notice.balance,
+            "expires_at": expires_at}
+    return [Event(BATCH_EXPIRING, _text(user_id), data, dedupe_key=f"alert:{notice.pk}")]
+
+
 SOURCES: tuple[Source, ...] = (
     Source(signals.order_confirmed, frozenset({PAYMENT_CONFIRMED}),
            _order_event(PAYMENT_CONFIRMED)),
@@ -154,6 +177,8 @@ SOURCES: tuple[Source, ...] = (
            _subscription_event(SUBSCRIPTION_FAILED)),
     Source(signals.subscription_cancelled, frozenset({SUBSCRIPTION_CANCELLED}),
            _subscription_event(SUBSCRIPTION_CANCELLED)),
+    Source(signals.quota_low, frozenset({QUOTA_LOW}), _low_alert),
+    Source(signals.batch_expiring, frozenset({BATCH_EXPIRING}), _expiring_alert),
 )
 
 _BY_SIGNAL: dict[int, Source] = {id(source.signal): source for source in SOURCES}

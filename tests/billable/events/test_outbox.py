@@ -144,4 +144,4 @@ def test_every_catalogued_type_has_a_source():
     from billable.events.catalog import SOURCES
 
     produced = set().union(*(source.types for source in SOURCES))
-    assert produced == set(EVENT_TYPES) and len(EVENT_TYPES) == 12
+    assert produced == set(EVENT_TYPES) and len(EVENT_TYPES) == 13

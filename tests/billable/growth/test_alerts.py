@@ -99,3 +99,30 @@ def test_opt_out(user):
     assert not AlertService.is_enabled(user.pk)
     AlertService.set_enabled(user.pk, True)
     assert AlertService.is_enabled(user)
+
+
+def test_alerts_are_outbound_events_once_per_crossing_and_batch(user, shop, make_product,
+                                                                make_offer):
+    from billable.events import outbox
+    from billable.models import EventEndpoint, OutboxEvent
+
+    EventEndpoint.objects.create(url="http://127.0.0.1:9/none",
+                                 event_types=["quota.low", "batch.expiring"])
+    outbox.subscribed_types.clear()
+    ProductAlert.objects.create(product=shop["credits"], low_balance_units=3)
+    TransactionService.grant_offer(user.pk, shop["pack"])
+    spend(user, 8)
+    pro = make_product("PRO", product_type="period")
+    ProductAlert.objects.create(product=pro, expiry_days=7)
+    TransactionService.grant_offer(user.pk, make_offer("PRO_M", items=[(pro, 1, "days", 5)],
+                                                       price="10", currency="XTR"))
+    AlertService.scan()
+    AlertService.scan()  # nothing new: no second event
+
+    events = {e.event_type: e for e in OutboxEvent.objects.all()}
+    assert sorted(OutboxEvent.objects.values_list("event_type", flat=True)) == [
+        "batch.expiring", "quota.low"]
+    low = events["quota.low"].payload
+    assert (low["source"], low["remaining"], low["threshold"], low["product_key"]) == (
+        "alert", 2, 3, "CREDITS")
+    assert events["batch.expiring"].payload["product_key"] == "PRO"
