@@ -192,6 +192,26 @@ class GiftService:
         return expired
 
     @classmethod
+    def expired_order_ids(cls) -> list[int]:
+        """The order ids of every expired gift (their refunds are queued by the bot kit)."""
+        orders = Gift.objects.filter(status=Gift.Status.EXPIRED).values_list("order_id",
+                                                                            flat=True)
+        return [pk for pk in orders if pk is not None]
+
+    @classmethod
+    def token_for_order(cls, order_id: int | None) -> str | None:
+        """The deep-link token of the gift paid by ``order_id`` (``None`` if none)."""
+        if order_id is None:
+            return None
+        token = Gift.objects.filter(order_id=order_id).values_list("token", flat=True).first()
+        return None if token is None else str(token)
+
+    @classmethod
+    def expiry_of(cls, token: str | None) -> datetime | None:
+        """When the gift ``token`` stops being claimable (``None``: unknown or not paid yet)."""
+        return Gift.objects.filter(token=token).values_list("expires_at", flat=True).first()
+
+    @classmethod
     def mark_refunded(cls, order_id: Any) -> None:
         """A gift whose order was refunded can no longer be claimed."""
         pk = coerce_pk(getattr(order_id, "pk", order_id))
