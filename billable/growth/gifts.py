@@ -111,7 +111,7 @@ class GiftService:
             if paid.fresh:
                 gift, order = locked[0], paid.order
                 gift.status = Gift.Status.READY
-                gift.expires_at = order.paid_at + timedelta(
+                gift.expires_at = (order.paid_at or timezone.now()) + timedelta(
                     seconds=float(billable_settings.BILLABLE_GIFT_TTL))
                 gift.save(update_fields=["status", "expires_at"])
                 send_on_commit(order_confirmed, sender=cls, order=order)

@@ -24,9 +24,11 @@ def spendable_batches(user_id: Any) -> QuerySet[QuotaBatch]:
 
 def balance_rows(user_id: Any) -> QuerySet[Any]:
     """Spendable units per product: rows ``{"product_id", "product__product_key", "total"}``."""
-    return (QuotaBatch.objects.spendable().filter(user_id=user_id)
-            .values("product_id", "product__product_key")
-            .annotate(total=Sum("remaining_quantity")).order_by("product__product_key"))
+    rows: QuerySet[Any] = (QuotaBatch.objects.spendable().filter(user_id=user_id)
+                           .values("product_id", "product__product_key")
+                           .annotate(total=Sum("remaining_quantity"))
+                           .order_by("product__product_key"))
+    return rows
 
 
 def balances_from(rows: list[dict[str, Any]]) -> dict[str, int]:
