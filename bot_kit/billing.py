@@ -7,9 +7,10 @@ test_bot_kit_boundary.py`` enforces it). The port speaks in plain values and sma
 (:class:`Hold`, :class:`Account`, :class:`OfferView`, :class:`OrderView`) so a kit module never
 needs a billable model class.
 
-Every function delegates to billable's public service facades. Where the facade the port needs
-does not exist yet, the current call is kept here (and only here), marked with a
-``# port: switch to …`` comment, so the switch is made in this one file.
+Every function delegates to billable's public layer and nothing else: the service facades
+(``billable.services``), the growth workflows (``billable.growth``: promo codes, gifts, alerts)
+and the read selectors (``billable.selectors.catalog``, ``.orders``, ``.wallet``). The port
+never queries a model itself.
 
 Sync functions exist for callers that are already in a worker thread or inside the kit's own
 ``transaction.atomic`` (payment confirmation writes the ``TelegramPayment`` row and pays the
@@ -32,9 +33,6 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 
 from billable.exceptions import OrderStateError
 from billable.signals import customers_merged
@@ -182,35 +180,25 @@ async def auser_id_for(external_id: int | str, provider: str = "telegram") -> in
 def identity_profile(provider: str, external_id: str) -> dict[str, Any]:
     """The profile the identity middleware stored for ``(provider, external_id)`` (``{}`` when
     the identity is unknown)."""
-    # app registry: models load on first use
-    from billable.models import ExternalIdentity
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import IdentityService
 
-    # port: switch to IdentityService (the identity's profile) when available
-    identity = (ExternalIdentity.objects.filter(provider=provider, external_id=str(external_id))
-                .only("metadata").first())
-    return dict(getattr(identity, "metadata", None) or {})
+    return IdentityService.profile(provider, str(external_id))
 
 
 def watch_identities(*, on_merge: Callable[[Iterable[Any]], None],
                      on_identity: Callable[[str, Any], None], uid: str) -> None:
     """Call ``on_merge(user_ids)`` after customers are merged and ``on_identity(external_id,
     user_id)`` after an identity row is saved or deleted (connected once per ``uid``)."""
-    # app registry: models load on first use
-    from billable.models import ExternalIdentity
-
-    # port: switch to an identity-changed signal of billable when available
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import IdentityService
 
     def merged(sender: Any, target_user_id: Any = None, source_user_id: Any = None,
                **kwargs: Any) -> None:
         on_merge((target_user_id, source_user_id))
 
-    def changed(sender: Any, instance: Any, **kwargs: Any) -> None:
-        on_identity(str(instance.external_id), instance.user_id)
-
     customers_merged.connect(merged, weak=False, dispatch_uid=f"{uid}.merge")
-    post_save.connect(changed, sender=ExternalIdentity, weak=False, dispatch_uid=f"{uid}.save")
-    post_delete.connect(changed, sender=ExternalIdentity, weak=False,
-                        dispatch_uid=f"{uid}.delete")
+    IdentityService.watch(on_identity, uid=uid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,12 +267,10 @@ async def agranted_products(batches: Iterable[Any],
     totals: dict[Any, int] = {}
     for batch in batches:
         totals[batch.product_id] = totals.get(batch.product_id, 0) + batch.initial_quantity
-    # app registry: models load on first use
-    from billable.models import Product
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
 
-    # port: switch to the catalog facade (product names) when available
-    names = {p.pk: p.localized_name(lang) async for p in Product.objects.filter(
-        pk__in=list(totals))}
+    names = await sync_to_async(catalog.product_names_by_pk)(list(totals), lang)
     return sorted(((str(names.get(pk, pk)), qty) for pk, qty in totals.items()),
                   key=lambda item: item[0])
 
@@ -293,13 +279,10 @@ async def aproduct_names(product_keys: Iterable[str],
                          lang: str | None = None) -> dict[str, str]:
     """``{KEY: display name in lang}`` of the known products among ``product_keys`` (the
     default-language name when not translated)."""
-    keys = [str(k).upper() for k in product_keys]
-    # app registry: models load on first use
-    from billable.models import Product
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
 
-    # port: switch to the catalog facade (product names) when available
-    return {str(p.product_key): p.localized_name(lang) async for p in Product.objects.filter(
-        product_key__in=keys)}
+    return await sync_to_async(catalog.product_names)([str(k) for k in product_keys], lang)
 
 
 async def aproduct_name(product_key: str, lang: str | None = None) -> str:
@@ -315,32 +298,10 @@ async def aentitlement_ends(user_id: int) -> dict[str, Any]:
     The batch covering now, extended by every later batch that starts before (or when) the
     previous one ends — a renewal paid ahead of time counts, a gap stops the chain.
     """
-    # app registry: models load on first use
-    from billable.models import Product, QuotaBatch
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import wallet
 
-    # port: switch to BalanceService (entitlement ends) when available
-    now = timezone.now()
-    rows = QuotaBatch.objects.filter(
-        user_id=user_id, state=QuotaBatch.State.ACTIVE,
-        product__product_type__in=(Product.ProductType.PERIOD, Product.ProductType.UNLIMITED),
-    ).exclude(expires_at__lte=now).order_by("valid_from").values_list(
-        "product__product_key", "valid_from", "expires_at")
-    spans: dict[str, list[tuple[Any, Any]]] = {}
-    async for key, start, end in rows:
-        spans.setdefault(str(key), []).append((start, end))
-    ends: dict[str, Any] = {}
-    for key, batches in spans.items():
-        current = [end for start, end in batches if start <= now]
-        if not current:
-            continue
-        end = None if None in current else max(current)
-        for start, later in batches:  # ordered by start
-            if start <= now:
-                continue
-            if end is None or start > end:  # never ends already, or a gap: the chain stops
-                break
-            end = None if later is None else max(end, later)
-        ends[key] = end
+    ends: dict[str, Any] = await sync_to_async(wallet.entitlement_ends)(user_id)
     return ends
 
 
@@ -383,34 +344,32 @@ class OfferView:
                 or self.localized_name(lang))
 
 
-def _offers() -> Any:
-    # app registry: models load on first use
-    from billable.models import Offer
-
-    # port: switch to the offer facade (resolve_offer / catalog selector) when available
-    return Offer.objects
-
-
 def offer(sku: Any, *, active_only: bool = True) -> OfferView | None:
     """The offer ``sku`` (an active one unless ``active_only`` is False), or ``None``."""
-    query = _offers().filter(sku=str(sku or "").strip())
-    if active_only:
-        query = query.filter(is_active=True)
-    found = query.first()
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
+
+    found = catalog.find_offer(sku, active_only=active_only)
     return OfferView.of(found) if found is not None else None
 
 
 def offers(skus: Iterable[str]) -> list[OfferView]:
     """The active offers among ``skus``, in the order of ``skus``."""
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
+
     wanted = [str(s).upper() for s in skus]
-    found = {o.sku: o for o in _offers().filter(sku__in=wanted, is_active=True)}
+    found = catalog.offers_by_sku(wanted, active_only=True)
     return [OfferView.of(found[s]) for s in wanted if s in found]
 
 
 def offer_names(skus: Iterable[str], lang: str | None = None) -> dict[str, str]:
     """``{SKU: name in lang}`` of the known offers among ``skus`` (active or not)."""
-    return {o.sku: OfferView.of(o).localized_name(lang)
-            for o in _offers().filter(sku__in=[str(s) for s in skus])}
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
+
+    found = catalog.offers_by_sku([str(s) for s in skus], active_only=False)
+    return {sku: OfferView.of(o).localized_name(lang) for sku, o in found.items()}
 
 
 async def aoffer_name(sku: str, lang: str | None = None) -> str:
@@ -421,29 +380,27 @@ async def aoffer_name(sku: str, lang: str | None = None) -> str:
 
 async def askus_with_product(skus: Iterable[str], product_key: str) -> set[str]:
     """The SKUs among ``skus`` whose offer contains ``product_key``."""
-    wanted = [str(s).upper() for s in skus]
-    if not wanted:
-        return set()
-    return {str(sku) async for sku in _offers().filter(
-        sku__in=wanted, items__product__product_key=product_key.upper()
-    ).values_list("sku", flat=True).distinct()}
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
+
+    return await sync_to_async(catalog.skus_with_product)(list(skus), product_key)
 
 
 async def aoffer_with_product(sku: str, product_key: str) -> OfferView | None:
     """The offer ``sku`` (active or not) when it contains ``product_key``, else ``None``."""
-    found = await _offers().filter(
-        sku=sku, items__product__product_key=product_key.upper()).afirst()
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
+
+    found = await sync_to_async(catalog.offer_with_product)(sku, product_key)
     return OfferView.of(found) if found is not None else None
 
 
 def register_offer_validator(validator: Callable[[Any], None]) -> None:
     """Run ``validator(offer)`` in billable's ``Offer.clean`` (once, however often called)."""
-    # app registry: models load on first use
-    from billable.models.catalog import OFFER_VALIDATORS
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import OfferService
 
-    # port: switch to a catalog facade hook when available
-    if validator not in OFFER_VALIDATORS:
-        OFFER_VALIDATORS.append(validator)
+    OfferService.register_validator(validator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,11 +449,10 @@ def create_order(user_id: int, sku: str, *, metadata: dict[str, Any]) -> OrderVi
 
 def order(order_id: Any) -> OrderView | None:
     """The order ``order_id``, or ``None``."""
-    # app registry: models load on first use
-    from billable.models import Order
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import orders
 
-    # port: switch to the orders selector when available
-    found = Order.objects.filter(pk=order_id).first()
+    found = orders.find_order(order_id)
     return OrderView.of(found) if found is not None else None
 
 
@@ -525,12 +481,10 @@ def refund_order(order_id: int, *, reason: str) -> bool:
 
 def order_skus(order_id: int) -> list[str]:
     """The SKUs of an order's items, in item order."""
-    # app registry: models load on first use
-    from billable.models import OrderItem
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import orders
 
-    # port: switch to the orders selector when available
-    return [str(sku) for sku in OrderItem.objects.filter(order_id=order_id)
-            .order_by("pk").values_list("offer__sku", flat=True)]
+    return orders.order_skus(order_id)
 
 
 def order_summary(order_id: int | None, lang: str | None = None) -> str:
@@ -577,20 +531,18 @@ def promo_reservation_problem(promo_id: int | None, *, order_id: int) -> str | N
 
 def promo_redemption(promo_id: int | None) -> Any:
     """The redemption row behind a discounted invoice, or ``None``."""
-    # app registry: models load on first use
-    from billable.models import PromoRedemption
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.promo import PromoService
 
-    # port: switch to a growth selector when available
-    return PromoRedemption.objects.filter(pk=promo_id or 0).first()
+    return PromoService.get_redemption(promo_id)
 
 
 def gift_offer(sku: str) -> Any:
     """The active offer ``sku`` (or ``None``) for a gift invoice."""
-    # app registry: models load on first use
-    from billable.models import Offer
+    # app registry: billable.selectors loads the models; imported on first use
+    from billable.selectors import catalog
 
-    # port: switch to OfferService.get_offer when available
-    return Offer.objects.filter(sku=str(sku or "").strip(), is_active=True).first()
+    return catalog.find_offer(sku)
 
 
 def create_gift(user_id: int, sku: str, *, telegram_user_id: int) -> Any:
@@ -612,13 +564,10 @@ def pay_gift_order(order_id: int, *, charge_id: str, method: str) -> Any:
 
 def gift_token_for_order(order_id: int | None) -> str | None:
     """The deep-link token of the gift paid by ``order_id``."""
-    # app registry: models load on first use
-    from billable.models import Gift
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
 
-    if order_id is None:
-        return None
-    # port: switch to a growth selector when available
-    return Gift.objects.filter(order_id=order_id).values_list("token", flat=True).first()
+    return GiftService.token_for_order(order_id)
 
 
 def claim_gift(token: str, *, user_id: int, telegram_user_id: int,
@@ -626,14 +575,12 @@ def claim_gift(token: str, *, user_id: int, telegram_user_id: int,
     """Claim the gift: ``(batches, gift, buyer's identity or None)``; raises ``gift_*``."""
     # app registry: billable.growth loads the models; imported on first use
     from billable.growth.gifts import GiftService
-    from billable.models import ExternalIdentity
+    from billable.services import IdentityService
 
     batches = GiftService.claim(token, user_id=user_id,
                                 metadata={"telegram_user_id": telegram_user_id})
     gift = GiftService.get_gift(token)
-    # port: switch to IdentityService (the owner's first identity) when available
-    identity = (ExternalIdentity.objects.filter(user_id=gift.buyer_id, provider=provider)
-                .order_by("created_at", "id").first())
+    identity = IdentityService.first_identity(gift.buyer_id, provider)
     return batches, gift, identity
 
 
@@ -654,18 +601,10 @@ def set_alerts_enabled(user_id: int, enabled: bool) -> bool:
 def alert_buy_offers(notice: Any, skus: Iterable[str]) -> list[Any]:
     """The offers an alert's buy button sells: the rule's ``buy_offer``, else the configured
     offers (in ``skus`` order) that contain the alert's product."""
-    # app registry: models load on first use
-    from billable.models import Offer
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
 
-    rule = getattr(notice.product, "alert_rule", None)
-    if rule is not None and rule.buy_offer is not None and rule.buy_offer.is_active:
-        return [rule.buy_offer]
-    wanted = list(skus)
-    # port: switch to OfferService.get_offers when available
-    offers = Offer.objects.filter(sku__in=wanted, is_active=True,
-                                  items__product=notice.product).distinct()
-    found = {o.sku: o for o in offers}
-    return [found[sku] for sku in wanted if sku in found]
+    return list(AlertService.buy_offers(notice, skus))
 
 
 def claim_alert_notices(*, provider: str, limit: int) -> list[tuple[Any, Any]]:
@@ -675,36 +614,18 @@ def claim_alert_notices(*, provider: str, limit: int) -> list[tuple[Any, Any]]:
     skipped; the others are marked sent before they are returned (each claimed once, also by
     concurrent senders: a conditional ``pending → state`` update).
     """
-    # app registry: models load on first use
-    from billable.models import AlertNotice, ExternalIdentity, NotificationPreference
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
 
-    # port: switch to an alerts facade (claim) when available
-    pending = AlertNotice.objects.filter(delivery=AlertNotice.Delivery.PENDING)
-    claimed: list[tuple[Any, Any]] = []
-    for notice in pending.select_related("product__alert_rule__buy_offer", "batch").order_by(
-            "created_at", "id")[:limit]:
-        owner = notice.batch.user_id  # the batch's owner now (a merge may have moved it)
-        opted_out = NotificationPreference.objects.filter(user_id=owner,
-                                                          alerts_enabled=False).exists()
-        identity = (ExternalIdentity.objects.filter(user_id=owner, provider=provider)
-                    .order_by("created_at", "id").first())
-        chat = identity.external_id if identity is not None else ""
-        state = (AlertNotice.Delivery.SKIPPED if opted_out or not chat.isdigit()
-                 else AlertNotice.Delivery.SENT)
-        with transaction.atomic():
-            won = AlertNotice.objects.filter(
-                pk=notice.pk, delivery=AlertNotice.Delivery.PENDING).update(
-                delivery=state, delivered_at=timezone.now())
-        if won and state == AlertNotice.Delivery.SENT:
-            claimed.append((notice, identity))
-    return claimed
+    return [(claimed.notice, claimed.identity)
+            for claimed in AlertService.claim_notices(provider=provider, limit=limit)]
 
 
 def mark_alert_failed(notice_id: int) -> None:
-    # app registry: models load on first use
-    from billable.models import AlertNotice
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.alerts import AlertService
 
-    AlertNotice.objects.filter(pk=notice_id).update(delivery=AlertNotice.Delivery.FAILED)
+    AlertService.mark_failed(notice_id)
 
 
 async def ascan_alerts() -> Any:
@@ -717,21 +638,19 @@ async def ascan_alerts() -> Any:
 
 def gift_expiry(token: str | None) -> Any:
     """When the gift ``token`` stops being claimable (``None`` if unknown)."""
-    # app registry: models load on first use
-    from billable.models import Gift
+    # app registry: billable.growth loads the models; imported on first use
+    from billable.growth.gifts import GiftService
 
-    return Gift.objects.filter(token=token).values_list("expires_at", flat=True).first()
+    return GiftService.expiry_of(token)
 
 
 def expire_gifts() -> tuple[int, list[int]]:
     """Expire the due gifts: ``(how many expired now, order ids of every expired gift)``."""
     # app registry: billable.growth loads the models; imported on first use
     from billable.growth.gifts import GiftService
-    from billable.models import Gift
 
     expired = GiftService.expire_gifts()
-    orders = Gift.objects.filter(status=Gift.Status.EXPIRED).values_list("order_id", flat=True)
-    return len(expired), [pk for pk in orders if pk is not None]
+    return len(expired), GiftService.expired_order_ids()
 
 
 __all__ = [

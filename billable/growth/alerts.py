@@ -22,6 +22,7 @@ the pending notices as chat messages (``bot_kit.alerts``) unless the customer op
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,9 +33,26 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billable.exceptions import UserNotFound
-from billable.models import AlertNotice, NotificationPreference, Product, ProductAlert, QuotaBatch
+from billable.models import (
+    AlertNotice,
+    ExternalIdentity,
+    NotificationPreference,
+    Offer,
+    Product,
+    ProductAlert,
+    QuotaBatch,
+)
+from billable.services import IdentityService
 from billable.signals import batch_expiring, quota_low, send_on_commit
 from billable.validation import coerce_pk
+
+
+@dataclass(frozen=True)
+class ClaimedNotice:
+    """A notice claimed for sending and its owner's identity on the chat provider."""
+
+    notice: AlertNotice
+    identity: ExternalIdentity
 
 
 @dataclass(frozen=True)
@@ -146,6 +164,51 @@ class AlertService:
         return await sync_to_async(cls.scan)(now=now)
 
     @classmethod
+    def claim_notices(cls, *, provider: str, limit: int) -> list[ClaimedNotice]:
+        """Claim up to ``limit`` pending notices, oldest first: each one to send, with the
+        owner's identity on ``provider`` (its ``external_id`` is the chat id).
+
+        A notice of an opted-out customer, or of one without a numeric chat id on
+        ``provider``, is marked ``skipped``; the others are marked ``sent`` before they are
+        returned. Each notice is claimed once, also by concurrent senders (a conditional
+        ``pending → state`` update).
+        """
+        pending = AlertNotice.objects.filter(delivery=AlertNotice.Delivery.PENDING)
+        claimed: list[ClaimedNotice] = []
+        for notice in pending.select_related("product__alert_rule__buy_offer", "batch").order_by(
+                "created_at", "id")[:limit]:
+            owner = notice.batch.user_id  # the batch's owner now (a merge may have moved it)
+            identity = IdentityService.first_identity(owner, provider)
+            chat = identity.external_id if identity is not None else ""
+            state = (AlertNotice.Delivery.SKIPPED if not cls.is_enabled(owner)
+                     or not chat.isdigit() else AlertNotice.Delivery.SENT)
+            with transaction.atomic():
+                won = AlertNotice.objects.filter(
+                    pk=notice.pk, delivery=AlertNotice.Delivery.PENDING).update(
+                    delivery=state, delivered_at=timezone.now())
+            if won and identity is not None and state == AlertNotice.Delivery.SENT:
+                claimed.append(ClaimedNotice(notice, identity))
+        return claimed
+
+    @classmethod
+    def mark_failed(cls, notice_id: Any) -> None:
+        """A claimed notice could not be delivered (the chat refused the message)."""
+        AlertNotice.objects.filter(pk=notice_id).update(delivery=AlertNotice.Delivery.FAILED)
+
+    @classmethod
+    def buy_offers(cls, notice: AlertNotice, skus: Iterable[str]) -> list[Offer]:
+        """The offers a notice's buy button sells: the rule's active ``buy_offer``, else the
+        active offers among ``skus`` (in ``skus`` order) that contain the notice's product."""
+        rule = getattr(notice.product, "alert_rule", None)
+        if rule is not None and rule.buy_offer is not None and rule.buy_offer.is_active:
+            return [rule.buy_offer]
+        wanted = list(skus)
+        offers = Offer.objects.filter(sku__in=wanted, is_active=True,
+                                      items__product=notice.product).distinct()
+        found = {offer.sku: offer for offer in offers}
+        return [found[sku] for sku in wanted if sku in found]
+
+    @classmethod
     def is_enabled(cls, user_id: Any) -> bool:
         """Whether ``user_id`` gets alert messages (on unless they opted out)."""
         pk = coerce_pk(getattr(user_id, "pk", user_id))
@@ -176,4 +239,4 @@ class AlertService:
         return await sync_to_async(cls.set_enabled)(user_id, enabled)
 
 
-__all__ = ["AlertService", "ScanResult", "threshold_for"]
+__all__ = ["AlertService", "ClaimedNotice", "ScanResult", "threshold_for"]

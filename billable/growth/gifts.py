@@ -2,9 +2,10 @@
 
 * :meth:`GiftService.create_gift` — a pending order of one offer for the buyer and a gift
   with a random token (the deep link ``start=gift-<token>``).
-* :meth:`GiftService.pay_gift_order` — ``pending → paid`` exactly once (same rules as
-  ``OrderService.pay_order``: one payment id pays one order) **without granting anything to
-  the buyer**; the gift becomes ``ready`` and expires ``BILLABLE_GIFT_TTL`` seconds later.
+* :meth:`GiftService.pay_gift_order` — ``pending → paid`` exactly once through the engine's
+  ``ledger.payments.mark_paid``, the step ``OrderService.pay_order`` takes too (one payment id
+  pays one order), **without granting anything to the buyer**; the gift becomes ``ready`` and
+  expires ``BILLABLE_GIFT_TTL`` seconds later.
 * :meth:`GiftService.claim` — first claim wins: the gift row is locked, the buyer cannot claim
   their own gift, the order line's snapshot is granted to the claimer (``source="gift"``, the
   batches point at the buyer's order line, so refunding the order revokes them). Sends
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from billable.conf import billable_settings
@@ -34,10 +35,9 @@ from billable.exceptions import (
     GiftOwn,
     GiftUnknown,
     InvalidInput,
-    OrderNotFound,
     OrderStateError,
-    PaymentConflict,
 )
+from billable.ledger import payments
 from billable.ledger.retry import retrying
 from billable.models import Gift, Order, QuotaBatch
 from billable.services import OrderService, TransactionService
@@ -96,36 +96,26 @@ class GiftService:
         ``OrderService.pay_order``.
         """
         payment_id, method = payment_fields(payment_id, payment_method)
-        pk = coerce_pk(getattr(order_id, "pk", order_id))
-        with transaction.atomic():
-            order = Order.objects.select_for_update().filter(pk=pk).first() if pk else None
-            if order is None:
-                raise OrderNotFound("Order not found")
-            if order.status == Order.Status.PAID:
-                if order.payment_id == payment_id:
-                    return order
-                raise PaymentConflict(f"Order #{order.pk} is already paid by another payment")
-            if order.status != Order.Status.PENDING:
-                raise OrderStateError(f"Order #{order.pk} is {order.status} and cannot be paid")
+        locked: list[Gift] = []
+
+        def lock_gift(order: Order) -> None:  # lock order: the order first, then its gift
             gift = Gift.objects.select_for_update().filter(order=order).first()
             if gift is None:
                 raise OrderStateError(f"Order #{order.pk} is not a gift")
-            order.status, order.payment_id = Order.Status.PAID, payment_id
-            order.payment_method, order.paid_at = method, timezone.now()
-            try:
-                with transaction.atomic():
-                    order.save(update_fields=["status", "payment_id", "payment_method",
-                                              "paid_at"])
-            except IntegrityError:
-                raise PaymentConflict(
-                    f"Payment {payment_id!r} ({method}) was already used for another order"
-                ) from None
-            gift.status = Gift.Status.READY
-            gift.expires_at = order.paid_at + timedelta(
-                seconds=float(billable_settings.BILLABLE_GIFT_TTL))
-            gift.save(update_fields=["status", "expires_at"])
-            send_on_commit(order_confirmed, sender=cls, order=order)
-        return order
+            locked.append(gift)
+
+        with transaction.atomic():
+            paid = payments.mark_paid(order_id=order_id, payment_id=payment_id, method=method,
+                                      requested_method=payment_method, grant=False,
+                                      before=lock_gift)
+            if paid.fresh:
+                gift, order = locked[0], paid.order
+                gift.status = Gift.Status.READY
+                gift.expires_at = (order.paid_at or timezone.now()) + timedelta(
+                    seconds=float(billable_settings.BILLABLE_GIFT_TTL))
+                gift.save(update_fields=["status", "expires_at"])
+                send_on_commit(order_confirmed, sender=cls, order=order)
+        return paid.order
 
     @classmethod
     async def apay_gift_order(cls, order_id: Any, *, payment_id: Any = None,
@@ -200,6 +190,26 @@ class GiftService:
                     gift.save(update_fields=["status"])
                     expired.append(gift)
         return expired
+
+    @classmethod
+    def expired_order_ids(cls) -> list[int]:
+        """The order ids of every expired gift (their refunds are queued by the bot kit)."""
+        orders = Gift.objects.filter(status=Gift.Status.EXPIRED).values_list("order_id",
+                                                                            flat=True)
+        return [pk for pk in orders if pk is not None]
+
+    @classmethod
+    def token_for_order(cls, order_id: int | None) -> str | None:
+        """The deep-link token of the gift paid by ``order_id`` (``None`` if none)."""
+        if order_id is None:
+            return None
+        token = Gift.objects.filter(order_id=order_id).values_list("token", flat=True).first()
+        return None if token is None else str(token)
+
+    @classmethod
+    def expiry_of(cls, token: str | None) -> datetime | None:
+        """When the gift ``token`` stops being claimable (``None``: unknown or not paid yet)."""
+        return Gift.objects.filter(token=token).values_list("expires_at", flat=True).first()
 
     @classmethod
     def mark_refunded(cls, order_id: Any) -> None:

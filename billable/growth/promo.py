@@ -283,6 +283,11 @@ class PromoService:
                                                identities=identities, metadata=metadata)
 
     @classmethod
+    def get_redemption(cls, redemption_id: Any) -> PromoRedemption | None:
+        """The redemption ``redemption_id`` (e.g. behind a discounted invoice), or ``None``."""
+        return PromoRedemption.objects.filter(pk=redemption_id or 0).first()
+
+    @classmethod
     def check_reservation(cls, redemption_id: Any, *, order_id: Any) -> str | None:
         """Re-check a discounted order's reservation before payment (pre-checkout).
 

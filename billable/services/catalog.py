@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db.models import Q
 
 from billable.models import Offer, Product
+from billable.models.catalog import OFFER_VALIDATORS
 from billable.validation import normalize_product_key, resolve_offer, safe_text
 
 
@@ -90,6 +91,13 @@ class OfferService:
                           ) -> dict[str, Offer]:
         """Async twin of :meth:`get_offers`."""
         return await sync_to_async(cls.get_offers)(list(skus), include_inactive=include_inactive)
+
+    @classmethod
+    def register_validator(cls, validator: Callable[[Offer], None]) -> None:
+        """Run ``validator(offer)`` in ``Offer.clean`` (so on every save): it raises
+        ``ValidationError`` to refuse the offer. Registering it again changes nothing."""
+        if validator not in OFFER_VALIDATORS:
+            OFFER_VALIDATORS.append(validator)
 
 
 __all__ = ["OfferService", "ProductService"]

@@ -15,6 +15,7 @@ Rules (see ``docs/orders.md``):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_delete, post_save
 
 from billable.exceptions import InvalidInput, UserNotFound
 from billable.ledger import sql
@@ -127,6 +129,35 @@ class IdentityService:
     async def aowner_of(cls, provider: Any, external_id: Any) -> Any:
         """Async twin of :meth:`owner_of`."""
         return await sync_to_async(cls.owner_of)(provider, external_id)
+
+    @classmethod
+    def profile(cls, provider: Any, external_id: Any) -> dict[str, Any]:
+        """The profile stored on the identity ``(provider, external_id)`` (its ``metadata``
+        JSON object; ``{}`` when the identity is unknown)."""
+        identity = (ExternalIdentity.objects.filter(provider=provider,
+                                                    external_id=str(external_id))
+                    .only("metadata").first())
+        metadata = identity.metadata if identity is not None else None
+        return dict(metadata) if isinstance(metadata, dict) else {}
+
+    @classmethod
+    def first_identity(cls, user_id: Any, provider: Any) -> ExternalIdentity | None:
+        """The user's oldest identity on ``provider`` (e.g. the Telegram chat to write to)."""
+        return (ExternalIdentity.objects.filter(user_id=user_id, provider=provider)
+                .order_by("created_at", "id").first())
+
+    @classmethod
+    def watch(cls, on_change: Callable[[str, Any], None], *, uid: str) -> None:
+        """Call ``on_change(external_id, user_id)`` after an identity row is saved or deleted
+        in this process (connected once per ``uid``; ``user_id`` may be ``None``)."""
+
+        def changed(sender: Any, instance: ExternalIdentity, **kwargs: Any) -> None:
+            on_change(str(instance.external_id), instance.user_id)
+
+        post_save.connect(changed, sender=ExternalIdentity, weak=False,
+                          dispatch_uid=f"{uid}.save")
+        post_delete.connect(changed, sender=ExternalIdentity, weak=False,
+                            dispatch_uid=f"{uid}.delete")
 
     @classmethod
     def resolve_user(cls, *, provider: Any = "default", external_id: Any,

@@ -23,8 +23,7 @@ from billable.exceptions import BillableError
 from bot_kit import billing
 from bot_kit.config import BillingConfig
 from bot_kit.growth_billing import claim_gift, create_gift_invoice, gift_token_for_order
-from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment
-from bot_kit.payments.handlers import rejection_text, resolve_user_id, try_refund_now
+from bot_kit.payments.handlers import confirm_once, resolve_user_id
 from bot_kit.payments.invoices import STARS, apurchasable_offers, send_invoice
 from bot_kit.payments.payload import KIND_GIFT, VERSION_BOT
 from bot_kit.paywall import format_price
@@ -126,22 +125,11 @@ def _add_payment(router: Router, config: BillingConfig) -> None:
     async def gift_paid(message: Message, bot: Bot, billing_user_id: int | None = None,
                         billing_lang: str | None = None) -> None:
         """Confirm once per charge, then hand the buyer the gift's link."""
-        tg_user, paid = message.from_user, message.successful_payment
-        if tg_user is None or paid is None:
+        confirmed = await confirm_once(message, bot, config, billing_user_id=billing_user_id,
+                                       billing_lang=billing_lang)
+        if confirmed is None:
             return
-        facts = PaymentFacts.from_message(tg_user.id, paid)
-        result = await aconfirm_payment(facts, config.signing_secrets, user_id=billing_user_id,
-                                        provider=config.telegram_provider, bot_id=bot.id)
-        if not result.created:
-            return
-        lang = await _lang(billing_lang, tg_user, config)
-        if not result.confirmed:
-            await message.answer(get_text("payment_rejected", lang, config,
-                                          reason=rejection_text(result.payment.reason, lang,
-                                                                config),
-                                          charge_id=facts.charge_id))
-            await try_refund_now(bot, result.refund_id, config)
-            return
+        result, lang = confirmed.result, confirmed.lang
         token = await sync_to_async(gift_token_for_order)(result.order_id)
         expires = await sync_to_async(_expiry_of)(token)
         await message.answer(get_text("gift_ready", lang, config, name=result.summary,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -21,7 +22,12 @@ from bot_kit.callbacks import BuyOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import call_host
 from bot_kit.notices import after_refund
-from bot_kit.payments.confirm import PaymentFacts, aconfirm_payment, aorder_summary
+from bot_kit.payments.confirm import (
+    ConfirmResult,
+    PaymentFacts,
+    aconfirm_payment,
+    aorder_summary,
+)
 from bot_kit.payments.invoices import (
     aprepare_invoice,
     apurchasable_offers,
@@ -84,6 +90,43 @@ async def is_refunded_payment(message: Message) -> bool:
     return message.refunded_payment is not None
 
 
+@dataclass(frozen=True)
+class ConfirmedPayment:
+    """A charge confirmed for the first time, for its handler to answer."""
+
+    result: ConfirmResult
+    facts: PaymentFacts
+    lang: str
+
+
+async def confirm_once(message: Message, bot: Bot, config: BillingConfig, *,
+                       billing_user_id: int | None,
+                       billing_lang: str | None) -> ConfirmedPayment | None:
+    """The part both ``successful_payment`` handlers share (purchases and gifts).
+
+    Confirms the message's charge exactly once (``aconfirm_payment``). Returns ``None`` when
+    there is nothing more to answer: not a payment, a charge seen before (a redelivery, another
+    process), or a rejected charge — whose payer has then been told why and whose refund was
+    attempted at once (the outbox retries it).
+    """
+    tg_user, paid = message.from_user, message.successful_payment
+    if tg_user is None or paid is None:
+        return None
+    facts = PaymentFacts.from_message(tg_user.id, paid)
+    result = await aconfirm_payment(facts, config.signing_secrets, user_id=billing_user_id,
+                                    provider=config.telegram_provider, bot_id=bot.id)
+    if not result.created:
+        return None
+    lang = await language(billing_lang, tg_user, config)
+    if not result.confirmed:
+        await message.answer(get_text("payment_rejected", lang, config,
+                                      reason=rejection_text(result.payment.reason, lang, config),
+                                      charge_id=facts.charge_id))
+        await try_refund_now(bot, result.refund_id, config)
+        return None
+    return ConfirmedPayment(result, facts, lang)
+
+
 def _add_catalog(router: Router, config: BillingConfig) -> None:
     command = config.command("buy")
     if command is not None:
@@ -138,30 +181,20 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
                                  billing_user_id: int | None = None,
                                  billing_lang: str | None = None) -> None:
         """Confirm once per charge; one receipt, or a refund notice for a rejected charge."""
-        tg_user, paid = message.from_user, message.successful_payment
-        if tg_user is None or paid is None:
+        confirmed = await confirm_once(message, bot, config, billing_user_id=billing_user_id,
+                                       billing_lang=billing_lang)
+        if confirmed is None:
             return
-        facts = PaymentFacts.from_message(tg_user.id, paid)
-        result = await aconfirm_payment(facts, config.signing_secrets, user_id=billing_user_id,
-                                        provider=config.telegram_provider, bot_id=bot.id)
-        if not result.created:
-            return
-        lang = await language(billing_lang, tg_user, config)
-        if result.confirmed:
-            amount = format_price(from_minor_units(paid.total_amount, paid.currency),
-                                  paid.currency)
-            await message.answer(get_text("payment_receipt", lang, config,
-                                          order_id=result.order_id,
-                                          name=await aorder_summary(result.order_id, lang),
-                                          amount=amount, charge_id=facts.charge_id))
-            await call_host(config.on_paid, result.event)
-            if result.subscription_event is not None:
-                await call_host(config.on_subscription_changed, result.subscription_event)
-            return
-        await message.answer(get_text("payment_rejected", lang, config,
-                                      reason=rejection_text(result.payment.reason, lang, config),
-                                      charge_id=facts.charge_id))
-        await try_refund_now(bot, result.refund_id, config)
+        result, facts, lang = confirmed.result, confirmed.facts, confirmed.lang
+        amount = format_price(from_minor_units(facts.total_amount, facts.currency),
+                              facts.currency)
+        await message.answer(get_text("payment_receipt", lang, config,
+                                      order_id=result.order_id,
+                                      name=await aorder_summary(result.order_id, lang),
+                                      amount=amount, charge_id=facts.charge_id))
+        await call_host(config.on_paid, result.event)
+        if result.subscription_event is not None:
+            await call_host(config.on_subscription_changed, result.subscription_event)
 
     @router.message(is_refunded_payment)
     async def refunded_payment(message: Message, bot: Bot,
@@ -222,6 +255,8 @@ def create_purchase_router(config: BillingConfig) -> Router:
 
 
 __all__ = [
+    "ConfirmedPayment",
+    "confirm_once",
     "create_purchase_router",
     "is_refunded_payment",
     "is_successful_payment",

@@ -4,9 +4,9 @@
   imports from billable only framework-level modules (errors, signals, metrics, logs, health,
   dashboard, tasks) — never ``billable.models``, ``billable.services``, the ledger engine or
   anything else.
-* The port itself imports billable's public service facades and the framework modules; the
-  few engine/model imports it still needs until billable grows the matching facade are listed
-  in ``PORT_UNTIL_FACADES`` (each marked ``# port: switch to …`` in the port).
+* The port itself imports only billable's public layer (``PORT_FACADES``: the service facades,
+  the growth workflows, the read selectors) and the framework modules: never a model or the
+  ledger engine.
 * No kit module but the port runs SQL (``cursor``), and no import cycle exists in ``bot_kit``.
 * A function-level import says why, on its line or in a comment right above its group of
   imports (Django's app registry, or an optional dependency).
@@ -27,23 +27,11 @@ PORT = "bot_kit.billing"
 #: Framework-level billable modules any kit module may import (no models, no engine).
 FRAMEWORK = ("billable.exceptions", "billable.signals", "billable.metrics", "billable.logs",
              "billable.health", "billable.dashboard", "billable.tasks")
-#: What the port may import besides FRAMEWORK: billable's public service facades.
+#: What the port may import besides FRAMEWORK: billable's public facades, workflows and selectors.
 PORT_FACADES = ("billable.services", "billable.services.identities", "billable.services.trials",
-                "billable.growth.promo", "billable.growth.gifts", "billable.growth.alerts")
-#: Imports the port still makes until the facade exists (the lead removes them one by one).
-PORT_UNTIL_FACADES = frozenset({
-    ("billable.models", "ExternalIdentity"),       # -> an identity-changed signal
-    ("billable.models", "Offer"),                  # -> the offer facade
-    ("billable.models", "Order"),                  # -> the orders selector
-    ("billable.models", "OrderItem"),              # -> the orders selector
-    ("billable.models", "Product"),                # -> the catalog selector
-    ("billable.models", "QuotaBatch"),             # -> BalanceService (entitlement ends)
-    ("billable.models.catalog", "OFFER_VALIDATORS"),  # -> a catalog facade hook
-    ("billable.models", "PromoRedemption"),        # -> a growth selector
-    ("billable.models", "Gift"),                   # -> a growth selector
-    ("billable.models", "AlertNotice"),            # -> an alerts facade (claim, fail)
-    ("billable.models", "NotificationPreference"),  # -> an alerts facade (opt-out)
-})
+                "billable.growth.promo", "billable.growth.gifts", "billable.growth.alerts",
+                "billable.selectors.catalog", "billable.selectors.orders",
+                "billable.selectors.wallet")
 REASONS = ("app registry", "optional dependency")
 
 
@@ -124,8 +112,7 @@ def boundary_violations(sources: Mapping[str, tuple[str, bool]]) -> list[str]:
                 continue
             if _under(imp.module, FRAMEWORK) or _under(imp.full, FRAMEWORK):
                 continue
-            if module == PORT and (imp.module in PORT_FACADES
-                                   or (imp.module, imp.name) in PORT_UNTIL_FACADES):
+            if module == PORT and imp.module in PORT_FACADES:
                 continue
             problems.append(f"{module}:{imp.line} imports {imp.full}")
     return problems
@@ -224,13 +211,13 @@ def test_function_level_imports_say_why() -> None:
     assert unexplained_local_imports(kit_sources()) == []
 
 
-def test_the_port_still_uses_every_listed_interim_import() -> None:
-    """A switched call must leave ``PORT_UNTIL_FACADES`` too (the list stays exact)."""
+def test_the_port_has_no_interim_model_reads_left() -> None:
+    """Every port function goes through a facade, workflow or selector: no ``# port: switch
+    to …`` marks, no model or engine import (not even inside a function)."""
     source, package = kit_sources()[PORT]
-    used = {(i.module, i.name) for i in imports_of(PORT, source, package=package)}
-    assert PORT_UNTIL_FACADES <= used
-    marks = source.count("# port: switch to")
-    assert marks >= len({module for module, _ in PORT_UNTIL_FACADES})
+    assert "# port: switch to" not in source
+    loaded = {i.module for i in imports_of(PORT, source, package=package)}
+    assert not {m for m in loaded if _under(m, ("billable.models", "billable.ledger"))}
 
 
 def test_the_checker_fails_on_a_forbidden_import() -> None:
@@ -241,13 +228,17 @@ def test_the_checker_fails_on_a_forbidden_import() -> None:
             "from billable.exceptions import BillableError\n"
             "from billable import metrics\n", False),
         PORT: ("from billable.ledger import wallet\n"
-               "from billable.services import OrderService\n", False),
+               "from billable.services import OrderService\n"
+               "def f():\n"
+               "    from billable.models import Order\n"
+               "    from billable.selectors import catalog\n", False),
     }
 
     assert boundary_violations(synthetic) == [
         "bot_kit.middlewares.synthetic:1 imports billable.models.Reservation",
         "bot_kit.middlewares.synthetic:2 imports billable.services.holds",
         "bot_kit.billing:1 imports billable.ledger.wallet",
+        "bot_kit.billing:4 imports billable.models.Order",
     ]
 
 
