@@ -12,9 +12,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from billable.conf import billable_settings
 from billable.exceptions import (
     CurrencyError,
     EmptyOffer,
@@ -22,11 +23,12 @@ from billable.exceptions import (
     InvalidPrice,
 )
 from billable.ledger import sql, wallet
-from billable.ledger.audit import emit_created
+from billable.ledger.audit import emit_created, writes_events
 from billable.ledger.grants import grant_lines
 from billable.ledger.idempotency import claim_key
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying, until_fresh
+from billable.ledger.sql import LedgerRow
 from billable.models import Offer, OfferItem, Product
 from billable.models.base import uuid7
 
@@ -47,6 +49,14 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
                "action_id": action_id}
 
     def step() -> dict[str, Any]:
+        first = _first_lot()
+        alone = first and not idempotency_key and not writes_events(consumed=True)
+        if alone:  # one statement in autocommit: its COMMIT travels with it (one round trip)
+            done = _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                                action_type=action_type, action_id=action_id,
+                                metadata=debit_meta)
+            if done is not None:
+                return done
         with transaction.atomic():
             if idempotency_key:
                 earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
@@ -54,6 +64,12 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
                                     result={"usage_id": str(usage_id), "metadata": debit_meta})
                 if earlier is not None:
                     return _replayed(user_id, key, earlier.result)
+            if first and not alone:
+                done = _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                                    action_type=action_type, action_id=action_id,
+                                    metadata=debit_meta)
+                if done is not None:
+                    return done
             return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
                           action_type=action_type, action_id=action_id, metadata=debit_meta)
 
@@ -72,6 +88,32 @@ def _replayed(user_id: Any, key: str, stored: dict[str, Any]) -> dict[str, Any]:
         "remaining": spendable_total(user_id=user_id, key=key),
         "metadata": stored.get("metadata", {}),
     }
+
+
+def _first_lot() -> bool:
+    """Whether this consume may take the single-statement path: the backend has it and the
+    consume owns its transaction. Inside a caller's transaction the general path runs,
+    statement for statement as documented (the caller's transaction, not this one, then sets
+    the cost, and its other row locks stay in the documented order)."""
+    return connection.vendor in sql.FIRST_LOT_VENDORS and not connection.in_atomic_block
+
+
+def _spend_first(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,
+                 action_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The single-batch path: the first spendable batch in consumption order covers ``amount``
+    (one statement, :func:`billable.ledger.sql.take_first`); ``None``: nothing was written and
+    the general path (:func:`_spend`) decides, with the same rows and errors as ever."""
+    now = timezone.now()
+    row = LedgerRow(id=usage_id, user_id=user_id, quota_batch_id=None, amount=amount,
+                    direction=wallet.DEBIT, action_type=action_type, content_type_id=None,
+                    object_id=action_id, metadata=metadata, created_at=now)
+    found = sql.take_first(row=row, key=key, now=now, order=billable_settings.CONSUMPTION_ORDER)
+    if found is None:
+        return None
+    row.quota_batch_id, left = found
+    emit_created([row], consumed=True)
+    return {"success": True, "message": "Quota consumed", "usage_id": str(usage_id),
+            "remaining": left, "metadata": metadata}
 
 
 def _spend(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,

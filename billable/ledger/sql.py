@@ -327,6 +327,110 @@ def take(*, lot: Lot, amount: int, using: str = DEFAULT_DB_ALIAS) -> bool:
         return bool(cursor.rowcount == 1)
 
 
+# -- the single-statement consume (PostgreSQL) ----------------------------------------------------
+
+#: Backends with data-modifying CTEs: a consume covered by one batch is one statement there.
+FIRST_LOT_VENDORS = frozenset({"postgresql"})
+
+
+def _consumption_order(order: str) -> tuple[Any, ...]:
+    """``wallet.consumption_key`` as an ``ORDER BY`` (the same keys, the same direction)."""
+    if order == "expiring_first":
+        return (F("expires_at").asc(nulls_last=True), "created_at", "id")
+    return ("created_at", "id")
+
+
+def _splice(compiled: Compiled, slot: int, text: str) -> tuple[str, int]:
+    """The statement with the placeholder of ``slot`` replaced by SQL ``text``, and the index
+    of the parameter that placeholder had (to be dropped from the call's parameters)."""
+    [index] = [i for i, s in compiled.positions if s == slot]
+    parts = compiled.sql.split("%s")
+    if len(parts) != len(compiled.template) + 1:  # pragma: no cover
+        raise RuntimeError(f"billable: unexpected placeholders in {compiled.sql}")
+    return "%s".join(parts[:index + 1]) + text + "%s".join(parts[index + 1:]), index
+
+
+@dataclass(frozen=True)
+class FirstLot:
+    """The one-statement consume of one alias and consumption order, and its parameter plan."""
+
+    sql: str
+    lot: Compiled
+    take: Compiled
+    dropped: int
+    others: Compiled
+
+
+_Spent = namedtuple("_Spent", ("batch_id", "left"))
+
+
+@cache
+def _first_lot_sql(alias: str, order: str) -> FirstLot:
+    """``WITH lot (first spendable batch in consumption order), spent (the conditional take of
+    ``take`` on it, RETURNING its id and what is left), debit (the DEBIT row) SELECT`` the batch
+    id and the balance left: the batch taken from plus the other spendable batches."""
+    def first() -> Any:
+        return (_spendable(alias).exclude(product__product_type__in=sorted(ENTITLEMENTS))
+                .order_by(*_consumption_order(order)).values_list("id")[:1].query)
+
+    def others() -> Any:
+        return _spendable(alias).order_by().values_list("id", "remaining_quantity").query
+
+    lot = _compile(alias, first, (Slot.USER, Slot.KEY, Slot.NOW))
+    take = _take_sql(alias)
+    rest = _compile(alias, others, (Slot.USER, Slot.KEY, Slot.NOW))
+    update, dropped = _splice(take, 0, "(SELECT lot.id FROM lot)")
+    quote = connections[alias].ops.quote_name
+    pk, left = quote(str(_uuid_field().column)), quote("remaining_quantity")
+    fields = _fields(Transaction, LEDGER_FIELDS)
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    values = ", ".join("spent.id" if f.name == "quota_batch" else "%s" for f in fields)
+    statement = (
+        f"WITH lot (id) AS ({lot.sql}), "
+        f"spent (id, left_over) AS ({update} RETURNING {pk}, {left}), "
+        f"debit AS (INSERT INTO {quote(Transaction._meta.db_table)} ({columns}) "
+        f"SELECT {values} FROM spent) "
+        f"SELECT spent.id, spent.left_over + COALESCE((SELECT SUM(o.left_over) FROM "
+        f"({rest.sql}) o (id, left_over) WHERE o.id <> spent.id), 0) FROM spent"
+    )
+    return FirstLot(statement, lot, take, dropped, rest)
+
+
+def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
+               using: str = DEFAULT_DB_ALIAS) -> tuple[Any, int] | None:
+    """Consume ``row.amount`` of ``key`` from the user's first spendable batch in ``order`` and
+    write ``row`` as its DEBIT, in **one statement**; return ``(batch id, balance left)``.
+
+    ``None`` (nothing written, no row lock kept but in a rare race, see below) when the backend
+    has no data-modifying CTE or the first batch does not cover the amount (or is of a period
+    / unlimited product, or there is none): the caller then runs the general path. The take is
+    the general path's conditional ``UPDATE`` (``_take_sql``) aimed at the first batch, so the
+    batch chosen, the units taken and the state change are the same; the lock is taken by that
+    ``UPDATE`` only, on one batch, so the global lock order holds. (Under ``READ COMMITTED`` an
+    ``UPDATE`` that waited for a concurrent change of the batch and then no longer matches keeps
+    a row lock on it; the general path that follows in the same transaction may then meet a
+    deadlock, which PostgreSQL breaks and :func:`billable.ledger.retry.retrying` retries.)
+    """
+    conn = connections[using]
+    if conn.vendor not in FIRST_LOT_VENDORS:
+        return None
+    plan = _first_lot_sql(using, order)
+    spot = (row.user_id, key, now)
+    update = plan.take.params((None, row.amount))
+    del update[plan.dropped]
+    debit = [field.get_db_prep_save(value, conn) for field, value in
+             zip(_fields(Transaction, LEDGER_FIELDS), row.values(), strict=True)
+             if field.name != "quota_batch"]
+    params = [*plan.lot.params(spot), *update, *debit, *plan.others.params(spot)]
+    with conn.cursor() as cursor:
+        cursor.execute(plan.sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    spent = _Spent._make(found)
+    return spent.batch_id, int(spent.left)
+
+
 @cache
 def _finish_sql(alias: str) -> Compiled:
     def build() -> Any:
@@ -536,6 +640,6 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
 
 
 
-__all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
+__all__ = ["FIRST_LOT_VENDORS", "HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
            "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
-           "spendable_summary", "take"]
+           "spendable_summary", "take", "take_first"]
