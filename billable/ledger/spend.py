@@ -48,32 +48,48 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
     request = {"product_key": key, "amount": amount, "action_type": action_type,
                "action_id": action_id}
 
+    def claimed() -> dict[str, Any] | None:
+        """Claim the key (inside the step's transaction); the replayed answer if it was used."""
+        if not idempotency_key:
+            return None
+        earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
+                            request=request,
+                            result={"usage_id": str(usage_id), "metadata": debit_meta})
+        return None if earlier is None else _replayed(user_id, key, earlier.result)
+
+    def first_lot() -> dict[str, Any] | None:
+        return _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                            action_type=action_type, action_id=action_id, metadata=debit_meta)
+
     def step() -> dict[str, Any]:
-        first = _first_lot()
-        alone = first and not idempotency_key and not writes_events(consumed=True)
-        if alone:  # one statement in autocommit: its COMMIT travels with it (one round trip)
-            done = _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                                action_type=action_type, action_id=action_id,
-                                metadata=debit_meta)
-            if done is not None:
-                return done
-        with transaction.atomic():
-            if idempotency_key:
-                earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
-                                    request=request,
-                                    result={"usage_id": str(usage_id), "metadata": debit_meta})
-                if earlier is not None:
-                    return _replayed(user_id, key, earlier.result)
-            if first and not alone:
-                done = _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                                    action_type=action_type, action_id=action_id,
-                                    metadata=debit_meta)
+        if _first_lot():
+            if not idempotency_key and not writes_events(consumed=True):
+                # One statement in autocommit: its COMMIT travels with it (one round trip).
+                done = first_lot()
                 if done is not None:
                     return done
-            return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                          action_type=action_type, action_id=action_id, metadata=debit_meta)
+            else:
+                # The key and the outbound events commit with the DEBIT. When the first batch
+                # does not cover the amount, the whole transaction is rolled back (the key and
+                # any row lock the attempt took go with it) and the general path runs afresh.
+                try:
+                    with transaction.atomic():
+                        done = claimed() or first_lot()
+                        if done is None:
+                            raise _Fallback
+                        return done
+                except _Fallback:
+                    pass
+        with transaction.atomic():
+            return claimed() or _spend(user_id=user_id, key=key, amount=amount,
+                                       usage_id=usage_id, action_type=action_type,
+                                       action_id=action_id, metadata=debit_meta)
 
     return until_fresh(step, give_up=lambda: _short(key))
+
+
+class _Fallback(Exception):
+    """The single-statement attempt wrote nothing: roll its transaction back."""
 
 
 def _short(key: str) -> InsufficientFunds:

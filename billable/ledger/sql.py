@@ -39,7 +39,7 @@ from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Sum, Value, When
+from django.db.models import Case, F, Subquery, Sum, Value, When
 from django.db.models.sql import UpdateQuery
 
 from billable.models import (
@@ -306,6 +306,15 @@ def _update(alias: str, queryset: Any, values: dict[str, Any]) -> Any:
     return query
 
 
+def _taking(amount: Any) -> dict[str, Any]:
+    """The values of a take: ``amount`` fewer units, ``EXHAUSTED`` when none are left."""
+    return {
+        "remaining_quantity": F("remaining_quantity") - amount,
+        "state": Case(When(remaining_quantity=amount, then=Value(EXHAUSTED)),
+                      default=F("state")),
+    }
+
+
 @cache
 def _take_sql(alias: str) -> Compiled:
     pk, amount = _sentinel(Slot.PK), _sentinel(Slot.AMOUNT)
@@ -313,11 +322,7 @@ def _take_sql(alias: str) -> Compiled:
     def build() -> Any:
         batches = QuotaBatch.objects.using(alias).filter(
             pk=pk, state=ACTIVE, remaining_quantity__gte=amount)
-        return _update(alias, batches, {
-            "remaining_quantity": F("remaining_quantity") - amount,
-            "state": Case(When(remaining_quantity=amount, then=Value(EXHAUSTED)),
-                          default=F("state")),
-        })
+        return _update(alias, batches, _taking(amount))
     return _compile(alias, build, (Slot.PK, Slot.AMOUNT))
 
 
@@ -369,15 +374,38 @@ def _first_lot_sql(alias: str, order: str) -> FirstLot:
     """``WITH lot (first spendable batch in consumption order), spent (the conditional take of
     ``take`` on it, RETURNING its id and what is left), debit (the DEBIT row) SELECT`` the batch
     id and the balance left: the batch taken from plus the other spendable batches."""
+    def product(**rule: Any) -> Any:
+        # The product id as a value of the statement (an InitPlan), not a join: the batches
+        # are then read through the wallet index in consumption order, so the first one costs
+        # the same however many the user holds.
+        return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
+                                                            **rule).order_by().values("id"))
+
     def first() -> Any:
-        return (_spendable(alias).exclude(product__product_type__in=sorted(ENTITLEMENTS))
+        kinds = sorted(ENTITLEMENTS)
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER),
+                        product_id=product(product_type__in=[k for k in Product.ProductType
+                                                             if k not in kinds]))
                 .order_by(*_consumption_order(order)).values_list("id")[:1].query)
 
     def others() -> Any:
-        return _spendable(alias).order_by().values_list("id", "remaining_quantity").query
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER), product_id=product())
+                .order_by().values_list("id", "remaining_quantity").query)
+
+    def taking() -> Any:
+        # The take of the general path (``_take_sql``), plus the rest of what the general
+        # path's lock re-checks on a row changed while it waited: still this user's (a merge
+        # moves batches) and still spendable at ``now``.
+        amount = _sentinel(Slot.AMOUNT)
+        batches = (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                   .filter(pk=_sentinel(Slot.PK), user_id=_sentinel(Slot.USER), state=ACTIVE,
+                           remaining_quantity__gte=amount))
+        return _update(alias, batches, _taking(amount))
 
     lot = _compile(alias, first, (Slot.USER, Slot.KEY, Slot.NOW))
-    take = _take_sql(alias)
+    take = _compile(alias, taking, (Slot.PK, Slot.AMOUNT, Slot.USER, Slot.NOW))
     rest = _compile(alias, others, (Slot.USER, Slot.KEY, Slot.NOW))
     update, dropped = _splice(take, 0, "(SELECT lot.id FROM lot)")
     quote = connections[alias].ops.quote_name
@@ -401,22 +429,26 @@ def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
     """Consume ``row.amount`` of ``key`` from the user's first spendable batch in ``order`` and
     write ``row`` as its DEBIT, in **one statement**; return ``(batch id, balance left)``.
 
-    ``None`` (nothing written, no row lock kept but in a rare race, see below) when the backend
-    has no data-modifying CTE or the first batch does not cover the amount (or is of a period
-    / unlimited product, or there is none): the caller then runs the general path. The take is
-    the general path's conditional ``UPDATE`` (``_take_sql``) aimed at the first batch, so the
-    batch chosen, the units taken and the state change are the same; the lock is taken by that
-    ``UPDATE`` only, on one batch, so the global lock order holds. (Under ``READ COMMITTED`` an
-    ``UPDATE`` that waited for a concurrent change of the batch and then no longer matches keeps
-    a row lock on it; the general path that follows in the same transaction may then meet a
-    deadlock, which PostgreSQL breaks and :func:`billable.ledger.retry.retrying` retries.)
+    ``None`` (nothing written) when the backend has no data-modifying CTE, or the first batch
+    does not cover the amount, is of a period / unlimited product, or there is none: the
+    caller then runs the general path, in a fresh transaction (under ``READ COMMITTED`` an
+    ``UPDATE`` that waited for a concurrent change of its row and then no longer matches keeps
+    the row lock, which must not be held while the general path locks in primary-key order).
+
+    The take is the general path's conditional ``UPDATE`` (``_take_sql``) aimed at the first
+    batch, with everything the general path's lock re-checks on a row changed while it waited
+    (the user — a merge moves batches —, the spendable rule): the batch chosen, the units taken
+    and the state change are the same. The only row lock is that ``UPDATE``'s, on one batch.
+    ``balance left`` is the batch taken from as it is now plus the other spendable batches as
+    the statement read them (the general path reads them under its locks; either is the
+    balance of a moment).
     """
     conn = connections[using]
     if conn.vendor not in FIRST_LOT_VENDORS:
         return None
     plan = _first_lot_sql(using, order)
     spot = (row.user_id, key, now)
-    update = plan.take.params((None, row.amount))
+    update = plan.take.params((None, row.amount, row.user_id, now))
     del update[plan.dropped]
     debit = [field.get_db_prep_save(value, conn) for field, value in
              zip(_fields(Transaction, LEDGER_FIELDS), row.values(), strict=True)

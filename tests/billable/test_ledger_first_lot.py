@@ -283,3 +283,39 @@ def test_sqlite_keeps_the_general_path() -> None:
         assert connection.vendor in sql.FIRST_LOT_VENDORS
     else:
         assert connection.vendor not in sql.FIRST_LOT_VENDORS
+
+
+@requires_postgres
+def test_a_batch_moved_away_while_waiting_is_not_spent(user, make_user, make_product):
+    """A merge moves the batch to another account while the consume waits for its row lock:
+    the single statement re-checks the owner (as the general path's lock does) and spends
+    nothing of it."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    product = make_product(KEY)
+    batch = make_batch(user, product, 10)
+    other = make_user()
+    moved = threading.Event()
+
+    def move(index: int) -> Any:
+        if index == 0:
+            with transaction.atomic():
+                QuotaBatch.objects.filter(pk=batch.pk).update(user_id=other.pk)
+                Transaction.objects.filter(quota_batch=batch)._reassign_owner(other.pk)
+                moved.set()
+                time.sleep(0.5)  # the consume is now waiting for the batch's row lock
+            return None
+        moved.wait(5)
+        try:
+            return TransactionService.consume_quota(user.pk, KEY, amount=1)
+        finally:
+            connections.close_all()
+
+    results = run_in_threads(2, move)
+    assert results[1]["success"] is False and results[1]["error"] == "quota_exhausted"
+    assert not Transaction.objects.filter(direction="DEBIT").exists()
+    assert TransactionService.check_ledger() == []
+    assert TransactionService.get_balance(other.pk, KEY) == 10
