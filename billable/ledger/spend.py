@@ -5,6 +5,14 @@ take the units with conditional updates, write one DEBIT per touched batch. A co
 touching one batch costs four data statements (key INSERT, SELECT … FOR UPDATE, UPDATE, DEBIT
 INSERT); without a key, three. Failures roll everything back, including the key, so a retry
 after a top-up can succeed.
+
+On PostgreSQL a consume that owns its transaction first tries the single-batch path
+(:func:`billable.ledger.sql.take_first`): when the first spendable batch in consumption order
+covers the amount, the take and the DEBIT are one statement — in autocommit without a key and
+without outbound events (one round trip), else after the key claim in one transaction. When it
+does not apply, nothing was written and the general path above runs in a fresh transaction;
+``tests/billable/test_ledger_first_lot.py`` holds both paths to the same rows, answers, errors
+and signals.
 """
 
 from __future__ import annotations
