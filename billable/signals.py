@@ -52,6 +52,13 @@ def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
     return hook is not None and bool(hook(signal, using))
 
 
+def recorded(signal: Signal, using: str | None = None) -> bool:
+    """Whether sending ``signal`` writes outbound events (which must share the sender's
+    transaction; receivers alone run after the commit and need none)."""
+    hook = _OUTBOX.get("wanted")
+    return hook is not None and bool(hook(signal, using))
+
+
 def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwargs: Any) -> None:
     """Send ``signal`` once the current transaction commits (immediately when none is open).
 
@@ -79,6 +86,7 @@ __all__ = [
     "order_confirmed",
     "order_refunded",
     "quota_consumed",
+    "recorded",
     "referral_attached",
     "send_on_commit",
     "subscription_cancelled",

@@ -21,7 +21,13 @@ from django.db.models.functions import Coalesce
 
 from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
-from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
+from billable.signals import (
+    quota_consumed,
+    recorded,
+    send_on_commit,
+    transaction_created,
+    wanted,
+)
 
 
 class _Ledger:
@@ -53,6 +59,12 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
             send_on_commit(transaction_created, sender=sender, transaction=model)
         if used:
             send_on_commit(quota_consumed, sender=sender, usage=model)
+
+
+def writes_events(*, consumed: bool = False) -> bool:
+    """Whether :func:`emit_created` would write outbound events (then the rows and their events
+    must commit together: the caller keeps them in one transaction)."""
+    return recorded(transaction_created) or (consumed and recorded(quota_consumed))
 
 
 def _sum_of(queryset: Any) -> Coalesce:
@@ -105,4 +117,4 @@ def count_batches(*, user_id: Any = None) -> int:
     return (batches.filter(user_id=user_id) if user_id is not None else batches).count()
 
 
-__all__ = ["check_ledger", "count_batches", "emit_created", "register_sender"]
+__all__ = ["check_ledger", "count_batches", "emit_created", "register_sender", "writes_events"]

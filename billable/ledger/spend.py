@@ -5,6 +5,14 @@ take the units with conditional updates, write one DEBIT per touched batch. A co
 touching one batch costs four data statements (key INSERT, SELECT … FOR UPDATE, UPDATE, DEBIT
 INSERT); without a key, three. Failures roll everything back, including the key, so a retry
 after a top-up can succeed.
+
+On PostgreSQL a consume that owns its transaction first tries the single-batch path
+(:func:`billable.ledger.sql.take_first`): when the first spendable batch in consumption order
+covers the amount, the take and the DEBIT are one statement — in autocommit without a key and
+without outbound events (one round trip), else after the key claim in one transaction. When it
+does not apply, nothing was written and the general path above runs in a fresh transaction;
+``tests/billable/test_ledger_first_lot.py`` holds both paths to the same rows, answers, errors
+and signals.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from billable.conf import billable_settings
 from billable.exceptions import (
     CurrencyError,
     EmptyOffer,
@@ -22,11 +31,12 @@ from billable.exceptions import (
     InvalidPrice,
 )
 from billable.ledger import sql, wallet
-from billable.ledger.audit import emit_created
+from billable.ledger.audit import emit_created, writes_events
 from billable.ledger.grants import grant_lines
 from billable.ledger.idempotency import claim_key
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying, until_fresh
+from billable.ledger.sql import LedgerRow
 from billable.models import Offer, OfferItem, Product
 from billable.models.base import uuid7
 
@@ -46,18 +56,48 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
     request = {"product_key": key, "amount": amount, "action_type": action_type,
                "action_id": action_id}
 
+    def claimed() -> dict[str, Any] | None:
+        """Claim the key (inside the step's transaction); the replayed answer if it was used."""
+        if not idempotency_key:
+            return None
+        earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
+                            request=request,
+                            result={"usage_id": str(usage_id), "metadata": debit_meta})
+        return None if earlier is None else _replayed(user_id, key, earlier.result)
+
+    def first_lot() -> dict[str, Any] | None:
+        return _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
+                            action_type=action_type, action_id=action_id, metadata=debit_meta)
+
     def step() -> dict[str, Any]:
+        if _first_lot():
+            if not idempotency_key and not writes_events(consumed=True):
+                # One statement in autocommit: its COMMIT travels with it (one round trip).
+                done = first_lot()
+                if done is not None:
+                    return done
+            else:
+                # The key and the outbound events commit with the DEBIT. When the first batch
+                # does not cover the amount, the whole transaction is rolled back (the key and
+                # any row lock the attempt took go with it) and the general path runs afresh.
+                try:
+                    with transaction.atomic():
+                        done = claimed() or first_lot()
+                        if done is None:
+                            raise _Fallback
+                        return done
+                except _Fallback:
+                    pass
         with transaction.atomic():
-            if idempotency_key:
-                earlier = claim_key(user_id=user_id, key=idempotency_key, operation="consume",
-                                    request=request,
-                                    result={"usage_id": str(usage_id), "metadata": debit_meta})
-                if earlier is not None:
-                    return _replayed(user_id, key, earlier.result)
-            return _spend(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                          action_type=action_type, action_id=action_id, metadata=debit_meta)
+            return claimed() or _spend(user_id=user_id, key=key, amount=amount,
+                                       usage_id=usage_id, action_type=action_type,
+                                       action_id=action_id, metadata=debit_meta)
 
     return until_fresh(step, give_up=lambda: _short(key))
+
+
+class _Fallback(Exception):
+    """The single-statement attempt wrote nothing: roll its transaction back."""
 
 
 def _short(key: str) -> InsufficientFunds:
@@ -72,6 +112,32 @@ def _replayed(user_id: Any, key: str, stored: dict[str, Any]) -> dict[str, Any]:
         "remaining": spendable_total(user_id=user_id, key=key),
         "metadata": stored.get("metadata", {}),
     }
+
+
+def _first_lot() -> bool:
+    """Whether this consume may take the single-statement path: the backend has it and the
+    consume owns its transaction. Inside a caller's transaction the general path runs,
+    statement for statement as documented (the caller's transaction, not this one, then sets
+    the cost, and its other row locks stay in the documented order)."""
+    return connection.vendor in sql.FIRST_LOT_VENDORS and not connection.in_atomic_block
+
+
+def _spend_first(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,
+                 action_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The single-batch path: the first spendable batch in consumption order covers ``amount``
+    (one statement, :func:`billable.ledger.sql.take_first`); ``None``: nothing was written and
+    the general path (:func:`_spend`) decides, with the same rows and errors as ever."""
+    now = timezone.now()
+    row = LedgerRow(id=usage_id, user_id=user_id, quota_batch_id=None, amount=amount,
+                    direction=wallet.DEBIT, action_type=action_type, content_type_id=None,
+                    object_id=action_id, metadata=metadata, created_at=now)
+    found = sql.take_first(row=row, key=key, now=now, order=billable_settings.CONSUMPTION_ORDER)
+    if found is None:
+        return None
+    row.quota_batch_id, left = found
+    emit_created([row], consumed=True)
+    return {"success": True, "message": "Quota consumed", "usage_id": str(usage_id),
+            "remaining": left, "metadata": metadata}
 
 
 def _spend(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,

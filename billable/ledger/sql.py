@@ -39,7 +39,7 @@ from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Sum, Value, When
+from django.db.models import Case, F, Subquery, Sum, Value, When
 from django.db.models.sql import UpdateQuery
 
 from billable.models import (
@@ -306,6 +306,15 @@ def _update(alias: str, queryset: Any, values: dict[str, Any]) -> Any:
     return query
 
 
+def _taking(amount: Any) -> dict[str, Any]:
+    """The values of a take: ``amount`` fewer units, ``EXHAUSTED`` when none are left."""
+    return {
+        "remaining_quantity": F("remaining_quantity") - amount,
+        "state": Case(When(remaining_quantity=amount, then=Value(EXHAUSTED)),
+                      default=F("state")),
+    }
+
+
 @cache
 def _take_sql(alias: str) -> Compiled:
     pk, amount = _sentinel(Slot.PK), _sentinel(Slot.AMOUNT)
@@ -313,11 +322,7 @@ def _take_sql(alias: str) -> Compiled:
     def build() -> Any:
         batches = QuotaBatch.objects.using(alias).filter(
             pk=pk, state=ACTIVE, remaining_quantity__gte=amount)
-        return _update(alias, batches, {
-            "remaining_quantity": F("remaining_quantity") - amount,
-            "state": Case(When(remaining_quantity=amount, then=Value(EXHAUSTED)),
-                          default=F("state")),
-        })
+        return _update(alias, batches, _taking(amount))
     return _compile(alias, build, (Slot.PK, Slot.AMOUNT))
 
 
@@ -325,6 +330,137 @@ def take(*, lot: Lot, amount: int, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Conditionally take ``amount`` from ``lot``; False when the row changed underneath."""
     with _run(using, _take_sql(using), (lot.pk, amount)) as cursor:
         return bool(cursor.rowcount == 1)
+
+
+# -- the single-statement consume (PostgreSQL) ----------------------------------------------------
+
+#: Backends with data-modifying CTEs: a consume covered by one batch is one statement there.
+FIRST_LOT_VENDORS = frozenset({"postgresql"})
+
+
+def _consumption_order(order: str) -> tuple[Any, ...]:
+    """``wallet.consumption_key`` as an ``ORDER BY`` (the same keys, the same direction)."""
+    if order == "expiring_first":
+        return (F("expires_at").asc(nulls_last=True), "created_at", "id")
+    return ("created_at", "id")
+
+
+def _splice(compiled: Compiled, slot: int, text: str) -> tuple[str, int]:
+    """The statement with the placeholder of ``slot`` replaced by SQL ``text``, and the index
+    of the parameter that placeholder had (to be dropped from the call's parameters)."""
+    [index] = [i for i, s in compiled.positions if s == slot]
+    parts = compiled.sql.split("%s")
+    if len(parts) != len(compiled.template) + 1:  # pragma: no cover
+        raise RuntimeError(f"billable: unexpected placeholders in {compiled.sql}")
+    return "%s".join(parts[:index + 1]) + text + "%s".join(parts[index + 1:]), index
+
+
+@dataclass(frozen=True)
+class FirstLot:
+    """The one-statement consume of one alias and consumption order, and its parameter plan."""
+
+    sql: str
+    lot: Compiled
+    take: Compiled
+    dropped: int
+    others: Compiled
+
+
+_Spent = namedtuple("_Spent", ("batch_id", "left"))
+
+
+@cache
+def _first_lot_sql(alias: str, order: str) -> FirstLot:
+    """``WITH lot (first spendable batch in consumption order), spent (the conditional take of
+    ``take`` on it, RETURNING its id and what is left), debit (the DEBIT row) SELECT`` the batch
+    id and the balance left: the batch taken from plus the other spendable batches."""
+    def product(**rule: Any) -> Any:
+        # The product id as a value of the statement (an InitPlan), not a join: the batches
+        # are then read through the wallet index in consumption order, so the first one costs
+        # the same however many the user holds.
+        return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
+                                                            **rule).order_by().values("id"))
+
+    def first() -> Any:
+        kinds = sorted(ENTITLEMENTS)
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER),
+                        product_id=product(product_type__in=[k for k in Product.ProductType
+                                                             if k not in kinds]))
+                .order_by(*_consumption_order(order)).values_list("id")[:1].query)
+
+    def others() -> Any:
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER), product_id=product())
+                .order_by().values_list("id", "remaining_quantity").query)
+
+    def taking() -> Any:
+        # The take of the general path (``_take_sql``), plus the rest of what the general
+        # path's lock re-checks on a row changed while it waited: still this user's (a merge
+        # moves batches) and still spendable at ``now``.
+        amount = _sentinel(Slot.AMOUNT)
+        batches = (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                   .filter(pk=_sentinel(Slot.PK), user_id=_sentinel(Slot.USER), state=ACTIVE,
+                           remaining_quantity__gte=amount))
+        return _update(alias, batches, _taking(amount))
+
+    lot = _compile(alias, first, (Slot.USER, Slot.KEY, Slot.NOW))
+    take = _compile(alias, taking, (Slot.PK, Slot.AMOUNT, Slot.USER, Slot.NOW))
+    rest = _compile(alias, others, (Slot.USER, Slot.KEY, Slot.NOW))
+    update, dropped = _splice(take, 0, "(SELECT lot.id FROM lot)")
+    quote = connections[alias].ops.quote_name
+    pk, left = quote(str(_uuid_field().column)), quote("remaining_quantity")
+    fields = _fields(Transaction, LEDGER_FIELDS)
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    values = ", ".join("spent.id" if f.name == "quota_batch" else "%s" for f in fields)
+    statement = (
+        f"WITH lot (id) AS ({lot.sql}), "
+        f"spent (id, left_over) AS ({update} RETURNING {pk}, {left}), "
+        f"debit AS (INSERT INTO {quote(Transaction._meta.db_table)} ({columns}) "
+        f"SELECT {values} FROM spent) "
+        f"SELECT spent.id, spent.left_over + COALESCE((SELECT SUM(o.left_over) FROM "
+        f"({rest.sql}) o (id, left_over) WHERE o.id <> spent.id), 0) FROM spent"
+    )
+    return FirstLot(statement, lot, take, dropped, rest)
+
+
+def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
+               using: str = DEFAULT_DB_ALIAS) -> tuple[Any, int] | None:
+    """Consume ``row.amount`` of ``key`` from the user's first spendable batch in ``order`` and
+    write ``row`` as its DEBIT, in **one statement**; return ``(batch id, balance left)``.
+
+    ``None`` (nothing written) when the backend has no data-modifying CTE, or the first batch
+    does not cover the amount, is of a period / unlimited product, or there is none: the
+    caller then runs the general path, in a fresh transaction (under ``READ COMMITTED`` an
+    ``UPDATE`` that waited for a concurrent change of its row and then no longer matches keeps
+    the row lock, which must not be held while the general path locks in primary-key order).
+
+    The take is the general path's conditional ``UPDATE`` (``_take_sql``) aimed at the first
+    batch, with everything the general path's lock re-checks on a row changed while it waited
+    (the user — a merge moves batches —, the spendable rule): the batch chosen, the units taken
+    and the state change are the same. The only row lock is that ``UPDATE``'s, on one batch.
+    ``balance left`` is the batch taken from as it is now plus the other spendable batches as
+    the statement read them (the general path reads them under its locks; either is the
+    balance of a moment).
+    """
+    conn = connections[using]
+    if conn.vendor not in FIRST_LOT_VENDORS:
+        return None
+    plan = _first_lot_sql(using, order)
+    spot = (row.user_id, key, now)
+    update = plan.take.params((None, row.amount, row.user_id, now))
+    del update[plan.dropped]
+    debit = [field.get_db_prep_save(value, conn) for field, value in
+             zip(_fields(Transaction, LEDGER_FIELDS), row.values(), strict=True)
+             if field.name != "quota_batch"]
+    params = [*plan.lot.params(spot), *update, *debit, *plan.others.params(spot)]
+    with conn.cursor() as cursor:
+        cursor.execute(plan.sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    spent = _Spent._make(found)
+    return spent.batch_id, int(spent.left)
 
 
 @cache
@@ -536,6 +672,6 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
 
 
 
-__all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
+__all__ = ["FIRST_LOT_VENDORS", "HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
            "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
-           "spendable_summary", "take"]
+           "spendable_summary", "take", "take_first"]

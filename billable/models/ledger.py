@@ -94,7 +94,10 @@ class QuotaBatch(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["user", "product", "state"], name="billable_batch_wallet_idx"),
+            # The wallet in the default consumption order: a consume reads its first
+            # spendable batch straight from the index, however many the user holds.
+            models.Index(fields=["user", "product", "state", "created_at", "id"],
+                         name="billable_batch_wallet_idx"),
             models.Index(fields=["state", "expires_at"], name="billable_batch_expiry_idx"),
         ]
 
