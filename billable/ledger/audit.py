@@ -13,6 +13,7 @@ every ledger row belongs to the same user as its batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,7 +22,13 @@ from django.db.models.functions import Coalesce
 
 from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
-from billable.signals import quota_consumed, send_on_commit, transaction_created, wanted
+from billable.signals import (
+    outbox_wants,
+    quota_consumed,
+    send_on_commit,
+    transaction_created,
+    wanted,
+)
 
 
 class _Ledger:
@@ -53,6 +60,39 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
             send_on_commit(transaction_created, sender=sender, transaction=model)
         if used:
             send_on_commit(quota_consumed, sender=sender, usage=model)
+
+
+def events_wanted(using: str, *, cached_only: bool = False) -> bool | None:
+    """Whether an event endpoint wants the events of a settlement's ledger signals (those
+    must be written in its transaction: the gated fast path leaves them to the general path).
+    ``cached_only``: no query, ``None`` when the endpoint cache cannot tell."""
+    found = [outbox_wants(signal, using, cached_only=cached_only)
+             for signal in (transaction_created, quota_consumed)]
+    return True if True in found else None if None in found else False
+
+
+async def asend_created(rows: Iterable[LedgerRow], *, consumed: bool, using: str) -> None:
+    """Async twin of :func:`emit_created` for rows already committed: sends right away
+    (``asend_robust``; a failing receiver is logged, as after a commit)."""
+    sender = _SENDER[0]
+    created = transaction_created.has_listeners(sender)
+    used = consumed and quota_consumed.has_listeners(sender)
+    if not (created or used):
+        return
+    for row in rows:
+        model = row.to_model(using)
+        if created:
+            _log_failures(await transaction_created.asend_robust(sender=sender,
+                                                                 transaction=model))
+        if used:
+            _log_failures(await quota_consumed.asend_robust(sender=sender, usage=model))
+
+
+def _log_failures(results: Iterable[tuple[Any, Any]]) -> None:
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logging.getLogger("billable.signals").error(
+                "Signal receiver %r failed", receiver, exc_info=result)
 
 
 def _sum_of(queryset: Any) -> Coalesce:
@@ -105,4 +145,5 @@ def count_batches(*, user_id: Any = None) -> int:
     return (batches.filter(user_id=user_id) if user_id is not None else batches).count()
 
 
-__all__ = ["check_ledger", "count_batches", "emit_created", "register_sender"]
+__all__ = ["asend_created", "check_ledger", "count_batches", "emit_created", "events_wanted",
+           "register_sender"]
