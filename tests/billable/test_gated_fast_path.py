@@ -26,6 +26,14 @@ from tests.helpers import requires_postgres, run_in_threads
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def no_cached_endpoints() -> None:
+    """Forget endpoints an earlier test cached (a flush does not clear the cache)."""
+    from billable.events.outbox import subscribed_types
+
+    subscribed_types.clear()
+
+
 @pytest.fixture
 def credits(make_product: Callable[..., Any]) -> Any:
     return make_product("CREDITS")
