@@ -62,6 +62,12 @@ def _params(alias: str) -> dict[str, Any]:
     params = dict(connections[alias].get_connection_params())
     for name in _SYNC_ONLY:
         params.pop(name, None)
+    if "prepare_threshold" not in connections[alias].settings_dict.get("OPTIONS", {}):
+        # Django turns server-side prepared statements off unless OPTIONS asks for them (for
+        # poolers that cannot keep them); this pool's two statements run on every gated update
+        # and planning the hold's CTE costs more than running it, so psycopg's default (prepare
+        # after 5 runs) applies here. OPTIONS["prepare_threshold"] = None turns it off.
+        params.pop("prepare_threshold", None)
     params["autocommit"] = True
     params.setdefault("application_name", APPLICATION_NAME)
     return params
