@@ -26,6 +26,7 @@ from typing import Any
 from django.db import connections
 
 from billable.conf import billable_settings
+from billable.ledger import sql
 
 try:
     # optional dependency: the ``postgres`` extra installs psycopg 3 and psycopg_pool
@@ -80,17 +81,21 @@ async def pool(alias: str) -> Any:
     found = pools.get(alias)
     if found is not None:
         return found[0]
-    settings = connections[alias].settings_dict
-    role = settings.get("OPTIONS", {}).get("assume_role")
+    wrapper = connections[alias]
+    role = wrapper.settings_dict.get("OPTIONS", {}).get("assume_role")
+    zone = wrapper.timezone_name
     size = max(int(billable_settings.GATED_POOL_SIZE), 1)
 
     async def configure(conn: Any) -> None:
+        """The session state Django's own connections get (time zone, role)."""
+        if zone and conn.info.parameter_status("TimeZone") != zone:
+            await conn.execute(sql.SET_SESSION, ("TimeZone", zone))
         if role:
-            await conn.execute("SELECT set_config('role', %s, false)", (role,))
+            await conn.execute(sql.SET_SESSION, ("role", role))
 
     created = AsyncConnectionPool(
         conninfo="", kwargs=_params(alias), min_size=1, max_size=size, open=False,
-        configure=configure if role else None, name=f"billable-{alias}")
+        configure=configure, name=f"billable-{alias}")
     await created.open(wait=False)
     closer = _closer(created)
     await anext(closer)

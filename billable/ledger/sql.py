@@ -553,6 +553,9 @@ __all__ = ["HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
 #: The marker of a fast hold that aborted itself (a deliberate cast error): the key row it
 #: inserted must not outlive a hold it could not place, so the whole statement rolls back.
 FAST_HOLD_ABORT = "billable-fast-hold-falls-back"
+#: Set a session setting on a pool connection (the time zone and role Django's sessions get).
+SET_SESSION = "SELECT set_config(%s, %s, false)"
+
 #: A JSON column as a dict, however the driver returned it (text under Django's adapters).
 json_object = _json
 
@@ -717,5 +720,6 @@ def _fast_settle_text(alias: str) -> str:
     )
 
 
-__all__ += ["FAST_HOLD_ABORT", "FastStatements", "fast_statements", "fast_statements_cached",
+__all__ += ["FAST_HOLD_ABORT", "SET_SESSION", "FastStatements", "fast_statements",
+            "fast_statements_cached",
             "json_object"]
