@@ -38,6 +38,11 @@ DEFAULTS: dict[str, Any] = {
     "BILLABLE_EVENTS_RETRY_MAX": 3600.0,
     "BILLABLE_EVENTS_QUOTA_LOW": 0,
     "BILLABLE_EVENTS_ENDPOINTS_CACHE": 5.0,
+    # The bot's gated fast path (docs/performance.md, "Gated fast path"): on PostgreSQL a gated
+    # update's hold and settle run as one statement each on an async psycopg pool of at most
+    # GATED_POOL_SIZE connections per event loop. False: always the general (sync) path.
+    "BILLABLE_GATED_FAST_PATH": True,
+    "BILLABLE_GATED_POOL_SIZE": 4,
     # Growth: seconds a discounted order keeps its promo use before it is given back.
     "BILLABLE_PROMO_RESERVATION_TTL": 3600,
     # Growth: seconds an unclaimed gift stays claimable.

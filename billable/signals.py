@@ -36,9 +36,25 @@ subscription_cancelled = Signal()  # subscription
 _OUTBOX: dict[str, Callable[..., Any]] = {}
 
 
-def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool]) -> None:
-    """Make :func:`send_on_commit` write outbound events and :func:`wanted` count endpoints."""
+def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool],
+                   cached: Callable[..., bool | None] | None = None) -> None:
+    """Make :func:`send_on_commit` write outbound events and :func:`wanted` count endpoints
+    (``cached``: the same answer from the endpoint cache only, ``None`` when it is stale)."""
     _OUTBOX.update(record=record, wanted=wanted)
+    if cached is not None:
+        _OUTBOX["cached"] = cached
+
+
+def outbox_wants(signal: Signal, using: str | None = None, *, cached_only: bool = False
+                 ) -> bool | None:
+    """Whether an event endpoint wants ``signal``'s events (receivers aside). With
+    ``cached_only`` no query is made: ``None`` when the endpoint cache cannot tell."""
+    if "record" not in _OUTBOX:
+        return False
+    if not cached_only:
+        return bool(_OUTBOX["wanted"](signal, using))
+    hook = _OUTBOX.get("cached")
+    return None if hook is None else hook(signal, using)
 
 
 def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
@@ -48,13 +64,6 @@ def wanted(signal: Signal, sender: Any, using: str | None = None) -> bool:
     """
     if signal.has_listeners(sender):
         return True
-    hook = _OUTBOX.get("wanted")
-    return hook is not None and bool(hook(signal, using))
-
-
-def recorded(signal: Signal, using: str | None = None) -> bool:
-    """Whether sending ``signal`` writes outbound events (which must share the sender's
-    transaction; receivers alone run after the commit and need none)."""
     hook = _OUTBOX.get("wanted")
     return hook is not None and bool(hook(signal, using))
 
@@ -85,8 +94,8 @@ __all__ = [
     "order_cancelled",
     "order_confirmed",
     "order_refunded",
+    "outbox_wants",
     "quota_consumed",
-    "recorded",
     "referral_attached",
     "send_on_commit",
     "subscription_cancelled",

@@ -95,9 +95,27 @@ def hold(user_id: int, product_key: str, amount: int, *, key: str, ttl: int | No
 async def ahold(user_id: int, product_key: str, amount: int, *, key: str,
                 ttl: int | None = None, takeover: bool = False,
                 metadata: Mapping[str, Any] | None = None) -> Hold:
-    """Async twin of :func:`hold` (one thread hop)."""
-    return await sync_to_async(hold)(user_id, product_key, amount, key=key, ttl=ttl,
-                                     takeover=takeover, metadata=metadata)
+    """Async twin of :func:`hold` (same rules), through ``HoldService.aplace``: a fresh hold
+    is one statement in the event loop on PostgreSQL (the gated fast path)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import HoldService
+
+    for _ in range(MAX_HOLD_ATTEMPTS):
+        placed = await HoldService.aplace(
+            user_id, product_key, amount, idempotency_key=key, ttl=ttl,
+            metadata=dict(metadata) if metadata else {"source": "bot_kit"}, action_type="usage")
+        if placed.fresh:
+            return Hold(placed.reservation_id, run=True)
+        if placed.state == "COMMITTED":
+            return Hold(placed.reservation_id, run=False, reason="already_charged")
+        if placed.state == "HELD":
+            if not takeover:
+                return Hold(placed.reservation_id, run=False, reason="in_progress")
+            await arelease(placed.reservation_id)
+            logger.info("hold %s of a dead attempt released; %s runs again",
+                        placed.reservation_id, key)
+        key = f"{key}:retry:{placed.reservation_id}"
+    return Hold(None, run=False, reason="too_many_attempts")
 
 
 def settle(reservation_id: str | None) -> None:
@@ -109,8 +127,12 @@ def settle(reservation_id: str | None) -> None:
 
 
 async def asettle(reservation_id: str | None) -> None:
-    """Async twin of :func:`settle` (one thread hop)."""
-    await sync_to_async(settle)(reservation_id)
+    """Async twin of :func:`settle`, through ``HoldService.acommit`` (one statement in the
+    event loop on the gated fast path)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import HoldService
+
+    await HoldService.acommit(reservation_id, read_balance=False)
 
 
 def release(reservation_id: str | None) -> bool:
@@ -122,8 +144,11 @@ def release(reservation_id: str | None) -> bool:
 
 
 async def arelease(reservation_id: str | None) -> bool:
-    """Async twin of :func:`release`."""
-    return await sync_to_async(release)(reservation_id)
+    """Async twin of :func:`release` (``HoldService.arelease``)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services import HoldService
+
+    return bool(await HoldService.arelease(reservation_id))
 
 
 # ---------------------------------------------------------------------------------------------

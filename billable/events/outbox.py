@@ -51,6 +51,14 @@ class _SubscribedTypes:
             self._value, self._read_at = value, time.monotonic()
         return value
 
+    def cached(self) -> frozenset[str] | None:
+        """The cached value while it is fresh, else ``None`` (never queries)."""
+        ttl = float(billable_settings.EVENTS_ENDPOINTS_CACHE)
+        with self._lock:
+            if self._value is not None and time.monotonic() - self._read_at < ttl:
+                return self._value
+        return None
+
     def clear(self, **_: Any) -> None:
         with self._lock:
             self._value = None
@@ -62,7 +70,7 @@ subscribed_types = _SubscribedTypes()
 def connect() -> None:
     """Install the outbox into :mod:`billable.signals` and drop the cached subscribed types
     whenever an endpoint changes (``AppConfig.ready``)."""
-    signals.install_outbox(record=record, wanted=signal_wanted)
+    signals.install_outbox(record=record, wanted=signal_wanted, cached=signal_wanted_cached)
     post_save.connect(subscribed_types.clear, sender=EventEndpoint,
                       dispatch_uid="billable.events.endpoints.saved")
     post_delete.connect(subscribed_types.clear, sender=EventEndpoint,
@@ -79,6 +87,17 @@ def signal_wanted(signal: Signal, using: str | None = None) -> bool:
     """Whether sending ``signal`` would write an event."""
     source = source_of(signal)
     return source is not None and wants(source.types, using)
+
+
+def signal_wanted_cached(signal: Signal, using: str | None = None) -> bool | None:
+    """:func:`signal_wanted` from the endpoint cache only; ``None`` when the cache is stale."""
+    source = source_of(signal)
+    if source is None:
+        return False
+    subscribed = subscribed_types.cached()
+    if subscribed is None:
+        return None
+    return bool(subscribed) and (ALL in subscribed or not subscribed.isdisjoint(source.types))
 
 
 def record(signal: Signal, sender: Any, kwargs: dict[str, Any],
@@ -161,4 +180,5 @@ def send_test_event(endpoint: Any) -> Any:
 
 
 __all__ = ["ALL", "EVENT_TYPES", "connect", "record", "replay_deliveries", "replay_events",
-           "send_test_event", "signal_wanted", "subscribed_types", "wants", "write"]
+           "send_test_event", "signal_wanted", "signal_wanted_cached", "subscribed_types", "wants",
+           "write"]

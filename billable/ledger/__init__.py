@@ -7,6 +7,7 @@ failures are ``billable.exceptions`` classes, its only raw SQL is in ``sql.py``.
 
 Modules: ``sql`` (compiled statements), ``wallet`` (lock, allocate, take, debit, give back),
 ``spend`` (consume, exchange), ``holds``, ``grants``, ``closing`` (expiry, revocation),
-``periods``, ``snapshots``, ``idempotency``, ``locks``, ``retry`` (the one retry helper) and
-``audit`` (signals after commit, the invariant check).
+``periods``, ``snapshots``, ``idempotency``, ``locks``, ``retry`` (the one retry helper),
+``audit`` (signals after commit, the invariant check), and the bot's gated fast path:
+``fasthold`` (hold and settle as one statement each) on ``apool`` (async psycopg pools).
 """

@@ -13,6 +13,7 @@ every ledger row belongs to the same user as its batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,8 +23,8 @@ from django.db.models.functions import Coalesce
 from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
 from billable.signals import (
+    outbox_wants,
     quota_consumed,
-    recorded,
     send_on_commit,
     transaction_created,
     wanted,
@@ -61,10 +62,39 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
             send_on_commit(quota_consumed, sender=sender, usage=model)
 
 
-def writes_events(*, consumed: bool = False) -> bool:
+def writes_events(*, consumed: bool = False, using: str | None = None,
+                  cached_only: bool = False) -> bool | None:
     """Whether :func:`emit_created` would write outbound events (then the rows and their events
-    must commit together: the caller keeps them in one transaction)."""
-    return recorded(transaction_created) or (consumed and recorded(quota_consumed))
+    must commit together: the caller keeps them in one transaction; the gated fast path leaves
+    them to the general path). ``cached_only``: no query, ``None`` when the endpoint cache
+    cannot tell."""
+    signals = (transaction_created, quota_consumed) if consumed else (transaction_created,)
+    found = [outbox_wants(signal, using, cached_only=cached_only) for signal in signals]
+    return True if True in found else None if None in found else False
+
+
+async def asend_created(rows: Iterable[LedgerRow], *, consumed: bool, using: str) -> None:
+    """Async twin of :func:`emit_created` for rows already committed: sends right away
+    (``asend_robust``; a failing receiver is logged, as after a commit)."""
+    sender = _SENDER[0]
+    created = transaction_created.has_listeners(sender)
+    used = consumed and quota_consumed.has_listeners(sender)
+    if not (created or used):
+        return
+    for row in rows:
+        model = row.to_model(using)
+        if created:
+            _log_failures(await transaction_created.asend_robust(sender=sender,
+                                                                 transaction=model))
+        if used:
+            _log_failures(await quota_consumed.asend_robust(sender=sender, usage=model))
+
+
+def _log_failures(results: Iterable[tuple[Any, Any]]) -> None:
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logging.getLogger("billable.signals").error(
+                "Signal receiver %r failed", receiver, exc_info=result)
 
 
 def _sum_of(queryset: Any) -> Coalesce:
@@ -117,4 +147,5 @@ def count_batches(*, user_id: Any = None) -> int:
     return (batches.filter(user_id=user_id) if user_id is not None else batches).count()
 
 
-__all__ = ["check_ledger", "count_batches", "emit_created", "register_sender", "writes_events"]
+__all__ = ["asend_created", "check_ledger", "count_batches", "emit_created", "register_sender",
+           "writes_events"]

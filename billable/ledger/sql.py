@@ -48,12 +48,14 @@ from billable.models import (
     Product,
     QuotaBatch,
     Reservation,
+    ReservationItem,
     Transaction,
 )
 
 ACTIVE = QuotaBatch.State.ACTIVE
 EXHAUSTED = QuotaBatch.State.EXHAUSTED
 HELD = Reservation.State.HELD
+COMMITTED = Reservation.State.COMMITTED
 ENTITLEMENTS = frozenset({Product.ProductType.PERIOD, Product.ProductType.UNLIMITED})
 
 
@@ -675,3 +677,185 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
 __all__ = ["FIRST_LOT_VENDORS", "HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
            "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
            "spendable_summary", "take", "take_first"]
+
+
+# -- the gated fast path (async driver; see billable.ledger.fasthold) ----------------------------
+#
+# Two statements, each one whole transaction on an autocommit connection of the async pool
+# (billable.ledger.apool). They keep the rows of the general path (holds.place / holds.commit)
+# and cover only its common case; whatever they do not cover they leave untouched (or abort),
+# and the caller runs the general path instead.
+
+#: The marker of a fast hold that aborted itself (a deliberate cast error): the key row it
+#: inserted must not outlive a hold it could not place, so the whole statement rolls back.
+FAST_HOLD_ABORT = "billable-fast-hold-falls-back"
+#: Set a session setting on a pool connection (the time zone and role Django's sessions get).
+SET_SESSION = "SELECT set_config(%s, %s, false)"
+
+#: A JSON column as a dict, however the driver returned it (text under Django's adapters).
+json_object = _json
+
+
+@dataclass(frozen=True)
+class FastStatements:
+    """The two fast statements of one alias and consumption order (named placeholders)."""
+
+    hold: str
+    hold_constants: dict[str, Any]
+    settle: str
+
+
+def _named(compiled: Compiled, names: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """``compiled`` with named placeholders: slot ``i`` → ``%(names[i])s``; constants bound."""
+    slot_at = dict(compiled.positions)
+    constants: dict[str, Any] = {}
+    pieces = compiled.sql.split("%s")
+    out = [pieces[0]]
+    for index, piece in enumerate(pieces[1:]):
+        if index in slot_at:
+            name = names[slot_at[index]]
+        else:
+            name = f"c{index}"
+            constants[name] = compiled.template[index]
+        out += [f"%({name})s", piece]
+    return "".join(out), constants
+
+
+def _hold_lot_sql(alias: str, order: str) -> Compiled:
+    """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``)."""
+    ordering: tuple[Any, ...] = ("created_at", "id")
+    if order == "expiring_first":
+        ordering = (F("expires_at").asc(nulls_last=True), "created_at", "id")
+
+    def build() -> Any:
+        return (_spendable(alias).order_by(*ordering)
+                .select_for_update(of=("self",), no_key=True)
+                .values_list("id", "remaining_quantity", "product_id",
+                             "product__product_type")[:1].query)
+    return _compile(alias, build, (Slot.USER, Slot.KEY, Slot.NOW),
+                    ("id", "remaining_quantity", "product_id", "product_type"))
+
+
+_FAST: dict[tuple[str, str], FastStatements] = {}
+
+
+def fast_statements_cached(alias: str, order: str) -> FastStatements | None:
+    """The compiled fast statements, or ``None`` before :func:`fast_statements` ran (no I/O)."""
+    return _FAST.get((alias, order))
+
+
+def fast_statements(alias: str, order: str) -> FastStatements:
+    """Compile the fast hold and settle statements of ``alias`` once (sync: compiling a
+    ``select_for_update`` query opens a transaction)."""
+    found = _FAST.get((alias, order))
+    if found is None:
+        lot, constants = _named(_hold_lot_sql(alias, order), ("user", "key", "now"))
+        found = _FAST[(alias, order)] = FastStatements(
+            hold=_fast_hold_text(alias, lot), hold_constants=constants,
+            settle=_fast_settle_text(alias))
+    return found
+
+
+def _names(alias: str, model: type[models.Model], names: tuple[str, ...]) -> dict[str, str]:
+    quote = connections[alias].ops.quote_name
+    return {name: quote(str(f.column)) for name, f in zip(names, _fields(model, names),
+                                                          strict=True)}
+
+
+def _table(alias: str, model: type[models.Model]) -> str:
+    return connections[alias].ops.quote_name(model._meta.db_table)
+
+
+def _entitlement_types() -> str:
+    return ", ".join(f"'{kind.value}'" for kind in sorted(ENTITLEMENTS))
+
+
+def _fast_hold_text(alias: str, lot: str) -> str:
+    """Key first (the global lock order: key, then batches), then the first batch in
+    consumption order when it alone covers the amount, then the reservation and its item.
+
+    A replayed key (the insert does nothing) touches nothing else: ``fresh`` is 0. A claimed
+    key whose hold cannot be placed here (no batch, a batch too small: the general path
+    decides between several batches, ``QuotaExhausted`` and ``InsufficientFunds``) aborts the
+    statement with :data:`FAST_HOLD_ABORT`, so the key is rolled back with it.
+    """
+    key = _names(alias, IdempotencyKey, KEY_FIELDS)
+    batch = _names(alias, QuotaBatch, ("id", "remaining_quantity", "state"))
+    hold = _names(alias, Reservation, RESERVATION_NAMES)
+    item = _names(alias, ReservationItem, ("reservation", "quota_batch", "amount"))
+    keys, batches = _table(alias, IdempotencyKey), _table(alias, QuotaBatch)
+    holds, items = _table(alias, Reservation), _table(alias, ReservationItem)
+    kinds = _entitlement_types()
+    return (
+        f"WITH k AS (INSERT INTO {keys} ({', '.join(key.values())})"
+        f" VALUES (%(user)s, %(idem)s, 'reserve', %(fingerprint)s, %(result)s, %(now)s)"
+        f" ON CONFLICT ({key['user']}, {key['key']}) DO NOTHING"
+        f" RETURNING '{FAST_HOLD_ABORT}'::text AS abort),"
+        f" lot AS (SELECT * FROM ({lot}) AS first_lot WHERE EXISTS (SELECT 1 FROM k)),"
+        f" pick AS (SELECT lot.id, lot.product_id,"
+        f" CASE WHEN lot.product_type IN ({kinds}) THEN 0 ELSE %(amount)s END AS take"
+        f" FROM lot WHERE lot.product_type IN ({kinds})"
+        f" OR lot.remaining_quantity >= %(amount)s),"
+        f" took AS (UPDATE {batches} SET {batch['remaining_quantity']} ="
+        f" {batches}.{batch['remaining_quantity']} - pick.take, {batch['state']} = CASE WHEN"
+        f" {batches}.{batch['remaining_quantity']} = pick.take THEN '{EXHAUSTED.value}'"
+        f" ELSE {batches}.{batch['state']} END FROM pick"
+        f" WHERE {batches}.{batch['id']} = pick.id AND pick.take > 0 RETURNING 1),"
+        f" r AS (INSERT INTO {holds} ({', '.join(hold.values())})"
+        f" SELECT %(rid)s, %(user)s, pick.product_id, %(amount)s, 0, '{HELD.value}',"
+        f" %(action)s, %(metadata)s, %(expires)s, %(now)s, NULL FROM pick RETURNING 1),"
+        f" i AS (INSERT INTO {items} ({', '.join(item.values())})"
+        f" SELECT %(rid)s, pick.id, pick.take FROM pick, r RETURNING 1)"
+        f" SELECT (SELECT count(*) FROM k) AS fresh,"
+        f" (SELECT CASE WHEN (SELECT count(*) FROM i) = 1 AND (SELECT count(*) FROM took)"
+        f" = (SELECT count(*) FROM pick WHERE pick.take > 0) THEN 1"
+        f" ELSE CAST(k.abort AS integer) END FROM k) AS placed"
+    )
+
+
+RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "state",
+                     "action_type", "metadata", "expires_at", "created_at", "settled_at")
+
+
+def _fast_settle_text(alias: str) -> str:
+    """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's).
+
+    Matches nothing (no row returned, nothing written) for a hold that is not ``HELD``, is
+    past its expiry or has several items: the general path settles those.
+    """
+    hold = _names(alias, Reservation, ("id", "user", "product", "amount", "committed_amount",
+                                "state", "action_type", "metadata", "expires_at",
+                                "settled_at"))
+    item = _names(alias, ReservationItem, ("reservation", "quota_batch", "amount"))
+    product = _names(alias, Product, ("id", "product_type"))
+    ledger = _names(alias, Transaction, LEDGER_FIELDS)
+    holds, items = _table(alias, Reservation), _table(alias, ReservationItem)
+    products, rows = _table(alias, Product), _table(alias, Transaction)
+    kinds = _entitlement_types()
+    debit = Transaction.Direction.DEBIT.value
+    meta = (f"r.metadata || CASE WHEN p.{product['product_type']} IN ({kinds})"
+            f" THEN jsonb_build_object('reservation_id', r.id::text, 'requested_amount',"
+            f" r.amount) ELSE jsonb_build_object('reservation_id', r.id::text) END")
+    return (
+        f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{COMMITTED.value}',"
+        f" {hold['committed_amount']} = {holds}.{hold['amount']},"
+        f" {hold['settled_at']} = %(now)s"
+        f" WHERE {holds}.{hold['id']} = %(rid)s AND {holds}.{hold['state']} = '{HELD.value}'"
+        f" AND {holds}.{hold['expires_at']} > %(now)s"
+        f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
+        f" RETURNING {holds}.{hold['id']} AS id, {holds}.{hold['user']} AS user_id,"
+        f" {holds}.{hold['product']} AS product_id, {holds}.{hold['amount']} AS amount,"
+        f" {holds}.{hold['action_type']} AS action_type, {holds}.{hold['metadata']} AS metadata)"
+        f" , d AS (INSERT INTO {rows} ({', '.join(ledger.values())})"
+        f" SELECT r.id, r.user_id, it.{item['quota_batch']}, it.{item['amount']}, '{debit}',"
+        f" r.action_type, NULL, NULL, {meta}, %(now)s"
+        f" FROM r JOIN {items} AS it ON it.{item['reservation']} = r.id"
+        f" JOIN {products} AS p ON p.{product['id']} = r.product_id"
+        f" RETURNING {', '.join(ledger.values())})"
+        f" SELECT d.*, r.amount FROM d, r"
+    )
+
+
+__all__ += ["FAST_HOLD_ABORT", "SET_SESSION", "FastStatements", "fast_statements",
+            "fast_statements_cached",
+            "json_object"]

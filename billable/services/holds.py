@@ -15,9 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS
 
+from billable.ledger import fasthold
 from billable.ledger import holds as engine
 from billable.models import Reservation
 from billable.validation import (
@@ -86,7 +89,23 @@ class HoldService:
                      idempotency_key: str | None = None, ttl: Any = None,
                      metadata: dict[str, Any] | None = None, action_type: str = "usage"
                      ) -> PlacedHold:
-        """Async twin of :meth:`place`."""
+        """Async twin of :meth:`place`.
+
+        A fresh hold under an ``idempotency_key`` that one batch covers is placed in one
+        statement on the async pool, in the event loop (the gated fast path,
+        ``docs/performance.md``); everything else — and every outcome but a fresh hold — is
+        :meth:`place` in a worker thread, with the same rows, errors and results.
+        """
+        if idempotency_key:
+            validated = dict(
+                user_id=coerce_user_id(user_id), key=normalize_product_key(product_key),
+                amount=positive_int(amount), ttl=engine.ttl_delta(ttl),
+                idempotency_key=optional_key(idempotency_key),
+                metadata=metadata_dict(metadata), action_type=action_type_text(action_type))
+            if validated["idempotency_key"]:
+                rid = await fasthold.aplace(**validated, using=DEFAULT_DB_ALIAS)
+                if rid is not None:
+                    return PlacedHold(rid, True, Reservation.State.HELD)
         return await sync_to_async(cls.place)(
             user_id, product_key, amount, idempotency_key=idempotency_key, ttl=ttl,
             metadata=metadata, action_type=action_type)
@@ -110,7 +129,21 @@ class HoldService:
     @classmethod
     async def acommit(cls, reservation_id: Any, amount: int | None = None, *,
                       read_balance: bool = True) -> SettledHold:
-        """Async twin of :meth:`commit`."""
+        """Async twin of :meth:`commit`.
+
+        Settling all of a live one-item hold without reading the balance back is one
+        statement on the async pool (the gated fast path); the rest is :meth:`commit` in a
+        worker thread.
+        """
+        if amount is None and not read_balance:
+            rid = _uuid_or_none(reservation_id)
+            done = None if rid is None else await fasthold.acommit(reservation_id=rid,
+                                                                  using=DEFAULT_DB_ALIAS)
+            if done is not None:
+                row, settled = done
+                return SettledHold(reservation_id=str(row.id), usage_id=str(row.id),
+                                   amount=settled, remaining=None, replayed=False,
+                                   metadata=dict(row.metadata))
         return await sync_to_async(cls.commit)(reservation_id, amount,
                                                read_balance=read_balance)
 
@@ -123,6 +156,16 @@ class HoldService:
     async def arelease(cls, reservation_id: Any) -> bool:
         """Async twin of :meth:`release`."""
         return await sync_to_async(cls.release)(reservation_id)
+
+
+def _uuid_or_none(value: Any) -> UUID | None:
+    """A reservation id as a ``UUID`` (``None``: let the general path answer for it)."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
 
 
 def place(user_id: Any, key: str, amount: int, *, ttl: timedelta, idempotency_key: str | None,

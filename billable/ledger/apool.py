@@ -1,0 +1,126 @@
+"""An async psycopg 3 connection pool per database alias and event loop (the gated fast path).
+
+The bot's gated fast path (:mod:`billable.ledger.fasthold`) runs two one-statement
+transactions on native async connections, with no thread hop. This module owns those
+connections:
+
+* configured from Django's ``DATABASES[alias]`` (``get_connection_params()``: the same host,
+  database, user, password, ``OPTIONS`` and adapters as the ORM's connections), in autocommit
+  mode — each statement is its own transaction;
+* created lazily, one pool per ``(event loop, alias)`` (asyncio objects belong to one loop);
+* closed cleanly when the loop shuts down (``asyncio.run`` and pytest's loops call
+  ``loop.shutdown_asyncgens()``: a parked async generator per pool closes it then), or
+  explicitly with :func:`aclose`.
+
+``BILLABLE_GATED_FAST_PATH = False`` turns the fast path (and so these pools) off; only
+PostgreSQL with psycopg 3 and ``psycopg_pool`` installed has them (:func:`available`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from django.db import connections
+
+from billable.conf import billable_settings
+from billable.ledger import sql
+
+try:
+    # optional dependency: the ``postgres`` extra installs psycopg 3 and psycopg_pool
+    from psycopg_pool import AsyncConnectionPool
+except ImportError:  # pragma: no cover - SQLite-only installs
+    AsyncConnectionPool = None  # type: ignore[assignment,misc]
+
+#: The per-loop pools: ``{loop: {alias: (pool, closer)}}`` (a loop that is gone drops its row).
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                  dict[str, tuple[Any, AsyncGenerator[None, None]]]] = (
+    weakref.WeakKeyDictionary())
+
+#: ``application_name`` of the pool's connections (unless ``OPTIONS`` names one).
+APPLICATION_NAME = "billable-gated-fast-path"
+
+#: Connection parameters the async driver must not receive (sync-only Django internals).
+_SYNC_ONLY = ("cursor_factory",)
+
+
+def available(alias: str) -> bool:
+    """Whether the fast path may run on ``alias`` (no I/O).
+
+    PostgreSQL with psycopg 3 and ``psycopg_pool``, ``BILLABLE_GATED_FAST_PATH`` on, and the
+    calling thread's Django connection not inside ``atomic()`` (a hold inside a caller's
+    transaction must be part of it: the general path runs it there).
+    """
+    if AsyncConnectionPool is None or not billable_settings.GATED_FAST_PATH:
+        return False
+    conn = connections[alias]
+    return conn.vendor == "postgresql" and not conn.in_atomic_block
+
+
+def _params(alias: str) -> dict[str, Any]:
+    params = dict(connections[alias].get_connection_params())
+    for name in _SYNC_ONLY:
+        params.pop(name, None)
+    if "prepare_threshold" not in connections[alias].settings_dict.get("OPTIONS", {}):
+        # Django turns server-side prepared statements off unless OPTIONS asks for them (for
+        # poolers that cannot keep them); this pool's two statements run on every gated update
+        # and planning the hold's CTE costs more than running it, so psycopg's default (prepare
+        # after 5 runs) applies here. OPTIONS["prepare_threshold"] = None turns it off.
+        params.pop("prepare_threshold", None)
+    params["autocommit"] = True
+    params.setdefault("application_name", APPLICATION_NAME)
+    return params
+
+
+async def pool(alias: str) -> Any:
+    """The open pool of ``alias`` for the running loop (created and opened on first use)."""
+    loop = asyncio.get_running_loop()
+    pools = _POOLS.setdefault(loop, {})
+    found = pools.get(alias)
+    if found is not None:
+        return found[0]
+    wrapper = connections[alias]
+    role = wrapper.settings_dict.get("OPTIONS", {}).get("assume_role")
+    zone = wrapper.timezone_name
+    size = max(int(billable_settings.GATED_POOL_SIZE), 1)
+
+    async def configure(conn: Any) -> None:
+        """The session state Django's own connections get (time zone, role)."""
+        if zone and conn.info.parameter_status("TimeZone") != zone:
+            await conn.execute(sql.SET_SESSION, ("TimeZone", zone))
+        if role:
+            await conn.execute(sql.SET_SESSION, ("role", role))
+
+    created = AsyncConnectionPool(
+        conninfo="", kwargs=_params(alias), min_size=1, max_size=size, open=False,
+        configure=configure, name=f"billable-{alias}")
+    await created.open(wait=False)
+    closer = _closer(created)
+    await anext(closer)
+    if alias in pools:  # another task of this loop opened one meanwhile: keep that one
+        await closer.aclose()
+        return pools[alias][0]
+    pools[alias] = (created, closer)
+    return created
+
+
+async def _closer(created: Any) -> AsyncGenerator[None, None]:
+    """Parked until the loop shuts down its async generators, then closes the pool."""
+    try:
+        yield
+    finally:
+        await created.close()
+
+
+async def aclose(alias: str | None = None) -> None:
+    """Close the running loop's pool of ``alias`` (every alias when ``None``)."""
+    pools = _POOLS.get(asyncio.get_running_loop(), {})
+    for name in [alias] if alias is not None else list(pools):
+        found = pools.pop(name, None) if name is not None else None
+        if found is not None:
+            await found[1].aclose()
+
+
+__all__ = ["APPLICATION_NAME", "aclose", "available", "pool"]

@@ -1,0 +1,133 @@
+"""The gated fast path: a hold and its settlement as one statement each, on an async driver.
+
+A gated bot update holds its units, runs the handler, then settles the hold. The general path
+(:mod:`billable.ledger.holds`) does that in two transactions of several round trips each, in a
+worker thread. Here each transaction is **one statement** (``billable.ledger.sql``, *the gated
+fast path*) on an autocommit connection of an async psycopg pool (:mod:`billable.ledger.apool`),
+in the event loop. The rows written are the general path's, row for row.
+
+Both functions return ``None`` when they did **nothing** and the caller must run the general
+path: SQLite, the setting off, inside a caller's ``atomic()``, a replayed key, no single batch
+covering the amount (several batches, none, too few units: the general path raises the
+errors), a hold that is not ``HELD``/is expired/has several items, a serialization failure or
+deadlock, a connection that broke twice, and — for the settlement — an event endpoint that may
+want the ledger events (they must be written in the same transaction) or a cold endpoint cache.
+
+A statement either commits completely or not at all, so a fallback never doubles anything: a
+hold whose reply was lost with its connection is found by its idempotency key (the redelivery
+rules of the caller apply), a settlement by its state.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from billable.conf import billable_settings
+from billable.ledger import apool, audit, sql
+from billable.ledger.sql import LedgerRow
+from billable.models.base import uuid7
+from billable.validation import fingerprint
+
+logger = logging.getLogger("billable.ledger.fasthold")
+
+#: Seconds a fast call waits for a pooled connection before it falls back.
+CONNECT_TIMEOUT = 5.0
+
+try:
+    # optional dependency: psycopg 3 (the ``postgres`` extra); without it apool is never available
+    from psycopg import Error as DriverError
+    from psycopg import OperationalError
+    from psycopg import errors as pg_errors
+    from psycopg.types.json import Jsonb
+except ImportError:  # pragma: no cover - SQLite-only installs
+    DriverError = OperationalError = Exception  # type: ignore[assignment,misc]
+    pg_errors = None  # type: ignore[assignment]
+    Jsonb = None  # type: ignore[assignment,misc]
+
+
+async def _statements(alias: str) -> sql.FastStatements:
+    order = str(billable_settings.CONSUMPTION_ORDER)
+    found = sql.fast_statements_cached(alias, order)
+    if found is None:  # compiled once per alias and order (a select_for_update compile is sync)
+        found = await sync_to_async(sql.fast_statements)(alias, order)
+    return found
+
+
+async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+    """Run one statement (one transaction); ``None`` when the general path must run instead.
+
+    A connection that breaks (terminated backend, restart) is retried once on a fresh one: the
+    statement either committed or did nothing, and both statements are safe to run again (the
+    idempotency key / the hold's state decide).
+    """
+    for attempt in (1, 2):
+        try:
+            pool = await apool.pool(alias)
+            async with pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                cursor = await conn.execute(text, params)
+                return list(await cursor.fetchall())
+        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+            return None  # the general path retries conflicts (billable.ledger.retry)
+        except pg_errors.InvalidTextRepresentation as exc:
+            if sql.FAST_HOLD_ABORT not in str(exc):
+                logger.warning("gated fast path failed, using the general path: %s", exc)
+            return None
+        except OperationalError as exc:
+            if attempt == 2:
+                logger.warning("gated fast path: no usable connection (%s); general path", exc)
+                return None
+            await pool.check()  # drop the other idle connections that broke with this one
+        except Exception as exc:  # the pool's own timeout, a driver error: never fail here
+            logger.warning("gated fast path failed, using the general path: %r", exc)
+            return None
+    return None  # pragma: no cover
+
+
+async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_key: str,
+                 metadata: dict[str, Any], action_type: str, using: str) -> str | None:
+    """Place a fresh hold in one statement; its id, or ``None`` (nothing written)."""
+    if not apool.available(using):
+        return None
+    statements = await _statements(using)
+    rid, now = uuid7(), timezone.now()
+    request = {"operation": "reserve", "product_key": key, "amount": amount,
+               "action_type": action_type}
+    params = {**statements.hold_constants, "user": user_id, "key": key, "now": now,
+              "idem": idempotency_key, "fingerprint": fingerprint(request),
+              "result": Jsonb({"reservation_id": str(rid)}), "amount": amount, "rid": rid,
+              "action": action_type, "metadata": Jsonb(metadata), "expires": now + ttl}
+    rows = await _run(using, statements.hold, params)
+    if not rows or rows[0][0] != 1 or rows[0][1] != 1:
+        return None
+    return str(rid)
+
+
+async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] | None:
+    """Settle all of a live one-item hold in one statement: its DEBIT row and the settled
+    amount, or ``None`` (nothing written). The ledger signals are sent after it, like the
+    general path's after its commit."""
+    if not apool.available(using):
+        return None
+    wanted = audit.writes_events(consumed=True, using=using, cached_only=True)
+    if wanted is None:  # the endpoint cache is stale: one thread hop per cache lifetime
+        wanted = await sync_to_async(audit.writes_events)(consumed=True, using=using)
+    if wanted:
+        return None
+    statements = await _statements(using)
+    rows = await _run(using, statements.settle, {"rid": reservation_id, "now": timezone.now()})
+    if not rows:
+        return None
+    *columns, held_amount = rows[0]
+    row = LedgerRow(*columns)
+    row.metadata = sql.json_object(row.metadata)
+    await audit.asend_created([row], consumed=True, using=using)
+    return row, int(held_amount)
+
+
+__all__ = ["CONNECT_TIMEOUT", "acommit", "aplace"]
