@@ -723,12 +723,8 @@ def _named(compiled: Compiled, names: Sequence[str]) -> tuple[str, dict[str, Any
 
 def _hold_lot_sql(alias: str, order: str) -> Compiled:
     """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``)."""
-    ordering: tuple[Any, ...] = ("created_at", "id")
-    if order == "expiring_first":
-        ordering = (F("expires_at").asc(nulls_last=True), "created_at", "id")
-
     def build() -> Any:
-        return (_spendable(alias).order_by(*ordering)
+        return (_spendable(alias).order_by(*_consumption_order(order))
                 .select_for_update(of=("self",), no_key=True)
                 .values_list("id", "remaining_quantity", "product_id",
                              "product__product_type")[:1].query)
