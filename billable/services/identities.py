@@ -181,9 +181,11 @@ class IdentityService:
 def _identity_changed(sender: Any, instance: ExternalIdentity, created: bool = False,
                       update_fields: Any = None, **kwargs: Any) -> None:
     """Queue a change notice when an identity row may point elsewhere (saved with its user, or
-    deleted); a new row or a profile-only save cannot make a cached mapping stale."""
-    if created or (update_fields is not None and "user" not in update_fields
-                   and "user_id" not in update_fields):
+    deleted); a new row, a first link or a profile-only save cannot make a cached mapping
+    stale."""
+    if created or getattr(instance, "_first_link", False) or (
+            update_fields is not None and "user" not in update_fields
+            and "user_id" not in update_fields):
         return
     sql.notify_identity_change(user_ids=(instance.user_id,),
                                identities=((instance.provider, instance.external_id),),
@@ -235,6 +237,8 @@ def _create_or_link(provider: str, external_id: str,
         current = identity.metadata if isinstance(identity.metadata, dict) else {}
         identity.metadata = {**current, **profile}
         identity.user = user
+        # Linked from nobody: no cached mapping can be stale (no change notice).
+        identity._first_link = True  # type: ignore[attr-defined]
         identity.save(update_fields=["user", "metadata", "updated_at"])
         return ResolvedIdentity(user, identity, True, created_identity)
 
