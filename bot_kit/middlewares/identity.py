@@ -171,6 +171,9 @@ class IdentityListener:
         """Start listening on the running loop (PostgreSQL only; counted, see :meth:`stop`)."""
         if not billing.identity_notices_supported():
             return
+        if self._loop is not None and self._loop.is_closed():  # its loop ended without stop()
+            self._task, self._live, self._users = None, False, 0
+            self.epoch += 1
         self._users += 1
         if self._task is None or self._task.done():
             self._loop = asyncio.get_running_loop()
