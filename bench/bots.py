@@ -101,7 +101,7 @@ class Feed:
     async def send(self) -> None:
         """Feed the next update (built on the spot if the queue ran dry)."""
         if self.dp not in _STARTED:
-            await _start(self.dp, self.bot)
+            await start_dispatcher(self.dp, self.bot)
         if not self.queue:
             self.prepare()
         update = self.queue.popleft()
@@ -115,7 +115,7 @@ class Feed:
 _STARTED: dict[Any, Any] = {}
 
 
-async def _start(dp: Any, bot: Any) -> None:
+async def start_dispatcher(dp: Any, bot: Any) -> None:
     """What polling does first: the dispatcher's startup (the kit's identity listener, waited
     for until connected)."""
     from bot_kit.middlewares.identity import LISTENER
@@ -144,4 +144,5 @@ def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
     return user
 
 
-__all__ = ["KNOWN_TG_ID", "Feed", "dispatcher", "prepare_known_user", "shutdown"]
+__all__ = ["KNOWN_TG_ID", "Feed", "dispatcher", "prepare_known_user", "shutdown",
+           "start_dispatcher"]

@@ -18,7 +18,7 @@ import random
 import time
 from typing import Any
 
-from bench.bots import Feed, dispatcher, shutdown
+from bench.bots import Feed, dispatcher, shutdown, start_dispatcher
 from bench.common import Recorder, make_product, rss_bytes, service
 from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
@@ -104,6 +104,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
         bots = {"bare": dispatcher("bare", fsm=False),
                 "kit": dispatcher("kit", config=config, cache=cache, fsm=False)}
         feed = Feed(bots["kit"], lambda i: FIRST_TG_ID + i)
+        runner.run(start_dispatcher(bots["kit"], feed.bot))  # the identity listener, first
         person = feed.factory.user(FIRST_TG_ID)
         names = (person.first_name, person.last_name, person.language_code)
         seen = 0
