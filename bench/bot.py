@@ -22,7 +22,7 @@ from typing import Any
 if __name__ == "__main__":  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bots import KNOWN_TG_ID, Feed, dispatcher, prepare_known_user
+from bench.bots import KNOWN_TG_ID, Feed, dispatcher, prepare_known_user, shutdown
 from bench.common import Recorder, service
 from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
@@ -62,6 +62,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
             "keyed consume_quota": repeat(
                 lambda: consume(user.pk, KEY, idempotency_key=f"bot-{next(keys)}")),
         }, plan, tick=bar.tick)
+        runner.run(shutdown())
     rec.rates(identity, "updates/s")
     rec.rates(gating, "ops/s")
     rec.ratio("identity middleware / bare aiogram handler", identity, "identity middleware",

@@ -37,10 +37,18 @@ def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = Non
     config = config or BillingConfig()
     dp = Dispatcher(disable_fsm=not fsm)
     if kind == "identity":
-        from bot_kit.middlewares.identity import IdentityMiddleware, _connect_signals
+        from bot_kit.middlewares.identity import (
+            IdentityMiddleware,
+            _connect_signals,
+            start_identity_listener,
+            stop_identity_listener,
+        )
 
         _connect_signals()
         dp.update.outer_middleware(IdentityMiddleware(config, cache=cache))
+        # as setup_billing does: the identity notices listener runs while the bot polls
+        dp.startup.register(start_identity_listener)
+        dp.shutdown.register(stop_identity_listener)
     elif kind in ("kit", "gated"):
         setup_billing(dp, config, cache=cache)
     elif kind != "bare":
@@ -92,6 +100,8 @@ class Feed:
 
     async def send(self) -> None:
         """Feed the next update (built on the spot if the queue ran dry)."""
+        if self.dp not in _STARTED:
+            await start_dispatcher(self.dp, self.bot)
         if not self.queue:
             self.prepare()
         update = self.queue.popleft()
@@ -99,6 +109,28 @@ class Feed:
         await self.dp.feed_update(self.bot, update)
         if not self.queue:
             self.batch = min(self.batch * 2, 4096)
+
+
+#: Dispatchers whose startup ran (the bot of the first feed that sent through each).
+_STARTED: dict[Any, Any] = {}
+
+
+async def start_dispatcher(dp: Any, bot: Any) -> None:
+    """What polling does first: the dispatcher's startup (the kit's identity listener, waited
+    for until connected)."""
+    from bot_kit.middlewares.identity import LISTENER
+
+    _STARTED[dp] = bot
+    await dp.emit_startup(bot=bot)
+    await LISTENER.wait_live()
+
+
+async def shutdown() -> None:
+    """The shutdown of every started dispatcher (closes the identity listener); run it on the
+    loop the feeds ran on, before it closes."""
+    while _STARTED:
+        dp, bot = _STARTED.popitem()
+        await dp.emit_shutdown(bot=bot)
 
 
 def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
@@ -112,4 +144,5 @@ def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
     return user
 
 
-__all__ = ["KNOWN_TG_ID", "Feed", "dispatcher", "prepare_known_user"]
+__all__ = ["KNOWN_TG_ID", "Feed", "dispatcher", "prepare_known_user", "shutdown",
+           "start_dispatcher"]

@@ -227,6 +227,36 @@ def watch_identities(*, on_merge: Callable[[Iterable[Any]], None],
 
 
 # ---------------------------------------------------------------------------------------------
+# Identity change notices (LISTEN/NOTIFY): what keeps a cached identity fresh without a query
+# ---------------------------------------------------------------------------------------------
+
+def identity_notices_supported() -> bool:
+    """Whether the database delivers identity change notices (PostgreSQL; no query)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.identities import IdentityService
+
+    return IdentityService.notices_supported()
+
+
+async def alisten_identity_changes() -> Any:
+    """A new async connection LISTENing to identity change notices (read ``notifies()``,
+    close it when done)."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.identities import IdentityService
+
+    return await IdentityService.alisten_changes()
+
+
+def identity_change(payload: str) -> Any:
+    """The notice a payload carries: ``.user_ids``, ``.identities`` ``(provider,
+    external_id)`` and ``.everything``."""
+    # app registry: billable.services loads the models; imported on first use
+    from billable.services.identities import IdentityService
+
+    return IdentityService.decode_change(payload)
+
+
+# ---------------------------------------------------------------------------------------------
 # Balances, spending, trials
 # ---------------------------------------------------------------------------------------------
 
@@ -693,6 +723,7 @@ __all__ = [
     "ahold",
     "alert_buy_offers",
     "alerts_enabled",
+    "alisten_identity_changes",
     "aoffer_name",
     "aoffer_with_product",
     "aproduct_name",
@@ -714,6 +745,8 @@ __all__ = [
     "gift_offer",
     "gift_token_for_order",
     "hold",
+    "identity_change",
+    "identity_notices_supported",
     "identity_profile",
     "mark_alert_failed",
     "offer",

@@ -112,6 +112,7 @@ class BillingConfig:
     wallet: str = WALLET_SHARED
     identity_cache_size: int = 10_000
     identity_revalidate_after: float = 0.0
+    identity_notices: bool = True
     # Commands (names without the slash)
     balance_command: str = "balance"
     trial_command: str = "trial"

@@ -25,6 +25,8 @@ from bot_kit.middlewares.identity import (
     IdentityMiddleware,
     _connect_signals,
     billing_config,
+    start_identity_listener,
+    stop_identity_listener,
 )
 from bot_kit.middlewares.quota import QuotaMiddleware
 from bot_kit.payments import create_payment_routers
@@ -84,7 +86,18 @@ def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
                 ", ".join(repr(r.name) for r in dp.sub_routers))
         dp.include_routers(*routers)
     dp.errors.register(_billing_error_handler(config), ExceptionTypeFilter(BillableError))
+    if config.identity_notices:  # cached users need no query while the listener is connected
+        dp.startup.register(_start_listener)
+        dp.shutdown.register(_stop_listener)
     return routers
+
+
+async def _start_listener() -> None:
+    await start_identity_listener()
+
+
+async def _stop_listener() -> None:
+    await stop_identity_listener()
 
 
 def _billing_error_handler(config: BillingConfig) -> Any:

@@ -18,7 +18,7 @@ import random
 import time
 from typing import Any
 
-from bench.bots import Feed, dispatcher
+from bench.bots import Feed, dispatcher, shutdown, start_dispatcher
 from bench.common import Recorder, make_product, rss_bytes, service
 from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
@@ -104,6 +104,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
         bots = {"bare": dispatcher("bare", fsm=False),
                 "kit": dispatcher("kit", config=config, cache=cache, fsm=False)}
         feed = Feed(bots["kit"], lambda i: FIRST_TG_ID + i)
+        runner.run(start_dispatcher(bots["kit"], feed.bot))  # the identity listener, first
         person = feed.factory.user(FIRST_TG_ID)
         names = (person.first_name, person.last_name, person.language_code)
         seen = 0
@@ -121,6 +122,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
                 curve["compared at"].append(seen)
                 curve["rates"].append(compare(rec, runner, bots, seen, quick=quick))
             bar.tick(status=f"{seen:,} users")
+        runner.run(shutdown())
     curve["cache bound"] = config.identity_cache_size
     rec.series["users"] = curve
     for users, rss, size in zip(curve["users"], curve["rss_mb"], curve["cache"], strict=True):

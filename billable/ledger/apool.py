@@ -74,6 +74,22 @@ def _params(alias: str) -> dict[str, Any]:
     return params
 
 
+async def alisten(statement: str, *, alias: str) -> Any:
+    """A new autocommit connection to ``alias`` outside the pools (the same parameters) that
+    ran ``statement`` (a ``LISTEN`` of :mod:`billable.ledger.sql`); the caller reads its
+    ``notifies()`` and closes it."""
+    # optional dependency: psycopg is needed only on PostgreSQL
+    import psycopg
+
+    conn = await psycopg.AsyncConnection.connect(**_params(alias))
+    try:
+        await conn.execute(statement)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 async def pool(alias: str) -> Any:
     """The open pool of ``alias`` for the running loop (created and opened on first use)."""
     loop = asyncio.get_running_loop()
@@ -123,4 +139,4 @@ async def aclose(alias: str | None = None) -> None:
             await found[1].aclose()
 
 
-__all__ = ["APPLICATION_NAME", "aclose", "available", "pool"]
+__all__ = ["APPLICATION_NAME", "aclose", "alisten", "available", "pool"]

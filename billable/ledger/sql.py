@@ -855,3 +855,76 @@ def _fast_settle_text(alias: str) -> str:
 __all__ += ["FAST_HOLD_ABORT", "SET_SESSION", "FastStatements", "fast_statements",
             "fast_statements_cached",
             "json_object"]
+
+
+# =================================================================================================
+# Identity change notices (issue 14, identity without a round trip): LISTEN/NOTIFY on PostgreSQL
+# =================================================================================================
+#
+# A transaction that moves or deletes an external identity (a customer merge, an identity row
+# saved or deleted) queues one notice on :data:`IDENTITY_CHANNEL`; PostgreSQL delivers it only
+# when that transaction commits (never for a rollback). Bot processes LISTEN on a dedicated
+# connection and evict the cached identities the notice names. Other backends send nothing.
+
+#: The channel of identity change notices.
+IDENTITY_CHANNEL = "billable_identity"
+#: PostgreSQL refuses a notice payload of 8,000 bytes or more; a longer notice says "everything".
+_NOTICE_LIMIT = 7_900
+
+
+def notify_identity_change(*, user_ids: Sequence[Any] = (),
+                           identities: Sequence[tuple[str, str]] = (),
+                           using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Queue a notice naming the accounts and ``(provider, external_id)`` pairs whose identity
+    mapping changes in the current transaction; ``False`` when the backend has no notices.
+
+    Delivered to listeners on commit only. A payload too long for PostgreSQL becomes
+    ``{"all": true}`` (listeners drop every cached identity).
+    """
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return False
+    payload = json.dumps({"users": [str(u) for u in user_ids if u is not None],
+                          "identities": [[str(p), str(e)] for p, e in identities]},
+                         separators=(",", ":"))
+    if len(payload.encode("utf-8")) > _NOTICE_LIMIT:
+        payload = '{"all":true}'
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [IDENTITY_CHANNEL, payload])
+    return True
+
+
+@dataclass(frozen=True)
+class IdentityNotice:
+    """A decoded identity change notice: everything (``everything``) or the named accounts and
+    ``(provider, external_id)`` pairs."""
+
+    user_ids: tuple[str, ...] = ()
+    identities: tuple[tuple[str, str], ...] = ()
+    everything: bool = False
+
+
+def decode_identity_notice(*, payload: str) -> IdentityNotice:
+    """The notice a payload of :func:`notify_identity_change` carries (unreadable: everything)."""
+    try:
+        data = json.loads(payload)
+        if data.get("all"):
+            return IdentityNotice(everything=True)
+        return IdentityNotice(
+            user_ids=tuple(str(u) for u in data.get("users", ())),
+            identities=tuple((str(p), str(e)) for p, e in data.get("identities", ())))
+    except (ValueError, TypeError, AttributeError):
+        return IdentityNotice(everything=True)
+
+
+def notices_supported(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether ``using`` can deliver identity change notices (PostgreSQL)."""
+    return bool(connections[using].vendor == "postgresql")
+
+
+#: Subscribe a connection to identity change notices (:func:`billable.ledger.apool.alisten`).
+LISTEN_IDENTITY = f"LISTEN {IDENTITY_CHANNEL}"
+
+
+__all__ += ["IDENTITY_CHANNEL", "LISTEN_IDENTITY", "IdentityNotice",
+            "decode_identity_notice", "notices_supported", "notify_identity_change"]

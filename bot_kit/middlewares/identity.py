@@ -4,17 +4,27 @@ Every update that has a user is resolved through ``ExternalIdentity(provider="te
 external_id=str(tg_user.id))``; the identity (and the user) is created on first contact with
 the Telegram profile in its metadata.
 
-The cache keeps ``tg_id → (user, profile)``. A cached entry is never trusted blindly: each
-update runs one indexed query (``user_id`` of the identity row) and the entry is used only when
-it still points to the same account, so a merge or an identity move done by another process is
-seen on the next update. Merges and identity writes in this process also evict entries at once.
-``BillingConfig.identity_revalidate_after`` (seconds, default 0) lets a host trade that
-guarantee for zero queries: a validated entry is then trusted for that long, so a merge made by
-another process is seen after at most that delay (in-process merges are still seen at once).
+The cache keeps ``tg_id → (user, profile)`` (bounded LRU, ``identity_cache_size``). Merges and
+identity writes in this process evict entries at once (signals). Across processes:
+
+* **with the listener** (:class:`IdentityListener`, PostgreSQL, ``identity_notices=True``,
+  started by ``setup_billing`` on the dispatcher's startup): every transaction that merges
+  customers or moves/deletes an identity sends a notice on commit; the listener's connection
+  receives it and evicts the entries it names. An entry read while the listener was connected,
+  with no notice arriving during the read, is then used with **no query and no thread hop**;
+* **without it** (not started yet, connection lost, SQLite, notices off): each update of a
+  cached user runs one indexed query (``user_id`` of the identity row) and the entry is used
+  only when it still points to the same account. On every (re)connect the listener clears the
+  caches, so nothing read while it was away is trusted.
+
+``BillingConfig.identity_revalidate_after`` (seconds, default 0) lets a host without notices
+trade the per-update query for a delay: a validated entry is then trusted for that long.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -49,6 +59,8 @@ class CachedIdentity:
     user_id: int
     profile: tuple[tuple[str, Any], ...]
     validated_at: float = 0.0
+    #: The listener epoch this entry is known fresh in (``None``: validate by a query).
+    fresh_in: int | None = None
 
 
 class IdentityCache:
@@ -112,6 +124,141 @@ def evict_identity(external_id: str) -> None:
         cache.discard(external_id)
 
 
+def clear_caches() -> None:
+    """Empty every identity cache of the process."""
+    for cache in list(_CACHES):
+        cache.clear()
+
+
+class IdentityListener:
+    """One per process: a dedicated async connection that LISTENs to identity change notices
+    and evicts the entries they name; while it is connected, cached entries need no query.
+
+    ``epoch`` changes on every connect and every loss and ``notices`` on every notice: an entry
+    is trusted only in the epoch it was read in, and only if no notice arrived while it was
+    being read (so a read racing a merge is checked again by the next update).
+    """
+
+    def __init__(self, *, retry_after: float = 0.2, max_retry_after: float = 5.0) -> None:
+        self.retry_after = retry_after
+        self.max_retry_after = max_retry_after
+        self.epoch = 0
+        self.notices = 0
+        self.connects = 0
+        self._live = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None
+        self._users = 0
+
+    @property
+    def live(self) -> bool:
+        """Connected, listening, and its event loop is running (no query needed)."""
+        loop = self._loop
+        return self._live and loop is not None and loop.is_running()
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Taken before a read: ``(epoch, notices)`` while live, else ``None``."""
+        return (self.epoch, self.notices) if self.live else None
+
+    def fresh_epoch(self, stamp: tuple[int, int] | None) -> int | None:
+        """The epoch an entry read since ``stamp`` may be trusted in (``None``: not at all)."""
+        if stamp is None or stamp != self.stamp():
+            return None
+        return stamp[0]
+
+    async def start(self) -> None:
+        """Start listening on the running loop (PostgreSQL only; counted, see :meth:`stop`)."""
+        if not billing.identity_notices_supported():
+            return
+        if self._loop is not None and self._loop.is_closed():  # its loop ended without stop()
+            self._task, self._live, self._users = None, False, 0
+            self.epoch += 1
+        self._users += 1
+        if self._task is None or self._task.done():
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="bot_kit.identity.listener")
+
+    async def stop(self) -> None:
+        """Undo one :meth:`start`; the last one closes the connection."""
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users or self._task is None:
+            return
+        task, self._task = self._task, None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wait_live(self, seconds: float = 5.0) -> bool:
+        """Wait until the listener is connected (``False`` after ``seconds``)."""
+        deadline = time.monotonic() + seconds
+        while not self.live:
+            if time.monotonic() > deadline or self._task is None:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _run(self) -> None:
+        delay = self.retry_after
+        while True:
+            try:
+                conn = await billing.alisten_identity_changes()
+            except Exception as exc:
+                logger.warning("Identity notices unavailable (querying per update): %s",
+                               describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_after)
+                continue
+            self._conn = conn
+            try:
+                self.epoch += 1
+                clear_caches()
+                self._live = True
+                self.connects += 1
+                delay = self.retry_after
+                async for notice in conn.notifies():
+                    self.apply(notice.payload)
+            except Exception as exc:
+                logger.warning("Identity notices lost (querying per update until back): %s",
+                               describe(exc))
+            finally:
+                self._live = False
+                self.epoch += 1
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            await asyncio.sleep(delay)
+
+    def apply(self, payload: str) -> None:
+        """Evict what one notice names (everything when it says so)."""
+        self.notices += 1
+        change = billing.identity_change(payload)
+        if change.everything:
+            clear_caches()
+            return
+        for _provider, external_id in change.identities:
+            evict_identity(external_id)
+        if change.user_ids:
+            evict_users(*change.user_ids)
+
+
+#: The process's listener (started by ``setup_billing`` on the dispatcher's startup).
+LISTENER = IdentityListener()
+
+
+async def start_identity_listener() -> IdentityListener:
+    """Start the process's :data:`LISTENER` on the running loop (a no-op on SQLite)."""
+    await LISTENER.start()
+    return LISTENER
+
+
+async def stop_identity_listener() -> None:
+    """Undo one :func:`start_identity_listener`."""
+    await LISTENER.stop()
+
+
 def profile_of(tg_user: User) -> dict[str, Any]:
     """The Telegram profile kept in the identity metadata (absent fields are left out)."""
     return {name: getattr(tg_user, name) for name in PROFILE_FIELDS
@@ -164,23 +311,34 @@ class IdentityMiddleware(BaseMiddleware):
             return await handler(event, data)
 
     async def resolve(self, tg_user: User) -> CachedIdentity:
-        """The billing account of ``tg_user`` (one indexed query when cached)."""
+        """The billing account of ``tg_user``: no query when cached and fresh (listener
+        connected), else one indexed query when cached."""
         external_id = str(tg_user.id)
         profile = profile_of(tg_user)
         fingerprint = tuple(sorted(profile.items()))
         cached = self.cache.get(external_id)
-        now = time.monotonic()
+        listener = LISTENER if self.config.identity_notices else None
         if cached is not None and cached.profile == fingerprint:
+            if (listener is not None and cached.fresh_in is not None
+                    and cached.fresh_in == listener.epoch and listener.live):
+                return cached
+            now = time.monotonic()
             if now - cached.validated_at < self.config.identity_revalidate_after:
                 return cached
+            stamp = listener.stamp() if listener is not None else None
             current = await billing.acurrent_owner(self.config.telegram_provider, external_id)
             if current == cached.user_id:
-                if self.config.identity_revalidate_after:
-                    self.cache.put(external_id, replace(cached, validated_at=now))
+                fresh_in = listener.fresh_epoch(stamp) if listener is not None else None
+                if self.config.identity_revalidate_after or fresh_in is not None:
+                    self.cache.put(external_id, replace(cached, validated_at=now,
+                                                        fresh_in=fresh_in))
                 return cached
             self.cache.discard(external_id)
+        stamp = listener.stamp() if listener is not None else None
         entry = await self._resolve_slow(external_id, profile, fingerprint)
-        self.cache.put(external_id, replace(entry, validated_at=now))
+        fresh_in = listener.fresh_epoch(stamp) if listener is not None else None
+        self.cache.put(external_id, replace(entry, validated_at=time.monotonic(),
+                                            fresh_in=fresh_in))
         return entry
 
     async def _resolve_slow(self, external_id: str, profile: dict[str, Any],
@@ -214,12 +372,17 @@ def billing_config(dp: Dispatcher | Router) -> BillingConfig | None:
 
 
 __all__ = [
+    "LISTENER",
     "CachedIdentity",
     "IdentityCache",
+    "IdentityListener",
     "IdentityMiddleware",
     "billing_config",
+    "clear_caches",
     "current_owner",
     "evict_identity",
     "evict_users",
     "profile_of",
+    "start_identity_listener",
+    "stop_identity_listener",
 ]
