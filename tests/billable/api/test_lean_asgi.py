@@ -246,7 +246,7 @@ def test_request_threads_are_reused(apps: tuple[Any, Any], django_user_model: An
 def test_other_paths_and_the_docs_stay_on_the_host_stack(apps: tuple[Any, Any]) -> None:
     """Outside the prefix, and the docs under it, the host's middleware still runs (here:
     the session middleware's ``Vary: Cookie`` on the admin login page)."""
-    full, lean = apps
+    full, _ = apps
     seen: list[str] = []
 
     async def host(scope: Any, receive: Any, send: Any) -> None:
