@@ -113,8 +113,10 @@ class APIHandler(ASGIHandler):
         if not self._reuse or scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="billable-api")
+        try:
+            executor = self._idle.pop()
+        except IndexError:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="billable-api")
         try:
             async with ThreadSensitiveContext(executor=executor):  # type: ignore[call-arg]
                 await self.handle(scope, receive, send)
