@@ -1,13 +1,14 @@
 """REST against in-process: ``POST /wallet/consume`` and ``consume_quota``, interleaved.
 
-The demo project's ASGI application (``examples.demo_project.asgi:application``) is served by
-uvicorn on 127.0.0.1 against this benchmark's database, with the demo's own settings (on
-PostgreSQL its psycopg pool; on SQLite the benchmark's connection options, which carry the
-durability mode). One uvicorn worker, as the demo runs: with ``--workers N`` uvicorn (0.54)
-hands its workers a listening socket whose accepted connections never get ``TCP_NODELAY``, so
-every keep-alive request after the first waits ~40 ms for the client's delayed ACK
-(Kludex/uvicorn#3149) — a measurement of Linux's timers, not of this code. One comparison, in
-one loop of the instrument:
+The demo project's ASGI application (``examples.demo_project.asgi:application``: the API on
+billable's lean ASGI stack, :func:`billable.api.asgi.lean_api`) is served by uvicorn (with
+httptools when installed; the report notes which parser ran) on 127.0.0.1 against this
+benchmark's database, with the demo's own settings (on PostgreSQL its psycopg pool; on SQLite
+the benchmark's connection options, which carry the durability mode). One uvicorn worker, as the
+demo runs: with ``--workers N`` uvicorn (0.54) hands its workers a listening socket whose
+accepted connections never get ``TCP_NODELAY``, so every keep-alive request after the first
+waits ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149) — a measurement of Linux's
+timers, not of this code. One comparison, in one loop of the instrument:
 
 * **REST consume** — one request at a time on a keep-alive connection (``http.client``), so a
   request's cost is compared with a call's cost (target line ``rest``);
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -89,6 +91,15 @@ class Load:
     @property
     def rate(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
+
+
+def http_parser() -> str:
+    """The HTTP implementation uvicorn picks (``--http auto``): httptools when installed (as
+    ``uvicorn[standard]`` and the ``dev`` extra install it), else h11, pure Python and slower
+    per request — a cost of the server, not of billable."""
+    if importlib.util.find_spec("httptools") is not None:
+        return "httptools"
+    return "h11 (httptools not installed)"
 
 
 def free_port() -> int:
@@ -300,6 +311,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
             swarm.close()
         server_log = log.read_text(errors="replace")[-1500:]
     rec.rates(comparison)
+    rec.note(f"uvicorn's HTTP parser: {http_parser()}")
     rec.ratio("REST consume / in-process consume_quota", comparison, "REST consume",
               "in-process consume_quota", target="rest",
               why="per request: HTTP, the middleware stack, thread hops, auth, the user "

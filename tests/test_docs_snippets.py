@@ -27,6 +27,8 @@ def _mounted(namespace: dict[str, Any]) -> None:
 
     assert str(namespace["urlpatterns"][0].pattern) == "api/v1/billing/"
     assert namespace["urlpatterns"][0].namespace == api.urls_namespace
+    assert namespace["application"].api_prefix == "/api/v1/billing/"  # the lean ASGI stack
+    assert namespace["DATABASES"]["default"]["OPTIONS"]["pool"]
 
 
 def _bot_kit(namespace: dict[str, Any]) -> None:

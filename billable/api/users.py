@@ -50,6 +50,21 @@ async def resolve_user_id(ref: Any) -> int:
     raise InvalidInput(USER_REQUIRED)
 
 
+def resolve_user_id_sync(ref: Any) -> int:
+    """Sync twin of :func:`resolve_user_id` (same answers, same exceptions), for an endpoint
+    that does the user lookup and its service call in one thread hop."""
+    if ref.user_id is not None:
+        user = IdentityService.get_user(user_id=ref.user_id)
+        if user is None:
+            raise UserNotFound(USER_NOT_FOUND)
+        return int(user.pk)
+    if ref.external_id is not None:
+        resolved = IdentityService.resolve_user(provider=ref.provider or "default",
+                                                external_id=ref.external_id)
+        return resolved.user_id
+    raise InvalidInput(USER_REQUIRED)
+
+
 async def aresolve_user_id_by_identity(provider: str, external_id: str) -> int:
     """0.2 helper kept for compatibility: resolve-or-create ``(provider, external_id)``."""
     resolved = await IdentityService.aresolve_user(provider=provider or "default",
@@ -64,4 +79,5 @@ __all__ = [
     "existing_user_id",
     "lookup_user_id",
     "resolve_user_id",
+    "resolve_user_id_sync",
 ]
