@@ -27,17 +27,20 @@ def _deadlock() -> OperationalError:
 
 
 def _flaky(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
-    """Make the batch lock raise a deadlock ``failures`` times, then work."""
-    real = statements.lock_spendable_lots
+    """Make the statement that locks the batch raise a deadlock ``failures`` times, then work:
+    the general path's lock or, on PostgreSQL, the single-statement take (one counter)."""
     calls = [0]
 
-    def lock(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        if calls[0] <= failures:
-            raise _deadlock()
-        return real(*args, **kwargs)
+    def flaky(real: Any) -> Any:
+        def statement(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] <= failures:
+                raise _deadlock()
+            return real(*args, **kwargs)
+        return statement
 
-    monkeypatch.setattr(statements, "lock_spendable_lots", lock)
+    for name in ("lock_spendable_lots", "take_first"):
+        monkeypatch.setattr(statements, name, flaky(getattr(statements, name)))
     monkeypatch.setattr(transient.time, "sleep", lambda seconds: None)
     return calls
 
