@@ -60,6 +60,19 @@ class Hold:
     reason: str = ""
 
 
+def _answer(placed: Any, *, takeover: bool) -> Hold | None:
+    """What one placement of a hold decides (:func:`hold`'s rules), or ``None`` when the key
+    must be placed again: its earlier hold was released, or held by a dead attempt
+    (``takeover``)."""
+    if placed.fresh:
+        return Hold(placed.reservation_id, run=True)
+    if placed.state == "COMMITTED":
+        return Hold(placed.reservation_id, run=False, reason="already_charged")
+    if placed.state == "HELD" and not takeover:
+        return Hold(placed.reservation_id, run=False, reason="in_progress")
+    return None
+
+
 def hold(user_id: int, product_key: str, amount: int, *, key: str, ttl: int | None = None,
          takeover: bool = False, metadata: Mapping[str, Any] | None = None) -> Hold:
     """Hold ``amount`` units of ``product_key`` under the idempotency ``key`` (sync).
@@ -78,13 +91,10 @@ def hold(user_id: int, product_key: str, amount: int, *, key: str, ttl: int | No
         placed = HoldService.place(user_id, product_key, amount, idempotency_key=key, ttl=ttl,
                                    metadata=dict(metadata) if metadata else {"source": "bot_kit"},
                                    action_type="usage")
-        if placed.fresh:
-            return Hold(placed.reservation_id, run=True)
-        if placed.state == "COMMITTED":
-            return Hold(placed.reservation_id, run=False, reason="already_charged")
-        if placed.state == "HELD":
-            if not takeover:
-                return Hold(placed.reservation_id, run=False, reason="in_progress")
+        done = _answer(placed, takeover=takeover)
+        if done is not None:
+            return done
+        if placed.state == "HELD":  # a dead attempt's hold: give it back, then run again
             release(placed.reservation_id)
             logger.info("hold %s of a dead attempt released; %s runs again",
                         placed.reservation_id, key)
@@ -104,13 +114,10 @@ async def ahold(user_id: int, product_key: str, amount: int, *, key: str,
         placed = await HoldService.aplace(
             user_id, product_key, amount, idempotency_key=key, ttl=ttl,
             metadata=dict(metadata) if metadata else {"source": "bot_kit"}, action_type="usage")
-        if placed.fresh:
-            return Hold(placed.reservation_id, run=True)
-        if placed.state == "COMMITTED":
-            return Hold(placed.reservation_id, run=False, reason="already_charged")
-        if placed.state == "HELD":
-            if not takeover:
-                return Hold(placed.reservation_id, run=False, reason="in_progress")
+        done = _answer(placed, takeover=takeover)
+        if done is not None:
+            return done
+        if placed.state == "HELD":  # a dead attempt's hold: give it back, then run again
             await arelease(placed.reservation_id)
             logger.info("hold %s of a dead attempt released; %s runs again",
                         placed.reservation_id, key)

@@ -5,7 +5,8 @@ through ``sync_to_async``: one thread hand-off for its ``process_request`` and o
 ``process_response`` (and one for a ``process_view``). The demo project's six middlewares cost
 twelve hand-offs per request, more than the API's own work, and none of them does anything for a
 bearer-token JSON API: sessions, CSRF (Ninja's views are exempt), messages and the session user
-are for browser pages.
+are for browser pages. The one check of theirs an API needs, the ``Host`` header against
+``ALLOWED_HOSTS``, runs in the lean stack too (:class:`AllowedHostsMiddleware`, no hand-off).
 
 :func:`lean_api` wraps the host's ASGI application: HTTP requests under the API's prefix go to
 an :class:`APIHandler` (Django's own ASGI handler with its own, short, middleware list — empty by
@@ -41,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
@@ -58,6 +59,28 @@ DEFAULT_PREFIX = "/api/v1/billing/"
 FULL_STACK_PATHS: tuple[str, ...] = ("docs", "openapi.json")
 
 _loading = threading.Lock()
+
+
+class AllowedHostsMiddleware:
+    """Validate the ``Host`` header against ``ALLOWED_HOSTS`` (``request.get_host()``) before
+    the view: in a full stack ``CommonMiddleware`` or CSRF does it, and an API without them must
+    still refuse an unknown host (Django answers ``DisallowedHost`` with a 400). Async-native:
+    costs no thread hop."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Awaitable[Any]]) -> None:
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: Any) -> Any:
+        request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
+        return await self.get_response(request)
+
+
+#: What every lean stack runs first (before the host's ``middleware=``).
+BUILT_IN = (f"{__name__}.AllowedHostsMiddleware",)
 
 
 @contextmanager
@@ -81,8 +104,9 @@ def _context_takes_executor() -> bool:
 
 
 class APIHandler(ASGIHandler):
-    """Django's ASGI handler with its own middleware list instead of ``settings.MIDDLEWARE``,
-    and request threads that are reused.
+    """Django's ASGI handler with its own middleware list instead of ``settings.MIDDLEWARE``
+    (after :data:`BUILT_IN`: the ``ALLOWED_HOSTS`` check), and request threads that are
+    reused.
 
     Django gives every ASGI request a new ``ThreadSensitiveContext``: a new thread, started on
     the request's first thread hop and joined after its last — a thread start per request.
@@ -106,7 +130,7 @@ class APIHandler(ASGIHandler):
         super().__init__()
 
     def load_middleware(self, is_async: bool = False) -> None:
-        with _middleware_setting(self.middleware):
+        with _middleware_setting((*BUILT_IN, *self.middleware)):
             super().load_middleware(is_async=is_async)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -166,4 +190,5 @@ def lean_api(application: ASGIApp, *, prefix: str = DEFAULT_PREFIX,
     return app
 
 
-__all__ = ["DEFAULT_PREFIX", "FULL_STACK_PATHS", "APIHandler", "lean_api", "normalize_prefix"]
+__all__ = ["BUILT_IN", "DEFAULT_PREFIX", "FULL_STACK_PATHS", "APIHandler",
+           "AllowedHostsMiddleware", "lean_api", "normalize_prefix"]

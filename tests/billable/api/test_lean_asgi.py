@@ -35,11 +35,12 @@ LEAN_CONSUME_HOPS = 3
 
 
 async def call(app: Any, method: str, path: str, body: Any = None, *,
-               token: str | None = TOKEN) -> tuple[int, Any, dict[str, str]]:
+               token: str | None = TOKEN, host: str = "testserver"
+               ) -> tuple[int, Any, dict[str, str]]:
     """One request through an ASGI application: status, parsed body, headers."""
     raw = b"" if body is None else json.dumps(body).encode()
     path, _, query = path.partition("?")
-    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    headers = [(b"host", host.encode()), (b"content-type", b"application/json")]
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
@@ -204,6 +205,21 @@ def test_revoked_key_is_refused_on_the_next_request(apps: tuple[Any, Any],
                                        token=token))
     assert (status, body) == (401, {"detail": "Unauthorized"})
     assert QuotaBatch.objects.get(user_id=uid).remaining_quantity == 99
+
+
+def test_a_host_not_in_allowed_hosts_is_refused_and_nothing_is_charged(
+        apps: tuple[Any, Any], django_user_model: Any, settings: Any) -> None:
+    """The lean stack skips the host's middleware but keeps Django's ``ALLOWED_HOSTS`` check
+    (``CommonMiddleware`` does it on the full stack): both answer 400 to an unknown host."""
+    settings.ALLOWED_HOSTS = ["testserver"]
+    uid = wallet(django_user_model, "hosts")
+    body = {"user_id": uid, "product_key": "LEAN"}
+    for app in apps:
+        status, _, _ = asyncio.run(call(app, "POST", f"{MOUNT}/wallet/consume", body,
+                                        host="evil.example"))
+        assert status == 400
+    assert QuotaBatch.objects.get(user_id=uid).remaining_quantity == 100
+    assert asyncio.run(call(apps[1], "POST", f"{MOUNT}/wallet/consume", body))[0] == 200
 
 
 def test_consume_hops_are_bounded(apps: tuple[Any, Any], django_user_model: Any) -> None:
