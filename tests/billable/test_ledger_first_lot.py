@@ -136,20 +136,28 @@ def _run(user: Any, order: list[Any], calls: list[dict[str, Any]],
     return {"results": results, "signals": signals, **_state(user, order)}
 
 
+def _both_paths(make_user: Any, product: Any, batches: Any, calls: list[dict[str, Any]],
+                heard: list[tuple[str, Any]], general_only: Callable[[bool], None], *,
+                atomic: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same calls on twin wallets: with the single-statement path on, then off."""
+    fast_user, general_user = make_user(), make_user()
+    fast_order = _wallet(fast_user, product, batches)
+    general_order = _wallet(general_user, product, batches)
+    general_only(True)
+    fast = _run(fast_user, fast_order, calls, heard, atomic=atomic)
+    general_only(False)
+    general = _run(general_user, general_order, calls, heard, atomic=atomic)
+    return fast, general
+
+
 @pytest.mark.parametrize("atomic", [False, True], ids=["autocommit", "in-transaction"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_single_statement_and_general_path_agree(name, atomic, make_user, make_product,
                                                  general_only, heard):
     batches, calls = SCENARIOS[name]
     product = make_product(KEY)
-    fast_user, general_user = make_user(), make_user()
-    fast_order = _wallet(fast_user, product, batches)
-    general_order = _wallet(general_user, product, batches)
-
-    general_only(True)
-    fast = _run(fast_user, fast_order, calls, heard, atomic=atomic)
-    general_only(False)
-    general = _run(general_user, general_order, calls, heard, atomic=atomic)
+    fast, general = _both_paths(make_user, product, batches, calls, heard, general_only,
+                                atomic=atomic)
 
     assert fast == general
     assert fast["ledger"] == []
@@ -163,14 +171,7 @@ def test_consumption_order_is_kept(order, make_user, make_product, general_only,
     batches = [(5, {"age_days": 3}), (5, {"age_days": 2, "expires_in_days": 5}),
                (5, {"age_days": 1, "expires_in_days": 2})]
     calls = [{"amount": 2}, {"amount": 3}, {"amount": 4}, {"amount": 6}]
-    fast_user, general_user = make_user(), make_user()
-    fast_order = _wallet(fast_user, product, batches)
-    general_order = _wallet(general_user, product, batches)
-
-    general_only(True)
-    fast = _run(fast_user, fast_order, calls, heard)
-    general_only(False)
-    general = _run(general_user, general_order, calls, heard)
+    fast, general = _both_paths(make_user, product, batches, calls, heard, general_only)
 
     assert fast == general
     first = 2 if order == "expiring_first" else 0
@@ -181,14 +182,7 @@ def test_entitlements_keep_the_general_path(make_user, make_product, general_onl
     product = make_product(KEY, product_type=Product.ProductType.PERIOD)
     batches = [(1, {"age_days": 1, "expires_in_days": 3})]
     calls = [{"amount": 4}, {"amount": 1, "idempotency_key": "p"}]
-    fast_user, general_user = make_user(), make_user()
-    fast_order = _wallet(fast_user, product, batches)
-    general_order = _wallet(general_user, product, batches)
-
-    general_only(True)
-    fast = _run(fast_user, fast_order, calls, heard)
-    general_only(False)
-    general = _run(general_user, general_order, calls, heard)
+    fast, general = _both_paths(make_user, product, batches, calls, heard, general_only)
 
     assert fast == general
     assert fast["rows"][1][1] == 0 and fast["rows"][1][6]["requested_amount"] == 4
