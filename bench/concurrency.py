@@ -12,10 +12,20 @@ Two shapes:
 After each comparison the balance drop must equal the successful calls, with no error and no
 refusal, and the ledger invariant must hold. A last race lets 8 threads make 80 attempts on a
 balance of 40 spread over three batches: exactly 40 may succeed.
+
+Beside the ratio the run records the **ceiling** this machine allows it, measured on the
+1-thread side: the CPU time one consume costs the whole machine (this process, PostgreSQL's
+backend, the kernel — read from ``/proc/stat``) and this process alone (``process_time``). With
+``cores`` CPUs, 8 threads can complete at most ``cores / machine CPU per call`` calls a second,
+and at most ``1 / process CPU per call`` (the GIL lets one thread run Python at a time; the
+driver's own I/O waits are not counted there). The ceiling is that rate over the 1-thread rate:
+when one thread already keeps the CPUs busy most of the time it waits, no number of threads in
+one process can multiply its rate.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +106,51 @@ class Gang:
             thread.join(timeout=60)
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()[1:]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal …: idle and iowait are not busy
+    ticks = [int(v) for v in fields[:8]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Wraps a scenario; sums its wall time, calls, machine-busy and process CPU seconds."""
+
+    def __init__(self, scenario: Callable[[float], int]) -> None:
+        self.scenario = scenario
+        self.calls = 0
+        self.wall = self.machine = self.process = 0.0
+        self.machine_known = busy_seconds() is not None
+
+    def __call__(self, seconds: float) -> int:
+        wall, cpu, busy = time.perf_counter(), time.process_time(), busy_seconds()
+        done = self.scenario(seconds)
+        self.wall += time.perf_counter() - wall
+        self.process += time.process_time() - cpu
+        after = busy_seconds()
+        if busy is not None and after is not None:
+            self.machine += after - busy
+        self.calls += done
+        return done
+
+    def ceiling(self, cores: int) -> dict[str, float] | None:
+        """The most ``threads`` in this process can multiply this scenario's rate, or None."""
+        if not self.calls or not self.machine_known or self.machine <= 0 or self.process <= 0:
+            return None
+        rate = self.calls / self.wall
+        by_cores = cores * self.calls / self.machine
+        by_gil = self.calls / self.process
+        return {"ceiling": min(by_cores, by_gil) / rate, "by_cores": by_cores / rate,
+                "by_gil": by_gil / rate, "machine_us": 1e6 * self.machine / self.calls,
+                "process_us": 1e6 * self.process / self.calls, "wall_us": 1e6 / rate}
+
+
 def shape(rec: Recorder, name: str, *, one_user: bool, quick: bool,
           tick: Callable[[], None]) -> bool:
     """Compare 8 threads with 1 thread for one shape; record rates and ratio; return whether
@@ -110,8 +165,9 @@ def shape(rec: Recorder, name: str, *, one_user: bool, quick: bool,
     before = remaining_total(ids)
     eight = Gang(THREADS, lambda i: consume(many[i % len(many)].id, KEY))
     one = Gang(1, lambda i: consume(alone.id, KEY))
+    meter = CpuMeter(one)
     try:
-        comparison = interleave({f"{name}, {THREADS} threads": eight, f"{name}, 1 thread": one},
+        comparison = interleave({f"{name}, {THREADS} threads": eight, f"{name}, 1 thread": meter},
                                 Plan.for_run(quick=quick), tick=tick)
     finally:
         eight.close()
@@ -121,6 +177,12 @@ def shape(rec: Recorder, name: str, *, one_user: bool, quick: bool,
               f"{name}, 1 thread", target=None if one_user else "threads",
               why="the GIL: threads of one process overlap only the time spent waiting on "
               "the database" if not one_user else "one batch lock serialises the threads")
+    bound = meter.ceiling(os.cpu_count() or 1)
+    if bound is not None:
+        rec.metric(f"{THREADS} threads / 1 thread, {name}: ceiling on {os.cpu_count()} CPUs",
+                   bound["ceiling"], "x", by_cores=bound["by_cores"], by_gil=bound["by_gil"],
+                   machine_cpu_us_per_call=bound["machine_us"],
+                   process_cpu_us_per_call=bound["process_us"], wall_us_per_call=bound["wall_us"])
     errors = eight.errors + one.errors
     spent = before - remaining_total(ids)
     exact = (not errors and not eight.refusals and not one.refusals
