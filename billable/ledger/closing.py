@@ -20,7 +20,7 @@ from django.utils import timezone
 from billable.ledger import periods, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.locks import lock_users
-from billable.ledger.retry import retrying
+from billable.ledger.retry import drain, retrying
 from billable.models import Order, Product, QuotaBatch, Transaction
 from billable.validation import order_pk
 
@@ -34,14 +34,7 @@ def expire_due(*, user_id: Any = None, chunk: int = CHUNK,
 
     ``progress(n)`` is called after each committed chunk of ``n`` batches.
     """
-    expired = 0
-    while True:
-        count = _expire_chunk(user_id, chunk)
-        expired += count
-        if progress is not None:
-            progress(count)
-        if count < chunk:
-            return expired
+    return drain(lambda size: _expire_chunk(user_id, size), chunk=chunk, progress=progress)
 
 
 @retrying

@@ -30,7 +30,7 @@ from billable.exceptions import (
 from billable.ledger import sql, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.idempotency import claim_key
-from billable.ledger.retry import retrying, until_fresh
+from billable.ledger.retry import drain, retrying, until_fresh
 from billable.ledger.sql import HoldRow
 from billable.models import Reservation, ReservationItem
 from billable.models.base import uuid7
@@ -253,14 +253,8 @@ def release_expired(*, user_id: Any = None, chunk: int = 500,
 
     ``progress(n)`` is called after each committed chunk of ``n`` holds.
     """
-    released = 0
-    while True:
-        count = _release_expired_chunk(user_id, chunk)
-        released += count
-        if progress is not None:
-            progress(count)
-        if count < chunk:
-            return released
+    return drain(lambda size: _release_expired_chunk(user_id, size), chunk=chunk,
+                 progress=progress)
 
 
 @retrying

@@ -98,3 +98,21 @@ def until_fresh(step: Callable[[], T], *, give_up: Callable[[], BillableError]) 
 
 __all__ = ["ATTEMPTS", "STALE_ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction",
            "is_transient", "retrying", "until_fresh"]
+
+
+def drain(step: Callable[[int], int], *, chunk: int,
+          progress: Callable[[int], None] | None = None) -> int:
+    """Run ``step(chunk)`` — one committed transaction moving at most ``chunk`` rows — until a
+    call moves fewer than ``chunk``; return the total moved.
+
+    The sweeps (expiring batches, releasing overdue holds) work in chunks so no transaction
+    locks an unbounded number of rows; ``progress(n)`` is called after each committed chunk.
+    """
+    moved = 0
+    while True:
+        count = step(chunk)
+        moved += count
+        if progress is not None:
+            progress(count)
+        if count < chunk:
+            return moved
