@@ -9,6 +9,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from billable.exceptions import BillableError
 from bot_kit.inbox import store
@@ -46,7 +48,7 @@ class TelegramPaymentAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [field.name for field in self.model._meta.fields]
 
-    @admin.action(description="Refund the selected payments (through the outbox)")
+    @admin.action(description=_("Refund the selected payments (through the outbox)"))
     def request_refund(self, request: HttpRequest, queryset: QuerySet[TelegramPayment]) -> None:
         queued = 0
         for payment in queryset:
@@ -57,7 +59,8 @@ class TelegramPaymentAdmin(ReadOnlyAdmin):
             except BillableError as exc:
                 self.message_user(request, f"{payment.charge_id}: {exc.message}",
                                   messages.WARNING)
-        self.message_user(request, f"{queued} refund(s) queued.")
+        self.message_user(request, ngettext("%(count)d refund queued.", "%(count)d refunds queued.",
+                                            queued) % {"count": queued})
 
 
 @admin.register(RefundRequest)
@@ -72,11 +75,13 @@ class RefundRequestAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
 
-    @admin.action(description="Retry the selected failed or pending refunds now")
+    @admin.action(description=_("Retry the selected failed or pending refunds now"))
     def retry_now(self, request: HttpRequest, queryset: QuerySet[RefundRequest]) -> None:
         count = queryset.exclude(state=RefundRequest.State.DONE).update(
             state=RefundRequest.State.PENDING, next_attempt_at=timezone.now())
-        self.message_user(request, f"{count} refund(s) scheduled.")
+        self.message_user(request, ngettext("%(count)d refund scheduled.",
+                                            "%(count)d refunds scheduled.", count)
+                          % {"count": count})
 
 
 @admin.register(StarSubscription)
@@ -102,7 +107,9 @@ class InboxUpdateAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
 
-    @admin.action(description="Re-queue the selected updates (dead or pending) now")
+    @admin.action(description=_("Re-queue the selected updates (dead or pending) now"))
     def requeue(self, request: HttpRequest, queryset: QuerySet[InboxUpdate]) -> None:
         count = store.requeue(queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{count} update(s) re-queued.")
+        self.message_user(request, ngettext("%(count)d update re-queued.",
+                                            "%(count)d updates re-queued.", count)
+                          % {"count": count})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from bot_kit.models import InboxUpdate
@@ -32,3 +33,5 @@ def test_dead_updates_are_listed_and_requeued(admin_client: Any) -> None:
     dead.refresh_from_db()
     assert (dead.state, dead.attempts, dead.claimed_by) == ("pending", 0, "")
     assert InboxUpdate.objects.get(pk=done.pk).state == "done"  # done rows stay done
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == ["1 update re-queued."]  # pluralised through ngettext, translatable
