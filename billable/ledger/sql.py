@@ -234,21 +234,17 @@ def _read_cursor(alias: str) -> Any:
     ``execute_wrapper`` hooks and error translation are Django's.
     """
     conn = connections[alias]
-    if conn.vendor != "postgresql" or conn.settings_dict["OPTIONS"].get("server_side_binding"):
+    # psycopg 3's cursor that binds on the server (psycopg2 has none: Django's cursor then).
+    bound = getattr(getattr(conn, "Database", None), "Cursor", None)
+    if (bound is None or conn.vendor != "postgresql"
+            or conn.settings_dict["OPTIONS"].get("server_side_binding")):
         return conn.cursor()
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     with conn.wrap_database_errors:
-        raw = _bound_cursor_class()(conn.connection)
+        raw = bound(conn.connection)
     conn.validate_thread_sharing()
     return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
-
-
-@cache
-def _bound_cursor_class() -> Any:
-    import psycopg  # PostgreSQL only; Django's backend already imported it
-
-    return psycopg.Cursor
 
 
 def _run(alias: str, compiled: Compiled, values: Sequence[Any]) -> Any:
