@@ -1,7 +1,13 @@
 """Lazy settings for billable.
 
-Every attribute is read from ``django.conf.settings`` on access, so ``override_settings`` and
-``pytest-django``'s ``settings`` fixture take effect immediately.
+Every attribute is read from ``django.conf.settings`` on first access and then kept until the
+settings change: ``override_settings`` (and ``pytest-django``'s ``settings`` fixture, which uses
+it) swaps the settings object and sends ``setting_changed``, and either drops the kept values,
+so an override takes effect immediately. Settings read on every ledger call (the consumption
+order, the event endpoint cache lifetime) cost a dictionary lookup instead of Django's lookup,
+which for a setting the host left out raises and catches an ``AttributeError`` each time.
+Assigning to ``django.conf.settings`` at run time (which Django's documentation rules out) is
+not seen.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 #: Database vendors whose SQL ``billable.ledger.sql`` supports (``billable.E006`` refuses others).
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
@@ -61,11 +68,29 @@ class BillableSettings:
     (``billable_settings.CURRENCY``) work.
     """
 
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._source: object = None
+
     def __getattr__(self, name: str) -> Any:
+        # The settings object, which override_settings replaces (on enable and on disable).
+        source = settings.__dict__.get("_wrapped")
+        if source is not self._source:
+            self.reset()
+            self._source = source
+        try:
+            return self._values[name]
+        except KeyError:
+            pass
         full = name if name.startswith("BILLABLE_") else f"BILLABLE_{name}"
         if full not in DEFAULTS:
             raise AttributeError(f"Unknown billable setting: {name}")
-        return getattr(settings, full, DEFAULTS[full])
+        value = self._values[name] = getattr(settings, full, DEFAULTS[full])
+        return value
+
+    def reset(self, **_: Any) -> None:
+        """Forget the values read so far (connected to ``setting_changed``)."""
+        self._values.clear()
 
     @property
     def USER_MODEL(self) -> str:
@@ -74,5 +99,6 @@ class BillableSettings:
 
 
 billable_settings = BillableSettings()
+setting_changed.connect(billable_settings.reset, dispatch_uid="billable.conf.reset")
 
 __all__ = ["CONSUMPTION_ORDERS", "DEFAULTS", "BillableSettings", "billable_settings"]

@@ -19,8 +19,10 @@ import hashlib
 import json
 import math
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -115,6 +117,12 @@ def coerce_pk(value: Any, *, model: type[models.Model] | None = None) -> Any:
         return None
 
 
+@cache
+def _account_model(label: str) -> type[models.Model]:
+    """``get_user_model()`` for ``label`` without the app registry lookup on every call."""
+    return get_user_model()
+
+
 def coerce_user_id(value: Any) -> Any:
     """Return the primary key of the billing account named by ``value``.
 
@@ -124,7 +132,7 @@ def coerce_user_id(value: Any) -> Any:
     """
     if value is None or value == "":
         raise InvalidInput("user_id is required", field="user_id")
-    parsed = coerce_pk(value, model=get_user_model())
+    parsed = coerce_pk(value, model=_account_model(settings.AUTH_USER_MODEL))
     if parsed is None:
         raise InvalidInput("Invalid user_id", field="user_id")
     return parsed

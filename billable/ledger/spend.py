@@ -20,7 +20,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from billable.conf import billable_settings
@@ -119,7 +119,8 @@ def _first_lot() -> bool:
     consume owns its transaction. Inside a caller's transaction the general path runs,
     statement for statement as documented (the caller's transaction, not this one, then sets
     the cost, and its other row locks stay in the documented order)."""
-    return connection.vendor in sql.FIRST_LOT_VENDORS and not connection.in_atomic_block
+    conn = connections[DEFAULT_DB_ALIAS]
+    return conn.vendor in sql.FIRST_LOT_VENDORS and not conn.in_atomic_block
 
 
 def _spend_first(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,

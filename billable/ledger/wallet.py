@@ -57,7 +57,8 @@ def consumption_key(order: str | None = None) -> Callable[[Lot], tuple[Any, ...]
 def lock_spendable(*, user_id: Any, key: str, now: datetime) -> list[Lot]:
     """Lock the user's spendable batches of ``key`` (pk order) and return them in spend order."""
     lots = sql.lock_spendable_lots(user_id=user_id, key=key, now=now)
-    lots.sort(key=consumption_key())
+    if len(lots) > 1:
+        lots.sort(key=consumption_key())
     return lots
 
 
@@ -115,13 +116,12 @@ def debit_rows(
         object_id = str(related.pk)
     now = timezone.now()
     rows = [
-        LedgerRow(id=uuid7(), user_id=user_id, quota_batch_id=batch_id, amount=amount,
-                  direction=DEBIT, action_type=action_type, content_type_id=content_type_id,
+        LedgerRow(id=first_id if index == 0 and first_id is not None else uuid7(),
+                  user_id=user_id, quota_batch_id=batch_id, amount=amount, direction=DEBIT,
+                  action_type=action_type, content_type_id=content_type_id,
                   object_id=object_id, metadata=metadata, created_at=now)
-        for batch_id, amount in parts
+        for index, (batch_id, amount) in enumerate(parts)
     ]
-    if rows and first_id is not None:
-        rows[0].id = first_id
     sql.insert_ledger(rows)
     return rows
 
