@@ -805,8 +805,18 @@ def _fast_hold_text(alias: str, lot: str) -> str:
         f" SELECT (SELECT count(*) FROM k) AS fresh,"
         f" (SELECT CASE WHEN (SELECT count(*) FROM i) = 1 AND (SELECT count(*) FROM took)"
         f" = (SELECT count(*) FROM pick WHERE pick.take > 0) THEN 1"
-        f" ELSE CAST(k.abort AS integer) END FROM k) AS placed"
+        f" ELSE CAST(k.abort AS integer) END FROM k) AS placed,"
+        f" {HOLD_COMMIT_MODE} AS commit_mode"
     )
+
+
+#: The hold's commit mode, evaluated inside the hold statement (so inside its transaction):
+#: ``%(hold_commit)s`` is ``'off'`` — this transaction only (``is_local``) commits without
+#: waiting for its WAL to reach the disk — or ``NULL``: the session's own setting. It is a
+#: column of the result, not an unreferenced CTE (PostgreSQL would not evaluate that). Why it
+#: is safe: docs/guarantees.md, "A hold commits without waiting for the disk".
+HOLD_COMMIT_MODE = ("set_config('synchronous_commit', COALESCE(%(hold_commit)s,"
+                    " current_setting('synchronous_commit')), true)")
 
 
 RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "state",
@@ -852,7 +862,8 @@ def _fast_settle_text(alias: str) -> str:
     )
 
 
-__all__ += ["FAST_HOLD_ABORT", "SET_SESSION", "FastStatements", "fast_statements",
+__all__ += ["FAST_HOLD_ABORT", "HOLD_COMMIT_MODE", "SET_SESSION", "FastStatements",
+            "fast_statements",
             "fast_statements_cached",
             "json_object"]
 
