@@ -384,3 +384,37 @@ def test_the_hold_commits_without_waiting_for_the_disk_and_the_charge_waits(
     hold = "off" if deferred else "on"
     assert commit_modes()[before:] == [("hold", hold), ("ledger", "on")] * 2
     assert TransactionService.get_balance(user.id, "credits") == 3
+
+
+@requires_postgres
+def test_a_fast_charge_is_counted_in_the_loop_without_a_thread_hop(user, credits, general,
+                                                                 monkeypatch):
+    """Metrics count a fast charge through the engine's usage counter: the batch's product is
+    looked up once (a worker thread), later charges count in the event loop; no
+    ``quota_consumed`` receiver (and so no model and no ``asend`` thread hop) is needed."""
+    pytest.importorskip("prometheus_client")
+    from asgiref import sync
+
+    from billable.metrics import instruments, receivers
+
+    receivers.connect()
+    assert not quota_consumed.has_listeners()
+    make_batch(user, credits, 5)
+    counted: list[tuple[Any, int]] = []
+    monkeypatch.setattr(instruments, "record_consume",
+                        lambda product, units: counted.append((product, units)))
+    hops = 0
+    real = sync.SyncToAsync.__call__
+
+    async def counted_hop(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted_hop)
+    gated(user.id, "tg:7:40:CREDITS")
+    first = hops
+    gated(user.id, "tg:7:41:CREDITS", 2)
+    assert general == {"place": 0, "commit": 0}
+    assert counted == [("CREDITS", 1), ("CREDITS", 2)]
+    assert hops == first  # the second charge: no thread hop at all
