@@ -827,7 +827,10 @@ def _fast_settle_text(alias: str) -> str:
     """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's).
 
     Matches nothing (no row returned, nothing written) for a hold that is not ``HELD``, is
-    past its expiry or has several items: the general path settles those.
+    past its expiry or has several items: the general path settles those. The hold is found
+    by its primary key: the state is compared as an expression (``state || ''``) so that the
+    prepared statement's generic plan cannot pick the ``(state, expires_at)`` index instead
+    (that plan reads every live hold of every user).
     """
     hold = _names(alias, Reservation, ("id", "user", "product", "amount", "committed_amount",
                                 "state", "action_type", "metadata", "expires_at",
@@ -846,7 +849,8 @@ def _fast_settle_text(alias: str) -> str:
         f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{COMMITTED.value}',"
         f" {hold['committed_amount']} = {holds}.{hold['amount']},"
         f" {hold['settled_at']} = %(now)s"
-        f" WHERE {holds}.{hold['id']} = %(rid)s AND {holds}.{hold['state']} = '{HELD.value}'"
+        f" WHERE {holds}.{hold['id']} = %(rid)s"
+        f" AND ({holds}.{hold['state']} || '') = '{HELD.value}'"
         f" AND {holds}.{hold['expires_at']} > %(now)s"
         f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
         f" RETURNING {holds}.{hold['id']} AS id, {holds}.{hold['user']} AS user_id,"
