@@ -50,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     # GATED_POOL_SIZE connections per event loop. False: always the general (sync) path.
     "BILLABLE_GATED_FAST_PATH": True,
     "BILLABLE_GATED_POOL_SIZE": 4,
+    # The fast hold commits without waiting for its WAL flush (synchronous_commit = off for that
+    # one transaction); the settle's durable commit flushes it (docs/guarantees.md). False: the
+    # hold waits for the disk like every other transaction.
+    "BILLABLE_GATED_HOLD_ASYNC_COMMIT": True,
     # Growth: seconds a discounted order keeps its promo use before it is given back.
     "BILLABLE_PROMO_RESERVATION_TTL": 3600,
     # Growth: seconds an unclaimed gift stays claimable.

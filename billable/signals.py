@@ -11,7 +11,7 @@ commit or roll back with the change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.db import transaction
@@ -43,6 +43,27 @@ def install_outbox(*, record: Callable[..., Any], wanted: Callable[..., bool],
     _OUTBOX.update(record=record, wanted=wanted)
     if cached is not None:
         _OUTBOX["cached"] = cached
+
+
+#: Counters of consumption (``billable.metrics``), called for every usage row once it committed,
+#: in the writer's thread or event loop: ``(count, acount)`` taking ``(batch_id, units)``. A
+#: counter is not a receiver: it needs no model instance and, after an async charge, no thread
+#: hop (``asend`` runs every sync receiver in a worker thread).
+_COUNTERS: list[tuple[Callable[[Any, int], None], Callable[[Any, int], Awaitable[None]]]] = []
+
+
+def install_usage_counter(*, count: Callable[[Any, int], None],
+                          acount: Callable[[Any, int], Awaitable[None]]) -> None:
+    """Count every committed consumption with ``count`` (sync writers) or ``acount`` (the
+    async gated fast path); installing the same pair twice is a no-op."""
+    if (count, acount) not in _COUNTERS:
+        _COUNTERS.append((count, acount))
+
+
+def usage_counters() -> list[tuple[Callable[[Any, int], None],
+                                   Callable[[Any, int], Awaitable[None]]]]:
+    """The installed consumption counters (:func:`install_usage_counter`)."""
+    return _COUNTERS
 
 
 def outbox_wants(signal: Signal, using: str | None = None, *, cached_only: bool = False
@@ -91,6 +112,7 @@ def send_on_commit(signal: Signal, sender: Any, using: str | None = None, **kwar
 
 __all__ = [
     "customers_merged",
+    "install_usage_counter",
     "order_cancelled",
     "order_confirmed",
     "order_refunded",
@@ -103,6 +125,7 @@ __all__ = [
     "subscription_renewed",
     "transaction_created",
     "trial_activated",
+    "usage_counters",
     "wanted",
 ]
 

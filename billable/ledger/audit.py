@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -27,8 +29,11 @@ from billable.signals import (
     quota_consumed,
     send_on_commit,
     transaction_created,
+    usage_counters,
     wanted,
 )
+
+_logger = logging.getLogger("billable.signals")
 
 
 class _Ledger:
@@ -50,6 +55,9 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
     them (``billable.signals.wanted``).
     """
     sender = _SENDER[0]
+    rows = list(rows)
+    if consumed and usage_counters():
+        transaction.on_commit(partial(_count, [(r.quota_batch_id, r.amount) for r in rows]))
     created = wanted(transaction_created, sender)
     used = consumed and wanted(quota_consumed, sender)
     if not (created or used):
@@ -77,6 +85,14 @@ async def asend_created(rows: Iterable[LedgerRow], *, consumed: bool, using: str
     """Async twin of :func:`emit_created` for rows already committed: sends right away
     (``asend_robust``; a failing receiver is logged, as after a commit)."""
     sender = _SENDER[0]
+    rows = list(rows)
+    if consumed:
+        for _sync, acount in usage_counters():
+            for row in rows:
+                try:
+                    await acount(row.quota_batch_id, int(row.amount or 0))
+                except Exception:  # a counter never fails a charge that committed
+                    _logger.exception("Usage counter %r failed", acount)
     created = transaction_created.has_listeners(sender)
     used = consumed and quota_consumed.has_listeners(sender)
     if not (created or used):
@@ -88,6 +104,16 @@ async def asend_created(rows: Iterable[LedgerRow], *, consumed: bool, using: str
                                                                  transaction=model))
         if used:
             _log_failures(await quota_consumed.asend_robust(sender=sender, usage=model))
+
+
+def _count(usages: list[tuple[Any, Any]]) -> None:
+    """Run the sync consumption counters (after the commit of ``usages``)."""
+    for count, _async in usage_counters():
+        for batch_id, amount in usages:
+            try:
+                count(batch_id, int(amount or 0))
+            except Exception:  # a counter never fails a charge that committed
+                _logger.exception("Usage counter %r failed", count)
 
 
 def _log_failures(results: Iterable[tuple[Any, Any]]) -> None:

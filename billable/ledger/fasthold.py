@@ -91,7 +91,11 @@ async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any,
 
 async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_key: str,
                  metadata: dict[str, Any], action_type: str, using: str) -> str | None:
-    """Place a fresh hold in one statement; its id, or ``None`` (nothing written)."""
+    """Place a fresh hold in one statement; its id, or ``None`` (nothing written).
+
+    With ``BILLABLE_GATED_HOLD_ASYNC_COMMIT`` (the default) the hold's transaction commits
+    without waiting for its WAL flush: a hold lost in a crash charged nothing, and the settle's
+    durable commit flushes the hold's WAL with its own (docs/guarantees.md)."""
     if not apool.available(using):
         return None
     statements = await _statements(using)
@@ -101,7 +105,8 @@ async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempot
     params = {**statements.hold_constants, "user": user_id, "key": key, "now": now,
               "idem": idempotency_key, "fingerprint": fingerprint(request),
               "result": Jsonb({"reservation_id": str(rid)}), "amount": amount, "rid": rid,
-              "action": action_type, "metadata": Jsonb(metadata), "expires": now + ttl}
+              "action": action_type, "metadata": Jsonb(metadata), "expires": now + ttl,
+              "hold_commit": "off" if billable_settings.GATED_HOLD_ASYNC_COMMIT else None}
     rows = await _run(using, statements.hold, params)
     if not rows or rows[0][0] != 1 or rows[0][1] != 1:
         return None

@@ -847,8 +847,18 @@ def _fast_hold_text(alias: str, lot: str) -> str:
         f" SELECT (SELECT count(*) FROM k) AS fresh,"
         f" (SELECT CASE WHEN (SELECT count(*) FROM i) = 1 AND (SELECT count(*) FROM took)"
         f" = (SELECT count(*) FROM pick WHERE pick.take > 0) THEN 1"
-        f" ELSE CAST(k.abort AS integer) END FROM k) AS placed"
+        f" ELSE CAST(k.abort AS integer) END FROM k) AS placed,"
+        f" {HOLD_COMMIT_MODE} AS commit_mode"
     )
+
+
+#: The hold's commit mode, evaluated inside the hold statement (so inside its transaction):
+#: ``%(hold_commit)s`` is ``'off'`` — this transaction only (``is_local``) commits without
+#: waiting for its WAL to reach the disk — or ``NULL``: the session's own setting. It is a
+#: column of the result, not an unreferenced CTE (PostgreSQL would not evaluate that). Why it
+#: is safe: docs/guarantees.md, "A hold commits without waiting for the disk".
+HOLD_COMMIT_MODE = ("set_config('synchronous_commit', COALESCE(%(hold_commit)s,"
+                    " current_setting('synchronous_commit')), true)")
 
 
 RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "state",
@@ -859,7 +869,10 @@ def _fast_settle_text(alias: str) -> str:
     """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's).
 
     Matches nothing (no row returned, nothing written) for a hold that is not ``HELD``, is
-    past its expiry or has several items: the general path settles those.
+    past its expiry or has several items: the general path settles those. The hold is found
+    by its primary key: the state is compared as an expression (``state || ''``) so that the
+    prepared statement's generic plan cannot pick the ``(state, expires_at)`` index instead
+    (that plan reads every live hold of every user).
     """
     hold = _names(alias, Reservation, ("id", "user", "product", "amount", "committed_amount",
                                 "state", "action_type", "metadata", "expires_at",
@@ -878,7 +891,8 @@ def _fast_settle_text(alias: str) -> str:
         f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{COMMITTED.value}',"
         f" {hold['committed_amount']} = {holds}.{hold['amount']},"
         f" {hold['settled_at']} = %(now)s"
-        f" WHERE {holds}.{hold['id']} = %(rid)s AND {holds}.{hold['state']} = '{HELD.value}'"
+        f" WHERE {holds}.{hold['id']} = %(rid)s"
+        f" AND ({holds}.{hold['state']} || '') = '{HELD.value}'"
         f" AND {holds}.{hold['expires_at']} > %(now)s"
         f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
         f" RETURNING {holds}.{hold['id']} AS id, {holds}.{hold['user']} AS user_id,"
@@ -894,7 +908,8 @@ def _fast_settle_text(alias: str) -> str:
     )
 
 
-__all__ += ["FAST_HOLD_ABORT", "SET_SESSION", "FastStatements", "fast_statements",
+__all__ += ["FAST_HOLD_ABORT", "HOLD_COMMIT_MODE", "SET_SESSION", "FastStatements",
+            "fast_statements",
             "fast_statements_cached",
             "json_object"]
 

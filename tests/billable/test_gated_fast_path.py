@@ -334,3 +334,87 @@ def test_pools_are_per_loop_and_closed_with_the_loop(user, credits):
     asyncio.run(one(2))
     assert seen[0] is not seen[1]
     assert all(p.closed for p in seen)
+
+
+@pytest.fixture
+def commit_modes() -> Any:
+    """Records ``synchronous_commit`` as each hold and ledger row is written (AFTER ROW
+    triggers fire at the end of the statement, inside its transaction: the value its commit
+    uses). Yields a reader of ``[(table, setting), ...]`` in write order."""
+    tables = {"hold": Reservation._meta.db_table, "ledger": Transaction._meta.db_table}
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE test_commit_modes (n serial, tbl text, setting text)")
+        cursor.execute(
+            "CREATE FUNCTION test_record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO test_commit_modes (tbl, setting)"
+            " VALUES (TG_ARGV[0], current_setting('synchronous_commit')); RETURN NULL; END $$")
+        for name, table in tables.items():
+            cursor.execute(f"CREATE TRIGGER test_commit_mode_{name} AFTER INSERT ON {table}"
+                           f" FOR EACH ROW EXECUTE FUNCTION test_record_commit_mode('{name}')")
+
+    def read() -> list[tuple[str, str]]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tbl, setting FROM test_commit_modes ORDER BY n")
+            return [(str(t), str(s)) for t, s in cursor.fetchall()]
+
+    try:
+        yield read
+    finally:
+        with connection.cursor() as cursor:
+            for name, table in tables.items():
+                cursor.execute(f"DROP TRIGGER test_commit_mode_{name} ON {table}")
+            cursor.execute("DROP FUNCTION test_record_commit_mode()")
+            cursor.execute("DROP TABLE test_commit_modes")
+
+
+@requires_postgres
+@pytest.mark.parametrize("deferred", [True, False])
+def test_the_hold_commits_without_waiting_for_the_disk_and_the_charge_waits(
+        user, credits, general, commit_modes, settings, deferred):
+    """The hold's transaction alone runs with ``synchronous_commit = off``; the settle on the
+    same pooled connection (one connection: the setting must not outlive the hold's
+    transaction) commits durably."""
+    settings.BILLABLE_GATED_POOL_SIZE = 1
+    settings.BILLABLE_GATED_HOLD_ASYNC_COMMIT = deferred
+    make_batch(user, credits, 5)
+    before = len(commit_modes())  # the batch's CREDIT row
+    gated(user.id, "tg:7:30:CREDITS")
+    gated(user.id, "tg:7:31:CREDITS")
+    assert general == {"place": 0, "commit": 0}
+    hold = "off" if deferred else "on"
+    assert commit_modes()[before:] == [("hold", hold), ("ledger", "on")] * 2
+    assert TransactionService.get_balance(user.id, "credits") == 3
+
+
+@requires_postgres
+def test_a_fast_charge_is_counted_in_the_loop_without_a_thread_hop(user, credits, general,
+                                                                 monkeypatch):
+    """Metrics count a fast charge through the engine's usage counter: the batch's product is
+    looked up once (a worker thread), later charges count in the event loop; no
+    ``quota_consumed`` receiver (and so no model and no ``asend`` thread hop) is needed."""
+    pytest.importorskip("prometheus_client")
+    from asgiref import sync
+
+    from billable.metrics import instruments, receivers
+
+    receivers.connect()
+    assert not quota_consumed.has_listeners()
+    make_batch(user, credits, 5)
+    counted: list[tuple[Any, int]] = []
+    monkeypatch.setattr(instruments, "record_consume",
+                        lambda product, units: counted.append((product, units)))
+    hops = 0
+    real = sync.SyncToAsync.__call__
+
+    async def counted_hop(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted_hop)
+    gated(user.id, "tg:7:40:CREDITS")
+    first = hops
+    gated(user.id, "tg:7:41:CREDITS", 2)
+    assert general == {"place": 0, "commit": 0}
+    assert counted == [("CREDITS", 1), ("CREDITS", 2)]
+    assert hops == first  # the second charge: no thread hop at all
