@@ -14,10 +14,16 @@ timers, not of this code. One comparison, in one loop of the instrument:
   request's cost is compared with a call's cost (target line ``rest``);
 * **in-process consume_quota** — the same consume called in this process, one thread;
 * **REST consume, 16 in flight** — aiohttp keeping 16 requests in flight: the server's
-  throughput under concurrent load (for reference; no target).
+  throughput under concurrent load (for reference; no target);
+* **REST 401, no database** — the same request, one at a time, with a token that is neither the
+  settings token nor shaped like a stored key: HTTP, uvicorn, Django's ASGI handler with its
+  request signals, Ninja and the auth, and no query — the server stack's fixed cost per request
+  (for reference; no target). Beside the in-process rate it bounds the target line: while the
+  consume runs the same way on both sides, REST / in-process stays below
+  ``floor / (floor + in-process)`` in rates, whatever billable's own code costs.
 
-Every answer other than 200 is counted (target: none), and the units spent must equal the 200
-answers plus the in-process successes.
+Every consume answer other than 200 is counted (target: none), every floor answer must be 401,
+and the units spent must equal the 200 answers plus the in-process successes.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
 
 KEY = "REST_CREDITS"
+#: The floor's bearer token: not ``API_TOKEN`` and not shaped like a stored key (no query).
+UNKNOWN_TOKEN = "not-a-billing-token"
 PREFIX = "/api/v1/billing"
 CONCURRENCY = 16
 USERS = 40
@@ -183,8 +191,8 @@ async def drive(base: str, make: Callable[[int], tuple[str, str, Any]], *, total
     return load
 
 
-def _headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_TOKEN}"}
+def _headers(token: str = API_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def record_load(rec: Recorder, name: str, load: Load) -> None:
@@ -206,11 +214,11 @@ def consume_body(user_id: Any) -> dict[str, Any]:
 class Sequential:
     """One keep-alive HTTP connection sending one ``POST /wallet/consume`` at a time."""
 
-    def __init__(self, base: str, ids: list[Any]) -> None:
+    def __init__(self, base: str, ids: list[Any], *, token: str = API_TOKEN) -> None:
         parsed = urlparse(base)
         self.connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1",
                                                      parsed.port, timeout=30)
-        self.headers = {**_headers(), "Content-Type": "application/json"}
+        self.headers = {**_headers(token), "Content-Type": "application/json"}
         self.ids, self.sent = ids, 0
         self.statuses: Counter[int] = Counter()
 
@@ -301,11 +309,13 @@ def run(rec: Recorder, *, quick: bool) -> None:
                      + log.read_text(errors="replace")[-1500:])
             return
         one, swarm = Sequential(base, ids), Swarm(runner, base, ids)
+        floor = Sequential(base, ids, token=UNKNOWN_TOKEN)
         try:
             comparison = interleave({
                 "REST consume": repeat(one.consume),
                 "in-process consume_quota": repeat(in_process),
                 f"REST consume, {CONCURRENCY} in flight": swarm,
+                "REST 401, no database": repeat(floor.consume),
             }, plan, tick=bar.tick)
         finally:
             swarm.close()
@@ -318,6 +328,10 @@ def run(rec: Recorder, *, quick: bool) -> None:
               "lookup and JSON around the same consume")
     rec.ratio(f"REST consume, {CONCURRENCY} in flight / in-process consume_quota", comparison,
               f"REST consume, {CONCURRENCY} in flight", "in-process consume_quota")
+    rec.ratio("REST 401, no database / in-process consume_quota", comparison,
+              "REST 401, no database", "in-process consume_quota",
+              why="the server stack's fixed cost per request against one consume: with x this "
+              "ratio, REST consume / in-process stays below x / (1 + x)")
     statuses = one.statuses + swarm.statuses
     failures = sum(n for status, n in statuses.items() if status != 200)
     spent = before - remaining_total(ids)
@@ -327,6 +341,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
         rec.note(f"{failures} requests did not get 200; server log tail:\n{server_log}")
     rec.target("answers other than 200", value=failures, required=0, at_most=True,
                unit="requests")
+    rec.target("floor answers other than 401",
+               value=sum(n for status, n in floor.statuses.items() if status != 401),
+               required=0, at_most=True, unit="requests")
     rec.target("units spent == 200 answers + in-process successes (1 = yes)",
                value=1.0 if spent == statuses[200] + local[True] else 0.0, required=1.0,
                unit="ok")
