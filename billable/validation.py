@@ -74,15 +74,28 @@ def normalize_product_key(value: Any, *, field: str = "product_key") -> str:
     An empty key is an error, never "any product" (the published 0.2 package matched every
     product for an empty key).
     """
+    if type(value) is str:
+        known = _KEYS.get(value)
+        if known is not None:
+            return known
     if not isinstance(value, str) or not value.strip():
         raise InvalidProductKey(f"{field} must be a non-empty string", field=field)
     key = value.strip().upper()
     if len(key) > 50:
         raise InvalidProductKey(f"{field} is longer than 50 characters", field=field)
     try:
-        return safe_text(key, field=field)
+        key = safe_text(key, field=field)
     except InvalidInput as exc:
         raise InvalidProductKey(exc.message, field=field) from None
+    if type(value) is str and len(_KEYS) < _KEYS_KEPT:
+        _KEYS[value] = key
+    return key
+
+
+#: Spellings already normalized (``" pro "`` → ``"PRO"``): a key is checked once per process, not
+#: on every ``check_quota``; only accepted spellings are kept, at most ``_KEYS_KEPT`` of them.
+_KEYS: dict[str, str] = {}
+_KEYS_KEPT = 4096
 
 
 def coerce_pk(value: Any, *, model: type[models.Model] | None = None) -> Any:
@@ -123,6 +136,12 @@ def _account_model(label: str) -> type[models.Model]:
     return get_user_model()
 
 
+@cache
+def _integer_pk(label: str) -> bool:
+    """Whether the account model ``label`` has an integer primary key."""
+    return isinstance(_account_model(label)._meta.pk, (models.AutoField, models.IntegerField))
+
+
 def coerce_user_id(value: Any) -> Any:
     """Return the primary key of the billing account named by ``value``.
 
@@ -130,6 +149,8 @@ def coerce_user_id(value: Any) -> Any:
     floats and values the user model's primary key cannot parse raise :class:`InvalidInput`
     with the message ``user_id is required`` / ``Invalid user_id``.
     """
+    if type(value) is int and 0 < value <= MAX_DB_ID and _integer_pk(settings.AUTH_USER_MODEL):
+        return value  # the common case, decided without the general parse below
     if value is None or value == "":
         raise InvalidInput("user_id is required", field="user_id")
     parsed = coerce_pk(value, model=_account_model(settings.AUTH_USER_MODEL))

@@ -234,10 +234,11 @@ def _read_cursor(alias: str) -> Any:
     ``execute_wrapper`` hooks and error translation are Django's.
     """
     conn = connections[alias]
+    if conn.vendor != "postgresql":  # decided first: a SQLite read pays nothing more
+        return conn.cursor()
     # psycopg 3's cursor that binds on the server (psycopg2 has none: Django's cursor then).
     bound = getattr(getattr(conn, "Database", None), "Cursor", None)
-    if (bound is None or conn.vendor != "postgresql"
-            or conn.settings_dict["OPTIONS"].get("server_side_binding")):
+    if bound is None or conn.settings_dict["OPTIONS"].get("server_side_binding"):
         return conn.cursor()
     conn.close_if_health_check_failed()
     conn.ensure_connection()
@@ -295,8 +296,14 @@ def spendable_summary(*, user_id: Any, key: str, now: datetime,
         found = cursor.fetchone()
     if not found:
         return None
-    row = compiled.row._make(found)
-    return (str(row.name), int(row.total)) if row.total else None
+    name, total = _name_and_total(using)(found)
+    return (str(name), int(total)) if total else None
+
+
+@cache
+def _name_and_total(alias: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """The summary row's ``(name, total)``, picked by column name once per alias."""
+    return _summary_sql(alias).pick("name", "total")
 
 
 @dataclass
