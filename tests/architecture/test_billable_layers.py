@@ -12,22 +12,16 @@ from tests.architecture.layers import cycles, module_graph, violations
 ROOT = Path(__file__).resolve().parents[2]
 BILLABLE, BOT_KIT = ROOT / "billable", ROOT / "bot_kit"
 
-#: Cycles of bot_kit left for the bot_kit side of issue 13 (branch k13) to break. The test fails
-#: on any other cycle, and on this one once it is gone (so the entry gets removed).
-KNOWN_BOT_KIT_CYCLES: list[list[str]] = []
-
-
 def test_billable_respects_its_layers():
-    assert violations([BILLABLE, BOT_KIT]) == [
-        "import cycle: " + " -> ".join(c) for c in KNOWN_BOT_KIT_CYCLES]
+    assert violations([BILLABLE, BOT_KIT]) == []
 
 
 def test_no_import_cycle_in_billable():
     assert cycles(module_graph([BILLABLE])) == []
 
 
-def test_bot_kit_cycles_are_only_the_known_ones():
-    assert cycles(module_graph([BOT_KIT])) == KNOWN_BOT_KIT_CYCLES
+def test_no_import_cycle_in_bot_kit():
+    assert cycles(module_graph([BOT_KIT])) == []
 
 
 def test_function_level_imports_in_billable_are_few_and_reasoned():
