@@ -127,7 +127,9 @@ async def pool(alias: str) -> Any:
     created = AsyncConnectionPool(
         conninfo="", kwargs=_params(alias), min_size=1, max_size=size, open=False,
         configure=configure, name=f"billable-{alias}")
-    await created.open(wait=False)
+    # wait for the first connection: a loop that ends right after its first statement (a test,
+    # async_to_sync) must not be cancelled while a connection attempt is in flight
+    await created.open(wait=True, timeout=CONNECT_TIMEOUT)
     closer = _closer(created)
     await anext(closer)
     if alias in pools:  # another task of this loop opened one meanwhile: keep that one
