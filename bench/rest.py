@@ -20,7 +20,10 @@ timers, not of this code. One comparison, in one loop of the instrument:
   request signals, Ninja and the auth, and no query — the server stack's fixed cost per request
   (for reference; no target). Beside the in-process rate it bounds the target line: while the
   consume runs the same way on both sides, REST / in-process stays below
-  ``floor / (floor + in-process)`` in rates, whatever billable's own code costs.
+  ``floor / (floor + in-process)`` in rates, whatever billable's own code costs. On PostgreSQL
+  the endpoint runs a covered consume as one statement on the async pool in the event loop
+  (``billable.ledger.fastconsume``) while the in-process side calls the sync ``consume_quota``,
+  so the REST side can pass that bound.
 
 Every consume answer other than 200 is counted (target: none), every floor answer must be 401,
 and the units spent must equal the 200 answers plus the in-process successes.

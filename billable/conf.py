@@ -54,6 +54,11 @@ DEFAULTS: dict[str, Any] = {
     # one transaction); the settle's durable commit flushes it (docs/guarantees.md). False: the
     # hold waits for the disk like every other transaction.
     "BILLABLE_GATED_HOLD_ASYNC_COMMIT": True,
+    # The async consume (docs/performance.md, "REST: the consume in the event loop"): on
+    # PostgreSQL TransactionService.aconsume_quota (and so POST /wallet/consume) runs a consume
+    # the first batch covers as one statement on the same async pool (which
+    # BILLABLE_GATED_FAST_PATH = False also turns off). False: always the general path.
+    "BILLABLE_ASYNC_CONSUME": True,
     # Growth: seconds a discounted order keeps its promo use before it is given back.
     "BILLABLE_PROMO_RESERVATION_TTL": 3600,
     # Growth: seconds an unclaimed gift stays claimable.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
+from django.test import override_settings
 
 _counter = itertools.count(1)
 
@@ -39,7 +40,11 @@ def _async_worker_shares_test_connection(request: pytest.FixtureRequest) -> Iter
     worker's own connection is closed, so PostgreSQL can drop the test database at the end.
     """
     shared = _wants_rolled_back_db(request)
+    # The async consume runs on connections of its own (the async pool), which cannot see the
+    # test's rolled-back transaction and could wait for its row locks: off for these tests.
+    isolated = override_settings(BILLABLE_ASYNC_CONSUME=False)
     if shared:
+        isolated.enable()
         main = connections["default"]
         main.inc_thread_sharing()
 
@@ -57,6 +62,7 @@ def _async_worker_shares_test_connection(request: pytest.FixtureRequest) -> Iter
     SyncToAsync.single_thread_executor.submit(release).result()
     if shared:
         main.dec_thread_sharing()
+        isolated.disable()
 
 
 @pytest.fixture

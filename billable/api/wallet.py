@@ -170,6 +170,18 @@ def _consume(data: QuotaConsumeSchema) -> dict[str, Any]:
     return result
 
 
+async def _fast_consume(data: QuotaConsumeSchema) -> dict[str, Any] | None:
+    """The consume as one statement in the event loop, or ``None`` (nothing was written).
+
+    Safe before the user check: a nonexistent user holds no batch, so nothing is spent and no
+    idempotency key is claimed (the keyed statement rolls its key back with the consume it could
+    not make); the general path then answers ``404 User not found`` first, as always.
+    """
+    return await TransactionService.afast_consume_quota(
+        data.user_id, data.product_key, action_type=data.action_type, amount=data.amount,
+        action_id=data.action_id, idempotency_key=data.idempotency_key, metadata=data.metadata)
+
+
 @router.post("/wallet/consume", response=responses(CommonResponse))
 async def consume_quota(request: HttpRequest, data: QuotaConsumeSchema) -> Any:
     """Spend ``amount`` units (default 1) of ``product_key``, oldest batch first.
@@ -177,8 +189,16 @@ async def consume_quota(request: HttpRequest, data: QuotaConsumeSchema) -> Any:
     A new external identity is created first. ``400`` with the service message when the quota
     is missing or short; ``409`` when ``idempotency_key`` was used for a different request; a
     replay of the same request returns the original usage.
+
+    A ``user_id`` consume that the user's first spendable batch covers runs in the event loop,
+    as one statement on the async pool (``TransactionService.afast_consume_quota``): it can
+    only succeed for a user who holds that batch, so the user check is the statement itself.
+    Everything else — and every answer but a success — is :func:`_consume` in one thread hop,
+    with the same rows, answers and errors.
     """
-    result = await sync_to_async(_consume)(data)
+    result = await _fast_consume(data) if data.user_id is not None else None
+    if result is None:
+        result = await sync_to_async(_consume)(data)
     if not result.get("success"):
         return failure_result(result)
     return {"success": True, "message": "Quota consumed", "data": result}

@@ -9,5 +9,6 @@ Modules: ``sql`` (compiled statements), ``wallet`` (lock, allocate, take, debit,
 ``spend`` (consume, exchange), ``holds``, ``grants``, ``closing`` (expiry, revocation),
 ``periods``, ``snapshots``, ``idempotency``, ``locks``, ``retry`` (the one retry helper),
 ``audit`` (signals after commit, the invariant check), and the bot's gated fast path:
-``fasthold`` (hold and settle as one statement each) on ``apool`` (async psycopg pools).
+``fasthold`` (hold and settle as one statement each) and ``fastconsume`` (a consume one batch
+covers, as one statement) on ``apool`` (async psycopg pools).
 """

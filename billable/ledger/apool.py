@@ -1,8 +1,9 @@
 """An async psycopg 3 connection pool per database alias and event loop (the gated fast path).
 
 The bot's gated fast path (:mod:`billable.ledger.fasthold`) runs two one-statement
-transactions on native async connections, with no thread hop. This module owns those
-connections:
+transactions on native async connections, with no thread hop, and so does the async consume
+(:mod:`billable.ledger.fastconsume`). This module owns those connections and the one runner of
+their statements (:func:`run`: the fallback rules and the retry on a broken connection):
 
 * configured from Django's ``DATABASES[alias]`` (``get_connection_params()``: the same host,
   database, user, password, ``OPTIONS`` and adapters as the ORM's connections), in autocommit
@@ -19,6 +20,7 @@ PostgreSQL with psycopg 3 and ``psycopg_pool`` installed has them (:func:`availa
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -33,6 +35,19 @@ try:
     from psycopg_pool import AsyncConnectionPool
 except ImportError:  # pragma: no cover - SQLite-only installs
     AsyncConnectionPool = None  # type: ignore[assignment,misc]
+
+try:
+    # optional dependency: psycopg 3 (the ``postgres`` extra); without it no pool is available
+    from psycopg import OperationalError
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - SQLite-only installs
+    OperationalError = Exception  # type: ignore[assignment,misc]
+    pg_errors = None  # type: ignore[assignment]
+
+logger = logging.getLogger("billable.ledger.apool")
+
+#: Seconds a statement waits for a pooled connection before its caller falls back.
+CONNECT_TIMEOUT = 5.0
 
 #: The per-loop pools: ``{loop: {alias: (pool, closer)}}`` (a loop that is gone drops its row).
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
@@ -112,7 +127,9 @@ async def pool(alias: str) -> Any:
     created = AsyncConnectionPool(
         conninfo="", kwargs=_params(alias), min_size=1, max_size=size, open=False,
         configure=configure, name=f"billable-{alias}")
-    await created.open(wait=False)
+    # wait for the first connection: a loop that ends right after its first statement (a test,
+    # async_to_sync) must not be cancelled while a connection attempt is in flight
+    await created.open(wait=True, timeout=CONNECT_TIMEOUT)
     closer = _closer(created)
     await anext(closer)
     if alias in pools:  # another task of this loop opened one meanwhile: keep that one
@@ -120,6 +137,41 @@ async def pool(alias: str) -> Any:
         return pools[alias][0]
     pools[alias] = (created, closer)
     return created
+
+
+async def run(alias: str, text: str, params: Any, *, label: str,
+              aborts: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
+    """Run one statement (one transaction) on a pooled connection of ``alias``; its rows, or
+    ``None`` when the caller must run its general path instead (nothing was written).
+
+    ``None`` for a serialization failure or a deadlock (the general path retries conflicts,
+    :mod:`billable.ledger.retry`), for a statement that aborted itself on purpose (a cast error
+    whose message holds one of ``aborts``: quietly) and for any other driver error or the pool's
+    timeout (logged with ``label``). A connection that breaks (terminated backend, restart) is
+    retried once on a fresh one: the statement either committed or did nothing, and the
+    statements run here are safe to run again (an idempotency key or a state decides).
+    """
+    for attempt in (1, 2):
+        try:
+            pool_ = await pool(alias)
+            async with pool_.connection(timeout=CONNECT_TIMEOUT) as conn:
+                cursor = await conn.execute(text, params)
+                return list(await cursor.fetchall())
+        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+            return None
+        except pg_errors.InvalidTextRepresentation as exc:
+            if not any(marker in str(exc) for marker in aborts):
+                logger.warning("%s failed, using the general path: %s", label, exc)
+            return None
+        except OperationalError as exc:
+            if attempt == 2:
+                logger.warning("%s: no usable connection (%s); general path", label, exc)
+                return None
+            await pool_.check()  # drop the other idle connections that broke with this one
+        except Exception as exc:  # the pool's own timeout, a driver error: never fail here
+            logger.warning("%s failed, using the general path: %r", label, exc)
+            return None
+    return None  # pragma: no cover
 
 
 async def _closer(created: Any) -> AsyncGenerator[None, None]:
@@ -139,4 +191,5 @@ async def aclose(alias: str | None = None) -> None:
             await found[1].aclose()
 
 
-__all__ = ["APPLICATION_NAME", "aclose", "alisten", "available", "pool"]
+__all__ = ["APPLICATION_NAME", "CONNECT_TIMEOUT", "aclose", "alisten", "available", "pool",
+           "run"]

@@ -20,7 +20,6 @@ rules of the caller apply), a settlement by its state.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -34,20 +33,13 @@ from billable.ledger.sql import LedgerRow
 from billable.models.base import uuid7
 from billable.validation import fingerprint
 
-logger = logging.getLogger("billable.ledger.fasthold")
-
 #: Seconds a fast call waits for a pooled connection before it falls back.
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = apool.CONNECT_TIMEOUT
 
 try:
     # optional dependency: psycopg 3 (the ``postgres`` extra); without it apool is never available
-    from psycopg import Error as DriverError
-    from psycopg import OperationalError
-    from psycopg import errors as pg_errors
     from psycopg.types.json import Jsonb
 except ImportError:  # pragma: no cover - SQLite-only installs
-    DriverError = OperationalError = Exception  # type: ignore[assignment,misc]
-    pg_errors = None  # type: ignore[assignment]
     Jsonb = None  # type: ignore[assignment,misc]
 
 
@@ -62,31 +54,13 @@ async def _statements(alias: str) -> sql.FastStatements:
 async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
     """Run one statement (one transaction); ``None`` when the general path must run instead.
 
-    A connection that breaks (terminated backend, restart) is retried once on a fresh one: the
-    statement either committed or did nothing, and both statements are safe to run again (the
-    idempotency key / the hold's state decide).
+    :func:`billable.ledger.apool.run` (shared with the async consume): a broken connection is
+    retried once on a fresh one — the statement either committed or did nothing, and both
+    statements are safe to run again (the idempotency key / the hold's state decide); a hold
+    that aborted itself (:data:`~billable.ledger.sql.FAST_HOLD_ABORT`) falls back quietly.
     """
-    for attempt in (1, 2):
-        try:
-            pool = await apool.pool(alias)
-            async with pool.connection(timeout=CONNECT_TIMEOUT) as conn:
-                cursor = await conn.execute(text, params)
-                return list(await cursor.fetchall())
-        except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
-            return None  # the general path retries conflicts (billable.ledger.retry)
-        except pg_errors.InvalidTextRepresentation as exc:
-            if sql.FAST_HOLD_ABORT not in str(exc):
-                logger.warning("gated fast path failed, using the general path: %s", exc)
-            return None
-        except OperationalError as exc:
-            if attempt == 2:
-                logger.warning("gated fast path: no usable connection (%s); general path", exc)
-                return None
-            await pool.check()  # drop the other idle connections that broke with this one
-        except Exception as exc:  # the pool's own timeout, a driver error: never fail here
-            logger.warning("gated fast path failed, using the general path: %r", exc)
-            return None
-    return None  # pragma: no cover
+    return await apool.run(alias, text, params, label="gated fast path",
+                           aborts=(sql.FAST_HOLD_ABORT,))
 
 
 async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_key: str,

@@ -408,13 +408,18 @@ def _splice(compiled: Compiled, slot: int, text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class FirstLot:
-    """The one-statement consume of one alias and consumption order, and its parameter plan."""
+    """The one-statement consume of one alias and consumption order, and its parameter plan.
+
+    ``keyed`` is the same statement claiming an idempotency key first (the async consume,
+    :mod:`billable.ledger.fastconsume`): its parameters are the key row's, then ``sql``'s.
+    """
 
     sql: str
     lot: Compiled
     take: Compiled
     dropped: int
     others: Compiled
+    keyed: str = ""
 
 
 _Spent = namedtuple("_Spent", ("batch_id", "left"))
@@ -464,15 +469,70 @@ def _first_lot_sql(alias: str, order: str) -> FirstLot:
     fields = _fields(Transaction, LEDGER_FIELDS)
     columns = ", ".join(quote(str(f.column)) for f in fields)
     values = ", ".join("spent.id" if f.name == "quota_batch" else "%s" for f in fields)
-    statement = (
-        f"WITH lot (id) AS ({lot.sql}), "
+    body = (
         f"spent (id, left_over) AS ({update} RETURNING {pk}, {left}), "
         f"debit AS (INSERT INTO {quote(Transaction._meta.db_table)} ({columns}) "
         f"SELECT {values} FROM spent) "
         f"SELECT spent.id, spent.left_over + COALESCE((SELECT SUM(o.left_over) FROM "
         f"({rest.sql}) o (id, left_over) WHERE o.id <> spent.id), 0) FROM spent"
     )
-    return FirstLot(statement, lot, take, dropped, rest)
+    statement = f"WITH lot (id) AS ({lot.sql}), {body}"
+    # Keyed: the key first (the global lock order: key, then batches), the batch only when the
+    # key was claimed; a claimed key whose consume this statement cannot make aborts the whole
+    # statement (a deliberate cast error), so the key never outlives a consume that did not
+    # happen. A replayed key (the insert does nothing) touches nothing and returns no row.
+    keyed = (
+        f"WITH k AS ({_key_sql(alias)} RETURNING '{FAST_CONSUME_ABORT}'::text AS abort), "
+        f"lot (id) AS (SELECT first_lot.id FROM ({lot.sql}) first_lot (id)"
+        f" WHERE EXISTS (SELECT 1 FROM k)), {body}"
+        f" UNION ALL SELECT NULL, CAST(k.abort AS integer) FROM k"
+        f" WHERE NOT EXISTS (SELECT 1 FROM spent)"
+    )
+    return FirstLot(statement, lot, take, dropped, rest, keyed)
+
+
+#: The marker of a keyed async consume that aborted itself (see :func:`_first_lot_sql`).
+FAST_CONSUME_ABORT = "billable-fast-consume-falls-back"
+
+_FIRST_LOTS: dict[tuple[str, str], FirstLot] = {}
+
+
+def first_lot(alias: str, order: str) -> FirstLot:
+    """The single-statement consume of ``alias`` and ``order``, compiled once (sync: compiling
+    a query opens a transaction)."""
+    found = _FIRST_LOTS.get((alias, order))
+    if found is None:
+        found = _FIRST_LOTS[(alias, order)] = _first_lot_sql(alias, order)
+    return found
+
+
+def first_lot_cached(alias: str, order: str) -> FirstLot | None:
+    """:func:`first_lot`, or ``None`` before it was compiled (no I/O: for the event loop)."""
+    return _FIRST_LOTS.get((alias, order))
+
+
+def first_lot_params(plan: FirstLot, *, row: LedgerRow, key: str, now: datetime,
+                     using: str = DEFAULT_DB_ALIAS) -> list[Any]:
+    """The parameters of ``plan.sql`` for consuming ``row.amount`` of ``key`` with ``row`` as
+    the DEBIT (values adapted by the model fields, as the ORM would; no I/O)."""
+    conn = connections[using]
+    spot = (row.user_id, key, now)
+    update = plan.take.params((None, row.amount, row.user_id, now))
+    del update[plan.dropped]
+    debit = [field.get_db_prep_save(value, conn) for field, value in
+             zip(_fields(Transaction, LEDGER_FIELDS), row.values(), strict=True)
+             if field.name != "quota_batch"]
+    return [*plan.lot.params(spot), *update, *debit, *plan.others.params(spot)]
+
+
+def key_params(*, user_id: Any, key: str, operation: str, fingerprint: str,
+               result: dict[str, Any], now: datetime, using: str = DEFAULT_DB_ALIAS
+               ) -> list[Any]:
+    """The parameters of an idempotency key row (:func:`insert_key`; ``plan.keyed``)."""
+    conn = connections[using]
+    values = (user_id, key, operation, fingerprint, result, now)
+    return [field.get_db_prep_save(value, conn)
+            for field, value in zip(_fields(IdempotencyKey, KEY_FIELDS), values, strict=True)]
 
 
 def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
@@ -497,14 +557,8 @@ def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
     conn = connections[using]
     if conn.vendor not in FIRST_LOT_VENDORS:
         return None
-    plan = _first_lot_sql(using, order)
-    spot = (row.user_id, key, now)
-    update = plan.take.params((None, row.amount, row.user_id, now))
-    del update[plan.dropped]
-    debit = [field.get_db_prep_save(value, conn) for field, value in
-             zip(_fields(Transaction, LEDGER_FIELDS), row.values(), strict=True)
-             if field.name != "quota_batch"]
-    params = [*plan.lot.params(spot), *update, *debit, *plan.others.params(spot)]
+    plan = first_lot(using, order)
+    params = first_lot_params(plan, row=row, key=key, now=now, using=using)
     with conn.cursor() as cursor:
         cursor.execute(plan.sql, params)
         found = cursor.fetchone()
@@ -713,19 +767,18 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
     this statement wait for that transaction, then do nothing (it committed) or insert (it
     rolled back) — the unique index decides, exactly as with a plain ``INSERT``.
     """
-    conn = connections[using]
-    values = (user_id, key, operation, fingerprint, result, now)
-    params = [field.get_db_prep_save(value, conn)
-              for field, value in zip(_fields(IdempotencyKey, KEY_FIELDS), values, strict=True)]
-    with conn.cursor() as cursor:
+    params = key_params(user_id=user_id, key=key, operation=operation, fingerprint=fingerprint,
+                        result=result, now=now, using=using)
+    with connections[using].cursor() as cursor:
         cursor.execute(_key_sql(using), params)
         return bool(cursor.rowcount == 1)
 
 
 
-__all__ = ["FIRST_LOT_VENDORS", "HoldRow", "LedgerRow", "Lot", "finish_hold", "insert_key",
-           "insert_ledger", "insert_values", "lock_hold", "lock_spendable_lots", "owner_of",
-           "spendable_summary", "take", "take_first"]
+__all__ = ["FAST_CONSUME_ABORT", "FIRST_LOT_VENDORS", "FirstLot", "HoldRow", "LedgerRow", "Lot",
+           "finish_hold", "first_lot", "first_lot_cached", "first_lot_params", "insert_key",
+           "insert_ledger", "insert_values", "key_params", "lock_hold", "lock_spendable_lots",
+           "owner_of", "spendable_summary", "take", "take_first"]
 
 
 # -- the gated fast path (async driver; see billable.ledger.fasthold) ----------------------------

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from billable.compat import failure_result
-from billable.exceptions import IdempotencyConflict, InvalidInput, QuotaError
-from billable.ledger import audit, closing, holds, spend, sql
+from billable.exceptions import BillableError, IdempotencyConflict, InvalidInput, QuotaError
+from billable.ledger import audit, closing, fastconsume, holds, spend, sql
 from billable.ledger import grants as granting
 from billable.ledger.idempotency import claim_key
 from billable.ledger.retry import retrying
@@ -181,9 +181,41 @@ class TransactionService:
                              amount: int = 1, action_id: Any = None,
                              idempotency_key: Any = None,
                              metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Async twin of :meth:`consume_quota`."""
+        """Async twin of :meth:`consume_quota`.
+
+        On PostgreSQL a consume the first spendable batch covers runs as one statement on the
+        async pool, in the event loop (:meth:`afast_consume_quota`); everything else is
+        :meth:`consume_quota` in a worker thread, with the same rows, answers and errors.
+        """
+        done = await cls.afast_consume_quota(user_id, product_key, action_type, amount,
+                                             action_id, idempotency_key, metadata)
+        if done is not None:
+            return done
         return await sync_to_async(cls.consume_quota)(user_id, product_key, action_type, amount,
                                                       action_id, idempotency_key, metadata)
+
+    @classmethod
+    async def afast_consume_quota(cls, user_id: Any, product_key: str,
+                                  action_type: str = "usage", amount: int = 1,
+                                  action_id: Any = None, idempotency_key: Any = None,
+                                  metadata: dict[str, Any] | None = None
+                                  ) -> dict[str, Any] | None:
+        """The success dict of :meth:`consume_quota` when the consume ran as one statement on
+        the async pool (no thread hop), or ``None``: nothing was written and the caller runs
+        the general path (:meth:`consume_quota`), which gives every other answer — invalid
+        input, a short or missing quota, a replayed or conflicting key, several batches, a
+        period product, SQLite, ``BILLABLE_ASYNC_CONSUME = False`` (``docs/performance.md``).
+        """
+        try:
+            uid, key = coerce_user_id(user_id), normalize_product_key(product_key)
+            count, action = positive_int(amount), _action_type(action_type)
+            action_key = optional_key(action_id, field="action_id")
+            idem, meta = optional_key(idempotency_key), metadata_dict(metadata)
+        except BillableError:
+            return None  # the general path raises it (after its own checks, in its order)
+        return await fastconsume.aconsume(
+            user_id=uid, key=key, amount=count, action_type=action, action_id=action_key,
+            idempotency_key=idem, metadata=meta, using=DEFAULT_DB_ALIAS)
 
     @classmethod
     def exchange(cls, user_id: Any, offer_id: Any = None, offer: Offer | None = None,
