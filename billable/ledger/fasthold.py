@@ -1,4 +1,5 @@
-"""The gated fast path: a hold and its settlement as one statement each, on an async driver.
+"""The gated fast path: a hold, its settlement or its release as one statement each, on an
+async driver.
 
 A gated bot update holds its units, runs the handler, then settles the hold. The general path
 (:mod:`billable.ledger.holds`) does that in two transactions of several round trips each, in a
@@ -6,16 +7,19 @@ worker thread. Here each transaction is **one statement** (``billable.ledger.sql
 fast path*) on an autocommit connection of an async psycopg pool (:mod:`billable.ledger.apool`),
 in the event loop. The rows written are the general path's, row for row.
 
-Both functions return ``None`` when they did **nothing** and the caller must run the general
-path: SQLite, the setting off, inside a caller's ``atomic()``, a replayed key, no single batch
+Each function returns ``None`` when it did **nothing** and the caller must run the general
+path: SQLite, the setting off, inside a caller's ``atomic()``, a serialization failure or
+deadlock, a connection that broke twice; for the hold, a replayed key or no single batch
 covering the amount (several batches, none, too few units: the general path raises the
-errors), a hold that is not ``HELD``/is expired/has several items, a serialization failure or
-deadlock, a connection that broke twice, and — for the settlement — an event endpoint that may
-want the ledger events (they must be written in the same transaction) or a cold endpoint cache.
+errors); for the settlement, a hold that is not ``HELD``, is expired or has several items, or
+an event endpoint that may want the ledger events (they must be written in the same
+transaction) or a cold endpoint cache; for the release, a hold that is not ``HELD`` or has
+several items, or a batch that expired or was revoked while the hold was open (the general
+path writes those units off).
 
 A statement either commits completely or not at all, so a fallback never doubles anything: a
 hold whose reply was lost with its connection is found by its idempotency key (the redelivery
-rules of the caller apply), a settlement by its state.
+rules of the caller apply), a settlement or a release by the hold's state.
 """
 
 from __future__ import annotations
@@ -135,4 +139,18 @@ async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] 
     return row, int(held_amount)
 
 
-__all__ = ["CONNECT_TIMEOUT", "acommit", "aplace"]
+async def arelease(*, reservation_id: UUID, using: str) -> bool | None:
+    """Give a ``HELD`` one-item hold back in one statement (the handler raised): ``True``, or
+    ``None`` (nothing written: the general path answers). Nothing is charged and no ledger
+    row is written, as on the general path; the statement commits durably (the session's
+    ``synchronous_commit``)."""
+    if not apool.available(using):
+        return None
+    statements = await _statements(using)
+    rows = await _run(using, statements.release, {"rid": reservation_id, "now": timezone.now()})
+    if not rows or rows[0][0] != 1:
+        return None
+    return True
+
+
+__all__ = ["CONNECT_TIMEOUT", "acommit", "aplace", "arelease"]
