@@ -74,16 +74,9 @@ async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any,
     for attempt in (1, 2):
         try:
             pool = await apool.pool(alias)
-            # getconn/putconn, not ``pool.connection()``: that context manager also enters the
-            # connection's own context (a no-op COMMIT under the connection lock in autocommit)
-            # — ~40 µs a statement here; putconn still discards a broken connection and rolls
-            # back one left in a transaction.
-            conn = await pool.getconn(timeout=CONNECT_TIMEOUT)
-            try:
+            async with pool.connection(timeout=CONNECT_TIMEOUT) as conn:
                 cursor = await conn.execute(text, params)
-                return await cursor.fetchall()
-            finally:
-                await pool.putconn(conn)
+                return list(await cursor.fetchall())
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
             return None  # the general path retries conflicts (billable.ledger.retry)
         except pg_errors.InvalidTextRepresentation as exc:
