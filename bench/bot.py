@@ -9,7 +9,8 @@ Two comparisons (bots from ``bench.bots``; every update comes from one known, ca
   a gated update) beside them.
 
 Async scenarios share one event loop that runs only during their slices, so the direct
-``consume_quota`` (sync ORM) runs between them in the same loop of the instrument.
+``consume_quota`` (sync ORM) runs between them in the same loop of the instrument. Updates are
+fed as production feeds them (JSON parsed bound to the bot, ``bench.bots.Feed``).
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def run(rec: Recorder, *, quick: bool) -> None:
     rec.ratio("setup_billing / bare aiogram handler", identity,
               "setup_billing (identity + kit routers)", "bare aiogram handler")
     rec.ratio("gated update / consume_quota", gating, "gated update", "consume_quota",
-              target="gated", why="hold and charge: two transactions, the identity query, "
-              "three thread hops and aiogram's dispatch around one handler")
+              target="gated", why="hold and charge: two one-statement transactions on the "
+              "async pool and aiogram's dispatch through the kit around one handler")
     rec.ratio("gated update / keyed consume_quota", gating, "gated update",
               "keyed consume_quota")
     rec.info["updates sent"] = {kind: feed.sent for kind, feed in bots.items()}

@@ -18,7 +18,7 @@ import random
 import time
 from typing import Any
 
-from bench.bots import Feed, dispatcher, shutdown, start_dispatcher
+from bench.bots import Feed, deliver, dispatcher, shutdown, start_dispatcher
 from bench.common import Recorder, make_product, rss_bytes, service
 from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
@@ -33,20 +33,14 @@ KEY = "USERS_CREDITS"
 CHUNK = 1_000
 
 
-async def _feed_all(dp: Any, bot: Any, updates: list[Any]) -> None:
-    for update in updates:
-        await dp.feed_update(bot, update)
-
-
 def first_sight(runner: AsyncScenarios, feed: Feed, first: int, count: int) -> float:
     """Send one update from each of ``count`` new users; return updates/s (building excluded)."""
     spent = 0.0
     for start in range(first, first + count, CHUNK):
         stop = min(start + CHUNK, first + count)
-        updates = [feed.factory.message("hi", user=feed.factory.user(FIRST_TG_ID + i))
-                   for i in range(start, stop)]
+        payloads = [feed.payload(FIRST_TG_ID + i, "hi") for i in range(start, stop)]
         started = time.perf_counter()
-        runner.run(_feed_all(feed.dp, feed.bot, updates))
+        runner.run(deliver(feed.dp, feed.bot, payloads))
         spent += time.perf_counter() - started
     return count / spent if spent else 0.0
 

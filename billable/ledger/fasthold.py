@@ -1,4 +1,5 @@
-"""The gated fast path: a hold and its settlement as one statement each, on an async driver.
+"""The gated fast path: a hold, its settlement or its release as one statement each, on an
+async driver.
 
 A gated bot update holds its units, runs the handler, then settles the hold. The general path
 (:mod:`billable.ledger.holds`) does that in two transactions of several round trips each, in a
@@ -6,21 +7,25 @@ worker thread. Here each transaction is **one statement** (``billable.ledger.sql
 fast path*) on an autocommit connection of an async psycopg pool (:mod:`billable.ledger.apool`),
 in the event loop. The rows written are the general path's, row for row.
 
-Both functions return ``None`` when they did **nothing** and the caller must run the general
-path: SQLite, the setting off, inside a caller's ``atomic()``, a replayed key, no single batch
+Each function returns ``None`` when it did **nothing** and the caller must run the general
+path: SQLite, the setting off, inside a caller's ``atomic()``, a serialization failure or
+deadlock, a connection that broke twice; for the hold, a replayed key or no single batch
 covering the amount (several batches, none, too few units: the general path raises the
-errors), a hold that is not ``HELD``/is expired/has several items, a serialization failure or
-deadlock, a connection that broke twice, and — for the settlement — an event endpoint that may
-want the ledger events (they must be written in the same transaction) or a cold endpoint cache.
+errors); for the settlement, a hold that is not ``HELD``, is expired or has several items, or
+an event endpoint that may want the ledger events (they must be written in the same
+transaction) or a cold endpoint cache; for the release, a hold that is not ``HELD`` or has
+several items, or a batch that expired or was revoked while the hold was open (the general
+path writes those units off).
 
 A statement either commits completely or not at all, so a fallback never doubles anything: a
 hold whose reply was lost with its connection is found by its idempotency key (the redelivery
-rules of the caller apply), a settlement by its state.
+rules of the caller apply), a settlement or a release by the hold's state.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -55,12 +60,19 @@ async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any,
     """Run one statement (one transaction); ``None`` when the general path must run instead.
 
     :func:`billable.ledger.apool.run` (shared with the async consume): a broken connection is
-    retried once on a fresh one — the statement either committed or did nothing, and both
-    statements are safe to run again (the idempotency key / the hold's state decide); a hold
+    retried once on a fresh one — the statement either committed or did nothing, and every
+    statement is safe to run again (the idempotency key / the hold's state decide); a hold
     that aborted itself (:data:`~billable.ledger.sql.FAST_HOLD_ABORT`) falls back quietly.
     """
     return await apool.run(alias, text, params, label="gated fast path",
                            aborts=(sql.FAST_HOLD_ABORT,))
+
+
+@lru_cache(maxsize=1024)
+def _fingerprint(key: str, amount: int, action_type: str) -> str:
+    """The stored fingerprint of a hold request (``claim_key``'s), computed once per shape."""
+    return fingerprint({"operation": "reserve", "product_key": key, "amount": amount,
+                        "action_type": action_type})
 
 
 async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_key: str,
@@ -74,10 +86,8 @@ async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempot
         return None
     statements = await _statements(using)
     rid, now = uuid7(), timezone.now()
-    request = {"operation": "reserve", "product_key": key, "amount": amount,
-               "action_type": action_type}
     params = {**statements.hold_constants, "user": user_id, "key": key, "now": now,
-              "idem": idempotency_key, "fingerprint": fingerprint(request),
+              "idem": idempotency_key, "fingerprint": _fingerprint(key, amount, action_type),
               "result": Jsonb({"reservation_id": str(rid)}), "amount": amount, "rid": rid,
               "action": action_type, "metadata": Jsonb(metadata), "expires": now + ttl,
               "hold_commit": "off" if billable_settings.GATED_HOLD_ASYNC_COMMIT else None}
@@ -109,4 +119,18 @@ async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] 
     return row, int(held_amount)
 
 
-__all__ = ["CONNECT_TIMEOUT", "acommit", "aplace"]
+async def arelease(*, reservation_id: UUID, using: str) -> bool | None:
+    """Give a ``HELD`` one-item hold back in one statement (the handler raised): ``True``, or
+    ``None`` (nothing written: the general path answers). Nothing is charged and no ledger
+    row is written, as on the general path; the statement commits durably (the session's
+    ``synchronous_commit``)."""
+    if not apool.available(using):
+        return None
+    statements = await _statements(using)
+    rows = await _run(using, statements.release, {"rid": reservation_id, "now": timezone.now()})
+    if not rows or rows[0][0] != 1:
+        return None
+    return True
+
+
+__all__ = ["CONNECT_TIMEOUT", "acommit", "aplace", "arelease"]

@@ -800,11 +800,13 @@ json_object = _json
 
 @dataclass(frozen=True)
 class FastStatements:
-    """The two fast statements of one alias and consumption order (named placeholders)."""
+    """The fast statements of one alias and consumption order (named placeholders): the hold,
+    its settlement and its release (a handler that raised)."""
 
     hold: str
     hold_constants: dict[str, Any]
     settle: str
+    release: str
 
 
 def _named(compiled: Compiled, names: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -850,7 +852,7 @@ def fast_statements(alias: str, order: str) -> FastStatements:
         lot, constants = _named(_hold_lot_sql(alias, order), ("user", "key", "now"))
         found = _FAST[(alias, order)] = FastStatements(
             hold=_fast_hold_text(alias, lot), hold_constants=constants,
-            settle=_fast_settle_text(alias))
+            settle=_fast_settle_text(alias), release=_fast_release_text(alias))
     return found
 
 
@@ -965,6 +967,43 @@ def _fast_settle_text(alias: str) -> str:
         f" JOIN {products} AS p ON p.{product['id']} = r.product_id"
         f" RETURNING {', '.join(ledger.values())})"
         f" SELECT d.*, r.amount FROM d, r"
+    )
+
+
+def _fast_release_text(alias: str) -> str:
+    """``HELD`` → ``RELEASED`` of a one-item hold and its units back to their batch: what
+    ``holds.release`` writes for it (no ledger row), in one statement.
+
+    Matches nothing (``released`` is NULL, nothing written) for a hold that is not ``HELD`` or has
+    several items: the general path answers for those. The hold row is locked first, then its
+    batch (the release order of the general path). A batch that is no longer ``ACTIVE`` or
+    ``EXHAUSTED`` (expired or revoked while the hold was open: the general path writes its
+    units off with a DEBIT) aborts the statement with :data:`FAST_HOLD_ABORT`, so the hold's
+    update is rolled back with it.
+    """
+    hold = _names(alias, Reservation, ("id", "committed_amount", "state", "settled_at"))
+    item = _names(alias, ReservationItem, ("reservation", "quota_batch", "amount"))
+    batch = _names(alias, QuotaBatch, ("id", "remaining_quantity", "state"))
+    holds, items, batches = (_table(alias, Reservation), _table(alias, ReservationItem),
+                             _table(alias, QuotaBatch))
+    released = Reservation.State.RELEASED.value
+    return (
+        f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{released}',"
+        f" {hold['committed_amount']} = 0, {hold['settled_at']} = %(now)s"
+        f" WHERE {holds}.{hold['id']} = %(rid)s"
+        f" AND ({holds}.{hold['state']} || '') = '{HELD.value}'"
+        f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
+        f" RETURNING {holds}.{hold['id']} AS id, '{FAST_HOLD_ABORT}'::text AS abort),"
+        f" it AS (SELECT i.{item['quota_batch']} AS batch_id, i.{item['amount']} AS amount"
+        f" FROM {items} AS i JOIN r ON i.{item['reservation']} = r.id"
+        f" WHERE i.{item['amount']} > 0),"
+        f" b AS (UPDATE {batches} SET {batch['remaining_quantity']} ="
+        f" {batches}.{batch['remaining_quantity']} + it.amount, {batch['state']} ="
+        f" '{ACTIVE.value}' FROM it WHERE {batches}.{batch['id']} = it.batch_id"
+        f" AND {batches}.{batch['state']} IN ('{ACTIVE.value}', '{EXHAUSTED.value}')"
+        f" RETURNING 1)"
+        f" SELECT (SELECT CASE WHEN (SELECT count(*) FROM b) = (SELECT count(*) FROM it)"
+        f" THEN 1 ELSE CAST(r.abort AS integer) END FROM r) AS released"
     )
 
 

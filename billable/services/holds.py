@@ -154,7 +154,15 @@ class HoldService:
 
     @classmethod
     async def arelease(cls, reservation_id: Any) -> bool:
-        """Async twin of :meth:`release`."""
+        """Async twin of :meth:`release`.
+
+        Releasing a ``HELD`` one-item hold is one statement on the async pool (the gated fast
+        path); the rest is :meth:`release` in a worker thread.
+        """
+        rid = _uuid_or_none(reservation_id)
+        if rid is not None and await fasthold.arelease(reservation_id=rid,
+                                                       using=DEFAULT_DB_ALIAS):
+            return True
         return await sync_to_async(cls.release)(reservation_id)
 
 

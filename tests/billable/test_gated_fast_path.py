@@ -41,9 +41,9 @@ def credits(make_product: Callable[..., Any]) -> Any:
 
 @pytest.fixture
 def general(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Counts the general path's hold and commit calls (the fast path makes none)."""
-    calls = {"place": 0, "commit": 0}
-    place, commit = engine.place, engine.commit
+    """Counts the general path's hold, commit and release calls (the fast path makes none)."""
+    calls = {"place": 0, "commit": 0, "release": 0}
+    place, commit, release = engine.place, engine.commit, engine.release
 
     def counted_place(**kwargs: Any) -> Any:
         calls["place"] += 1
@@ -53,8 +53,13 @@ def general(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["commit"] += 1
         return commit(**kwargs)
 
+    def counted_release(**kwargs: Any) -> Any:
+        calls["release"] += 1
+        return release(**kwargs)
+
     monkeypatch.setattr(engine, "place", counted_place)
     monkeypatch.setattr(engine, "commit", counted_commit)
+    monkeypatch.setattr(engine, "release", counted_release)
     return calls
 
 
@@ -116,10 +121,11 @@ def scenario(user: Any, product: Any, *, amount: int) -> None:
 def test_fast_path_writes_the_rows_of_the_general_path(make_user, credits, general, amount):
     fast, slow = make_user(), make_user()
     scenario(fast, credits, amount=amount)
-    assert general == {"place": 1, "commit": 0}  # only the redelivery took the general path
+    # only the redelivery took the general path
+    assert general == {"place": 1, "commit": 0, "release": 0}
     with override_settings(BILLABLE_GATED_FAST_PATH=False):
         scenario(slow, credits, amount=amount)
-    assert general == {"place": 1 + 3, "commit": 1}
+    assert general == {"place": 1 + 3, "commit": 1, "release": 1}
     assert snapshot(fast) == snapshot(slow)
     assert [row[2] for row in snapshot(fast)["ledger"] if row[3] == "DEBIT"] == [amount]
     assert TransactionService.check_ledger() == []
@@ -133,9 +139,11 @@ def test_period_product_holds_and_settles_like_the_general_path(make_user, make_
     for user in (fast, slow):
         make_batch(user, period, 1, expires_in_days=30)
     gated(fast.id, "tg:7:1:CREDITS", 2)
+    gated(fast.id, "tg:7:2:CREDITS", 2, fail=True)
     with override_settings(BILLABLE_GATED_FAST_PATH=False):
         gated(slow.id, "tg:7:1:CREDITS", 2)
-    assert general == {"place": 1, "commit": 1}
+        gated(slow.id, "tg:7:2:CREDITS", 2, fail=True)
+    assert general == {"place": 2, "commit": 1, "release": 1}
     assert snapshot(fast) == snapshot(slow)
     debit = Transaction.objects.get(user=fast, direction="DEBIT")
     assert debit.amount == 0 and debit.metadata["requested_amount"] == 2
@@ -160,10 +168,80 @@ def test_fast_hold_takes_the_batch_the_consumption_order_names(make_user, credit
 def test_a_raising_handler_charges_nothing(user, credits, general):
     make_batch(user, credits, 5)
     hold = gated(user.id, "tg:7:9:CREDITS", 2, fail=True)
-    assert hold.run and general["place"] == 0
+    assert hold.run and general == {"place": 0, "commit": 0, "release": 0}
     assert TransactionService.get_balance(user.id, "credits") == 5
     assert not Transaction.objects.filter(direction="DEBIT").exists()
     assert Reservation.objects.get().state == Reservation.State.RELEASED
+    assert TransactionService.check_ledger() == []
+
+
+def hold_only(user_id: int, key: str, amount: int = 1) -> billing.Hold:
+    """A hold through the port, in its own event loop (nothing settled or released)."""
+    return asyncio.run(billing.ahold(user_id, "credits", amount, key=key))
+
+
+def release(reservation_id: str | None) -> bool:
+    """``billing.arelease`` in its own event loop."""
+    return asyncio.run(billing.arelease(reservation_id))
+
+
+@requires_postgres
+def test_a_fast_release_gives_an_exhausted_batch_back(user, credits, general):
+    batch = make_batch(user, credits, 2)
+    hold = hold_only(user.id, "tg:7:50:CREDITS", 2)
+    batch.refresh_from_db()
+    assert batch.state == QuotaBatch.State.EXHAUSTED
+    assert release(hold.reservation_id) is True
+    assert general == {"place": 0, "commit": 0, "release": 0}
+    batch.refresh_from_db()
+    assert (batch.remaining_quantity, batch.state) == (2, QuotaBatch.State.ACTIVE)
+    held = Reservation.objects.get()
+    assert (held.state, held.committed_amount) == (Reservation.State.RELEASED, 0)
+    assert held.settled_at is not None
+    assert not Transaction.objects.filter(direction="DEBIT").exists()
+    assert TransactionService.check_ledger() == []
+
+
+@requires_postgres
+def test_a_release_after_its_batch_expired_falls_back_and_writes_the_units_off(
+        user, credits, general):
+    batch = make_batch(user, credits, 5)
+    hold = hold_only(user.id, "tg:7:51:CREDITS", 2)
+    QuotaBatch.objects.filter(pk=batch.pk).update(state=QuotaBatch.State.EXPIRED)
+    assert release(hold.reservation_id) is True
+    assert general == {"place": 0, "commit": 0, "release": 1}  # the fast release aborted
+    assert Reservation.objects.get().state == Reservation.State.RELEASED
+    write_off = Transaction.objects.get(direction="DEBIT")
+    assert (write_off.action_type, write_off.amount) == ("expiration", 2)
+    batch.refresh_from_db()
+    assert batch.remaining_quantity == 3
+    assert TransactionService.check_ledger() == []
+
+
+@requires_postgres
+def test_releasing_a_settled_or_released_hold_answers_like_the_general_path(user, credits,
+                                                                           general):
+    make_batch(user, credits, 5)
+    charged = gated(user.id, "tg:7:52:CREDITS")
+    assert release(charged.reservation_id) is False  # committed: the general path answers
+    given = hold_only(user.id, "tg:7:53:CREDITS")
+    assert release(given.reservation_id) is True  # fast
+    assert release(given.reservation_id) is True  # already released: the general path
+    assert general == {"place": 0, "commit": 0, "release": 2}
+    assert TransactionService.get_balance(user.id, "credits") == 4
+    assert Transaction.objects.filter(direction="DEBIT").count() == 1
+    assert TransactionService.check_ledger() == []
+
+
+@requires_postgres
+def test_a_hold_spanning_batches_is_released_by_the_general_path(user, credits, general):
+    make_batch(user, credits, 3, age_days=2)
+    make_batch(user, credits, 3, age_days=1)
+    hold = hold_only(user.id, "tg:7:54:CREDITS", 5)
+    assert release(hold.reservation_id) is True
+    assert general == {"place": 1, "commit": 0, "release": 1}
+    assert TransactionService.get_balance(user.id, "credits") == 6
+    assert not Transaction.objects.filter(direction="DEBIT").exists()
     assert TransactionService.check_ledger() == []
 
 
@@ -218,7 +296,7 @@ def test_an_amount_spanning_batches_falls_back(user, credits, general):
     make_batch(user, credits, 3, age_days=2)
     make_batch(user, credits, 3, age_days=1)
     assert gated(user.id, "tg:7:7:CREDITS", 5).run
-    assert general == {"place": 1, "commit": 1}
+    assert general == {"place": 1, "commit": 1, "release": 0}
     assert ReservationItem.objects.count() == 2
     assert Transaction.objects.filter(direction="DEBIT").count() == 2
     assert TransactionService.get_balance(user.id, "credits") == 1
@@ -230,7 +308,7 @@ def test_the_setting_off_takes_the_general_path(user, credits, general, settings
     settings.BILLABLE_GATED_FAST_PATH = False
     make_batch(user, credits, 3)
     assert gated(user.id, "tg:7:8:CREDITS").run
-    assert general == {"place": 1, "commit": 1}
+    assert general == {"place": 1, "commit": 1, "release": 0}
 
 
 def test_sqlite_or_not_the_port_behaves_the_same(user, credits):
@@ -260,7 +338,7 @@ def test_a_settle_with_signal_receivers_sends_them_after_the_statement(user, cre
     finally:
         transaction_created.disconnect(created)
         quota_consumed.disconnect(consumed)
-    assert general == {"place": 0, "commit": 0}
+    assert general == {"place": 0, "commit": 0, "release": 0}
     debit = Transaction.objects.get(direction="DEBIT")
     assert [(name, row.pk, row.amount, row.metadata) for name, row in seen] == [
         (name, debit.pk, 1, debit.metadata) for name in ("created", "consumed")]
@@ -276,7 +354,7 @@ def test_an_event_endpoint_sends_the_settle_to_the_general_path(user, credits, g
     make_batch(user, credits, 3)
     gated(user.id, "tg:7:11:CREDITS")  # a cold cache: general settle (it fills the cache)
     gated(user.id, "tg:7:12:CREDITS")  # the cache says an endpoint wants them: general again
-    assert general == {"place": 0, "commit": 2}
+    assert general == {"place": 0, "commit": 2, "release": 0}
 
 
 def _terminate_pool_connections() -> int:
@@ -314,7 +392,8 @@ def test_the_pool_survives_terminated_connections_and_never_double_charges(user,
     killed: list[int] = []
     holds = asyncio.run(updates())
     assert all(h.run for h in holds) and all(killed), killed
-    assert general == {"place": 0, "commit": 0}  # each statement retried on a fresh connection
+    # each statement retried on a fresh connection
+    assert general == {"place": 0, "commit": 0, "release": 0}
     assert TransactionService.get_balance(user.id, "credits") == 7
     assert Transaction.objects.filter(direction="DEBIT").count() == 3
     assert set(Reservation.objects.values_list("state", flat=True)) == {"COMMITTED"}
@@ -380,7 +459,7 @@ def test_the_hold_commits_without_waiting_for_the_disk_and_the_charge_waits(
     before = len(commit_modes())  # the batch's CREDIT row
     gated(user.id, "tg:7:30:CREDITS")
     gated(user.id, "tg:7:31:CREDITS")
-    assert general == {"place": 0, "commit": 0}
+    assert general == {"place": 0, "commit": 0, "release": 0}
     hold = "off" if deferred else "on"
     assert commit_modes()[before:] == [("hold", hold), ("ledger", "on")] * 2
     assert TransactionService.get_balance(user.id, "credits") == 3
@@ -415,6 +494,6 @@ def test_a_fast_charge_is_counted_in_the_loop_without_a_thread_hop(user, credits
     gated(user.id, "tg:7:40:CREDITS")
     first = hops
     gated(user.id, "tg:7:41:CREDITS", 2)
-    assert general == {"place": 0, "commit": 0}
+    assert general == {"place": 0, "commit": 0, "release": 0}
     assert counted == [("CREDITS", 1), ("CREDITS", 2)]
     assert hops == first  # the second charge: no thread hop at all
