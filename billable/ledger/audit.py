@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -68,6 +69,15 @@ def emit_created(rows: Iterable[Transaction | LedgerRow], *, consumed: bool = Fa
             send_on_commit(transaction_created, sender=sender, transaction=model)
         if used:
             send_on_commit(quota_consumed, sender=sender, usage=model)
+
+
+async def awrites_events(*, consumed: bool, using: str) -> bool:
+    """:func:`writes_events` from the event loop: the cached answer, or one thread hop per
+    cache lifetime when the endpoint cache is stale (the fast paths' check)."""
+    wanted = writes_events(consumed=consumed, using=using, cached_only=True)
+    if wanted is None:
+        wanted = await sync_to_async(writes_events)(consumed=consumed, using=using)
+    return bool(wanted)
 
 
 def writes_events(*, consumed: bool = False, using: str | None = None,

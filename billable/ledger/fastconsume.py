@@ -50,10 +50,7 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
     commit."""
     if not (billable_settings.ASYNC_CONSUME and apool.available(using)):
         return None
-    wanted = audit.writes_events(consumed=True, using=using, cached_only=True)
-    if wanted is None:  # the endpoint cache is stale: one thread hop per cache lifetime
-        wanted = await sync_to_async(audit.writes_events)(consumed=True, using=using)
-    if wanted:
+    if await audit.awrites_events(consumed=True, using=using):
         return None
     plan = await _plan(using)
     usage_id, now = uuid7(), timezone.now()

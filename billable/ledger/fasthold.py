@@ -103,10 +103,7 @@ async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] 
     general path's after its commit."""
     if not apool.available(using):
         return None
-    wanted = audit.writes_events(consumed=True, using=using, cached_only=True)
-    if wanted is None:  # the endpoint cache is stale: one thread hop per cache lifetime
-        wanted = await sync_to_async(audit.writes_events)(consumed=True, using=using)
-    if wanted:
+    if await audit.awrites_events(consumed=True, using=using):
         return None
     statements = await _statements(using)
     rows = await _run(using, statements.settle, {"rid": reservation_id, "now": timezone.now()})
