@@ -51,26 +51,6 @@ def general(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return calls
 
 
-@pytest.fixture
-def heard() -> Any:
-    """What ``transaction_created`` / ``quota_consumed`` receivers are sent (as rows)."""
-    from billable.signals import quota_consumed, transaction_created
-
-    got: list[tuple[str, Any]] = []
-
-    def on_created(sender: Any, transaction: Any, **_: Any) -> None:
-        got.append(("created", transaction))
-
-    def on_consumed(sender: Any, usage: Any, **_: Any) -> None:
-        got.append(("consumed", usage))
-
-    transaction_created.connect(on_created, dispatch_uid="fast-consume-created")
-    quota_consumed.connect(on_consumed, dispatch_uid="fast-consume-consumed")
-    yield got
-    transaction_created.disconnect(dispatch_uid="fast-consume-created")
-    quota_consumed.disconnect(dispatch_uid="fast-consume-consumed")
-
-
 def aconsume(user_id: Any, **call: Any) -> dict[str, Any]:
     """``aconsume_quota`` in its own event loop (as a bot or the API server calls it)."""
     return asyncio.run(TransactionService.aconsume_quota(user_id, KEY, **call))

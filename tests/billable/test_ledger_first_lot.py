@@ -9,7 +9,7 @@ signals and outbound events must be the same. On SQLite both runs take the gener
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +20,6 @@ from billable.events.outbox import subscribed_types
 from billable.ledger import sql
 from billable.models import EventEndpoint, OutboxEvent, Product, QuotaBatch, Transaction
 from billable.services import TransactionService
-from billable.signals import quota_consumed, transaction_created
 from tests.billable.ledger_support import make_batch
 from tests.helpers import is_postgres, requires_postgres, run_in_threads
 
@@ -70,24 +69,6 @@ def general_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
         monkeypatch.setattr(sql, "FIRST_LOT_VENDORS", sql.FIRST_LOT_VENDORS if on else frozenset())
 
     return switch
-
-
-@pytest.fixture
-def heard() -> Iterator[list[tuple[str, Any]]]:
-    """What ``transaction_created`` / ``quota_consumed`` receivers are sent (as rows)."""
-    got: list[tuple[str, Any]] = []
-
-    def on_created(sender: Any, transaction: Any, **_: Any) -> None:
-        got.append(("created", transaction))
-
-    def on_consumed(sender: Any, usage: Any, **_: Any) -> None:
-        got.append(("consumed", usage))
-
-    transaction_created.connect(on_created, dispatch_uid="first-lot-created")
-    quota_consumed.connect(on_consumed, dispatch_uid="first-lot-consumed")
-    yield got
-    transaction_created.disconnect(dispatch_uid="first-lot-created")
-    quota_consumed.disconnect(dispatch_uid="first-lot-consumed")
 
 
 def _wallet(user: Any, product: Any, batches: list[tuple[int, dict[str, Any]]]) -> list[Any]:
