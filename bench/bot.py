@@ -6,7 +6,9 @@ Two comparisons (bots from ``bench.bots``; every update comes from one known, ca
   ``identity``), with the whole kit (``setup_billing``) beside them for reference;
 * **gating** — a ``gated`` update (hold, handler, charge) vs ``consume_quota`` called directly
   (target line ``gated``), with the keyed ``consume_quota`` (the same idempotency guarantee as
-  a gated update) beside them.
+  a gated update) beside them, and two lines that split the gap: the hold and settle alone
+  through ``HoldService`` (the engine's share, no bot) and a ``charged`` update (the same bot
+  charging by hand with ``aconsume_quota``: aiogram's and the kit's share, one statement).
 
 Async scenarios share one event loop that runs only during their slices, so the direct
 ``consume_quota`` (sync ORM) runs between them in the same loop of the instrument. Updates are
@@ -39,6 +41,15 @@ def feeds(kinds: tuple[str, ...], runner: AsyncScenarios) -> dict[str, Any]:
     return made
 
 
+async def hold_and_settle(user_id: Any, key: str) -> None:
+    """A gated update's engine work alone: the hold under the update's key, then its
+    settlement (what ``QuotaMiddleware`` asks of ``HoldService`` around the handler)."""
+    from billable.services.holds import HoldService
+
+    placed = await HoldService.aplace(user_id, KEY, 1, idempotency_key=key)
+    await HoldService.acommit(placed.reservation_id, read_balance=False)
+
+
 def run(rec: Recorder, *, quick: bool) -> None:
     """Measure both comparisons and record their ratios."""
     consume = service("consume_quota")
@@ -47,7 +58,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
     keys = itertools.count()
     with AsyncScenarios() as runner, Progress(f"bot [{rec.backend}, {rec.mode}]",
                                               total=2 * plan.rounds) as bar:
-        bots = feeds(("bare", "identity", "kit", "gated"), runner)
+        bots = feeds(("bare", "identity", "kit", "gated", "charged"), runner)
 
         def updates(kind: str) -> Any:
             return runner.repeat(bots[kind].send, prepare=bots[kind].prepare)
@@ -62,6 +73,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
             "consume_quota": repeat(lambda: consume(user.pk, KEY)),
             "keyed consume_quota": repeat(
                 lambda: consume(user.pk, KEY, idempotency_key=f"bot-{next(keys)}")),
+            "hold + settle (HoldService, no bot)": runner.repeat(
+                lambda: hold_and_settle(user.pk, f"hs-{next(keys)}")),
+            "charged update (aconsume_quota by hand)": updates("charged"),
         }, plan, tick=bar.tick)
         runner.run(shutdown())
     rec.rates(identity, "updates/s")
@@ -76,6 +90,10 @@ def run(rec: Recorder, *, quick: bool) -> None:
               "async pool and aiogram's dispatch through the kit around one handler")
     rec.ratio("gated update / keyed consume_quota", gating, "gated update",
               "keyed consume_quota")
+    rec.ratio("hold + settle (no bot) / consume_quota", gating,
+              "hold + settle (HoldService, no bot)", "consume_quota")
+    rec.ratio("gated update / charged update", gating, "gated update",
+              "charged update (aconsume_quota by hand)")
     rec.info["updates sent"] = {kind: feed.sent for kind, feed in bots.items()}
 
 

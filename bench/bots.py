@@ -8,6 +8,9 @@ curve use it), so a change of the kit's wiring is followed here only:
 * ``kit``       — the same handler behind ``setup_billing`` (identity, quota middleware and the
   kit's own routers tried first);
 * ``gated``     — ``setup_billing`` plus a ``@requires_quota`` handler: hold, handler, charge.
+* ``charged``   — ``setup_billing`` plus a plain handler that charges by hand with
+  ``aconsume_quota`` under the update's key (what a host writes without the decorator: one
+  statement, but the handler's work is not protected by a hold and is charged even if it fails).
 
 Updates are fed the way the kit's production path feeds them (``bot_kit/inbox/worker.py``, and
 aiogram's polling likewise): the update arrives as Telegram's JSON, is parsed **bound to the
@@ -55,7 +58,7 @@ def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = Non
         # as setup_billing does: the identity notices listener runs while the bot polls
         dp.startup.register(start_identity_listener)
         dp.shutdown.register(stop_identity_listener)
-    elif kind in ("kit", "gated"):
+    elif kind in ("kit", "gated", "charged"):
         setup_billing(dp, config, cache=cache)
     elif kind != "bare":
         raise ValueError(f"unknown bot kind {kind!r}")
@@ -65,6 +68,13 @@ def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = Non
         @requires_quota(key)
         async def gated(message: Message) -> None:
             return None
+    elif kind == "charged":
+        from billable.services import TransactionService
+
+        @router.message()
+        async def charged(message: Message, billing_user_id: int) -> None:
+            await TransactionService.aconsume_quota(
+                billing_user_id, key, idempotency_key=f"tg:{message.chat.id}:{message.message_id}")
     else:
         @router.message()
         async def plain(message: Message) -> None:
