@@ -59,6 +59,11 @@ DEFAULTS: dict[str, Any] = {
     # the first batch covers as one statement on the same async pool (which
     # BILLABLE_GATED_FAST_PATH = False also turns off). False: always the general path.
     "BILLABLE_ASYNC_CONSUME": True,
+    # Seconds a fast-path statement waits for a row lock before it gives up and the general path
+    # runs instead (lock_timeout of the pool's connections). Its job: a caller whose own open
+    # transaction holds that lock in another thread (async_to_sync inside atomic()) gets the
+    # general path, in its transaction, instead of waiting forever. None or 0: wait.
+    "BILLABLE_FAST_PATH_LOCK_TIMEOUT": 2.0,
     # Growth: seconds a discounted order keeps its promo use before it is given back.
     "BILLABLE_PROMO_RESERVATION_TTL": 3600,
     # Growth: seconds an unclaimed gift stays claimable.

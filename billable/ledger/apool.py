@@ -74,6 +74,22 @@ def available(alias: str) -> bool:
     return conn.vendor == "postgresql" and not conn.in_atomic_block
 
 
+def lock_timeout() -> str | None:
+    """``lock_timeout`` of the pool's connections (``BILLABLE_FAST_PATH_LOCK_TIMEOUT``), or
+    ``None`` to wait as long as it takes.
+
+    The pool's connections are not the caller's: a caller whose open transaction, in another
+    thread, holds a row lock the statement needs (``async_to_sync`` inside ``atomic()``; its
+    thread's Django connection is out of :func:`available`'s sight) would wait for a
+    transaction that waits for it. After this long the statement gives up (nothing written)
+    and the general path runs, in the caller's thread and transaction.
+    """
+    seconds = billable_settings.FAST_PATH_LOCK_TIMEOUT
+    if not seconds or float(seconds) <= 0:
+        return None
+    return f"{max(int(float(seconds) * 1000), 1)}ms"
+
+
 def _params(alias: str) -> dict[str, Any]:
     params = dict(connections[alias].get_connection_params())
     for name in _SYNC_ONLY:
@@ -116,13 +132,17 @@ async def pool(alias: str) -> Any:
     role = wrapper.settings_dict.get("OPTIONS", {}).get("assume_role")
     zone = wrapper.timezone_name
     size = max(int(billable_settings.GATED_POOL_SIZE), 1)
+    lock_wait = lock_timeout()
 
     async def configure(conn: Any) -> None:
-        """The session state Django's own connections get (time zone, role)."""
+        """The session state Django's own connections get (time zone, role), and the lock
+        wait of :func:`lock_timeout`."""
         if zone and conn.info.parameter_status("TimeZone") != zone:
             await conn.execute(sql.SET_SESSION, ("TimeZone", zone))
         if role:
             await conn.execute(sql.SET_SESSION, ("role", role))
+        if lock_wait:
+            await conn.execute(sql.SET_SESSION, ("lock_timeout", lock_wait))
 
     created = AsyncConnectionPool(
         conninfo="", kwargs=_params(alias), min_size=1, max_size=size, open=False,
@@ -159,6 +179,9 @@ async def run(alias: str, text: str, params: Any, *, label: str,
                 return list(await cursor.fetchall())
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
             return None
+        except pg_errors.LockNotAvailable:  # waited lock_timeout(): a lock holder out of sight
+            logger.info("%s: a row lock was held past %s; general path", label, lock_timeout())
+            return None
         except pg_errors.InvalidTextRepresentation as exc:
             if not any(marker in str(exc) for marker in aborts):
                 logger.warning("%s failed, using the general path: %s", label, exc)
@@ -191,5 +214,5 @@ async def aclose(alias: str | None = None) -> None:
             await found[1].aclose()
 
 
-__all__ = ["APPLICATION_NAME", "CONNECT_TIMEOUT", "aclose", "alisten", "available", "pool",
-           "run"]
+__all__ = ["APPLICATION_NAME", "CONNECT_TIMEOUT", "aclose", "alisten", "available",
+           "lock_timeout", "pool", "run"]
