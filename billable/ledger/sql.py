@@ -854,7 +854,7 @@ def _literal(value: Any) -> str:
         return str(int(value))
     if type(value) is str and _SAFE_LITERAL.fullmatch(value):
         return f"'{value}'"
-    raise RuntimeError(f"billable: {value!r} is not a literal constant")  # pragma: no cover
+    raise RuntimeError(f"billable: {value!r} is not a literal constant")
 
 
 def _named(compiled: Compiled, names: Sequence[str]) -> str:
