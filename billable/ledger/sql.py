@@ -427,29 +427,30 @@ class FirstLot:
 _Spent = namedtuple("_Spent", ("batch_id", "left"))
 
 
+def _product_id(alias: str, **rule: Any) -> Any:
+    """The id of the key's product as a value of the statement (an InitPlan), not a join: the
+    user's batches are then read through the wallet index ``(user, product, state, created_at,
+    id)`` in consumption order, so the first one costs the same however many the user holds."""
+    return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
+                                                        **rule).order_by().values("id"))
+
+
 @cache
 def _first_lot_sql(alias: str, order: str) -> FirstLot:
     """``WITH lot (first spendable batch in consumption order), spent (the conditional take of
     ``take`` on it, RETURNING its id and what is left), debit (the DEBIT row) SELECT`` the batch
     id and the balance left: the batch taken from plus the other spendable batches."""
-    def product(**rule: Any) -> Any:
-        # The product id as a value of the statement (an InitPlan), not a join: the batches
-        # are then read through the wallet index in consumption order, so the first one costs
-        # the same however many the user holds.
-        return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
-                                                            **rule).order_by().values("id"))
-
     def first() -> Any:
         kinds = sorted(ENTITLEMENTS)
         return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
                 .filter(user_id=_sentinel(Slot.USER),
-                        product_id=product(product_type__in=[k for k in Product.ProductType
-                                                             if k not in kinds]))
+                        product_id=_product_id(alias, product_type__in=[
+                            k for k in Product.ProductType if k not in kinds]))
                 .order_by(*_consumption_order(order)).values_list("id")[:1].query)
 
     def others() -> Any:
         return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
-                .filter(user_id=_sentinel(Slot.USER), product_id=product())
+                .filter(user_id=_sentinel(Slot.USER), product_id=_product_id(alias))
                 .order_by().values_list("id", "remaining_quantity").query)
 
     def taking() -> Any:
@@ -872,9 +873,13 @@ def _named(compiled: Compiled, names: Sequence[str]) -> str:
 
 
 def _hold_lot_sql(alias: str, order: str) -> Compiled:
-    """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``)."""
+    """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``): the rows of
+    ``_spendable`` (the product found by its unique key as a value, :func:`_product_id`, so the
+    wallet index yields the batches in order instead of all of them being read and sorted)."""
     def build() -> Any:
-        return (_spendable(alias).order_by(*_consumption_order(order))
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER), product_id=_product_id(alias))
+                .order_by(*_consumption_order(order))
                 .select_for_update(of=("self",), no_key=True)
                 .values_list("id", "remaining_quantity", "product_id",
                              "product__product_type")[:1].query)
