@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from django.db import connections
@@ -38,10 +38,11 @@ except ImportError:  # pragma: no cover - SQLite-only installs
 
 try:
     # optional dependency: psycopg 3 (the ``postgres`` extra); without it no pool is available
-    from psycopg import OperationalError
+    from psycopg import AsyncRawCursor, OperationalError
     from psycopg import errors as pg_errors
 except ImportError:  # pragma: no cover - SQLite-only installs
     OperationalError = Exception  # type: ignore[assignment,misc]
+    AsyncRawCursor = None  # type: ignore[assignment,misc]
     pg_errors = None  # type: ignore[assignment]
 
 logger = logging.getLogger("billable.ledger.apool")
@@ -159,10 +160,13 @@ async def pool(alias: str) -> Any:
     return created
 
 
-async def run(alias: str, text: str, params: Any, *, label: str,
+async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
               aborts: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
     """Run one statement (one transaction) on a pooled connection of ``alias``; its rows, or
     ``None`` when the caller must run its general path instead (nothing was written).
+
+    ``text`` is sent as is (:func:`billable.ledger.sql.raw`: ``$n`` placeholders, encoded once)
+    on a raw cursor, with ``params`` in their order: psycopg parses and reorders nothing.
 
     ``None`` for a serialization failure or a deadlock (the general path retries conflicts,
     :mod:`billable.ledger.retry`), for a statement that aborted itself on purpose (a cast error
@@ -175,8 +179,9 @@ async def run(alias: str, text: str, params: Any, *, label: str,
         try:
             pool_ = await pool(alias)
             async with pool_.connection(timeout=CONNECT_TIMEOUT) as conn:
-                cursor = await conn.execute(text, params)
-                return list(await cursor.fetchall())
+                cursor = AsyncRawCursor(conn)
+                await cursor.execute(text, params)
+                return await cursor.fetchall()
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
             return None
         except pg_errors.LockNotAvailable:  # waited lock_timeout(): a lock holder out of sight

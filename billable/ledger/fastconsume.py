@@ -59,7 +59,7 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
                     direction=wallet.DEBIT, action_type=action_type, content_type_id=None,
                     object_id=action_id, metadata=debit_meta, created_at=now)
     params = sql.first_lot_params(plan, row=row, key=key, now=now, using=using)
-    text = plan.sql
+    text = plan.unkeyed
     if idempotency_key:
         # The general path's key row (billable.ledger.idempotency.claim_key, operation
         # "consume"): the same fingerprint, the same stored answer.

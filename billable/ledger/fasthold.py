@@ -33,7 +33,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billable.conf import billable_settings
-from billable.ledger import apool, audit, sql
+from billable.ledger import apool, audit, sql, wallet
 from billable.ledger.sql import LedgerRow
 from billable.models.base import uuid7
 from billable.validation import fingerprint
@@ -56,7 +56,7 @@ async def _statements(alias: str) -> sql.FastStatements:
     return found
 
 
-async def _run(alias: str, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+async def _run(alias: str, text: bytes, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
     """Run one statement (one transaction); ``None`` when the general path must run instead.
 
     :func:`billable.ledger.apool.run` (shared with the async consume): a broken connection is
@@ -86,12 +86,11 @@ async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempot
         return None
     statements = await _statements(using)
     rid, now = uuid7(), timezone.now()
-    params = {**statements.hold_constants, "user": user_id, "key": key, "now": now,
-              "idem": idempotency_key, "fingerprint": _fingerprint(key, amount, action_type),
-              "result": Jsonb({"reservation_id": str(rid)}), "amount": amount, "rid": rid,
-              "action": action_type, "metadata": Jsonb(metadata), "expires": now + ttl,
-              "hold_commit": "off" if billable_settings.GATED_HOLD_ASYNC_COMMIT else None}
-    rows = await _run(using, statements.hold, params)
+    text = statements.hold if billable_settings.GATED_HOLD_ASYNC_COMMIT else statements.hold_durable
+    # sql.HOLD_SLOTS, in order (the key row's result is built by the statement from the id)
+    params = (user_id, idempotency_key, _fingerprint(key, amount, action_type), now, key, amount,
+              rid, action_type, Jsonb(metadata), now + ttl)
+    rows = await _run(using, text, params)
     if not rows or rows[0][0] != 1 or rows[0][1] != 1:
         return None
     return str(rid)
@@ -106,12 +105,14 @@ async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] 
     if await audit.awrites_events(consumed=True, using=using):
         return None
     statements = await _statements(using)
-    rows = await _run(using, statements.settle, {"rid": reservation_id, "now": timezone.now()})
+    now = timezone.now()
+    rows = await _run(using, statements.settle, (reservation_id, now))  # sql.SETTLE_SLOTS
     if not rows:
         return None
-    *columns, held_amount = rows[0]
-    row = LedgerRow(*columns)
-    row.metadata = sql.json_object(row.metadata)
+    user_id, batch_id, amount, action_type, metadata, held_amount = rows[0]
+    row = LedgerRow(id=reservation_id, user_id=user_id, quota_batch_id=batch_id, amount=amount,
+                    direction=wallet.DEBIT, action_type=action_type, content_type_id=None,
+                    object_id=None, metadata=sql.json_object(metadata), created_at=now)
     await audit.asend_created([row], consumed=True, using=using)
     return row, int(held_amount)
 
@@ -124,7 +125,7 @@ async def arelease(*, reservation_id: UUID, using: str) -> bool | None:
     if not apool.available(using):
         return None
     statements = await _statements(using)
-    rows = await _run(using, statements.release, {"rid": reservation_id, "now": timezone.now()})
+    rows = await _run(using, statements.release, (reservation_id, timezone.now()))
     if not rows or rows[0][0] != 1:
         return None
     return True

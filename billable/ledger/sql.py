@@ -412,6 +412,7 @@ class FirstLot:
 
     ``keyed`` is the same statement claiming an idempotency key first (the async consume,
     :mod:`billable.ledger.fastconsume`): its parameters are the key row's, then ``sql``'s.
+    ``keyed`` and ``unkeyed`` (``sql``) are for the async pool's raw cursor (:func:`raw`).
     """
 
     sql: str
@@ -419,10 +420,19 @@ class FirstLot:
     take: Compiled
     dropped: int
     others: Compiled
-    keyed: str = ""
+    keyed: bytes = b""
+    unkeyed: bytes = b""
 
 
 _Spent = namedtuple("_Spent", ("batch_id", "left"))
+
+
+def _product_id(alias: str, **rule: Any) -> Any:
+    """The id of the key's product as a value of the statement (an InitPlan), not a join: the
+    user's batches are then read through the wallet index ``(user, product, state, created_at,
+    id)`` in consumption order, so the first one costs the same however many the user holds."""
+    return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
+                                                        **rule).order_by().values("id"))
 
 
 @cache
@@ -430,24 +440,17 @@ def _first_lot_sql(alias: str, order: str) -> FirstLot:
     """``WITH lot (first spendable batch in consumption order), spent (the conditional take of
     ``take`` on it, RETURNING its id and what is left), debit (the DEBIT row) SELECT`` the batch
     id and the balance left: the batch taken from plus the other spendable batches."""
-    def product(**rule: Any) -> Any:
-        # The product id as a value of the statement (an InitPlan), not a join: the batches
-        # are then read through the wallet index in consumption order, so the first one costs
-        # the same however many the user holds.
-        return Subquery(Product.objects.using(alias).filter(product_key=_sentinel(Slot.KEY),
-                                                            **rule).order_by().values("id"))
-
     def first() -> Any:
         kinds = sorted(ENTITLEMENTS)
         return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
                 .filter(user_id=_sentinel(Slot.USER),
-                        product_id=product(product_type__in=[k for k in Product.ProductType
-                                                             if k not in kinds]))
+                        product_id=_product_id(alias, product_type__in=[
+                            k for k in Product.ProductType if k not in kinds]))
                 .order_by(*_consumption_order(order)).values_list("id")[:1].query)
 
     def others() -> Any:
         return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
-                .filter(user_id=_sentinel(Slot.USER), product_id=product())
+                .filter(user_id=_sentinel(Slot.USER), product_id=_product_id(alias))
                 .order_by().values_list("id", "remaining_quantity").query)
 
     def taking() -> Any:
@@ -488,7 +491,7 @@ def _first_lot_sql(alias: str, order: str) -> FirstLot:
         f" UNION ALL SELECT NULL, CAST(k.abort AS integer) FROM k"
         f" WHERE NOT EXISTS (SELECT 1 FROM spent)"
     )
-    return FirstLot(statement, lot, take, dropped, rest, keyed)
+    return FirstLot(statement, lot, take, dropped, rest, raw(keyed), raw(statement))
 
 
 #: The marker of a keyed async consume that aborted itself (see :func:`_first_lot_sql`).
@@ -800,35 +803,83 @@ json_object = _json
 
 @dataclass(frozen=True)
 class FastStatements:
-    """The fast statements of one alias and consumption order (named placeholders): the hold,
-    its settlement and its release (a handler that raised)."""
+    """The fast statements of one alias and consumption order, ready for the driver as sent
+    (:func:`raw`: ``$n`` placeholders, no per-call parsing): the hold (its transaction commits
+    without waiting for the disk, or ``hold_durable``: the session's ``synchronous_commit``),
+    its settlement and its release (a handler that raised). Parameters: :data:`HOLD_SLOTS`,
+    :data:`SETTLE_SLOTS` (release too), in that order."""
 
-    hold: str
-    hold_constants: dict[str, Any]
-    settle: str
-    release: str
+    hold: bytes
+    hold_durable: bytes
+    settle: bytes
+    release: bytes
 
 
-def _named(compiled: Compiled, names: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """``compiled`` with named placeholders: slot ``i`` → ``%(names[i])s``; constants bound."""
+#: The parameters of the fast hold, in order (``$1`` …).
+HOLD_SLOTS = ("user", "idem", "fingerprint", "now", "key", "amount", "rid", "action",
+              "metadata", "expires")
+#: The parameters of the fast settlement and release, in order.
+SETTLE_SLOTS = ("rid", "now")
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
+
+
+def raw(text: str, names: Sequence[str] = ()) -> bytes:
+    """``text`` as the driver sends it: each ``%(name)s`` → ``$i`` (``i``: the position of
+    ``name`` in ``names``, so a value used twice is sent once), or each ``%s`` → the next
+    ``$i``; ``%%`` → ``%``. The statement then runs on a raw cursor (``psycopg.AsyncRawCursor``)
+    with its values as a sequence: psycopg neither parses nor reorders anything per call."""
+    count = iter(range(1, 10_000))
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%"
+        if match.group(1) is None:
+            return f"${next(count)}"
+        return f"${names.index(match.group(1)) + 1}"
+
+    converted = _PLACEHOLDER.sub(number, text)
+    if "%" in _PLACEHOLDER.sub("", text):  # pragma: no cover - a statement we wrote wrong
+        raise RuntimeError(f"billable: unexpected placeholder in {text}")
+    return converted.encode()
+
+
+_SAFE_LITERAL = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _literal(value: Any) -> str:
+    """A compiled constant of our own statements (a state value, a zero) as an SQL literal.
+    Only ints (as the ORM compiled them: ``Int4(0)`` on psycopg 3) and identifier-like
+    strings — never a per-call value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    if type(value) is str and _SAFE_LITERAL.fullmatch(value):
+        return f"'{value}'"
+    raise RuntimeError(f"billable: {value!r} is not a literal constant")
+
+
+def _named(compiled: Compiled, names: Sequence[str]) -> str:
+    """``compiled`` with named placeholders (slot ``i`` → ``%(names[i])s``) and its constant
+    parameters written in as literals (fewer values to send per call)."""
     slot_at = dict(compiled.positions)
-    constants: dict[str, Any] = {}
     pieces = compiled.sql.split("%s")
     out = [pieces[0]]
     for index, piece in enumerate(pieces[1:]):
         if index in slot_at:
-            name = names[slot_at[index]]
+            out += [f"%({names[slot_at[index]]})s", piece]
         else:
-            name = f"c{index}"
-            constants[name] = compiled.template[index]
-        out += [f"%({name})s", piece]
-    return "".join(out), constants
+            out += [_literal(compiled.template[index]), piece]
+    return "".join(out)
 
 
 def _hold_lot_sql(alias: str, order: str) -> Compiled:
-    """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``)."""
+    """Lock the first spendable batch in consumption order (only it, ``LIMIT 1``): the rows of
+    ``_spendable`` (the product found by its unique key as a value, :func:`_product_id`, so the
+    wallet index yields the batches in order instead of all of them being read and sorted)."""
     def build() -> Any:
-        return (_spendable(alias).order_by(*_consumption_order(order))
+        return (QuotaBatch.objects.using(alias).spendable(_sentinel(Slot.NOW))
+                .filter(user_id=_sentinel(Slot.USER), product_id=_product_id(alias))
+                .order_by(*_consumption_order(order))
                 .select_for_update(of=("self",), no_key=True)
                 .values_list("id", "remaining_quantity", "product_id",
                              "product__product_type")[:1].query)
@@ -849,10 +900,12 @@ def fast_statements(alias: str, order: str) -> FastStatements:
     ``select_for_update`` query opens a transaction)."""
     found = _FAST.get((alias, order))
     if found is None:
-        lot, constants = _named(_hold_lot_sql(alias, order), ("user", "key", "now"))
+        lot = _named(_hold_lot_sql(alias, order), ("user", "key", "now"))
         found = _FAST[(alias, order)] = FastStatements(
-            hold=_fast_hold_text(alias, lot), hold_constants=constants,
-            settle=_fast_settle_text(alias), release=_fast_release_text(alias))
+            hold=raw(_fast_hold_text(alias, lot, HOLD_COMMIT_MODE), HOLD_SLOTS),
+            hold_durable=raw(_fast_hold_text(alias, lot, "NULL"), HOLD_SLOTS),
+            settle=raw(_fast_settle_text(alias), SETTLE_SLOTS),
+            release=raw(_fast_release_text(alias), SETTLE_SLOTS))
     return found
 
 
@@ -870,7 +923,7 @@ def _entitlement_types() -> str:
     return ", ".join(f"'{kind.value}'" for kind in sorted(ENTITLEMENTS))
 
 
-def _fast_hold_text(alias: str, lot: str) -> str:
+def _fast_hold_text(alias: str, lot: str, commit_mode: str) -> str:
     """Key first (the global lock order: key, then batches), then the first batch in
     consumption order when it alone covers the amount, then the reservation and its item.
 
@@ -888,7 +941,8 @@ def _fast_hold_text(alias: str, lot: str) -> str:
     kinds = _entitlement_types()
     return (
         f"WITH k AS (INSERT INTO {keys} ({', '.join(key.values())})"
-        f" VALUES (%(user)s, %(idem)s, 'reserve', %(fingerprint)s, %(result)s, %(now)s)"
+        f" VALUES (%(user)s, %(idem)s, 'reserve', %(fingerprint)s,"
+        f" jsonb_build_object('reservation_id', %(rid)s::text), %(now)s)"
         f" ON CONFLICT ({key['user']}, {key['key']}) DO NOTHING"
         f" RETURNING '{FAST_HOLD_ABORT}'::text AS abort),"
         f" lot AS (SELECT * FROM ({lot}) AS first_lot WHERE EXISTS (SELECT 1 FROM k)),"
@@ -910,17 +964,16 @@ def _fast_hold_text(alias: str, lot: str) -> str:
         f" (SELECT CASE WHEN (SELECT count(*) FROM i) = 1 AND (SELECT count(*) FROM took)"
         f" = (SELECT count(*) FROM pick WHERE pick.take > 0) THEN 1"
         f" ELSE CAST(k.abort AS integer) END FROM k) AS placed,"
-        f" {HOLD_COMMIT_MODE} AS commit_mode"
+        f" {commit_mode} AS commit_mode"
     )
 
 
 #: The hold's commit mode, evaluated inside the hold statement (so inside its transaction):
-#: ``%(hold_commit)s`` is ``'off'`` — this transaction only (``is_local``) commits without
-#: waiting for its WAL to reach the disk — or ``NULL``: the session's own setting. It is a
-#: column of the result, not an unreferenced CTE (PostgreSQL would not evaluate that). Why it
-#: is safe: docs/guarantees.md, "A hold commits without waiting for the disk".
-HOLD_COMMIT_MODE = ("set_config('synchronous_commit', COALESCE(%(hold_commit)s,"
-                    " current_setting('synchronous_commit')), true)")
+#: this transaction only (``is_local``) commits without waiting for its WAL to reach the disk
+#: (``hold_durable`` has ``NULL`` there: the session's own setting). It is a column of the
+#: result, not an unreferenced CTE (PostgreSQL would not evaluate that). Why it is safe:
+#: docs/guarantees.md, "A hold commits without waiting for the disk".
+HOLD_COMMIT_MODE = "set_config('synchronous_commit', 'off', true)"
 
 
 RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "state",
@@ -928,13 +981,16 @@ RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "sta
 
 
 def _fast_settle_text(alias: str) -> str:
-    """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's).
+    """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's); the
+    row's user, batch, amount, action type and metadata (its other columns are the caller's
+    values: the hold's id, ``DEBIT``, ``NULL``, ``now``) and the amount held.
 
-    Matches nothing (no row returned, nothing written) for a hold that is not ``HELD``, is
-    past its expiry or has several items: the general path settles those. The hold is found
-    by its primary key: the state is compared as an expression (``state || ''``) so that the
-    prepared statement's generic plan cannot pick the ``(state, expires_at)`` index instead
-    (that plan reads every live hold of every user).
+    The hold's items are read once (``it``: the one-item check and the DEBIT's batch and
+    amount). Matches nothing (no row returned, nothing written) for a hold that is not
+    ``HELD``, is past its expiry or has several items: the general path settles those. The
+    hold is found by its primary key: the state is compared as an expression
+    (``state || ''``) so that the prepared statement's generic plan cannot pick the
+    ``(state, expires_at)`` index instead (that plan reads every live hold of every user).
     """
     hold = _names(alias, Reservation, ("id", "user", "product", "amount", "committed_amount",
                                 "state", "action_type", "metadata", "expires_at",
@@ -950,22 +1006,25 @@ def _fast_settle_text(alias: str) -> str:
             f" THEN jsonb_build_object('reservation_id', r.id::text, 'requested_amount',"
             f" r.amount) ELSE jsonb_build_object('reservation_id', r.id::text) END")
     return (
-        f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{COMMITTED.value}',"
+        f"WITH it AS (SELECT {items}.{item['quota_batch']} AS batch_id,"
+        f" {items}.{item['amount']} AS amount FROM {items}"
+        f" WHERE {items}.{item['reservation']} = %(rid)s),"
+        f" r AS (UPDATE {holds} SET {hold['state']} = '{COMMITTED.value}',"
         f" {hold['committed_amount']} = {holds}.{hold['amount']},"
         f" {hold['settled_at']} = %(now)s"
         f" WHERE {holds}.{hold['id']} = %(rid)s"
         f" AND ({holds}.{hold['state']} || '') = '{HELD.value}'"
         f" AND {holds}.{hold['expires_at']} > %(now)s"
-        f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
+        f" AND (SELECT count(*) FROM it) = 1"
         f" RETURNING {holds}.{hold['id']} AS id, {holds}.{hold['user']} AS user_id,"
         f" {holds}.{hold['product']} AS product_id, {holds}.{hold['amount']} AS amount,"
-        f" {holds}.{hold['action_type']} AS action_type, {holds}.{hold['metadata']} AS metadata)"
-        f" , d AS (INSERT INTO {rows} ({', '.join(ledger.values())})"
-        f" SELECT r.id, r.user_id, it.{item['quota_batch']}, it.{item['amount']}, '{debit}',"
+        f" {holds}.{hold['action_type']} AS action_type, {holds}.{hold['metadata']} AS metadata),"
+        f" d AS (INSERT INTO {rows} ({', '.join(ledger.values())})"
+        f" SELECT r.id, r.user_id, it.batch_id, it.amount, '{debit}',"
         f" r.action_type, NULL, NULL, {meta}, %(now)s"
-        f" FROM r JOIN {items} AS it ON it.{item['reservation']} = r.id"
-        f" JOIN {products} AS p ON p.{product['id']} = r.product_id"
-        f" RETURNING {', '.join(ledger.values())})"
+        f" FROM r CROSS JOIN it JOIN {products} AS p ON p.{product['id']} = r.product_id"
+        f" RETURNING {ledger['user']}, {ledger['quota_batch']}, {ledger['amount']},"
+        f" {ledger['action_type']}, {ledger['metadata']})"
         f" SELECT d.*, r.amount FROM d, r"
     )
 
@@ -974,12 +1033,12 @@ def _fast_release_text(alias: str) -> str:
     """``HELD`` → ``RELEASED`` of a one-item hold and its units back to their batch: what
     ``holds.release`` writes for it (no ledger row), in one statement.
 
-    Matches nothing (``released`` is NULL, nothing written) for a hold that is not ``HELD`` or has
-    several items: the general path answers for those. The hold row is locked first, then its
-    batch (the release order of the general path). A batch that is no longer ``ACTIVE`` or
-    ``EXHAUSTED`` (expired or revoked while the hold was open: the general path writes its
-    units off with a DEBIT) aborts the statement with :data:`FAST_HOLD_ABORT`, so the hold's
-    update is rolled back with it.
+    Matches nothing (``released`` is NULL, nothing written) for a hold that is not ``HELD`` or
+    has several items: the general path answers for those. Its items are read once (``h``).
+    The hold row is locked first, then its batch (the release order of the general path). A
+    batch that is no longer ``ACTIVE`` or ``EXHAUSTED`` (expired or revoked while the hold was
+    open: the general path writes its units off with a DEBIT) aborts the statement with
+    :data:`FAST_HOLD_ABORT`, so the hold's update is rolled back with it.
     """
     hold = _names(alias, Reservation, ("id", "committed_amount", "state", "settled_at"))
     item = _names(alias, ReservationItem, ("reservation", "quota_batch", "amount"))
@@ -988,15 +1047,16 @@ def _fast_release_text(alias: str) -> str:
                              _table(alias, QuotaBatch))
     released = Reservation.State.RELEASED.value
     return (
-        f"WITH r AS (UPDATE {holds} SET {hold['state']} = '{released}',"
+        f"WITH h AS (SELECT {items}.{item['quota_batch']} AS batch_id,"
+        f" {items}.{item['amount']} AS amount FROM {items}"
+        f" WHERE {items}.{item['reservation']} = %(rid)s),"
+        f" r AS (UPDATE {holds} SET {hold['state']} = '{released}',"
         f" {hold['committed_amount']} = 0, {hold['settled_at']} = %(now)s"
         f" WHERE {holds}.{hold['id']} = %(rid)s"
         f" AND ({holds}.{hold['state']} || '') = '{HELD.value}'"
-        f" AND (SELECT count(*) FROM {items} WHERE {items}.{item['reservation']} = %(rid)s) = 1"
-        f" RETURNING {holds}.{hold['id']} AS id, '{FAST_HOLD_ABORT}'::text AS abort),"
-        f" it AS (SELECT i.{item['quota_batch']} AS batch_id, i.{item['amount']} AS amount"
-        f" FROM {items} AS i JOIN r ON i.{item['reservation']} = r.id"
-        f" WHERE i.{item['amount']} > 0),"
+        f" AND (SELECT count(*) FROM h) = 1"
+        f" RETURNING '{FAST_HOLD_ABORT}'::text AS abort),"
+        f" it AS (SELECT h.batch_id, h.amount FROM h, r WHERE h.amount > 0),"
         f" b AS (UPDATE {batches} SET {batch['remaining_quantity']} ="
         f" {batches}.{batch['remaining_quantity']} + it.amount, {batch['state']} ="
         f" '{ACTIVE.value}' FROM it WHERE {batches}.{batch['id']} = it.batch_id"
@@ -1007,10 +1067,8 @@ def _fast_release_text(alias: str) -> str:
     )
 
 
-__all__ += ["FAST_HOLD_ABORT", "HOLD_COMMIT_MODE", "SET_SESSION", "FastStatements",
-            "fast_statements",
-            "fast_statements_cached",
-            "json_object"]
+__all__ += ["FAST_HOLD_ABORT", "HOLD_COMMIT_MODE", "HOLD_SLOTS", "SETTLE_SLOTS", "SET_SESSION",
+            "FastStatements", "fast_statements", "fast_statements_cached", "json_object", "raw"]
 
 
 # =================================================================================================

@@ -497,3 +497,20 @@ def test_a_fast_charge_is_counted_in_the_loop_without_a_thread_hop(user, credits
     assert general == {"place": 0, "commit": 0, "release": 0}
     assert counted == [("CREDITS", 1), ("CREDITS", 2)]
     assert hops == first  # the second charge: no thread hop at all
+
+
+@pytest.mark.django_db(transaction=False)
+def test_statements_reach_the_driver_numbered_once() -> None:
+    """``sql.raw``: a named value used twice is one ``$n`` (sent once), positional ``%s`` are
+    numbered in order, ``%%`` is a literal percent; constants written into the text are only
+    ints and identifier-like strings of our own statements."""
+    from billable.ledger import sql
+
+    assert sql.raw("a = %(x)s AND b = %(y)s OR c = %(x)s", ("y", "x")) == (
+        b"a = $2 AND b = $1 OR c = $2")
+    assert sql.raw("a = %s AND b LIKE '%%z' AND c = %s") == b"a = $1 AND b LIKE '%z' AND c = $2"
+    assert sql._literal(0) == "0"
+    assert sql._literal("ACTIVE") == "'ACTIVE'"
+    for unsafe in ("x' OR '1", True, 1.5, None):
+        with pytest.raises(RuntimeError):
+            sql._literal(unsafe)
