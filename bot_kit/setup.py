@@ -31,6 +31,7 @@ from bot_kit.middlewares.identity import (
 from bot_kit.middlewares.quota import QuotaMiddleware
 from bot_kit.payments import create_payment_routers
 from bot_kit.paywall import notify
+from bot_kit.routing import install_gates
 from bot_kit.texts import error_text
 
 logger = logging.getLogger("bot_kit")
@@ -45,9 +46,11 @@ def create_routers(config: BillingConfig) -> list[Router]:
     """The kit's routers, fresh, in the order they should be tried: the growth routers (gifts,
     ``/promo``, ``/notifications`` — each handles only its own commands, deep links and
     callbacks), the purchase flow and Stars subscriptions, then ``/paysupport``, ``/trial`` and
-    ``/balance``."""
-    return [*create_growth_routers(config), *create_payment_routers(config),
-            *create_core_routers(config)]
+    ``/balance``. Each has a gate in front of its message and callback handlers
+    (:mod:`bot_kit.routing`): a host's plain message or own button skips the kit's filters."""
+    routers = [*create_growth_routers(config), *create_payment_routers(config),
+               *create_core_routers(config)]
+    return [install_gates(router) for router in routers]
 
 
 def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,
