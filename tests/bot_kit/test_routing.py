@@ -172,3 +172,43 @@ async def test_a_caption_command_still_reaches_the_kit(make_dp, bot, session, up
     await dp.feed_update(bot, updates.message("", caption=" /help_pay", photo=photo))
 
     assert texts_sent(session) == [get_text("paysupport", "en")]
+
+
+@pytest.mark.parametrize("config", [BillingConfig(), RENAMED], ids=["default", "renamed"])
+async def test_the_merged_router_picks_the_handler_the_feature_routers_picked(config):
+    """One router with the features' handlers in order matches what the routers, tried in
+    order, matched (first match wins in both)."""
+    from bot_kit.handlers import create_core_routers
+    from bot_kit.handlers.growth import create_growth_routers
+    from bot_kit.payments import create_payment_routers
+
+    bot = make_bot()
+    [merged] = create_routers(config)
+    features = [*create_growth_routers(config), *create_payment_routers(config),
+                *create_core_routers(config)]
+
+    async def first(handlers: list[Any], event: Any) -> Any:
+        for handler in handlers:
+            if (await handler.check(event, bot=bot))[0]:  # the same code, built afresh
+                return f"{handler.callback.__module__}.{handler.callback.__qualname__}"
+        return None
+
+    updates = UpdateFactory()
+    buttons = [BuyOffer(sku="A").pack(), GiftOffer(sku="A").pack(),
+               PromoOffer(code="C", sku="A").pack(), SubscribeOffer(sku="S").pack(),
+               SubscriptionAction(action="cancel").pack(), "host:1"]
+    cases = [("message", m) for m in messages(config)]
+    cases += [("callback_query", updates.callback(d).callback_query) for d in buttons]
+    seen = set()
+    for name, event in cases:
+        expected = None
+        for router in features:
+            expected = await first(router.observers[name].handlers, event)
+            if expected is not None:
+                break
+        assert await first(merged.observers[name].handlers, event) == expected
+        seen.add(expected)
+    assert len(seen) >= 15  # most kit handlers were the first match of some case
+    for name in ("message", "callback_query", "pre_checkout_query", "subscription"):
+        assert [h.callback.__qualname__ for h in merged.observers[name].handlers] == [
+            h.callback.__qualname__ for r in features for h in r.observers[name].handlers]
