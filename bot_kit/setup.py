@@ -31,6 +31,7 @@ from bot_kit.middlewares.identity import (
 from bot_kit.middlewares.quota import QuotaMiddleware
 from bot_kit.payments import create_payment_routers
 from bot_kit.paywall import notify
+from bot_kit.routing import install_gates, merge_routers
 from bot_kit.texts import error_text
 
 logger = logging.getLogger("bot_kit")
@@ -42,12 +43,16 @@ GATED_EVENTS = ("message", "edited_message", "callback_query", "inline_query",
 
 
 def create_routers(config: BillingConfig) -> list[Router]:
-    """The kit's routers, fresh, in the order they should be tried: the growth routers (gifts,
-    ``/promo``, ``/notifications`` — each handles only its own commands, deep links and
-    callbacks), the purchase flow and Stars subscriptions, then ``/paysupport``, ``/trial`` and
-    ``/balance``."""
-    return [*create_growth_routers(config), *create_payment_routers(config),
-            *create_core_routers(config)]
+    """The kit's router (a list of one, ``"bot_kit"``), fresh: the handlers of the feature
+    routers in the order they should be tried — the growth features (gifts, ``/promo``,
+    ``/notifications``: each handles only its own commands, deep links and callbacks), the
+    purchase flow and Stars subscriptions, then ``/paysupport``, ``/trial`` and ``/balance``.
+    The features are merged into one router (:func:`bot_kit.routing.merge_routers`) with a gate
+    in front of its message and callback handlers: a host's plain message or own button costs
+    one router visit and one cheap check."""
+    features = [*create_growth_routers(config), *create_payment_routers(config),
+                *create_core_routers(config)]
+    return [install_gates(merge_routers("bot_kit", features))]
 
 
 def setup_billing(dp: Dispatcher | Router, config: BillingConfig, *,

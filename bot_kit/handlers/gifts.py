@@ -27,6 +27,7 @@ from bot_kit.payments.handlers import confirm_once, resolve_user_id
 from bot_kit.payments.invoices import STARS, apurchasable_offers, send_invoice
 from bot_kit.payments.payload import KIND_GIFT, VERSION_BOT
 from bot_kit.paywall import format_price
+from bot_kit.routing import needs_message_field
 from bot_kit.texts import error_text, get_text, pick_language, user_language
 
 logger = logging.getLogger("bot_kit.gifts")
@@ -46,6 +47,7 @@ def is_gift_payload(payload: object) -> bool:
     return len(parts) == size and parts[2] == KIND_GIFT
 
 
+@needs_message_field("successful_payment")
 async def is_gift_payment(message: Message) -> bool:
     """Filter: a ``successful_payment`` for a gift invoice (async: no thread hop per update)."""
     paid = message.successful_payment

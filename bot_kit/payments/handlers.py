@@ -37,6 +37,7 @@ from bot_kit.payments.invoices import (
 from bot_kit.payments.precheckout import answer_pre_checkout
 from bot_kit.payments.refunds import RefundOutbox, arecord_refunded_once, arequest_refund
 from bot_kit.paywall import format_price, offers_keyboard
+from bot_kit.routing import needs_message_field
 from bot_kit.texts import SOURCE, error_text, get_text, user_language
 
 logger = logging.getLogger("bot_kit.payments")
@@ -80,11 +81,13 @@ async def send_offer_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, *,
     await send_invoice(bot, chat_id, request)
 
 
+@needs_message_field("successful_payment")
 async def is_successful_payment(message: Message) -> bool:
     """Filter: a ``successful_payment`` service message (async: evaluated in the event loop)."""
     return message.successful_payment is not None
 
 
+@needs_message_field("refunded_payment")
 async def is_refunded_payment(message: Message) -> bool:
     """Filter: a ``refunded_payment`` service message (async: evaluated in the event loop)."""
     return message.refunded_payment is not None
