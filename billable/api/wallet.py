@@ -48,7 +48,7 @@ from billable.schemas.wallet import (
 )
 from billable.selectors.catalog import active_offers
 from billable.selectors.wallet import balance_rows, balances_from, ledger_rows, spendable_batches
-from billable.services import BalanceService, TransactionService
+from billable.services import BalanceService, IdentityService, TransactionService
 
 router = Router()
 
@@ -175,10 +175,21 @@ async def _fast_consume(data: QuotaConsumeSchema) -> dict[str, Any] | None:
 
     Safe before the user check: a nonexistent user holds no batch, so nothing is spent and no
     idempotency key is claimed (the keyed statement rolls its key back with the consume it could
-    not make); the general path then answers ``404 User not found`` first, as always.
+    not make); the general path then answers ``404 User not found`` first, as always. An
+    ``external_id`` request first reads its linked user in one statement
+    (``IdentityService.afast_user_id``); an identity not linked yet is the general path's,
+    which creates it.
     """
+    user_id = data.user_id
+    if user_id is None:
+        if data.external_id is None:
+            return None
+        user_id = await IdentityService.afast_user_id(provider=data.provider,
+                                                      external_id=data.external_id)
+        if user_id is None:
+            return None
     return await TransactionService.afast_consume_quota(
-        data.user_id, data.product_key, action_type=data.action_type, amount=data.amount,
+        user_id, data.product_key, action_type=data.action_type, amount=data.amount,
         action_id=data.action_id, idempotency_key=data.idempotency_key, metadata=data.metadata)
 
 
@@ -190,13 +201,14 @@ async def consume_quota(request: HttpRequest, data: QuotaConsumeSchema) -> Any:
     is missing or short; ``409`` when ``idempotency_key`` was used for a different request; a
     replay of the same request returns the original usage.
 
-    A ``user_id`` consume that the user's first spendable batch covers runs in the event loop,
-    as one statement on the async pool (``TransactionService.afast_consume_quota``): it can
-    only succeed for a user who holds that batch, so the user check is the statement itself.
+    A consume that the user's first spendable batch covers runs in the event loop, as one
+    statement on the async pool (``TransactionService.afast_consume_quota``): it can only
+    succeed for a user who holds that batch, so the user check is the statement itself (an
+    ``external_id`` costs one more statement, reading its linked user).
     Everything else — and every answer but a success — is :func:`_consume` in one thread hop,
     with the same rows, answers and errors.
     """
-    result = await _fast_consume(data) if data.user_id is not None else None
+    result = await _fast_consume(data)
     if result is None:
         result = await sync_to_async(_consume)(data)
     if not result.get("success"):

@@ -41,6 +41,12 @@ async def _plan(alias: str) -> sql.FirstLot:
     return found
 
 
+def available(using: str) -> bool:
+    """Whether the async consume may run on ``using`` (no I/O): PostgreSQL with the async pool
+    (:func:`billable.ledger.apool.available`) and ``BILLABLE_ASYNC_CONSUME`` on."""
+    return bool(billable_settings.ASYNC_CONSUME) and apool.available(using)
+
+
 async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
                    action_id: str | None, idempotency_key: str | None,
                    metadata: dict[str, Any], using: str) -> dict[str, Any] | None:
@@ -48,7 +54,7 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
     success dict of :func:`billable.ledger.spend.consume`, or ``None`` (nothing written). The
     ledger signals and usage counters are sent after it, like the general path's after its
     commit."""
-    if not (billable_settings.ASYNC_CONSUME and apool.available(using)):
+    if not available(using):
         return None
     if await audit.awrites_events(consumed=True, using=using):
         return None
@@ -81,4 +87,4 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
             "remaining": int(left), "metadata": debit_meta}
 
 
-__all__ = ["aconsume"]
+__all__ = ["aconsume", "available"]

@@ -26,13 +26,19 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
 
 from billable.exceptions import InvalidInput, UserNotFound
-from billable.ledger import apool, sql
+from billable.ledger import apool, fastconsume, sql
 from billable.models import ExternalIdentity
 from billable.validation import coerce_pk, metadata_dict, safe_text
 
 MAX_PROVIDER_LENGTH = 50
 MAX_EXTERNAL_ID_LENGTH = 255
 _USERNAME_ATTEMPTS = 20
+
+
+#: The user of one external identity (the unique ``(provider, external_id)`` index).
+_USER_OF_IDENTITY = sql.raw(
+    f'SELECT "user_id" FROM "{ExternalIdentity._meta.db_table}" '
+    'WHERE "provider" = %s AND "external_id" = %s')
 
 
 def normalize_provider(provider: Any) -> str:
@@ -188,6 +194,25 @@ class IdentityService:
         return await sync_to_async(cls.resolve_user)(
             provider=provider, external_id=external_id, profile=profile, create=create)
 
+
+    @classmethod
+    async def afast_user_id(cls, *, provider: Any = "default", external_id: Any) -> int | None:
+        """The user linked to ``(provider, external_id)``, read in one statement on the async
+        pool in the event loop (no thread hop): the external-id step of the async consume
+        (``POST /wallet/consume`` with an ``external_id``). ``None`` when it cannot answer —
+        nobody linked yet, invalid input, or no async consume here (SQLite, the settings off,
+        inside ``atomic()``): the caller then runs :meth:`resolve_user`, which creates, links
+        and raises as always. It writes nothing (a profile is :meth:`resolve_user`'s)."""
+        if not fastconsume.available(DEFAULT_DB_ALIAS):
+            return None
+        try:
+            key = (normalize_provider(provider), normalize_external_id(external_id))
+        except InvalidInput:
+            return None
+        rows = await apool.run(DEFAULT_DB_ALIAS, _USER_OF_IDENTITY, key, label="identity lookup")
+        if not rows or rows[0][0] is None:
+            return None
+        return int(rows[0][0])
 
     # -- change notices: bots in other processes evict their cached identities ------------------
 

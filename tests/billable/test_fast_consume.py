@@ -17,7 +17,14 @@ from django.test import override_settings
 
 from billable.events.outbox import subscribed_types
 from billable.ledger import apool, spend
-from billable.models import EventEndpoint, IdempotencyKey, Product, QuotaBatch, Transaction
+from billable.models import (
+    EventEndpoint,
+    ExternalIdentity,
+    IdempotencyKey,
+    Product,
+    QuotaBatch,
+    Transaction,
+)
 from billable.services import TransactionService
 from tests.billable.ledger_support import make_batch
 from tests.billable.test_ledger_first_lot import KEY, SCENARIOS, _plain, _row, _state, _wallet
@@ -286,10 +293,11 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
-def _exchange(app: Any, user: Any) -> list[tuple[int, Any]]:
+def _exchange(app: Any, user: Any, ref: dict[str, Any] | None = None) -> list[tuple[int, Any]]:
+    """``REQUESTS`` for ``user`` (or the identity ``ref`` names); answers without usage ids."""
     out = []
     for body in REQUESTS:
-        status, reply = post(app, {"user_id": user.pk, "product_key": KEY, **body})
+        status, reply = post(app, {**(ref or {"user_id": user.pk}), "product_key": KEY, **body})
         if isinstance(reply, dict) and isinstance(reply.get("data"), dict):
             reply = {**reply, "data": {k: v for k, v in reply["data"].items()
                                        if k != "usage_id"}}
@@ -337,6 +345,60 @@ def test_a_covered_consume_makes_no_thread_hop_of_its_own(lean, user, make_produ
     make_batch(user, make_product(KEY), 10)
     body = {"user_id": user.pk, "product_key": KEY}
     assert post(lean, body)[0] == 200  # warm: statement compiled, endpoint cache filled
+    with counting_hops() as hops:
+        status, reply = post(lean, body)
+    assert status == 200 and reply["data"]["remaining"] == 8
+    assert hops["sync_to_async"] + hops["async_to_sync"] == 2, hops
+
+
+def test_an_external_id_answers_the_same_on_both_paths(lean, make_user, make_product, general):
+    """An ``external_id`` request reads its linked user in one statement, then consumes as a
+    ``user_id`` one does: the same answers, rows and keys as the general path."""
+    product = make_product(KEY)
+    fast_user, slow_user = make_user(), make_user()
+    for user, external_id in ((fast_user, "ext-fast"), (slow_user, "ext-slow")):
+        ExternalIdentity.objects.create(provider="n8n", external_id=external_id, user=user)
+        make_batch(user, product, 8, age_days=2)
+        make_batch(user, product, 6, age_days=1)
+    fast = _exchange(lean, fast_user, {"provider": " n8n ", "external_id": " ext-fast "})
+    fast_calls = general["consume"]
+    with override_settings(BILLABLE_ASYNC_CONSUME=False):
+        slow = _exchange(lean, slow_user, {"provider": " n8n ", "external_id": " ext-slow "})
+    assert fast == slow
+    assert [status for status, _ in fast] == [200, 200, 200, 409, 200, 400, 422, 400, 200, 400]
+    assert _keys(fast_user) == _keys(slow_user)
+    assert fast_calls == (6 if is_postgres() else 9)
+    assert ExternalIdentity.objects.count() == 2  # nothing created for a linked identity
+
+
+@pytest.mark.parametrize("external_id", ["new-1", "  ", "x" * 300])
+def test_an_unlinked_or_invalid_external_id_is_the_general_paths(external_id, lean,
+                                                                 make_product, general):
+    """Nobody linked yet: the general path creates the identity (then finds no quota); a blank
+    or oversized id: its 422. Both answer as with the async consume off."""
+    make_product(KEY)
+    body = {"provider": "n8n", "external_id": external_id, "product_key": KEY}
+    fast = post(lean, body)
+    created = list(ExternalIdentity.objects.values_list("external_id", flat=True))
+    ExternalIdentity.objects.all().delete()
+    with override_settings(BILLABLE_ASYNC_CONSUME=False):
+        slow = post(lean, body)
+    assert fast == slow
+    if external_id == "new-1":
+        assert fast[0] == 400 and created == ["new-1"]
+    else:
+        assert fast[0] == 422 and created == []
+    assert not Transaction.objects.exists()
+
+
+@requires_postgres
+def test_an_external_id_consume_makes_no_thread_hop_of_its_own(lean, user, make_product):
+    from tests.billable.api.test_lean_asgi import counting_hops
+
+    ExternalIdentity.objects.create(provider="default", external_id="tg-5", user=user)
+    make_batch(user, make_product(KEY), 10)
+    body = {"external_id": "tg-5", "product_key": KEY}
+    assert post(lean, body)[0] == 200  # warm
     with counting_hops() as hops:
         status, reply = post(lean, body)
     assert status == 200 and reply["data"]["remaining"] == 8
