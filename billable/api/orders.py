@@ -50,10 +50,13 @@ async def create_order(request: HttpRequest, data: OrderCreateSchema) -> Any:
     """Create a ``pending`` order for ``items`` (``[{"sku", "quantity"}]``), priced by the catalog.
 
     ``400`` for unknown/inactive SKUs (``Offer not found for sku: '<sku>'``), items without a
-    SKU, bad quantities or mixed currencies. A new external identity is created first.
+    SKU, bad quantities or mixed currencies. A new external identity is created first. With an
+    ``idempotency_key`` a retry of the same body returns the order the first request created;
+    ``409`` when the key was used for a different request.
     """
     uid = await resolve_user_id(data)
-    order = await OrderService.acreate_order(uid, data.items, data.metadata)
+    order = await OrderService.acreate_order(uid, data.items, data.metadata,
+                                             idempotency_key=data.idempotency_key)
     return await _document_async(order)
 
 

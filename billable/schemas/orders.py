@@ -15,6 +15,7 @@ from billable.schemas.common import (
     Label,
     Reason,
     Ref,
+    RetryKey,
     UserRefIn,
     clean_json,
 )
@@ -77,6 +78,9 @@ class OrderCreateSchema(UserRefIn):
         json_schema_extra={"minItems": 1, "items": ORDER_LINE_SCHEMA},
     )
     metadata: JsonObject | None = Field(None, description="Application data for the order.")
+    idempotency_key: RetryKey | None = Field(
+        None, description="Retry key; unique per user. A retry with the same key and body "
+        "returns the order the first request created.")
 
     @field_validator("items")
     @classmethod

@@ -29,9 +29,10 @@ from billable.compat import OrderCompat
 from billable.exceptions import InvalidAmount, OrderNotFound, OrderStateError, UserNotFound
 from billable.ledger import closing, payments
 from billable.ledger import grants as granting  # noqa: F401  (kept: tests patch its grant_lines)
+from billable.ledger.idempotency import claim_key
 from billable.ledger.retry import retrying
 from billable.ledger.snapshots import snapshot_of
-from billable.models import Order, OrderItem
+from billable.models import IdempotencyKey, Order, OrderItem
 from billable.services.order_input import (
     DEFAULT_PAYMENT_METHOD,
     MAX_TOTAL,
@@ -42,7 +43,7 @@ from billable.services.order_input import (
     reason_text,
 )
 from billable.signals import order_cancelled, order_confirmed, order_refunded, send_on_commit
-from billable.validation import coerce_pk, metadata_dict
+from billable.validation import coerce_pk, metadata_dict, optional_key
 
 
 class OrderService(OrderCompat):
@@ -50,16 +51,20 @@ class OrderService(OrderCompat):
 
     @classmethod
     def create_order(cls, user_id: Any, items: Any,
-                     metadata: dict[str, Any] | None = None) -> Order:
+                     metadata: dict[str, Any] | None = None, *,
+                     idempotency_key: str | None = None) -> Order:
         """Create a ``pending`` order priced from the catalog.
 
         ``items``: ``[{"sku": ..., "quantity": n}]`` (SKUs in any case; a client ``price`` is
         ignored). Raises ``InvalidInput`` ("Item must have 'sku'", mixed currencies, empty order),
         ``InvalidAmount`` (quantity), ``OfferNotFound`` ("Offer not found for sku: '<sku>'"),
-        ``UserNotFound``.
+        ``UserNotFound``. With an ``idempotency_key`` a retry of the same request returns the
+        order the first one created (whatever its status now); the key reused for another
+        request raises ``IdempotencyConflict``.
         """
         lines = parse_lines(items)
         metadata = metadata_dict(metadata)
+        key = optional_key(idempotency_key)
         offers = load_offers(lines)
         currency = order_currency([offers[sku] for _, sku, _ in lines])
         pk = coerce_pk(getattr(user_id, "pk", user_id))
@@ -69,6 +74,12 @@ class OrderService(OrderCompat):
         if total >= MAX_TOTAL:
             raise InvalidAmount("Order total is too large", field="quantity")
         with transaction.atomic():
+            if key is not None:
+                request = {"lines": [[sku, qty] for _, sku, qty in lines], "metadata": metadata}
+                earlier = claim_key(user_id=pk, key=key, operation="create_order",
+                                    request=request, result={})
+                if earlier is not None:
+                    return cls.get_order(earlier.result.get("order_id"))
             order = Order.objects.create(user_id=pk, total_amount=total, currency=currency,
                                          status=Order.Status.PENDING, metadata=metadata)
             OrderItem.objects.bulk_create([
@@ -76,13 +87,18 @@ class OrderService(OrderCompat):
                           snapshot=snapshot_of(offers[sku]))
                 for _, sku, qty in lines
             ])
+            if key is not None:
+                IdempotencyKey.objects.filter(user_id=pk, key=key).update(
+                    result={"order_id": str(order.pk)})
         return order
 
     @classmethod
     async def acreate_order(cls, user_id: Any, items: Any,
-                            metadata: dict[str, Any] | None = None) -> Order:
+                            metadata: dict[str, Any] | None = None, *,
+                            idempotency_key: str | None = None) -> Order:
         """Async twin of :meth:`create_order`."""
-        return await sync_to_async(cls.create_order)(user_id, items, metadata)
+        return await sync_to_async(cls.create_order)(user_id, items, metadata,
+                                                     idempotency_key=idempotency_key)
 
     @classmethod
     def get_order(cls, order_id: Any) -> Order:

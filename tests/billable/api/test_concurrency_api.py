@@ -53,3 +53,22 @@ def test_parallel_confirms_grant_once(settings: Any, user: Any, tokens: Any,
     assert set(statuses) <= {200, 409} and statuses.count(200) >= 1
     wallet = client.get(f"{URL}/wallet", {"user_id": user.pk}, headers=_auth(settings))
     assert wallet.json()["balances"] == {"TOKENS": 5}
+
+
+def test_parallel_order_creations_with_one_key_create_one_order(settings: Any, user: Any,
+                                                               tokens: Any,
+                                                               make_offer: Any) -> None:
+    from billable.models import Order
+
+    make_offer("PACK", items=[(tokens, 5)], price="1.00")
+    payload = {"user_id": user.pk, "items": [{"sku": "PACK", "quantity": 2}],
+               "idempotency_key": "checkout-7"}
+
+    def create(_: int) -> Any:
+        return Client().post(f"{URL}/orders", payload, content_type="application/json",
+                             headers=_auth(settings))
+
+    replies = run_in_threads(THREADS, create)
+    assert [r.status_code for r in replies] == [200] * THREADS
+    assert len({r.json()["id"] for r in replies}) == 1
+    assert Order.objects.filter(user=user).count() == 1

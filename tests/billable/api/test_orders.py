@@ -156,3 +156,28 @@ async def test_refund_revokes_products(api: Any, user: Any, bundle: Any) -> None
     assert (await api.get(f"/orders/{order['id']}")).json()["status"] == "refunded"
     again = await api.post(f"/orders/{order['id']}/refund", {})
     assert again.status_code == 400
+
+
+@in_main_thread
+async def test_a_retried_order_with_its_key_is_the_same_order(api: Any, user: Any,
+                                                             credit_pack: Any) -> None:
+    from billable.models import Order
+
+    items = [{"sku": "off_credits_100", "quantity": 2}]
+    first = await _order(api, user, items, idempotency_key="cart-1", metadata={"cart": 1})
+    again = await _order(api, user, [{"sku": " OFF_CREDITS_100 ", "quantity": 2}],
+                         idempotency_key="cart-1", metadata={"cart": 1})
+    assert again == first  # the same order (SKU spelling normalised), nothing new created
+    paid = await api.post(f"/orders/{first['id']}/confirm", {"payment_id": "PAY-9"})
+    assert paid.status_code == 200
+    after_payment = await _order(api, user, items, idempotency_key="cart-1",
+                                 metadata={"cart": 1})
+    assert after_payment["id"] == first["id"] and after_payment["status"] == "paid"
+
+    other = await api.post("/orders", {"user_id": user.pk, "idempotency_key": "cart-1",
+                                       "items": [{"sku": "OFF_CREDITS_100", "quantity": 3}]})
+    assert other.status_code == 409
+    assert other.json()["data"]["error"] == "idempotency_conflict"
+    fresh = await _order(api, user, items, idempotency_key="cart-2", metadata={"cart": 1})
+    assert fresh["id"] != first["id"]
+    assert await Order.objects.filter(user=user).acount() == 2
