@@ -564,14 +564,15 @@ def order_summary(order_id: int | None, lang: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def redeem_promo(code: str, *, user_id: int, telegram_user_id: int,
-                 sku: str | None = None) -> Any:
-    """``PromoService.redeem`` once per Telegram identity: the ``Redemption`` result."""
+                 sku: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
+    """``PromoService.redeem`` once per Telegram identity: the ``Redemption`` result.
+    ``metadata`` (the bot's ``bot_id``) goes on the redemption, its order and its grants."""
     # app registry: billable.growth loads the models; imported on first use
     from billable.growth.promo import PromoService
 
     return PromoService.redeem(code, user_id=user_id, sku=sku,
                                identities={"telegram": telegram_user_id},
-                               metadata={"source": "telegram",
+                               metadata={**(metadata or {}), "source": "telegram",
                                          "telegram_user_id": telegram_user_id})
 
 
@@ -607,13 +608,15 @@ def gift_offer(sku: str) -> Any:
     return catalog.find_offer(sku)
 
 
-def create_gift(user_id: int, sku: str, *, telegram_user_id: int) -> Any:
-    """A pending gift of ``sku`` and its pending order."""
+def create_gift(user_id: int, sku: str, *, telegram_user_id: int,
+                metadata: dict[str, Any] | None = None) -> Any:
+    """A pending gift of ``sku`` and its pending order (``metadata``, the bot's ``bot_id``,
+    goes on both)."""
     # app registry: billable.growth loads the models; imported on first use
     from billable.growth.gifts import GiftService
 
     return GiftService.create_gift(user_id, sku, metadata={
-        "source": "telegram", "telegram_user_id": telegram_user_id})
+        **(metadata or {}), "source": "telegram", "telegram_user_id": telegram_user_id})
 
 
 def pay_gift_order(order_id: int, *, charge_id: str, method: str) -> Any:
@@ -633,14 +636,17 @@ def gift_token_for_order(order_id: int | None) -> str | None:
 
 
 def claim_gift(token: str, *, user_id: int, telegram_user_id: int,
-               provider: str = "telegram") -> tuple[list[Any], Any, Any]:
-    """Claim the gift: ``(batches, gift, buyer's identity or None)``; raises ``gift_*``."""
+               provider: str = "telegram",
+               metadata: dict[str, Any] | None = None) -> tuple[list[Any], Any, Any]:
+    """Claim the gift: ``(batches, gift, buyer's identity or None)``; raises ``gift_*``.
+    ``metadata`` (the claiming bot's ``bot_id``) goes on the granted batches."""
     # app registry: billable.growth loads the models; imported on first use
     from billable.growth.gifts import GiftService
     from billable.services import IdentityService
 
     batches = GiftService.claim(token, user_id=user_id,
-                                metadata={"telegram_user_id": telegram_user_id})
+                                metadata={**(metadata or {}),
+                                          "telegram_user_id": telegram_user_id})
     gift = GiftService.get_gift(token)
     identity = IdentityService.first_identity(gift.buyer_id, provider)
     return batches, gift, identity

@@ -82,7 +82,7 @@ def redeem_promo(user_id: int, telegram_user_id: int, code: str, config: Billing
     Raises the billable promo errors (``promo_*`` codes) and ``NotPurchasable``.
     """
     result = billing.redeem_promo(code, user_id=user_id, telegram_user_id=telegram_user_id,
-                                  sku=sku)
+                                  sku=sku, metadata=config.bot_metadata())
     red = result.redemption
     if result.order is None:
         return PromoOutcome(code=red.promo.code, granted=_granted(result.batches))
@@ -119,7 +119,8 @@ def create_gift_invoice(user_id: int, telegram_user_id: int, sku: str,
     if (offer is None or offer.sku not in allowed or offer.currency.upper() != STARS
             or offer.price <= 0):
         raise NotPurchasable(f"Offer {sku!r} cannot be gifted here")
-    gift = billing.create_gift(user_id, offer.sku, telegram_user_id=telegram_user_id)
+    gift = billing.create_gift(user_id, offer.sku, telegram_user_id=telegram_user_id,
+                               metadata=config.bot_metadata())
     return _invoice(gift.order, offer, telegram_user_id, config, kind=KIND_GIFT)
 
 
@@ -134,11 +135,12 @@ def gift_token_for_order(order_id: int | None) -> str | None:
 
 
 def claim_gift(token: str, user_id: int, telegram_user_id: int, *,
-               provider: str = "telegram") -> GiftClaim:
-    """Claim the gift for ``user_id``; raises the ``gift_*`` errors."""
-    batches, gift, identity = billing.claim_gift(token, user_id=user_id,
-                                                 telegram_user_id=telegram_user_id,
-                                                 provider=provider)
+               provider: str = "telegram", config: BillingConfig | None = None) -> GiftClaim:
+    """Claim the gift for ``user_id``; raises the ``gift_*`` errors. With ``config`` the
+    granted batches carry its bot's ``bot_id``."""
+    batches, gift, identity = billing.claim_gift(
+        token, user_id=user_id, telegram_user_id=telegram_user_id, provider=provider,
+        metadata=config.bot_metadata() if config is not None else None)
     buyer = identity.external_id if identity is not None else ""
     return GiftClaim(granted=_granted(batches), offer_name=gift.offer.name,
                      buyer_telegram_id=int(buyer) if buyer.isdigit() else None,

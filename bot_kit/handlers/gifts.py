@@ -157,7 +157,8 @@ def _add_claiming(router: Router, config: BillingConfig) -> None:
         token = str(command.args or "").removeprefix(DEEP_LINK_PREFIX)
         try:
             result = await sync_to_async(claim_gift)(token, user_id, tg_user.id,
-                                                     provider=config.telegram_provider)
+                                                     provider=config.telegram_provider,
+                                                     config=config)
         except BillableError as exc:
             await message.answer(error_text(exc.code, lang, config))
             return

@@ -172,3 +172,43 @@ def test_notify_command_scans_and_sends(monkeypatch: pytest.MonkeyPatch, catalog
     assert call.params["reply_markup"]["inline_keyboard"][0][0]["text"].startswith("Пополнить")
     call_command("billable_notify", stdout=StringIO())
     assert len(session.calls_to("sendMessage")) == 1
+
+
+async def test_promo_and_gift_orders_carry_the_bots_id(make_dp: Any, config: BillingConfig,
+                                                      bot: Bot, session: FakeSession,
+                                                      updates: UpdateFactory,
+                                                      catalog: dict) -> None:
+    """The dashboard splits money by ``metadata["bot_id"]``: a discounted order, a gift's
+    order and the gift's grant say which bot sold them, like an ordinary purchase."""
+    from dataclasses import replace
+
+    from billable.models import Order, Transaction
+
+    dp = make_dp(replace(config, bot_id=bot.id))
+    await make_code("HALF10", kind="percent", percent_off=50, offer=catalog["pack"])
+    alice, bob = updates.user(), updates.user()
+    await dp.feed_update(bot, updates.command("promo", "HALF10", user=alice))
+    assert session.calls_to("sendInvoice")[-1].params["prices"][0]["amount"] == 25
+    await dp.feed_update(bot, updates.command("gift", "STARS_10", user=alice))
+    gift_invoice = session.calls_to("sendInvoice")[-1].params
+    await pay(dp, bot, updates, alice, gift_invoice, "gift-charge-1")
+
+    @sync_to_async
+    def stamped() -> tuple[list[Any], Any]:
+        orders = [(str(o.total_amount), o.metadata.get("gift"), o.metadata.get("bot_id"))
+                  for o in Order.objects.order_by("id")]
+        from billable.growth.gifts import GiftService
+
+        gift_order = Order.objects.get(metadata__gift=True)
+        return orders, GiftService.token_for_order(gift_order.pk)
+
+    orders, token = await stamped()
+    assert orders == [("25.00", None, str(bot.id)), ("50.00", True, str(bot.id))]
+    await dp.feed_update(bot, updates.command("start", f"gift-{token}", user=bob))
+
+    @sync_to_async
+    def claimed() -> list[Any]:
+        return [t.metadata.get("bot_id") for t in Transaction.objects.filter(
+            direction=Transaction.Direction.CREDIT, metadata__gift_id__isnull=False)]
+
+    assert await claimed() == [str(bot.id)]
