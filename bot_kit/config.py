@@ -60,6 +60,28 @@ class Throttle:
             raise ValueError("Throttle needs limit >= 1, window > 0 and timeout > 0")
 
 
+class ResolvedCommands(Mapping[str, "str | None"]):
+    """``BillingConfig.commands`` after resolution: every feature's command name (read-only),
+    remembering which of them the caller named explicitly (see ``_resolve_commands``)."""
+
+    def __init__(self, resolved: Mapping[str, str | None],
+                 explicit: Mapping[str, str | None]) -> None:
+        self._resolved = MappingProxyType(dict(resolved))
+        self.explicit = MappingProxyType(dict(explicit))
+
+    def __getitem__(self, feature: str) -> str | None:
+        return self._resolved[feature]
+
+    def __iter__(self) -> Any:
+        return iter(self._resolved)
+
+    def __len__(self) -> int:
+        return len(self._resolved)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._resolved))
+
+
 @dataclass(frozen=True)
 class BillingConfig:
     """Everything bot_kit needs to know about a bot; passed once to ``setup_billing``.
@@ -158,20 +180,25 @@ class BillingConfig:
         _SUBSCRIPTION_SKUS.update(self.subscription_offers)
 
     def _resolve_commands(self) -> Mapping[str, str | None]:
-        unknown = sorted(set(self.commands) - set(DEFAULT_COMMANDS))
+        # A config made by dataclasses.replace() gets the resolved mapping back as ``commands``:
+        # only what its caller named explicitly stays explicit, so a replaced balance_command
+        # (or trial_command, support_command) still renames its command.
+        given = self.commands
+        explicit = given.explicit if isinstance(given, ResolvedCommands) else dict(given)
+        unknown = sorted(set(explicit) - set(DEFAULT_COMMANDS))
         if unknown:
             raise ValueError(f"Unknown bot_kit command(s) {unknown}; "
                              f"known: {sorted(DEFAULT_COMMANDS)}")
         legacy = {"balance": self.balance_command, "trial": self.trial_command,
                   "paysupport": self.support_command}
         resolved: dict[str, str | None] = {**DEFAULT_COMMANDS, **legacy}
-        for feature, name in self.commands.items():
+        for feature, name in explicit.items():
             if name is not None and (not isinstance(name, str) or not name.strip()
                                      or name.strip().startswith("/")):
                 raise ValueError(f"Command name for {feature!r} must be a non-empty string "
                                  f"without the slash, or None to remove it")
             resolved[feature] = name.strip() if name is not None else None
-        return MappingProxyType(resolved)
+        return ResolvedCommands(resolved, explicit)
 
     @property
     def telegram_provider(self) -> str:

@@ -243,3 +243,20 @@ async def test_balance_shows_until_when_a_period_product_ends(make_dp, bot, sess
     expected = get_text("balance_line_until", "ru", name="Pro",
                         expiry=batch.expires_at.strftime("%Y-%m-%d"))
     assert texts_sent(session)[-1].splitlines() == [get_text("balance_header", "ru"), expected]
+
+
+def test_a_replaced_config_renames_its_commands() -> None:
+    """``dataclasses.replace`` re-resolves the command names: the older spellings
+    (``balance_command`` …) rename unless ``commands`` named that feature explicitly."""
+    from dataclasses import replace
+
+    base = BillingConfig()
+    assert replace(base, balance_command="wallet").command("balance") == "wallet"
+    assert replace(base, trial_command="try").command("trial") == "try"
+    named = BillingConfig(commands={"balance": "money", "buy": "purchase"})
+    again = replace(named, balance_command="wallet", support_command="help_pay")
+    assert (again.command("balance"), again.command("buy"),
+            again.command("paysupport")) == ("money", "purchase", "help_pay")
+    fresh = replace(named, commands={"buy": None})
+    assert (fresh.command("buy"), fresh.command("balance")) == (None, "balance")
+    assert replace(base) == base and dict(replace(named).commands) == dict(named.commands)
