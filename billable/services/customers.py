@@ -25,8 +25,11 @@ from billable.ledger.retry import retrying
 from billable.models import (
     CustomerMerge,
     ExternalIdentity,
+    Gift,
     IdempotencyKey,
     Order,
+    PromoIdentityUse,
+    PromoRedemption,
     QuotaBatch,
     Referral,
     Reservation,
@@ -122,6 +125,24 @@ def _move_referrals(target: int, source: int) -> int:
     return len(rows)
 
 
+def _move_growth(target: int, source: int) -> None:
+    """Promo redemptions and gifts follow the customer; a code the source account used (by
+    its account, not only by an identity that moves with it) stays used for the target."""
+    PromoRedemption.objects.filter(user_id=source).update(user_id=target)
+    Gift.objects.filter(buyer_id=source).update(buyer_id=target)
+    Gift.objects.filter(claimed_by_id=source).update(claimed_by_id=target)
+    source_hash = TrialHistory.generate_identity_hash(str(source))
+    target_hash = TrialHistory.generate_identity_hash(str(target))
+    uses = PromoIdentityUse.objects.filter(identity_type=USER_IDENTITY_TYPE,
+                                           identity_hash=source_hash)
+    PromoIdentityUse.objects.bulk_create(
+        [PromoIdentityUse(promo_id=use.promo_id, redemption_id=use.redemption_id,
+                          identity_type=USER_IDENTITY_TYPE, identity_hash=target_hash)
+         for use in uses],
+        ignore_conflicts=True,
+    )
+
+
 def _trial_pairs(user_ids: tuple[int, ...]) -> list[tuple[str, str]]:
     """The trial identities of the merged customer: both accounts and every identity they hold
     (after the move, all of them belong to the target)."""
@@ -188,6 +209,7 @@ class CustomerService:
             _move_idempotency_keys(target, source)
             stats["moved_referrals"] = _move_referrals(target, source)
             _reconcile_trials(target, source)
+            _move_growth(target, source)
             CustomerMerge.objects.create(target_user_id=target, source_user_id=source,
                                          target_id_value=str(target),
                                          source_id_value=str(source), stats=stats)

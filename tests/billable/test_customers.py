@@ -199,3 +199,25 @@ def test_refused_merge_leaves_no_record(pair):
     with pytest.raises(MergeError):
         CustomerService.merge_customers(target.id, target.id)
     assert not CustomerMerge.objects.exists()
+
+
+def test_promo_uses_and_gifts_follow_the_merged_customer(pair, pack):
+    """A once-per-customer code the source account used stays used by the merged customer (not
+    only through identities that move); its redemptions and gifts move to the target."""
+    from billable.exceptions import PromoAlreadyUsed
+    from billable.growth.gifts import GiftService
+    from billable.growth.promo import PromoService
+    from billable.models import Gift, PromoCode, PromoRedemption
+
+    target, source = pair
+    PromoCode.objects.create(code="ONCE", offer=pack)
+    PromoService.redeem("ONCE", user_id=source.pk)  # by account only: no external identity
+    gift = GiftService.create_gift(source.pk, pack.sku)
+    CustomerService.merge_customers(target.pk, source.pk)
+    assert list(PromoRedemption.objects.values_list("user_id", flat=True)) == [target.pk]
+    assert Gift.objects.get(pk=gift.pk).buyer_id == target.pk
+    with pytest.raises(PromoAlreadyUsed):
+        PromoService.redeem("ONCE", user_id=target.pk)
+    with pytest.raises(PromoAlreadyUsed):  # the emptied source cannot use it again either
+        PromoService.redeem("ONCE", user_id=source.pk)
+    assert PromoRedemption.objects.count() == 1
