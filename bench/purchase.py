@@ -9,8 +9,13 @@ every purchase must credit exactly its units once.
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bots import KNOWN_TG_ID, Feed, dispatcher
 from bench.common import Recorder, make_product
@@ -100,3 +105,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
     rec.target("every purchase credited exactly once (1 = yes)",
                value=1.0 if shop.done and credited(shop.user) == 10 * shop.done else 0.0,
                required=1.0, unit="ok")
+
+
+if __name__ == "__main__":
+    from bench.__main__ import run_alone
+
+    sys.exit(run_alone("purchase", sys.argv[1:]))

@@ -187,6 +187,9 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
         except pg_errors.LockNotAvailable:  # waited lock_timeout(): a lock holder out of sight
             logger.info("%s: a row lock was held past %s; general path", label, lock_timeout())
             return None
+        except pg_errors.QueryCanceled as exc:  # statement_timeout or a cancel: not a broken
+            logger.warning("%s cancelled, using the general path: %s", label, exc)  # link
+            return None
         except pg_errors.InvalidTextRepresentation as exc:
             if not any(marker in str(exc) for marker in aborts):
                 logger.warning("%s failed, using the general path: %s", label, exc)
