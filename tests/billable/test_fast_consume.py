@@ -6,7 +6,6 @@ taking it without changing a byte of its answers or its user rules."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from typing import Any
@@ -27,8 +26,16 @@ from billable.models import (
 )
 from billable.services import TransactionService
 from tests.billable.ledger_support import make_batch
-from tests.billable.test_ledger_first_lot import KEY, SCENARIOS, _plain, _row, _state, _wallet
-from tests.helpers import is_postgres, requires_postgres, run_in_threads
+from tests.billable.test_ledger_first_lot import (
+    KEY,
+    SCENARIOS,
+    _plain,
+    _row,
+    _state,
+    _wallet,
+    race_for_one_wallet,
+)
+from tests.helpers import is_postgres, requires_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -199,31 +206,9 @@ def test_sqlite_or_not_the_answers_are_the_same(user, make_product):
 @pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
 def test_threads_on_one_user_never_overspend(keyed, user, make_product):
     """The async statement, its fallback and the general path race for one wallet."""
-    product = make_product(KEY)
-    for quantity, age in ((7, 4), (3, 3), (11, 2), (5, 1)):
-        make_batch(user, product, quantity, age_days=age)
-    amounts = itertools.cycle((1, 2, 3, 5))
-    plan = [next(amounts) for _ in range(16)]
-
-    def spend_one(index: int) -> dict[str, Any]:
-        key = f"k{index % 12}" if keyed else None
-        return aconsume(user.pk, amount=plan[index % 12 if keyed else index],
-                        idempotency_key=key)
-
-    results = run_in_threads(16, spend_one)
-    assert not [r for r in results if isinstance(r, BaseException)], results
-    spent = sum(Transaction.objects.filter(direction="DEBIT").values_list("amount", flat=True))
-    assert spent + TransactionService.get_balance(user.pk, KEY) == 26
-    assert {r.get("error") for r in results if not r["success"]} <= {"insufficient_funds",
-                                                                     "quota_exhausted"}
+    by_key = race_for_one_wallet(user, make_product, keyed, aconsume)
     if keyed:
-        by_key: dict[str, set[str]] = {}
-        for index, result in enumerate(results):
-            if result["success"]:
-                by_key.setdefault(f"k{index % 12}", set()).add(result["usage_id"])
-        assert all(len(ids) == 1 for ids in by_key.values())
         assert IdempotencyKey.objects.count() == len(by_key)
-    assert TransactionService.check_ledger() == []
 
 
 def _terminate_pool_connections() -> None:

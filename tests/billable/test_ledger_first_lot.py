@@ -218,11 +218,12 @@ def test_a_first_batch_too_small_falls_back_without_a_trace(user, make_product):
     assert TransactionService.check_ledger() == []
 
 
-@requires_postgres
-@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
-def test_threads_on_one_user_never_overspend(keyed, user, make_product):
-    """Threads race for a wallet whose first batch covers some consumes and not others, so the
-    single-statement path, its fallback and the general path all run at once."""
+def race_for_one_wallet(user: Any, make_product: Any, keyed: bool,
+                        consume: Callable[..., dict[str, Any]]) -> dict[str, set[str]]:
+    """16 threads race ``consume(user_id, amount=…, idempotency_key=…)`` for a wallet whose first
+    batch covers some consumes and not others (so the single-statement path, its fallback and
+    the general path all run at once); asserts nothing is overspent or refused wrongly and a
+    key is charged once. Returns the usage ids of each key (empty when not ``keyed``)."""
     product = make_product(KEY)
     for quantity, age in ((7, 4), (3, 3), (11, 2), (5, 1)):
         make_batch(user, product, quantity, age_days=age)
@@ -231,9 +232,8 @@ def test_threads_on_one_user_never_overspend(keyed, user, make_product):
 
     def spend(index: int) -> dict[str, Any]:
         key = f"k{index % 12}" if keyed else None
-        return TransactionService.consume_quota(user.pk, KEY, amount=plan[index % 12 if keyed
-                                                                          else index],
-                                                idempotency_key=key)
+        return consume(user.pk, amount=plan[index % 12 if keyed else index],
+                       idempotency_key=key)
 
     results = run_in_threads(16, spend)
     assert not [r for r in results if isinstance(r, BaseException)], results
@@ -242,15 +242,26 @@ def test_threads_on_one_user_never_overspend(keyed, user, make_product):
     assert spent + TransactionService.get_balance(user.pk, KEY) == 26
     assert {r.get("error") for r in results if not r["success"]} <= {"insufficient_funds",
                                                                      "quota_exhausted"}
+    by_key: dict[str, set[str]] = {}
     if keyed:
-        by_key: dict[str, set[str]] = {}
         for index, result in enumerate(results):
             if result["success"]:
                 by_key.setdefault(f"k{index % 12}", set()).add(result["usage_id"])
         assert all(len(ids) == 1 for ids in by_key.values())
+    assert TransactionService.check_ledger() == []
+    return by_key
+
+
+@requires_postgres
+@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
+def test_threads_on_one_user_never_overspend(keyed, user, make_product):
+    """Threads race for one wallet through the sync ``consume_quota``."""
+    by_key = race_for_one_wallet(
+        user, make_product, keyed,
+        lambda user_id, **call: TransactionService.consume_quota(user_id, KEY, **call))
+    if keyed:
         assert Transaction.objects.filter(direction="DEBIT").values(
             "metadata__idempotency_key").distinct().count() == len(by_key)
-    assert TransactionService.check_ledger() == []
 
 
 def test_sqlite_keeps_the_general_path() -> None:
