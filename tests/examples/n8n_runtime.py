@@ -217,9 +217,20 @@ class N8nInstance:
             raise RuntimeError(f"n8n {method} {path}: {response.status_code} {response.text}")
         return response.json()["data"]
 
-    def set_up_owner(self) -> None:
-        """Create the owner account; its session cookie authenticates later calls."""
-        self.rest("POST", "/owner/setup", OWNER)
+    def set_up_owner(self, timeout: float = 90) -> None:
+        """Create the owner account; its session cookie authenticates later calls.
+
+        n8n mounts its REST controllers one after another after ``/rest/settings`` already
+        answers: under load ``/owner/setup`` can still be a 404 page for a while, so that
+        answer is waited out (any other answer is final)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.client.request("POST", "/rest/owner/setup", json=OWNER)
+            if response.status_code != 404 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if response.status_code != 200:
+            raise RuntimeError(f"n8n POST /owner/setup: {response.status_code} {response.text}")
 
     def workflow_id(self, name: str) -> str:
         (found,) = [w["id"] for w in self.rest("GET", "/workflows") if w["name"] == name]
