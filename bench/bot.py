@@ -9,6 +9,9 @@ Two comparisons (bots from ``bench.bots``; every update comes from one known, ca
   a gated update) beside them, and two lines that split the gap: the hold and settle alone
   through ``HoldService`` (the engine's share, no bot) and a ``charged`` update (the same bot
   charging by hand with ``aconsume_quota``: aiogram's and the kit's share, one statement).
+  On PostgreSQL a ``gated floor`` beside them: aiogram alone sending the fast path's own two
+  statements on one raw connection (``bench.bots.GatedFloor``) — what a gated update costs
+  with nothing of the kit around its SQL, the gated line's physical-limit baseline.
 
 Async scenarios share one event loop that runs only during their slices, so the direct
 ``consume_quota`` (sync ORM) runs between them in the same loop of the instrument. Updates are
@@ -31,6 +34,7 @@ from bench.interleave import AsyncScenarios, Plan, interleave, repeat
 from bench.progress import Progress
 
 KEY = "BENCH_BOT"
+FLOOR = "gated floor (bare aiogram, two statements on a raw connection)"
 
 
 def feeds(kinds: tuple[str, ...], runner: AsyncScenarios) -> dict[str, Any]:
@@ -58,7 +62,9 @@ def run(rec: Recorder, *, quick: bool) -> None:
     keys = itertools.count()
     with AsyncScenarios() as runner, Progress(f"bot [{rec.backend}, {rec.mode}]",
                                               total=2 * plan.rounds) as bar:
-        bots = feeds(("bare", "identity", "kit", "gated", "charged"), runner)
+        postgres = rec.backend == "postgresql"
+        kinds = ("bare", "identity", "kit", "gated", "charged") + (("floor",) if postgres else ())
+        bots = feeds(kinds, runner)
 
         def updates(kind: str) -> Any:
             return runner.repeat(bots[kind].send, prepare=bots[kind].prepare)
@@ -68,7 +74,7 @@ def run(rec: Recorder, *, quick: bool) -> None:
             "identity middleware": updates("identity"),
             "setup_billing (identity + kit routers)": updates("kit"),
         }, plan, tick=bar.tick)
-        gating = interleave({
+        compared = {
             "gated update": updates("gated"),
             "consume_quota": repeat(lambda: consume(user.pk, KEY)),
             "keyed consume_quota": repeat(
@@ -76,7 +82,10 @@ def run(rec: Recorder, *, quick: bool) -> None:
             "hold + settle (HoldService, no bot)": runner.repeat(
                 lambda: hold_and_settle(user.pk, f"hs-{next(keys)}")),
             "charged update (aconsume_quota by hand)": updates("charged"),
-        }, plan, tick=bar.tick)
+        }
+        if postgres:
+            compared[FLOOR] = updates("floor")
+        gating = interleave(compared, plan, tick=bar.tick)
         runner.run(shutdown())
     rec.rates(identity, "updates/s")
     rec.rates(gating, "ops/s")
@@ -94,6 +103,10 @@ def run(rec: Recorder, *, quick: bool) -> None:
               "hold + settle (HoldService, no bot)", "consume_quota")
     rec.ratio("gated update / charged update", gating, "gated update",
               "charged update (aconsume_quota by hand)")
+    if postgres:
+        rec.ratio("gated floor (bare aiogram + the two statements) / consume_quota", gating,
+                  FLOOR, "consume_quota")
+        rec.ratio("gated update / gated floor", gating, "gated update", FLOOR)
     rec.info["updates sent"] = {kind: feed.sent for kind, feed in bots.items()}
 
 

@@ -11,6 +11,10 @@ curve use it), so a change of the kit's wiring is followed here only:
 * ``charged``   — ``setup_billing`` plus a plain handler that charges by hand with
   ``aconsume_quota`` under the update's key (what a host writes without the decorator: one
   statement, but the handler's work is not protected by a hold and is charged even if it fails).
+* ``floor``     — the physical floor of a gated update (PostgreSQL): aiogram alone, and a
+  handler that sends the gated fast path's own two statements — the hold under the update's
+  key, then its settlement — on one dedicated raw async connection. The same rows as a gated
+  update, with no kit, no service layer, no pool and no fallback rules around them.
 
 Updates are fed the way the kit's production path feeds them (``bot_kit/inbox/worker.py``, and
 aiogram's polling likewise): the update arrives as Telegram's JSON, is parsed **bound to the
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 from bench.common import credit, make_product, make_users
@@ -60,10 +65,16 @@ def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = Non
         dp.shutdown.register(stop_identity_listener)
     elif kind in ("kit", "gated", "charged"):
         setup_billing(dp, config, cache=cache)
-    elif kind != "bare":
+    elif kind not in ("bare", "floor"):
         raise ValueError(f"unknown bot kind {kind!r}")
     router = Router()
-    if kind == "gated":
+    if kind == "floor":
+        floor = GatedFloor(key)
+
+        @router.message()
+        async def floored(message: Message) -> None:
+            await floor.charge(f"floor:{message.chat.id}:{message.message_id}")
+    elif kind == "gated":
         @router.message()
         @requires_quota(key)
         async def gated(message: Message) -> None:
@@ -81,6 +92,67 @@ def dispatcher(kind: str, *, key: str = "", config: Any = None, cache: Any = Non
             return None
     dp.include_router(router)
     return dp
+
+
+class GatedFloor:
+    """The gated fast path's hold and settle statements, sent as they are on one raw async
+    connection of the running loop (opened on first use): a gated update's floor."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.user_id: Any = None
+        self.conn: Any = None
+        self.statements: Any = None
+
+    async def _connect(self) -> None:
+        import psycopg
+        from asgiref.sync import sync_to_async
+
+        from billable.conf import billable_settings
+        from billable.ledger import apool, sql
+        from billable.models import ExternalIdentity
+
+        self.statements = await sync_to_async(sql.fast_statements)(
+            "default", str(billable_settings.CONSUMPTION_ORDER))
+        self.user_id = await ExternalIdentity.objects.filter(
+            provider="telegram", external_id=str(KNOWN_TG_ID)).values_list(
+                "user_id", flat=True).aget()
+        self.conn = await psycopg.AsyncConnection.connect(**apool._params("default"))
+        _FLOORS.append(self)
+
+    async def charge(self, idempotency_key: str) -> None:
+        """Hold one unit under ``idempotency_key``, then settle it (two autocommit
+        statements); raises when either wrote nothing."""
+        import psycopg
+        from django.utils import timezone
+        from psycopg.types.json import Jsonb
+
+        from billable.models.base import uuid7
+
+        if self.conn is None:
+            await self._connect()
+        rid, now = uuid7(), timezone.now()
+        cursor = psycopg.AsyncRawCursor(self.conn)
+        await cursor.execute(self.statements.hold, (
+            self.user_id, idempotency_key, "floor", now, self.key, 1, rid, "usage", Jsonb({}),
+            now + FLOOR_TTL))
+        placed = await cursor.fetchall()
+        await cursor.execute(self.statements.settle, (rid, timezone.now()))
+        settled = await cursor.fetchall()
+        if placed[0][1] != 1 or len(settled) != 1:
+            raise RuntimeError(f"gated floor wrote nothing for {idempotency_key}")
+
+    async def aclose(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+
+#: Floors with an open connection (closed by :func:`shutdown`).
+_FLOORS: list[GatedFloor] = []
+
+#: How long a floor's hold would live (it is settled at once).
+FLOOR_TTL = timedelta(minutes=5)
 
 
 def parse(payload: dict[str, Any], bot: Any) -> Any:
@@ -168,6 +240,8 @@ async def shutdown() -> None:
     while _STARTED:
         dp, bot = _STARTED.popitem()
         await dp.emit_shutdown(bot=bot)
+    while _FLOORS:
+        await _FLOORS.pop().aclose()
 
 
 def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
@@ -181,5 +255,5 @@ def prepare_known_user(key: str, *, balance: int = 10**9) -> Any:
     return user
 
 
-__all__ = ["KNOWN_TG_ID", "Feed", "deliver", "dispatcher", "parse", "prepare_known_user",
-           "shutdown", "start_dispatcher"]
+__all__ = ["KNOWN_TG_ID", "Feed", "GatedFloor", "deliver", "dispatcher", "parse",
+           "prepare_known_user", "shutdown", "start_dispatcher"]

@@ -78,6 +78,9 @@ def test_quick_run_on_postgresql_produces_every_row_with_a_mark(tmp_path: Path) 
     marks = [row for row in table.splitlines() if row.startswith("| ") and "≥" in row]
     assert len(marks) == len(TARGETS)
     assert all(row.endswith(("✅ met |", "❌ missed |")) for row in marks)
+    # the gated line's floor: the fast path's two statements under bare aiogram (PostgreSQL)
+    report = (tmp_path / "report.md").read_text()
+    assert "| bot | postgresql | gated update / gated floor |" in report
 
 
 def test_unknown_benchmark_name_is_refused(tmp_path: Path) -> None:
