@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.ledger import apool, audit, sql, wallet
+from billable.ledger.idempotency import consume_key_row
 from billable.ledger.sql import LedgerRow
 from billable.models.base import uuid7
-from billable.validation import fingerprint
 
 
 async def _plan(alias: str) -> sql.FirstLot:
@@ -67,14 +67,11 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
     params = sql.first_lot_params(plan, row=row, key=key, now=now, using=using)
     text = plan.unkeyed
     if idempotency_key:
-        # The general path's key row (billable.ledger.idempotency.claim_key, operation
-        # "consume"): the same fingerprint, the same stored answer.
-        request = {"operation": "consume", "product_key": key, "amount": amount,
-                   "action_type": action_type, "action_id": action_id}
-        params = [*sql.key_params(user_id=user_id, key=idempotency_key, operation="consume",
-                                  fingerprint=fingerprint(request),
-                                  result={"usage_id": str(usage_id), "metadata": debit_meta},
-                                  now=now, using=using), *params]
+        # The general path's key row (claim_key, operation "consume"), claimed in the statement.
+        params = [*consume_key_row(user_id=user_id, key=idempotency_key, product_key=key,
+                                   amount=amount, action_type=action_type, action_id=action_id,
+                                   usage_id=usage_id, metadata=debit_meta, now=now,
+                                   using=using), *params]
         text = plan.keyed
     rows = await apool.run(using, text, params, label="async consume",
                            aborts=(sql.FAST_CONSUME_ABORT,))

@@ -45,4 +45,19 @@ def claim_key(
     return existing
 
 
-__all__ = ["claim_key"]
+def consume_key_row(*, user_id: Any, key: str, product_key: str, amount: int,
+                    action_type: str, action_id: str | None, usage_id: Any,
+                    metadata: dict[str, Any], now: Any, using: str) -> list[Any]:
+    """The key row a keyed consume claims, as statement parameters (:func:`sql.key_params`):
+    what :func:`claim_key` stores for ``spend.consume`` — operation ``consume``, the same
+    fingerprint, the same stored answer — for the consumes that claim it inside their one
+    statement (``sql.take_first_keyed``, the async consume)."""
+    request = {"operation": "consume", "product_key": product_key, "amount": amount,
+               "action_type": action_type, "action_id": action_id}
+    return sql.key_params(user_id=user_id, key=key, operation="consume",
+                          fingerprint=fingerprint(request),
+                          result={"usage_id": str(usage_id), "metadata": metadata},
+                          now=now, using=using)
+
+
+__all__ = ["claim_key", "consume_key_row"]

@@ -8,8 +8,9 @@ after a top-up can succeed.
 
 On PostgreSQL a consume that owns its transaction first tries the single-batch path
 (:func:`billable.ledger.sql.take_first`): when the first spendable batch in consumption order
-covers the amount, the take and the DEBIT are one statement — in autocommit without a key and
-without outbound events (one round trip), else after the key claim in one transaction. When it
+covers the amount, the take and the DEBIT are one statement — in autocommit without outbound
+events (one round trip; an idempotency key is claimed in the same statement,
+:func:`billable.ledger.sql.take_first_keyed`), else after the key claim in one transaction. When it
 does not apply, nothing was written and the general path above runs in a fresh transaction;
 ``tests/billable/test_ledger_first_lot.py`` holds both paths to the same rows, answers, errors
 and signals.
@@ -33,7 +34,7 @@ from billable.exceptions import (
 from billable.ledger import sql, wallet
 from billable.ledger.audit import emit_created, writes_events
 from billable.ledger.grants import grant_lines
-from billable.ledger.idempotency import claim_key
+from billable.ledger.idempotency import claim_key, consume_key_row
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying, until_fresh
 from billable.ledger.sql import LedgerRow
@@ -65,15 +66,18 @@ def consume(*, user_id: Any, key: str, amount: int, action_type: str, action_id:
                             result={"usage_id": str(usage_id), "metadata": debit_meta})
         return None if earlier is None else _replayed(user_id, key, earlier.result)
 
-    def first_lot() -> dict[str, Any] | None:
+    def first_lot(*, keyed: bool = False) -> dict[str, Any] | None:
         return _spend_first(user_id=user_id, key=key, amount=amount, usage_id=usage_id,
-                            action_type=action_type, action_id=action_id, metadata=debit_meta)
+                            action_type=action_type, action_id=action_id, metadata=debit_meta,
+                            idempotency_key=idempotency_key if keyed else None)
 
     def step() -> dict[str, Any]:
         if _first_lot():
-            if not idempotency_key and not writes_events(consumed=True):
-                # One statement in autocommit: its COMMIT travels with it (one round trip).
-                done = first_lot()
+            if not writes_events(consumed=True):
+                # One statement in autocommit, the key (if any) claimed in it: its COMMIT
+                # travels with it (one round trip). A replayed or conflicting key, or a consume
+                # one batch cannot cover, wrote nothing: the general path below decides.
+                done = first_lot(keyed=bool(idempotency_key))
                 if done is not None:
                     return done
             else:
@@ -124,15 +128,26 @@ def _first_lot() -> bool:
 
 
 def _spend_first(*, user_id: Any, key: str, amount: int, usage_id: Any, action_type: str,
-                 action_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+                 action_id: str | None, metadata: dict[str, Any],
+                 idempotency_key: str | None = None) -> dict[str, Any] | None:
     """The single-batch path: the first spendable batch in consumption order covers ``amount``
-    (one statement, :func:`billable.ledger.sql.take_first`); ``None``: nothing was written and
-    the general path (:func:`_spend`) decides, with the same rows and errors as ever."""
+    (one statement, :func:`billable.ledger.sql.take_first`; with ``idempotency_key`` the key
+    is claimed in the same statement, :func:`billable.ledger.sql.take_first_keyed` — only in
+    autocommit); ``None``: nothing was written and the general path (:func:`_spend`) decides,
+    with the same rows and errors as ever."""
     now = timezone.now()
     row = LedgerRow(id=usage_id, user_id=user_id, quota_batch_id=None, amount=amount,
                     direction=wallet.DEBIT, action_type=action_type, content_type_id=None,
                     object_id=action_id, metadata=metadata, created_at=now)
-    found = sql.take_first(row=row, key=key, now=now, order=billable_settings.CONSUMPTION_ORDER)
+    order = billable_settings.CONSUMPTION_ORDER
+    if idempotency_key:
+        key_row = consume_key_row(user_id=user_id, key=idempotency_key, product_key=key,
+                                  amount=amount, action_type=action_type, action_id=action_id,
+                                  usage_id=usage_id, metadata=metadata, now=now,
+                                  using=DEFAULT_DB_ALIAS)
+        found = sql.take_first_keyed(row=row, key=key, now=now, order=order, key_row=key_row)
+    else:
+        found = sql.take_first(row=row, key=key, now=now, order=order)
     if found is None:
         return None
     row.quota_batch_id, left = found

@@ -37,7 +37,7 @@ from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Func, OuterRef, Subquery, Value, When
 from django.db.models.sql import UpdateQuery
@@ -410,9 +410,10 @@ def _splice(compiled: Compiled, slot: int, text: str) -> tuple[str, int]:
 class FirstLot:
     """The one-statement consume of one alias and consumption order, and its parameter plan.
 
-    ``keyed`` is the same statement claiming an idempotency key first (the async consume,
-    :mod:`billable.ledger.fastconsume`): its parameters are the key row's, then ``sql``'s.
-    ``keyed`` and ``unkeyed`` (``sql``) are for the async pool's raw cursor (:func:`raw`).
+    ``keyed_sql`` is the same statement claiming an idempotency key first (the keyed consume,
+    :func:`take_first_keyed`, and the async consume, :mod:`billable.ledger.fastconsume`): its
+    parameters are the key row's, then ``sql``'s. ``keyed`` and ``unkeyed`` are ``keyed_sql``
+    and ``sql`` for the async pool's raw cursor (:func:`raw`).
     """
 
     sql: str
@@ -422,6 +423,7 @@ class FirstLot:
     others: Compiled
     keyed: bytes = b""
     unkeyed: bytes = b""
+    keyed_sql: str = ""
 
 
 _Spent = namedtuple("_Spent", ("batch_id", "left"))
@@ -491,10 +493,11 @@ def _first_lot_sql(alias: str, order: str) -> FirstLot:
         f" UNION ALL SELECT NULL, CAST(k.abort AS integer) FROM k"
         f" WHERE NOT EXISTS (SELECT 1 FROM spent)"
     )
-    return FirstLot(statement, lot, take, dropped, rest, raw(keyed), raw(statement))
+    return FirstLot(statement, lot, take, dropped, rest, raw(keyed), raw(statement), keyed)
 
 
-#: The marker of a keyed async consume that aborted itself (see :func:`_first_lot_sql`).
+#: The marker of a keyed one-statement consume that aborted itself (see
+#: :func:`_first_lot_sql`).
 FAST_CONSUME_ABORT = "billable-fast-consume-falls-back"
 
 _FIRST_LOTS: dict[tuple[str, str], FirstLot] = {}
@@ -566,6 +569,35 @@ def take_first(*, row: LedgerRow, key: str, now: datetime, order: str,
         cursor.execute(plan.sql, params)
         found = cursor.fetchone()
     if found is None:
+        return None
+    spent = _Spent._make(found)
+    return spent.batch_id, int(spent.left)
+
+
+def take_first_keyed(*, row: LedgerRow, key: str, now: datetime, order: str,
+                     key_row: Sequence[Any], using: str = DEFAULT_DB_ALIAS
+                     ) -> tuple[Any, int] | None:
+    """:func:`take_first` claiming an idempotency key in the same statement (``key_row``:
+    :func:`key_params`), in autocommit: the key, the take and the DEBIT commit together in one
+    round trip. ``(batch id, balance left)``, or ``None`` — nothing written — for everything
+    the caller's general path must decide: a key used before (a replay or a conflict: the
+    insert does nothing, so nothing else is touched), or a claimed key whose consume this
+    statement cannot make (it aborts itself with :data:`FAST_CONSUME_ABORT`, so the key goes
+    with it), and what :func:`take_first` leaves to the general path."""
+    conn = connections[using]
+    if conn.vendor not in FIRST_LOT_VENDORS:
+        return None
+    plan = first_lot(using, order)
+    params = [*key_row, *first_lot_params(plan, row=row, key=key, now=now, using=using)]
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(plan.keyed_sql, params)
+            found = cursor.fetchone()
+    except DataError as exc:
+        if FAST_CONSUME_ABORT in str(exc):
+            return None
+        raise
+    if found is None or found[0] is None:
         return None
     spent = _Spent._make(found)
     return spent.batch_id, int(spent.left)
@@ -781,7 +813,7 @@ def insert_key(*, user_id: Any, key: str, operation: str, fingerprint: str,
 __all__ = ["FAST_CONSUME_ABORT", "FIRST_LOT_VENDORS", "FirstLot", "HoldRow", "LedgerRow", "Lot",
            "finish_hold", "first_lot", "first_lot_cached", "first_lot_params", "insert_key",
            "insert_ledger", "insert_values", "key_params", "lock_hold", "lock_spendable_lots",
-           "owner_of", "spendable_summary", "take", "take_first"]
+           "owner_of", "spendable_summary", "take", "take_first", "take_first_keyed"]
 
 
 # -- the gated fast path (async driver; see billable.ledger.fasthold) ----------------------------

@@ -17,8 +17,16 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from billable.events.outbox import subscribed_types
+from billable.exceptions import IdempotencyConflict, InsufficientFunds, QuotaExhausted
 from billable.ledger import sql
-from billable.models import EventEndpoint, OutboxEvent, Product, QuotaBatch, Transaction
+from billable.models import (
+    EventEndpoint,
+    IdempotencyKey,
+    OutboxEvent,
+    Product,
+    QuotaBatch,
+    Transaction,
+)
 from billable.services import TransactionService
 from tests.billable.ledger_support import make_batch
 from tests.helpers import is_postgres, requires_postgres, run_in_threads
@@ -89,12 +97,21 @@ def _row(row: Any, order: list[Any]) -> tuple[Any, ...]:
             row.action_type, row.object_id, row.content_type_id, meta)
 
 
+def _keys(user: Any) -> list[tuple[Any, ...]]:
+    """The user's idempotency key rows (the stored answer's usage id by order of appearance)."""
+    usage_ids: dict[str, int] = {}
+    return [(k.key, k.operation, k.fingerprint,
+             _plain(k.result, usage_ids) if "usage_id" in k.result else k.result)
+            for k in IdempotencyKey.objects.filter(user=user).order_by("created_at", "key")]
+
+
 def _state(user: Any, order: list[Any]) -> dict[str, Any]:
     # The rows of one consume share ``created_at``; their ids are random within it.
     rows = sorted(Transaction.objects.filter(user=user),
                   key=lambda r: (r.created_at, order.index(r.quota_batch_id), r.direction))
     batches = QuotaBatch.objects.in_bulk(order)
     return {
+        "keys": _keys(user),
         "rows": [_row(r, order) for r in rows],
         "batches": [(batches[pk].remaining_quantity, batches[pk].state) for pk in order],
         "ledger": TransactionService.check_ledger(user_id=user.pk),
@@ -204,6 +221,48 @@ def test_an_unkeyed_consume_is_one_statement(user, make_product):
         result = TransactionService.consume_quota(user.pk, KEY, amount=2)
     assert result["success"] and result["remaining"] == 7
     assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]
+
+
+@requires_postgres
+def test_a_keyed_consume_is_one_statement(user, make_product):
+    """The key claim, the take and the DEBIT in one statement, in autocommit; a replay and a
+    conflicting reuse write nothing there and are answered by the general path."""
+    product = make_product(KEY)
+    make_batch(user, product, 10)
+    TransactionService.consume_quota(user.pk, KEY)  # the endpoint set is read once, cached
+    with CaptureQueriesContext(connection) as queries:
+        first = TransactionService.consume_quota(user.pk, KEY, amount=2, idempotency_key="k1")
+    assert first["success"] and first["remaining"] == 7
+    assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]
+    assert "INSERT INTO" in queries.captured_queries[0]["sql"]
+    replay = TransactionService.consume_quota(user.pk, KEY, amount=2, idempotency_key="k1")
+    assert replay["usage_id"] == first["usage_id"] and replay["remaining"] == 7
+    assert "idempotent" in replay["message"]
+    conflict = TransactionService.consume_quota(user.pk, KEY, amount=3, idempotency_key="k1")
+    assert not conflict["success"] and conflict["error"] == IdempotencyConflict.code
+    assert Transaction.objects.filter(direction="DEBIT").count() == 2
+    assert IdempotencyKey.objects.filter(user=user, key="k1").count() == 1
+    assert TransactionService.check_ledger() == []
+
+
+@requires_postgres
+def test_a_keyed_consume_one_batch_cannot_cover_leaves_no_key(user, make_product):
+    """The statement claims the key, finds the first batch too small and aborts itself: the key
+    is rolled back with it, the general path then spends across batches under the key — and a
+    balance too low for any path leaves no key, so a retry after a top-up succeeds."""
+    product = make_product(KEY)
+    make_batch(user, product, 1, age_days=2)
+    make_batch(user, product, 2, age_days=1)
+    spread = TransactionService.consume_quota(user.pk, KEY, amount=3, idempotency_key="both")
+    assert spread["success"] and spread["remaining"] == 0
+    assert Transaction.objects.filter(direction="DEBIT").count() == 2
+    short = TransactionService.consume_quota(user.pk, KEY, amount=1, idempotency_key="later")
+    assert not short["success"] and short["error"] in (InsufficientFunds.code, QuotaExhausted.code)
+    assert not IdempotencyKey.objects.filter(user=user, key="later").exists()
+    make_batch(user, product, 5)
+    retried = TransactionService.consume_quota(user.pk, KEY, amount=1, idempotency_key="later")
+    assert retried["success"] and retried["remaining"] == 4
+    assert TransactionService.check_ledger() == []
 
 
 @requires_postgres
