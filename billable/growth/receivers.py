@@ -8,7 +8,11 @@ loses nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from django.db import InterfaceError, OperationalError
 
 from billable.growth.gifts import GiftService
 from billable.growth.promo import PromoService
@@ -19,13 +23,30 @@ logger = logging.getLogger("billable.growth")
 
 
 def _settle_promo(sender: Any, order: Any, **kwargs: Any) -> None:
-    if PromoRedemption.objects.filter(order_id=order.pk,
-                                      status=PromoRedemption.Status.RESERVED).exists():
-        PromoService.settle_order(order.pk)
+    with _left_to_the_sweep("promo settlement", order):
+        if PromoRedemption.objects.filter(order_id=order.pk,
+                                          status=PromoRedemption.Status.RESERVED).exists():
+            PromoService.settle_order(order.pk)
 
 
 def _refund_gift(sender: Any, order: Any, **kwargs: Any) -> None:
-    GiftService.mark_refunded(order.pk)
+    with _left_to_the_sweep("gift refund mark", order):
+        GiftService.mark_refunded(order.pk)
+
+
+@contextmanager
+def _left_to_the_sweep(what: str, order: Any) -> Iterator[None]:
+    """A database that is unreachable right after the payment's commit (a restart, a dropped
+    connection) is one warning line, not a traceback: the sweep repeats the step
+    (``release_stale`` settles a paid reservation; a gift is claimable only while its order is
+    paid, whatever its mark says). Anything else is a bug and propagates (``send_robust`` logs
+    it)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        first = str(exc).strip().splitlines()
+        logger.warning("%s of order %s left to the sweep: %s: %s", what, order.pk,
+                       type(exc).__name__, first[0] if first else "")
 
 
 def connect() -> None:

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -101,8 +101,8 @@ async def asend_created(rows: Iterable[LedgerRow], *, consumed: bool, using: str
             for row in rows:
                 try:
                     await acount(row.quota_batch_id, int(row.amount or 0))
-                except Exception:  # a counter never fails a charge that committed
-                    _logger.exception("Usage counter %r failed", acount)
+                except Exception as exc:  # a counter never fails a charge that committed
+                    _counter_failed(acount, exc)
     created = transaction_created.has_listeners(sender)
     used = consumed and quota_consumed.has_listeners(sender)
     if not (created or used):
@@ -122,8 +122,18 @@ def _count(usages: list[tuple[Any, Any]]) -> None:
         for batch_id, amount in usages:
             try:
                 count(batch_id, int(amount or 0))
-            except Exception:  # a counter never fails a charge that committed
-                _logger.exception("Usage counter %r failed", count)
+            except Exception as exc:  # a counter never fails a charge that committed
+                _counter_failed(count, exc)
+
+
+def _counter_failed(counter: Any, exc: Exception) -> None:
+    """A usage counter that raised: a database that is unreachable (the counter's cached product
+    lookup) is one warning line; anything else is logged with its traceback."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        _logger.warning("Usage counter %r skipped: %s: %s", counter, type(exc).__name__,
+                        (str(exc).strip().splitlines() or [""])[0])
+    else:
+        _logger.exception("Usage counter %r failed", counter)
 
 
 def _log_failures(results: Iterable[tuple[Any, Any]]) -> None:
