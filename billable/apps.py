@@ -22,7 +22,3 @@ class BillableConfig(AppConfig):
         from billable.growth import receivers as growth_receivers
 
         growth_receivers.connect()
-        # reason: the identity service imports the models (app registry ready here)
-        from billable.services.identities import connect_change_notices
-
-        connect_change_notices()

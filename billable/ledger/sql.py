@@ -1107,10 +1107,12 @@ __all__ += ["FAST_HOLD_ABORT", "HOLD_COMMIT_MODE", "HOLD_SLOTS", "SETTLE_SLOTS",
 # Identity change notices (issue 14, identity without a round trip): LISTEN/NOTIFY on PostgreSQL
 # =================================================================================================
 #
-# A transaction that moves or deletes an external identity (a customer merge, an identity row
-# saved or deleted) queues one notice on :data:`IDENTITY_CHANNEL`; PostgreSQL delivers it only
+# A transaction that moves or deletes an external identity (a customer merge, a model save, a
+# queryset update, raw SQL from any client) queues one notice per row on :data:`IDENTITY_CHANNEL`
+# from the triggers of migration ``0012_identity_change_trigger``; PostgreSQL delivers it only
 # when that transaction commits (never for a rollback). Bot processes LISTEN on a dedicated
-# connection and evict the cached identities the notice names. Other backends send nothing.
+# connection, check that the triggers are there (:data:`IDENTITY_TRIGGERS_ON`) and evict the
+# cached identities each notice names. Other backends send nothing.
 
 #: The channel of identity change notices.
 IDENTITY_CHANNEL = "billable_identity"
@@ -1123,6 +1125,9 @@ def notify_identity_change(*, user_ids: Sequence[Any] = (),
                            using: str = DEFAULT_DB_ALIAS) -> bool:
     """Queue a notice naming the accounts and ``(provider, external_id)`` pairs whose identity
     mapping changes in the current transaction; ``False`` when the backend has no notices.
+
+    Identity rows need no call: their triggers send the notice for every write (the payload
+    built here is the one they build). This is for a change the triggers cannot see.
 
     Delivered to listeners on commit only. A payload too long for PostgreSQL becomes
     ``{"all": true}`` (listeners drop every cached identity).
@@ -1171,6 +1176,19 @@ def notices_supported(*, using: str = DEFAULT_DB_ALIAS) -> bool:
 #: Subscribe a connection to identity change notices (:func:`billable.ledger.apool.alisten`).
 LISTEN_IDENTITY = f"LISTEN {IDENTITY_CHANNEL}"
 
+#: The triggers that send identity change notices (migration ``0012_identity_change_trigger``).
+IDENTITY_TRIGGERS = ("billable_identity_notice_update", "billable_identity_notice_delete",
+                     "billable_identity_notice_truncate")
 
-__all__ += ["IDENTITY_CHANNEL", "LISTEN_IDENTITY", "IdentityNotice",
-            "decode_identity_notice", "notices_supported", "notify_identity_change"]
+#: One row, one column: whether every trigger of :data:`IDENTITY_TRIGGERS` exists on the identity
+#: table and fires in ordinary sessions (``O``rigin or ``A``lways; not disabled, not replica-only).
+IDENTITY_TRIGGERS_ON = (
+    "SELECT count(*) = {count} FROM pg_trigger WHERE tgrelid = to_regclass('{table}') "
+    "AND tgenabled IN ('O', 'A') AND tgname IN ({names})"
+).format(count=len(IDENTITY_TRIGGERS), table=ExternalIdentity._meta.db_table,
+         names=", ".join(f"'{name}'" for name in IDENTITY_TRIGGERS))
+
+
+__all__ += ["IDENTITY_CHANNEL", "IDENTITY_TRIGGERS", "IDENTITY_TRIGGERS_ON", "LISTEN_IDENTITY",
+            "IdentityNotice", "decode_identity_notice", "notices_supported",
+            "notify_identity_change"]

@@ -19,7 +19,6 @@ from django.db import transaction
 from django.db.models import Q
 
 from billable.exceptions import IdentityConflict, MergeError, RetryTransaction, UserNotFound
-from billable.ledger import sql
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying
 from billable.models import (
@@ -215,8 +214,8 @@ class CustomerService:
                                          source_id_value=str(source), stats=stats)
             send_on_commit(customers_merged, sender=cls, target_user_id=target,
                            source_user_id=source)
-            # Bots in other processes drop their cached identities of both accounts (on commit).
-            sql.notify_identity_change(user_ids=(target, source))
+            # Bots in other processes hear of the moved identities from the identity table's
+            # triggers (one notice per moved row, naming both accounts, on commit).
         logger.info("Merged customer %s into %s: %s", source, target, stats)
         return {key: stats[key] for key in ("moved_orders", "moved_batches",
                                             "moved_transactions", "moved_identities",

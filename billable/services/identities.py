@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -224,35 +224,30 @@ class IdentityService:
     @classmethod
     async def alisten_changes(cls) -> Any:
         """A new async connection LISTENing to identity change notices (the caller reads its
-        ``notifies()`` and closes it); see ``docs/performance.md``."""
-        return await apool.alisten(sql.LISTEN_IDENTITY, alias=DEFAULT_DB_ALIAS)
+        ``notifies()`` and closes it); see ``docs/performance.md``.
+
+        Raises ``ImproperlyConfigured`` (and closes the connection) when the triggers that send
+        the notices are missing or disabled (``migrate billable`` not run): a listener must not
+        trust its cache then.
+        """
+        conn = await apool.alisten(sql.LISTEN_IDENTITY, alias=DEFAULT_DB_ALIAS)
+        try:
+            cursor = await conn.execute(sql.IDENTITY_TRIGGERS_ON)
+            row = await cursor.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
+        if not row or not row[0]:
+            await conn.close()
+            raise ImproperlyConfigured(
+                "The identity change triggers are missing or disabled on "
+                f"{ExternalIdentity._meta.db_table} (run `manage.py migrate billable`)")
+        return conn
 
     @classmethod
     def decode_change(cls, payload: str) -> sql.IdentityNotice:
         """The accounts and identities an identity change notice names."""
         return sql.decode_identity_notice(payload=payload)
-
-
-def _identity_changed(sender: Any, instance: ExternalIdentity, created: bool = False,
-                      update_fields: Any = None, **kwargs: Any) -> None:
-    """Queue a change notice when an identity row may point elsewhere (saved with its user, or
-    deleted); a new row, a first link or a profile-only save cannot make a cached mapping
-    stale."""
-    if created or getattr(instance, "_first_link", False) or (
-            update_fields is not None and "user" not in update_fields
-            and "user_id" not in update_fields):
-        return
-    sql.notify_identity_change(user_ids=(instance.user_id,),
-                               identities=((instance.provider, instance.external_id),),
-                               using=kwargs.get("using") or "default")
-
-
-def connect_change_notices() -> None:
-    """Send identity change notices for identity rows saved or deleted (connected once)."""
-    post_save.connect(_identity_changed, sender=ExternalIdentity,
-                      dispatch_uid="billable.identities.notice.save")
-    post_delete.connect(_identity_changed, sender=ExternalIdentity,
-                        dispatch_uid="billable.identities.notice.delete")
 
 
 def _merge_profile(identity: ExternalIdentity, profile: dict[str, Any]) -> None:
@@ -292,8 +287,6 @@ def _create_or_link(provider: str, external_id: str,
         current = identity.metadata if isinstance(identity.metadata, dict) else {}
         identity.metadata = {**current, **profile}
         identity.user = user
-        # Linked from nobody: no cached mapping can be stale (no change notice).
-        identity._first_link = True  # type: ignore[attr-defined]
         identity.save(update_fields=["user", "metadata", "updated_at"])
         return ResolvedIdentity(user, identity, True, created_identity)
 
@@ -347,7 +340,6 @@ __all__ = [
     "IdentityService",
     "ResolvedIdentity",
     "coerce_pk",
-    "connect_change_notices",
     "normalize_external_id",
     "normalize_provider",
 ]

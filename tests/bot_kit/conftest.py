@@ -6,14 +6,15 @@ billing services run in ``sync_to_async``'s worker thread, which must see commit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiogram import Bot, Dispatcher, Router
 
 from bot_kit.config import BillingConfig
-from bot_kit.middlewares.identity import IdentityCache
+from bot_kit.middlewares import identity as identity_module
+from bot_kit.middlewares.identity import IdentityCache, IdentityListener
 from bot_kit.setup import setup_billing
 from bot_kit.testing import FakeSession, UpdateFactory, make_bot
 
@@ -75,3 +76,31 @@ def grant() -> Callable[..., Any]:
         return batches
 
     return give
+
+
+@pytest.fixture
+async def listener(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[IdentityListener]:
+    """A fresh process listener, started on the test's loop and connected."""
+    fresh = IdentityListener(retry_after=0.3)
+    monkeypatch.setattr(identity_module, "LISTENER", fresh)
+    await fresh.start()
+    assert await fresh.wait_live()
+    payloads: list[str] = []
+    apply = fresh.apply
+
+    def recording(payload: str) -> None:
+        payloads.append(payload)
+        apply(payload)
+
+    fresh.apply = recording  # type: ignore[method-assign]
+    fresh.payloads = payloads  # type: ignore[attr-defined]
+    yield fresh
+    await fresh.stop()
+
+
+@pytest.fixture
+def idle(monkeypatch: pytest.MonkeyPatch) -> IdentityListener:
+    """A process listener that was never started."""
+    fresh = IdentityListener()
+    monkeypatch.setattr(identity_module, "LISTENER", fresh)
+    return fresh

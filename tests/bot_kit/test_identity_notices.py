@@ -7,38 +7,23 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram import F, Router
-from aiogram.types import Message
 from asgiref.sync import sync_to_async
 from django.db import connection
 
 from billable.models import ExternalIdentity
 from bot_kit import billing
 from bot_kit.config import BillingConfig
-from bot_kit.middlewares import identity as identity_module
 from bot_kit.middlewares.identity import IdentityCache, IdentityListener
+from tests.bot_kit.identity_harness import Calls, recording_router, until
 from tests.helpers import requires_postgres
 
 pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 10.0
-
-
-def recording_router(seen: list[int]) -> Router:
-    router = Router()
-
-    @router.message(F.text == "who")
-    async def who(message: Message, billing_user_id: int) -> None:
-        seen.append(billing_user_id)
-
-    return router
 
 
 def database_url() -> str:
@@ -55,64 +40,6 @@ async def other_process(*args: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.bot_kit.identity_process", *args, cwd=ROOT, env=env)
     assert await asyncio.wait_for(process.wait(), 60) == 0
-
-
-async def until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
-class Calls:
-    """Counts the port calls that cost a thread hop and a query."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.owner = 0
-        self.resolve = 0
-        owner, resolve = billing.acurrent_owner, billing.aresolve_account
-
-        async def counted_owner(*args: Any) -> Any:
-            self.owner += 1
-            return await owner(*args)
-
-        async def counted_resolve(*args: Any) -> Any:
-            self.resolve += 1
-            return await resolve(*args)
-
-        monkeypatch.setattr(billing, "acurrent_owner", counted_owner)
-        monkeypatch.setattr(billing, "aresolve_account", counted_resolve)
-
-    def reset(self) -> None:
-        self.owner = self.resolve = 0
-
-
-@pytest.fixture
-async def listener(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[IdentityListener]:
-    """A fresh process listener, started on the test's loop and connected."""
-    fresh = IdentityListener(retry_after=0.3)
-    monkeypatch.setattr(identity_module, "LISTENER", fresh)
-    await fresh.start()
-    assert await fresh.wait_live()
-    payloads: list[str] = []
-    apply = fresh.apply
-
-    def recording(payload: str) -> None:
-        payloads.append(payload)
-        apply(payload)
-
-    fresh.apply = recording  # type: ignore[method-assign]
-    fresh.payloads = payloads  # type: ignore[attr-defined]
-    yield fresh
-    await fresh.stop()
-
-
-@pytest.fixture
-def idle(monkeypatch: pytest.MonkeyPatch) -> IdentityListener:
-    """A process listener that was never started."""
-    fresh = IdentityListener()
-    monkeypatch.setattr(identity_module, "LISTENER", fresh)
-    return fresh
 
 
 async def test_cached_user_costs_no_query_and_no_thread_hop(make_dp, bot, updates, listener,
@@ -207,13 +134,15 @@ async def test_identity_saved_or_deleted_sends_a_notice(make_user, listener):
                                                  user=first)
     row.metadata = {"username": "x"}
     await row.asave(update_fields=["metadata"])  # profile only: nothing to tell
+    await row.asave()  # a full save that changes nothing: nothing to tell either
     row.user = second
     await row.asave()
     await row.adelete()
 
     await until(lambda: len(listener.payloads) >= 2, "two notices")
+    await asyncio.sleep(0.2)  # nothing else follows
     assert listener.payloads == [
-        f'{{"users":["{second.pk}"],"identities":[["telegram","55"]]}}',
+        f'{{"users":["{first.pk}","{second.pk}"],"identities":[["telegram","55"]]}}',
         f'{{"users":["{second.pk}"],"identities":[["telegram","55"]]}}',
     ]
 
@@ -236,7 +165,7 @@ async def test_killed_listener_falls_back_reconnects_and_clears(make_dp, bot, up
 
     await terminate()
     await until(lambda: not listener.live, "the listener to notice the loss")
-    # Away: a move that sends no notice (a queryset update) is still seen, by the query.
+    # Away: a move whose notice nobody hears is still seen, by the query.
     other = await sync_to_async(make_user)()
     await ExternalIdentity.objects.filter(external_id=str(tg.id)).aupdate(user_id=other.pk)
     calls.reset()
