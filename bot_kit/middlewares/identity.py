@@ -42,7 +42,7 @@ from bot_kit import billing, keys
 from bot_kit.billing import current_owner
 from bot_kit.config import BillingConfig
 from bot_kit.context import BillingContext
-from bot_kit.resilience import describe, is_transient
+from bot_kit.resilience import Outage, describe, is_transient
 from bot_kit.texts import pick_language
 
 logger = logging.getLogger("bot_kit.identity")
@@ -150,6 +150,9 @@ class IdentityListener:
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
         self._users = 0
+        #: One warning when the listener cannot connect, one line when it is back (a database
+        #: outage or missing triggers is two lines, not one per retry).
+        self._outage = Outage("Identity notices (querying per update meanwhile)", logger)
 
     @property
     def live(self) -> bool:
@@ -206,8 +209,7 @@ class IdentityListener:
             try:
                 conn = await billing.alisten_identity_changes()
             except Exception as exc:
-                logger.warning("Identity notices unavailable (querying per update): %s",
-                               describe(exc))
+                self._outage.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_after)
                 continue
@@ -217,6 +219,7 @@ class IdentityListener:
                 clear_caches()
                 self._live = True
                 self.connects += 1
+                self._outage.recovered()
                 delay = self.retry_after
                 async for notice in conn.notifies():
                     self.apply(notice.payload)

@@ -128,9 +128,14 @@ async def test_listener_without_the_triggers_stays_away_until_they_are_back(
         with caplog.at_level(logging.WARNING, logger="bot_kit.identity"):
             await fresh.start()
             assert not await fresh.wait_live(1.0)  # no notices: every update would query
-        assert "identity change triggers are missing or disabled" in caplog.text
-        await switch_trigger("ENABLE")
-        assert await fresh.wait_live(5.0)
+            assert "identity change triggers are missing or disabled" in caplog.text
+            # ~10 attempts failed, one warning for the whole outage
+            down = [r for r in caplog.records if "unavailable" in r.getMessage()]
+            assert len(down) == 1, caplog.text
+            await switch_trigger("ENABLE")
+            assert await fresh.wait_live(5.0)
+        back = [r.getMessage() for r in caplog.records if "is back after" in r.getMessage()]
+        assert len(back) == 1, caplog.text
     finally:
         await switch_trigger("ENABLE")
         await fresh.stop()
