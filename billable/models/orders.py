@@ -43,7 +43,11 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(total_amount__gte=0),
                                    name="billable_order_total_gte_0"),
         ]
-        indexes = [models.Index(fields=["user", "status"], name="billable_order_user_idx")]
+        indexes = [
+            models.Index(fields=["user", "status"], name="billable_order_user_idx"),
+            # the dashboard's "paid in the range" (migration 0013, built concurrently)
+            models.Index(fields=["paid_at"], name="billable_order_paid_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Order #{self.pk} ({self.status})"
