@@ -391,3 +391,13 @@ __all__ += [
     "PromoNotFirstTime",
     "PromoUnknown",
 ]
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log or an admin column: the class name and the first line of the text
+    (a driver's error spans several; a warning that stands for a traceback needs one)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+__all__ += ["describe"]

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 
-from billable.exceptions import DatabaseBusy
+from billable.exceptions import DatabaseBusy, describe
 
 logger = logging.getLogger("bot_kit.resilience")
 
@@ -61,12 +61,6 @@ def is_transient(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a log or an admin column: the class name and the first line of the text."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def backoff(attempt: int, *, base: float, cap: float) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
+from billable.exceptions import describe
 from billable.growth.gifts import GiftService
 from billable.growth.promo import PromoService
 from billable.models import PromoRedemption
@@ -44,9 +45,7 @@ def _left_to_the_sweep(what: str, order: Any) -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
-        first = str(exc).strip().splitlines()
-        logger.warning("%s of order %s left to the sweep: %s: %s", what, order.pk,
-                       type(exc).__name__, first[0] if first else "")
+        logger.warning("%s of order %s left to the sweep: %s", what, order.pk, describe(exc))
 
 
 def connect() -> None:

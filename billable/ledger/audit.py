@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from billable.exceptions import describe
 from billable.ledger.sql import LedgerRow
 from billable.models import QuotaBatch, Reservation, ReservationItem, Transaction
 from billable.signals import (
@@ -130,8 +131,7 @@ def _counter_failed(counter: Any, exc: Exception) -> None:
     """A usage counter that raised: a database that is unreachable (the counter's cached product
     lookup) is one warning line; anything else is logged with its traceback."""
     if isinstance(exc, (OperationalError, InterfaceError)):
-        _logger.warning("Usage counter %r skipped: %s: %s", counter, type(exc).__name__,
-                        (str(exc).strip().splitlines() or [""])[0])
+        _logger.warning("Usage counter %r skipped: %s", counter, describe(exc))
     else:
         _logger.exception("Usage counter %r failed", counter)
 
