@@ -71,6 +71,9 @@ class IdentityCache:
         #: The identity provider whose users this cache holds (set by the first middleware).
         self.provider: str | None = None
         self._entries: OrderedDict[str, CachedIdentity] = OrderedDict()
+        #: ``str(user_id) → external ids`` of the entries, so evicting an account's entries
+        #: costs what it evicts, not a scan of the whole cache.
+        self._by_user: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         _CACHES.add(self)
 
@@ -88,25 +91,41 @@ class IdentityCache:
         if self.max_size == 0:
             return
         with self._lock:
+            self._drop(external_id)
             self._entries[external_id] = entry
-            self._entries.move_to_end(external_id)
+            self._by_user.setdefault(str(entry.user_id), set()).add(external_id)
             while len(self._entries) > self.max_size:
-                self._entries.popitem(last=False)
+                oldest = next(iter(self._entries))
+                self._drop(oldest)
 
     def discard(self, external_id: str) -> None:
         with self._lock:
-            self._entries.pop(external_id, None)
+            self._drop(external_id)
 
     def discard_users(self, user_ids: set[Any]) -> None:
         """Forget every entry that points to one of ``user_ids``."""
         wanted = {str(u) for u in user_ids if u is not None}
         with self._lock:
-            for key in [k for k, e in self._entries.items() if str(e.user_id) in wanted]:
-                del self._entries[key]
+            for user_key in wanted:
+                for external_id in list(self._by_user.get(user_key, ())):
+                    self._drop(external_id)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._by_user.clear()
+
+    def _drop(self, external_id: str) -> None:
+        """Remove one entry and its reverse-index link (the caller holds the lock)."""
+        entry = self._entries.pop(external_id, None)
+        if entry is None:
+            return
+        user_key = str(entry.user_id)
+        linked = self._by_user.get(user_key)
+        if linked is not None:
+            linked.discard(external_id)
+            if not linked:
+                del self._by_user[user_key]
 
 
 _CACHES: weakref.WeakSet[IdentityCache] = weakref.WeakSet()
