@@ -655,3 +655,148 @@ def test_concurrent_redelivery_of_a_gated_update_charges_once(catalog) -> None:
     assert errors == []
     assert len(calls) == 1
     assert asyncio.run(remaining(updates.default_user.id, "PREDICTIONS")) == 9
+
+
+# -- more of the contract ----------------------------------------------------------------------
+
+
+async def test_short_balance_shows_paywall_and_charges_nothing(catalog, kit) -> None:
+    session, bot, updates = kit
+    calls: list[Any] = []
+    dp = host(CONFIG, gated_router(calls, amount=4))
+    await dp.feed_update(bot, updates.command("trial"))  # 3 units
+
+    await dp.feed_update(bot, updates.command("predict"))
+
+    assert calls == []
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 3
+    assert [data for _, data in buttons(session)] == [BuyOffer(sku="PACK_10").pack()]
+
+
+async def test_gated_callback_handler_charges_once_per_press(catalog, kit) -> None:
+    session, bot, updates = kit
+    router = Router(name="buttons")
+    pressed: list[str] = []
+
+    @router.callback_query(F.data == "host:predict")
+    @requires_quota("PREDICTIONS")
+    async def press(query: CallbackQuery) -> None:
+        pressed.append(query.id)
+        await query.answer("done")
+
+    dp = host(CONFIG, router)
+    await give(updates.default_user.id, "PACK_10")
+    first = updates.callback("host:predict")
+    await dp.feed_update(bot, first)
+    await dp.feed_update(bot, first)
+    await dp.feed_update(bot, updates.callback("host:predict"))
+
+    assert len(pressed) == 2
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 8
+
+    poor = updates.user(language_code="ru")
+    await dp.feed_update(bot, updates.callback("host:predict", user=poor))
+    assert len(pressed) == 2
+    assert any(CYRILLIC.search(t) for t in texts(session))
+
+
+async def test_facade_consume_is_idempotent_by_key(catalog, kit) -> None:
+    _, bot, updates = kit
+    router = Router(name="manual")
+
+    @router.message(Command("spend"))
+    async def spend(message: Message, billing: Any) -> None:
+        await billing.consume("PREDICTIONS", amount=2, idempotency_key="job-1")
+        await billing.consume("predictions", amount=2, idempotency_key="job-1")
+
+    dp = host(CONFIG, router)
+    await give(updates.default_user.id, "PACK_10")
+    await dp.feed_update(bot, updates.command("spend"))
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 8
+
+
+async def test_language_getter_wins_over_language_code(catalog, kit) -> None:
+    session, bot, updates = kit
+    config = BillingConfig(offers=("PACK_10",), signing_secrets=(SECRET,),
+                           language_getter=lambda tg_user: "ru")
+    dp = host(config)
+    await dp.feed_update(bot, updates.command("paysupport", user=updates.user(
+        language_code="en")))
+    [said] = texts(session)
+    assert CYRILLIC.search(said)
+
+
+async def test_an_identity_moved_by_any_path_is_seen_by_the_next_update(catalog, kit) -> None:
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import get_user_model
+
+    from billable.models import ExternalIdentity
+
+    _, bot, updates = kit
+    seen: list[dict[str, Any]] = []
+    dp = host(CONFIG, spy_router(seen))
+    await dp.feed_update(bot, updates.message("hi"))
+
+    @sync_to_async
+    def move() -> int:
+        target = get_user_model().objects.create(username="merged_into")
+        ExternalIdentity.objects.filter(
+            provider="telegram", external_id=str(updates.default_user.id)).update(user=target)
+        return int(target.pk)
+
+    target_id = await move()
+    await dp.feed_update(bot, updates.message("hi"))
+    assert seen[0]["user_id"] != target_id
+    assert seen[1]["user_id"] == target_id == seen[1]["facade_user_id"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_kit_texts_survive_a_bot_with_html_parse_mode(make_product, make_offer) -> None:
+    from aiogram.client.default import DefaultBotProperties
+    from asgiref.sync import sync_to_async
+
+    @sync_to_async
+    def catalog_with_markup() -> None:
+        product = make_product("PREDICTIONS", name="Tips <beta> & more")
+        make_offer("PACK_10", items=[(product, 10)], price="50", currency="XTR",
+                   name="Pack <10> & co")
+
+    await catalog_with_markup()
+    session, updates = FakeSession(), UpdateFactory()
+    bot = Bot("42:TEST", session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    dp = host(CONFIG, gated_router([]))
+    await give(updates.default_user.id, "PACK_10")
+    await dp.feed_update(bot, updates.command("balance"))
+    await dp.feed_update(bot, updates.command("buy"))
+    await dp.feed_update(bot, updates.command("predict", user=updates.user()))
+    await dp.feed_update(bot, updates.command("trial"))
+    await dp.feed_update(bot, updates.callback(BuyOffer(sku="PACK_10").pack()))
+    payload = session.calls_to("sendInvoice")[0].params["payload"]
+    await dp.feed_update(bot, updates.successful_payment(payload=payload, total_amount=50,
+                                                         charge_id="stx<&>"))
+    await dp.feed_update(bot, updates.command("refund", "stx<&>", user=updates.user(999)))
+
+    sent = session.calls_to("sendMessage")
+    assert len(sent) >= 7 and any("<beta>" in call.params["text"] for call in sent)
+    for call in sent:  # plain text: the host's default parse mode is not applied
+        assert "parse_mode" not in call.params, call.params["text"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_contact_creates_one_account(catalog) -> None:
+    import asyncio
+
+    from tests.bot_kit.peer import count
+
+    needs_postgres()
+    updates = UpdateFactory()
+    newcomer = updates.user()
+    seen: list[dict[str, Any]] = []
+
+    errors = run_threads(6, lambda i: host(CONFIG, spy_router(seen)).feed_update(
+        make_bot(FakeSession()), updates.message("hi", user=newcomer)))
+
+    assert errors == []
+    assert len(seen) == 6 and len({s["user_id"] for s in seen}) == 1
+    assert asyncio.run(count("billable.ExternalIdentity", provider="telegram",
+                             external_id=str(newcomer.id))) == 1
