@@ -800,3 +800,55 @@ def test_concurrent_first_contact_creates_one_account(catalog) -> None:
     assert len(seen) == 6 and len({s["user_id"] for s in seen}) == 1
     assert asyncio.run(count("billable.ExternalIdentity", provider="telegram",
                              external_id=str(newcomer.id))) == 1
+
+
+async def test_renamed_command_frees_the_old_name(catalog, kit) -> None:
+    _, bot, updates = kit
+    seen: list[str] = []
+    router = Router(name="own_trial")
+
+    @router.message(Command("trial"))
+    async def own(message: Message) -> None:
+        seen.append("host")
+
+    config = BillingConfig(offers=("PACK_10",), trial_offer="TRIAL_3", signing_secrets=(SECRET,),
+                           commands={"trial": "free"})
+    dp = host(config, router)
+    await dp.feed_update(bot, updates.command("trial"))
+    await dp.feed_update(bot, updates.command("free"))
+    assert seen == ["host"]
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 3
+
+
+async def test_commands_addressed_to_another_bot_are_left_alone(catalog, kit) -> None:
+    session, bot, updates = kit
+    dp = host(CONFIG)
+    await dp.feed_update(bot, updates.message("/paysupport@other_bot"))
+    await dp.feed_update(bot, updates.message("/paysupport@test_bot"))
+    assert len(texts(session)) == 1
+
+
+async def test_setup_on_a_router_identifies_users_too(catalog, kit) -> None:
+    _, bot, updates = kit
+    seen: list[dict[str, Any]] = []
+    dp = Dispatcher()
+    outer = Router(name="outer")
+    setup_billing(outer, CONFIG)
+    outer.include_router(spy_router(seen))
+    dp.include_router(outer)
+    await dp.feed_update(bot, updates.message("hi"))
+    assert len(seen) == 1 and seen[0]["user_id"] == (await identity_of(
+        updates.default_user.id)).user_id
+
+
+async def test_paywall_calls_on_quota_exhausted_once_per_paywall(catalog, kit) -> None:
+    _, bot, updates = kit
+    events: list[Any] = []
+    config = BillingConfig(offers=("PACK_10",), signing_secrets=(SECRET,),
+                           on_quota_exhausted=events.append)
+    dp = host(config, gated_router([]))
+    update = updates.command("predict")
+    await dp.feed_update(bot, update)
+    await dp.feed_update(bot, updates.command("predict"))
+    assert [e.product_key for e in events] == ["PREDICTIONS", "PREDICTIONS"]
+    assert events[0].telegram_user_id == updates.default_user.id

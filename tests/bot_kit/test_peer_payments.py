@@ -7,9 +7,16 @@ Written from the contract only (SPEC §8, docs/payments.md): a host ``Dispatcher
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +27,7 @@ from django.utils import timezone
 
 from bot_kit import BillingConfig, setup_billing
 from bot_kit.callbacks import BuyOffer
-from bot_kit.testing import FakeSession, UpdateFactory, make_bot
+from bot_kit.testing import FakeBotAPIServer, FakeSession, UpdateFactory, make_bot
 from tests.bot_kit.peer import (
     CYRILLIC,
     SECRET,
@@ -597,3 +604,185 @@ async def test_refund_of_a_pending_order_or_twice_is_explained(catalog, kit) -> 
                 if c.params["chat_id"] == 999]
     assert len(to_admin) == 3 and all(CYRILLIC.search(t) for t in to_admin)
     assert_no_leak(session)
+
+
+# -- more of the contract ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["cancelled", "dropped_key"])
+async def test_payment_for_a_cancelled_order_or_a_retired_key_is_refunded(case: str, catalog,
+                                                                          kit) -> None:
+    from billable.services import OrderService
+
+    session, bot, updates = kit
+    issuing = host(BillingConfig(offers=("PACK_10",),
+                                 signing_secrets=("old-secret-0123456789",)))
+    invoice = await invoice_for(issuing, bot, session, updates)
+    if case == "cancelled":
+        [order] = await orders_of(updates.default_user.id)
+        await sync_to_async(OrderService.cancel_order)(order.pk)
+        dp = issuing
+    else:
+        dp = host(BillingConfig(offers=("PACK_10",), signing_secrets=("new-secret-0123456789",)))
+
+    await dp.feed_update(bot, updates.successful_payment(payload=invoice["payload"],
+                                                         total_amount=50, charge_id="stxLATE"))
+
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 0
+    [refund] = session.calls_to("refundStarPayment")
+    assert refund.params["telegram_payment_charge_id"] == "stxLATE"
+    assert_no_leak(session)
+
+
+async def test_host_callbacks_fire_once_per_event(catalog, kit) -> None:
+    session, bot, updates = kit
+    events: list[tuple[str, Any]] = []
+    config = BillingConfig(offers=("PACK_10",), signing_secrets=(SECRET,),
+                           admin_ids=frozenset({999}),
+                           on_paid=lambda e: events.append(("paid", e.charge_id)),
+                           on_refunded=lambda e: events.append(("refunded", e.charge_id)))
+    dp = host(config)
+    invoice = await invoice_for(dp, bot, session, updates)
+    payment = updates.successful_payment(payload=invoice["payload"], total_amount=50,
+                                         charge_id="stxCB")
+    await dp.feed_update(bot, payment)
+    await dp.feed_update(bot, payment)
+    await dp.feed_update(bot, updates.command("refund", "stxCB", user=updates.user(999)))
+    refunded = updates.refunded_payment(payload=invoice["payload"], total_amount=50,
+                                        charge_id="stxCB")
+    await dp.feed_update(bot, refunded)
+    await dp.feed_update(bot, refunded)
+
+    assert events == [("paid", "stxCB"), ("refunded", "stxCB")]
+    assert len([t for t in texts(session) if "stxCB" in t]) == 3  # receipt, queued, refunded
+
+
+async def test_refunded_payment_closes_a_pending_outbox_row(catalog, kit) -> None:
+    from bot_kit.payments.refunds import RefundOutbox
+
+    session, bot, updates = kit
+    dp = host()
+    invoice = await paid(dp, bot, session, updates, charge_id="stxRACE2")
+    session.fail("refundStarPayment", status=500)
+    await dp.feed_update(bot, updates.command("refund", "stxRACE2", user=updates.user(999)))
+    assert await count("bot_kit.RefundRequest", state="pending") == 1
+
+    await dp.feed_update(bot, updates.refunded_payment(payload=invoice["payload"],
+                                                       total_amount=50, charge_id="stxRACE2"))
+
+    assert await count("bot_kit.RefundRequest", state="pending") == 0
+    later = RefundOutbox(bot, clock=lambda: timezone.now() + timedelta(hours=2))
+    assert await later.process_due() == {}
+    assert len(session.calls_to("refundStarPayment")) == 1
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 0
+
+
+async def test_refunding_a_subscription_charge_cancels_the_subscription(monthly, kit) -> None:
+    session, bot, updates = kit
+    dp = host()
+    payload = await subscribe(dp, bot, session, updates)
+    await dp.feed_update(bot, renewal(updates, payload, "stxSUBFIRST", 30, first=True))
+    await dp.feed_update(bot, renewal(updates, payload, "stxSUBNEXT", 60))
+
+    await dp.feed_update(bot, updates.command("refund", "stxSUBNEXT", user=updates.user(999)))
+
+    [edit] = session.calls_to("editUserStarSubscription")
+    assert edit.params["telegram_payment_charge_id"] == "stxSUBFIRST"
+    assert edit.params["is_canceled"] is True
+    assert len(await premium_batches(updates.default_user.id)) == 2
+    assert_no_leak(session)
+
+
+async def test_failed_renewal_update_tells_the_user_once(monthly, kit) -> None:
+    session, bot, updates = kit
+    dp = host()
+    user = updates.user(language_code="ru")
+    await dp.feed_update(bot, updates.command("subscribe", user=user))
+    payload = session.calls_to("createInvoiceLink")[0].params["payload"]
+    first = updates.successful_payment(payload=payload, total_amount=100, charge_id="stxF1",
+                                       is_recurring=True, is_first_recurring=True, user=user,
+                                       subscription_expiration_date=int(time.time()) + 86400)
+    await dp.feed_update(bot, first)
+    before = len(texts(session))
+    failed = updates.subscription(state="failed", payload=payload, user=user)
+    await dp.feed_update(bot, failed)
+    await dp.feed_update(bot, failed)
+
+    new = texts(session)[before:]
+    assert len(new) == 1 and CYRILLIC.search(new[0])
+    assert await count("bot_kit.StarSubscription", state="failed") == 1
+
+
+async def test_second_subscribe_while_active_gets_no_second_link(monthly, kit) -> None:
+    session, bot, updates = kit
+    dp = host()
+    payload = await subscribe(dp, bot, session, updates)
+    await dp.feed_update(bot, renewal(updates, payload, "stxONE", 30, first=True))
+    await dp.feed_update(bot, updates.command("subscribe"))
+    await dp.feed_update(bot, updates.pre_checkout(payload=payload, total_amount=100))
+
+    assert len(session.calls_to("createInvoiceLink")) == 1
+    assert precheckout_answers(session)[-1]["ok"] is False
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def bot_processes(api_urls: list[str]) -> Iterator[None]:
+    """One host bot process (``tests.bot_kit.peer_process``) per loopback Bot API, on the test
+    database; SIGTERM (then kill) on exit."""
+    params = connection.settings_dict
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    url = (f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/"
+           f"{params['NAME']}")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url,
+           "PYTHONPATH": str(ROOT)}
+    processes = [subprocess.Popen([sys.executable, "-m", "tests.bot_kit.peer_process", api],
+                                  cwd=ROOT, env=env) for api in api_urls]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_charge_delivered_to_three_bot_processes_is_confirmed_once(catalog) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("real concurrency needs PostgreSQL (set DATABASE_URL)")
+    session, updates = FakeSession(), UpdateFactory()
+    bot = make_bot(session)
+    await invoice_for(host(), bot, session, updates)
+    payload = session.calls_to("sendInvoice")[0].params["payload"]
+    payment = updates.successful_payment(payload=payload, total_amount=50, charge_id="stxPROC")
+
+    async with AsyncExitStack() as stack:
+        servers = [await stack.enter_async_context(FakeBotAPIServer()) for _ in range(3)]
+        with bot_processes([server.url for server in servers]):
+            for server in servers:
+                server.put_update(payment)
+            for server in servers:  # each process acknowledged the update (next offset)
+                for _ in range(600):
+                    if server.confirmed_offset > payment.update_id:
+                        break
+                    await asyncio.sleep(0.1)
+                assert server.confirmed_offset > payment.update_id
+            # aiogram handles polled updates as tasks: wait for the receipt, then the others
+            for _ in range(300):
+                if any(c.method == "sendMessage" for s in servers for c in s.calls):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)
+
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 10
+    assert await count("bot_kit.TelegramPayment", charge_id="stxPROC") == 1
+    said = [c for s in servers for c in s.calls if c.method == "sendMessage"]
+    assert len([c for c in said if "stxPROC" in str(c.params.get("text"))]) == 1
+    assert not [c for s in servers for c in s.calls if c.method == "refundStarPayment"]
