@@ -786,3 +786,152 @@ async def test_one_charge_delivered_to_three_bot_processes_is_confirmed_once(cat
     said = [c for s in servers for c in s.calls if c.method == "sendMessage"]
     assert len([c for c in said if "stxPROC" in str(c.params.get("text"))]) == 1
     assert not [c for s in servers for c in s.calls if c.method == "refundStarPayment"]
+
+
+# -- catalog edges -----------------------------------------------------------------------------
+
+
+@sync_to_async
+def set_offer(sku: str, **fields: Any) -> None:
+    from billable.models import Offer
+
+    Offer.objects.filter(sku=sku).update(**fields)
+
+
+async def test_keyboard_lists_only_purchasable_offers(catalog, kit) -> None:
+    from tests.bot_kit.peer import buttons
+
+    session, bot, updates = kit
+    dp = host(BillingConfig(offers=("PACK_10", "TRIAL_3", "OTHER_5", "NOPE"),
+                            signing_secrets=(SECRET,)))
+    await dp.feed_update(bot, updates.command("buy"))
+    assert [data for _, data in buttons(session)] == [BuyOffer(sku="PACK_10").pack()]
+
+
+async def test_a_button_for_an_offer_deactivated_since_creates_no_order(catalog, kit) -> None:
+    session, bot, updates = kit
+    dp = host()
+    await dp.feed_update(bot, updates.command("buy"))
+    await set_offer("PACK_10", is_active=False)
+    await dp.feed_update(bot, updates.callback(BuyOffer(sku="PACK_10").pack()))
+    assert session.calls_to("sendInvoice") == []
+    assert await orders_of(updates.default_user.id) == []
+    assert_no_leak(session)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+async def test_paywall_without_a_matching_offer(fallback: bool, catalog, kit) -> None:
+    from aiogram import Router
+    from aiogram.filters import Command
+    from aiogram.types import Message
+
+    from bot_kit import requires_quota
+    from tests.bot_kit.peer import buttons
+
+    session, bot, updates = kit
+    router = Router(name="other")
+
+    @router.message(Command("other"))
+    @requires_quota("OTHER")
+    async def other(message: Message) -> None:
+        raise AssertionError("must not run")
+
+    config = BillingConfig(offers=("PACK_10",), signing_secrets=(SECRET,),
+                           paywall_fallback=("PACK_10",) if fallback else ())
+    dp = host(config)
+    dp.include_router(router)
+    await dp.feed_update(bot, updates.command("other"))
+    [said] = texts(session)
+    assert "Other" in said
+    expected = [BuyOffer(sku="PACK_10").pack()] if fallback else []
+    assert [data for _, data in buttons(session)] == expected
+
+
+async def test_fiat_invoice_uses_minor_units_and_the_provider_token(catalog, kit) -> None:
+    session, bot, updates = kit
+    dp = host(BillingConfig(offers=("OTHER_5",), signing_secrets=(SECRET,),
+                            provider_token="284685063:TEST:abc"))
+    invoice = await invoice_for(dp, bot, session, updates, sku="OTHER_5")
+    assert invoice["currency"] == "USD" and invoice["provider_token"] == "284685063:TEST:abc"
+    assert [p["amount"] for p in invoice["prices"]] == [499]
+    await dp.feed_update(bot, updates.pre_checkout(payload=invoice["payload"], total_amount=499,
+                                                   currency="USD"))
+    await dp.feed_update(bot, updates.successful_payment(payload=invoice["payload"],
+                                                         total_amount=499, currency="USD",
+                                                         charge_id="fiat-1"))
+    assert precheckout_answers(session)[0]["ok"] is True
+    assert await remaining(updates.default_user.id, "OTHER") == 5
+
+
+async def test_fiat_offers_are_not_sold_without_a_provider_token(catalog, kit) -> None:
+    session, bot, updates = kit
+    dp = host(BillingConfig(offers=("OTHER_5",), signing_secrets=(SECRET,)))
+    await dp.feed_update(bot, updates.callback(BuyOffer(sku="OTHER_5").pack()))
+    await dp.feed_update(bot, updates.command("buy", "OTHER_5"))
+    assert session.calls_to("sendInvoice") == []
+    assert_no_leak(session)
+
+
+def test_stars_offer_with_a_fractional_price_is_refused_on_save(make_offer) -> None:
+    from decimal import Decimal
+
+    from django.core.exceptions import ValidationError
+
+    from billable.models import Offer
+
+    offer = Offer(sku="HALF_STAR", name="Half", price=Decimal("1.50"), currency="XTR")
+    with pytest.raises(ValidationError) as refused:
+        offer.full_clean()
+    assert "price" in refused.value.message_dict
+
+
+async def test_long_names_are_cut_to_telegrams_limits(make_product, make_offer, kit) -> None:
+    session, bot, updates = kit
+
+    @sync_to_async
+    def long_catalog() -> None:
+        product = make_product("PREDICTIONS", name="P")
+        make_offer("PACK_10", items=[(product, 10)], price="50", currency="XTR",
+                   name="👍" * 40, description="d" * 400)
+
+    await long_catalog()
+    invoice = await invoice_for(host(), bot, session, updates)
+    assert len(invoice["title"].encode("utf-16-le")) // 2 <= 32
+    assert len(invoice["description"].encode("utf-16-le")) // 2 <= 255
+    assert "\ufffd" not in invoice["title"]
+
+
+async def test_balance_shows_the_end_of_a_renewed_subscription(monthly, kit) -> None:
+    session, bot, updates = kit
+    dp = host()
+    payload = await subscribe(dp, bot, session, updates)
+    await dp.feed_update(bot, renewal(updates, payload, "stxB1", 30, first=True))
+    await dp.feed_update(bot, renewal(updates, payload, "stxB2", 60))
+    await dp.feed_update(bot, updates.command("balance"))
+    batches = await premium_batches(updates.default_user.id)
+    end = batches[-1].expires_at
+    said = texts(session)[-1]
+    assert "Premium" in said
+    assert end.strftime("%Y") in said and (str(end.day) in said)
+
+
+async def test_subscription_price_over_the_cap_gets_no_link(make_product, make_offer,
+                                                            kit) -> None:
+    session, bot, updates = kit
+
+    from django.core.exceptions import ValidationError
+
+    @sync_to_async
+    def expensive() -> None:
+        premium = make_product("PREMIUM", name="Premium", product_type="period")
+        with pytest.raises(ValidationError):  # refused when saved ...
+            make_offer("MONTHLY", items=[(premium, 1, "days", 30)], price="10001",
+                       currency="XTR", name="Too much")
+        make_offer("MONTHLY", items=[(premium, 1, "days", 30)], price="100",
+                   currency="XTR", name="Too much")
+
+    await expensive()
+    await set_offer("MONTHLY", price=10001)  # ... and when raised behind the model's back
+    await host().feed_update(bot, updates.command("subscribe"))
+    assert session.calls_to("createInvoiceLink") == []
+    assert_no_leak(session)
