@@ -97,13 +97,6 @@ async def test_host_catch_all_does_not_swallow_payments_or_kit_commands(catalog,
     assert await remaining(updates.default_user.id, "PREDICTIONS") == 10
 
 
-async def test_setup_twice_on_one_dispatcher_is_refused() -> None:
-    dp = Dispatcher()
-    setup_billing(dp, CONFIG)
-    with pytest.raises(RuntimeError):
-        setup_billing(dp, CONFIG)
-
-
 # -- identity ----------------------------------------------------------------------------------
 
 
@@ -258,31 +251,6 @@ async def test_redelivered_update_is_charged_once(catalog, kit) -> None:
     assert await remaining(updates.default_user.id, "PREDICTIONS") == 9
 
 
-async def test_redelivery_after_a_failed_attempt_runs_and_charges_once(catalog, kit) -> None:
-    _, bot, updates = kit
-    attempts: list[Any] = []
-    router = Router(name="flaky")
-
-    @router.message(Command("predict"))
-    @requires_quota("PREDICTIONS")
-    async def predict(message: Message) -> None:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise RuntimeError("transient")
-        await message.answer("ok")
-
-    dp = host(CONFIG, router)
-    await give(updates.default_user.id, "PACK_10")
-    update = updates.command("predict")
-    with pytest.raises(RuntimeError):
-        await dp.feed_update(bot, update)
-    await dp.feed_update(bot, update)
-    await dp.feed_update(bot, update)
-
-    assert len(attempts) == 2
-    assert await remaining(updates.default_user.id, "PREDICTIONS") == 9
-
-
 @pytest.mark.parametrize(("code", "russian"), [("en", False), ("ru", True), ("ru-RU", True)])
 async def test_missing_quota_shows_localized_paywall_with_buy_buttons(code: str, russian: bool,
                                                                       catalog, kit) -> None:
@@ -359,20 +327,6 @@ async def test_has_quota_filter_injects_balance_charges_nothing_and_falls_throug
 # -- trials ------------------------------------------------------------------------------------
 
 
-async def test_trial_is_claimed_once_per_telegram_identity(catalog, kit) -> None:
-    session, bot, updates = kit
-    dp = host(CONFIG)
-    ivan = updates.user(language_code="ru")
-
-    await dp.feed_update(bot, updates.command("trial", user=ivan))
-    await dp.feed_update(bot, updates.command("trial", user=ivan))
-
-    assert await remaining(ivan.id, "PREDICTIONS") == 3
-    granted, refused = texts(session)
-    assert CYRILLIC.search(granted) and CYRILLIC.search(refused)
-    assert granted != refused
-
-
 async def test_trial_is_not_claimed_again_after_the_identity_moves(catalog, kit) -> None:
     from asgiref.sync import sync_to_async
     from django.contrib.auth import get_user_model
@@ -392,14 +346,6 @@ async def test_trial_is_not_claimed_again_after_the_identity_moves(catalog, kit)
     await move()
     await dp.feed_update(bot, updates.command("trial"))
     assert await remaining(updates.default_user.id, "PREDICTIONS") == 0
-
-
-async def test_trial_without_configured_offer_answers_politely(catalog, kit) -> None:
-    session, bot, updates = kit
-    dp = host(BillingConfig(offers=("PACK_10",), signing_secrets=(SECRET,)))
-    await dp.feed_update(bot, updates.command("trial"))
-    assert len(texts(session)) == 1
-    assert_no_leak(session)
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from bot_kit import BillingConfig, setup_billing
 from bot_kit.callbacks import BuyOffer
 from bot_kit.runner import build_bot
 from bot_kit.testing import (
-    FakeAPIError,
     FakeBotAPIServer,
     FakeSession,
     UpdateFactory,
@@ -65,21 +64,6 @@ async def test_fake_session_injects_real_aiogram_errors() -> None:
     with pytest.raises(Exception, match="blocked"):
         await bot.send_message(1, "x")
     assert (await bot.send_message(1, "y")).text == "y"
-
-
-async def test_fake_session_custom_responder() -> None:
-    session = FakeSession()
-    bot = make_bot(session)
-
-    def responder(params: dict) -> object:
-        if params["user_id"] == 13:
-            raise FakeAPIError(400, "Bad Request: CHARGE_NOT_FOUND")
-        return True
-
-    session.respond("refundStarPayment", responder)
-    assert await bot.refund_star_payment(1, "c") is True
-    with pytest.raises(TelegramBadRequest, match="CHARGE_NOT_FOUND"):
-        await bot.refund_star_payment(13, "c")
 
 
 def test_update_factory_builds_realistic_updates() -> None:

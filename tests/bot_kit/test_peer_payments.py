@@ -213,25 +213,6 @@ async def test_precheckout_accepts_a_payload_signed_with_a_rotated_key(catalog, 
 # -- confirmation ------------------------------------------------------------------------------
 
 
-async def test_successful_payment_grants_once_and_sends_one_receipt(catalog, kit) -> None:
-    session, bot, updates = kit
-    dp = host()
-    invoice = await invoice_for(dp, bot, session, updates)
-    payment = updates.successful_payment(payload=invoice["payload"], total_amount=50,
-                                         charge_id="stxONCE")
-    await dp.feed_update(bot, payment)
-    await dp.feed_update(bot, payment)
-    await dp.feed_update(bot, updates.successful_payment(payload=invoice["payload"],
-                                                         total_amount=50, charge_id="stxONCE"))
-
-    assert await remaining(updates.default_user.id, "PREDICTIONS") == 10
-    [order] = await orders_of(updates.default_user.id)
-    assert order.status == "paid" and order.payment_id == "stxONCE"
-    receipts = [t for t in texts(session) if "stxONCE" in t]
-    assert len(receipts) == 1
-    assert session.calls_to("refundStarPayment") == []
-
-
 async def test_a_second_charge_for_a_paid_order_is_refunded(catalog, kit) -> None:
     session, bot, updates = kit
     dp = host()
