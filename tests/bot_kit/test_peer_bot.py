@@ -798,3 +798,18 @@ async def test_paywall_calls_on_quota_exhausted_once_per_paywall(catalog, kit) -
     await dp.feed_update(bot, updates.command("predict"))
     assert [e.product_key for e in events] == ["PREDICTIONS", "PREDICTIONS"]
     assert events[0].telegram_user_id == updates.default_user.id
+
+
+async def test_a_known_user_costs_at_most_one_query_per_update(catalog, kit) -> None:
+    from tests.bot_kit.helpers import WorkerQueries
+
+    _, bot, updates = kit
+    seen: list[dict[str, Any]] = []
+    dp = host(CONFIG, spy_router(seen))
+    await dp.feed_update(bot, updates.message("hi"))
+    async with WorkerQueries() as queries:
+        await dp.feed_update(bot, updates.message("hi"))
+        await dp.feed_update(bot, updates.message("hi"))
+    assert len(seen) == 3
+    statements = [q for q in queries.sql if "SAVEPOINT" not in q]
+    assert len(statements) == 2, statements  # one indexed probe per update (no listener here)
