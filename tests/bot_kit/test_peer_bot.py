@@ -813,3 +813,52 @@ async def test_a_known_user_costs_at_most_one_query_per_update(catalog, kit) -> 
     assert len(seen) == 3
     statements = [q for q in queries.sql if "SAVEPOINT" not in q]
     assert len(statements) == 2, statements  # one indexed probe per update (no listener here)
+
+
+@pytest.mark.parametrize("code", ["ru", "ru-RU", "en"])
+async def test_paywall_and_buttons_use_the_catalog_translations(code: str, make_product,
+                                                                make_offer, kit) -> None:
+    from asgiref.sync import sync_to_async
+
+    session, bot, updates = kit
+
+    @sync_to_async
+    def translated_catalog() -> None:
+        product = make_product("PREDICTIONS", name="Predictions",
+                               translations={"ru": {"name": "Предсказания"}})
+        make_offer("PACK_10", items=[(product, 10)], price="50", currency="XTR",
+                   name="10 predictions", translations={"ru": {"name": "10 предсказаний"}})
+
+    await translated_catalog()
+    dp = host(CONFIG, gated_router([]))
+    await dp.feed_update(bot, updates.command("predict", user=updates.user(language_code=code)))
+
+    [said] = texts(session)
+    [(label, _)] = buttons(session)
+    if code == "en":
+        assert "Predictions" in said and label.startswith("10 predictions") and "50" in label
+    else:
+        assert "Предсказания" in said and label.startswith("10 предсказаний") and "50" in label
+
+
+async def test_gated_handler_during_an_outage_answers_and_does_not_run(catalog, kit,
+                                                                       monkeypatch) -> None:
+    from django.db import OperationalError
+
+    from bot_kit import billing as port
+
+    session, bot, updates = kit
+    calls: list[Any] = []
+    dp = host(CONFIG, gated_router(calls))
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly at 10.0.0.5")
+
+    monkeypatch.setattr(port, "aresolve_account", down)
+    monkeypatch.setattr(port, "acurrent_owner", down)
+    await dp.feed_update(bot, updates.command("predict", user=updates.user(language_code="ru")))
+
+    assert calls == []
+    [said] = texts(session)
+    assert CYRILLIC.search(said)
+    assert_no_leak(session)

@@ -916,3 +916,24 @@ async def test_subscription_price_over_the_cap_gets_no_link(make_product, make_o
     await host().feed_update(bot, updates.command("subscribe"))
     assert session.calls_to("createInvoiceLink") == []
     assert_no_leak(session)
+
+
+async def test_refund_outbox_backs_off_after_a_server_error_and_survives_a_restart(catalog,
+                                                                                  kit) -> None:
+    from bot_kit.payments.refunds import RefundOutbox
+
+    session, bot, updates = kit
+    dp = host()
+    await paid(dp, bot, session, updates, charge_id="stx5XX")
+    session.fail("refundStarPayment", status=502, times=2)
+    await dp.feed_update(bot, updates.command("refund", "stx5XX", user=updates.user(999)))
+    start = timezone.now()
+
+    restarted = make_bot(session)  # a new process: only the database remembers the refund
+    assert await RefundOutbox(restarted, clock=lambda: start).process_due() == {}
+    second = RefundOutbox(restarted, clock=lambda: start + timedelta(seconds=6))
+    assert list((await second.process_due()).values()) == ["pending"]
+    third = RefundOutbox(restarted, clock=lambda: start + timedelta(minutes=5))
+    assert list((await third.process_due()).values()) == ["done"]
+    assert len(session.calls_to("refundStarPayment")) == 3
+    assert await remaining(updates.default_user.id, "PREDICTIONS") == 0
