@@ -94,7 +94,7 @@ class AlertSender:
         for delivery in await sync_to_async(claim_due)(self.config, limit=limit):
             try:
                 await self.bot.send_message(delivery.chat_id, delivery.text,
-                                            reply_markup=delivery.markup)
+                                            reply_markup=delivery.markup, parse_mode=None)
             except Exception:
                 logger.warning("alert %s could not be sent", delivery.notice_id, exc_info=True)
                 await sync_to_async(_mark_failed)(delivery.notice_id)

@@ -67,7 +67,7 @@ async def language_of(config: BillingConfig, telegram_user_id: int, tg_user: Any
 async def tell(bot: Bot, chat_id: int, text: str) -> bool:
     """Send ``text``; a Bot API refusal (blocked bot …) is logged, not raised."""
     try:
-        await bot.send_message(chat_id=chat_id, text=text)
+        await bot.send_message(chat_id=chat_id, text=text, parse_mode=None)
     except TelegramAPIError as exc:
         logger.warning("could not tell %s: %s", chat_id, exc)
         return False

@@ -134,7 +134,8 @@ async def notify(event: TelegramObject, bot: Bot, text: str, *,
         chat_id = chat_id_of(event)
         if chat_id is None:
             return False
-        await bot.send_message(chat_id=chat_id, text=text, reply_markup=reply_markup)
+        await bot.send_message(chat_id=chat_id, text=text, reply_markup=reply_markup,
+                               parse_mode=None)
     except TelegramAPIError as exc:
         logger.warning("Could not notify the user: %s", exc)
         return False

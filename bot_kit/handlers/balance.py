@@ -30,9 +30,10 @@ def create_router(config: BillingConfig) -> Router:
                       billing_user_id: int | None = None) -> None:
         lang = await user_language(config, message.from_user, billing_lang)
         if billing_user_id is None:
-            await message.answer(get_text("error_unavailable", lang, config))
+            await message.answer(get_text("error_unavailable", lang, config), parse_mode=None)
             return
-        await message.answer(await balance_text(config, lang=lang, user_id=billing_user_id))
+        await message.answer(await balance_text(config, lang=lang, user_id=billing_user_id),
+                             parse_mode=None)
 
     return router
 

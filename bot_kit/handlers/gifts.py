@@ -74,7 +74,7 @@ async def _send_gift_invoice(bot: Bot, chat_id: int, tg_user: User, sku: str, us
     try:
         request = await sync_to_async(create_gift_invoice)(user_id, tg_user.id, sku, config)
     except BillableError as exc:
-        await bot.send_message(chat_id, error_text(exc.code, lang, config))
+        await bot.send_message(chat_id, error_text(exc.code, lang, config), parse_mode=None)
         return
     await send_invoice(bot, chat_id, request)
 
@@ -110,14 +110,15 @@ def _gift_command(config: BillingConfig) -> Any:
             return
         offers = await _giftable(config)
         if not offers:
-            await message.answer(get_text("gift_empty", lang, config))
+            await message.answer(get_text("gift_empty", lang, config), parse_mode=None)
             return
         rows = [[InlineKeyboardButton(
             text=get_text("buy_button", lang, config, name=o.name,
                           price=format_price(o.price, o.currency)),
             callback_data=GiftOffer(sku=o.sku).pack())] for o in offers]
         await message.answer(get_text("gift_catalog", lang, config),
-                             reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+                             reply_markup=InlineKeyboardMarkup(inline_keyboard=rows),
+                             parse_mode=None)
 
     return gift
 
@@ -136,7 +137,7 @@ def _add_payment(router: Router, config: BillingConfig) -> None:
         expires = await sync_to_async(_expiry_of)(token)
         await message.answer(get_text("gift_ready", lang, config, name=result.summary,
                                       link=await gift_link(bot, str(token), config),
-                                      expires=expires))
+                                      expires=expires), parse_mode=None)
 
 
 def _expiry_of(token: str | None) -> str:
@@ -160,10 +161,11 @@ def _add_claiming(router: Router, config: BillingConfig) -> None:
                                                      provider=config.telegram_provider,
                                                      config=config)
         except BillableError as exc:
-            await message.answer(error_text(exc.code, lang, config))
+            await message.answer(error_text(exc.code, lang, config), parse_mode=None)
             return
         products = ", ".join(f"{n} × {q}" for n, q in sorted(result.granted.items()))
-        await message.answer(get_text("gift_received", lang, config, products=products))
+        await message.answer(get_text("gift_received", lang, config, products=products),
+                             parse_mode=None)
         if result.buyer_telegram_id is not None:
             await _tell_buyer(bot, result.buyer_telegram_id, result.offer_name,
                               pick_language(result.buyer_language, config), config)
@@ -172,7 +174,8 @@ def _add_claiming(router: Router, config: BillingConfig) -> None:
 async def _tell_buyer(bot: Bot, chat_id: int, name: str, lang: str,
                       config: BillingConfig) -> None:
     try:
-        await bot.send_message(chat_id, get_text("gift_claimed_notice", lang, config, name=name))
+        await bot.send_message(chat_id, get_text("gift_claimed_notice", lang, config, name=name),
+                               parse_mode=None)
     except Exception:
         logger.warning("could not tell buyer %s that their gift was claimed", chat_id)
 

@@ -39,7 +39,7 @@ def create_router(config: BillingConfig) -> Router:
         else:
             enabled = await sync_to_async(alerts_enabled)(user_id)
         await message.answer(get_text("notifications_on" if enabled else "notifications_off",
-                                      lang, config))
+                                      lang, config), parse_mode=None)
 
     return router
 

@@ -59,7 +59,7 @@ async def _choose_offer(bot: Bot, chat_id: int, code: str, lang: str,
             callback_data=packed)])
     await bot.send_message(chat_id, get_text("promo_choose_offer", lang, config,
                                              code=code.upper()),
-                           reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+                           reply_markup=InlineKeyboardMarkup(inline_keyboard=rows), parse_mode=None)
 
 
 async def apply_code(bot: Bot, chat_id: int, tg_user: User, code: str, *, sku: str | None,
@@ -74,13 +74,13 @@ async def apply_code(bot: Bot, chat_id: int, tg_user: User, code: str, *, sku: s
             user_id, tg_user.id, code, config, sku=sku,
             description=description)
     except BillableError as exc:
-        await bot.send_message(chat_id, error_text(exc.code, lang, config))
+        await bot.send_message(chat_id, error_text(exc.code, lang, config), parse_mode=None)
         return
     if outcome.invoice is not None:
         await send_invoice(bot, chat_id, outcome.invoice)
         return
     await bot.send_message(chat_id, get_text("promo_granted", lang, config, code=outcome.code,
-                                             products=_products(outcome.granted)))
+                                             products=_products(outcome.granted)), parse_mode=None)
 
 
 def _add_command(router: Router, name: str, config: BillingConfig) -> None:
@@ -93,7 +93,7 @@ def _add_command(router: Router, name: str, config: BillingConfig) -> None:
         lang = await _lang(billing_lang, tg_user, config)
         args = (command.args or "").split()
         if not args:
-            await message.answer(get_text("promo_usage", lang, config))
+            await message.answer(get_text("promo_usage", lang, config), parse_mode=None)
             return
         user_id = await resolve_user_id(billing_user_id, tg_user, config)
         await apply_code(bot, message.chat.id, tg_user, args[0],

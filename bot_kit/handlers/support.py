@@ -20,7 +20,7 @@ def create_router(config: BillingConfig) -> Router:
     @router.message(Command(command))
     async def paysupport(message: Message, billing_lang: str | None = None) -> None:
         lang = await user_language(config, message.from_user, billing_lang)
-        await message.answer(get_text("paysupport", lang, config))
+        await message.answer(get_text("paysupport", lang, config), parse_mode=None)
 
     return router
 

@@ -30,7 +30,7 @@ def create_router(config: BillingConfig) -> Router:
         await message.answer(await claim_text(config, lang=lang,
                                               user_id=billing_user_id,
                                               telegram_id=message.from_user.id
-                                              if message.from_user else None))
+                                              if message.from_user else None), parse_mode=None)
 
     return router
 

@@ -44,6 +44,7 @@ from bot_kit.config import BillingConfig
 from bot_kit.context import BillingContext
 from bot_kit.resilience import Outage, describe, is_transient
 from bot_kit.texts import pick_language
+from bot_kit.untrusted import storable
 
 logger = logging.getLogger("bot_kit.identity")
 
@@ -282,8 +283,13 @@ async def stop_identity_listener() -> None:
 
 
 def profile_of(tg_user: User) -> dict[str, Any]:
-    """The Telegram profile kept in the identity metadata (absent fields are left out)."""
-    return {name: getattr(tg_user, name) for name in PROFILE_FIELDS
+    """The Telegram profile kept in the identity metadata (absent fields are left out).
+
+    Names are untrusted text: characters PostgreSQL cannot store (NUL, lone surrogates), which
+    billable refuses, are dropped or replaced here, so such a name never stops a user from being
+    identified.
+    """
+    return {name: storable(getattr(tg_user, name)) for name in PROFILE_FIELDS
             if getattr(tg_user, name, None) is not None}
 
 

@@ -33,6 +33,7 @@ from bot_kit.payments.subscriptions import (
     subscription_sku,
 )
 from bot_kit.resilience import is_transient
+from bot_kit.untrusted import storable
 
 logger = logging.getLogger("bot_kit.payments")
 
@@ -189,7 +190,7 @@ def _record(facts: PaymentFacts, secrets: tuple[str, ...],
             charge_id=facts.charge_id, provider_charge_id=facts.provider_charge_id,
             telegram_user_id=facts.telegram_user_id, user_id=user_id, bot_id=bot_id,
             currency=facts.currency.upper(), total_amount=facts.total_amount,
-            invoice_payload=facts.payload[:255], status=TelegramPayment.Status.REJECTED,
+            invoice_payload=storable(facts.payload)[:255], status=TelegramPayment.Status.REJECTED,
             is_recurring=facts.is_recurring, is_first_recurring=facts.is_first_recurring,
             subscription_expires_at=from_unix(facts.subscription_expiration_date),
         )

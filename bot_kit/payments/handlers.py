@@ -124,7 +124,7 @@ async def confirm_once(message: Message, bot: Bot, config: BillingConfig, *,
     if not result.confirmed:
         await message.answer(get_text("payment_rejected", lang, config,
                                       reason=rejection_text(result.payment.reason, lang, config),
-                                      charge_id=facts.charge_id))
+                                      charge_id=facts.charge_id), parse_mode=None)
         await try_refund_now(bot, result.refund_id, config)
         return None
     return ConfirmedPayment(result, facts, lang)
@@ -164,10 +164,10 @@ def _buy_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
             return
         offers = await apurchasable_offers(config)
         if not offers:
-            await message.answer(get_text("buy_empty", lang, config))
+            await message.answer(get_text("buy_empty", lang, config), parse_mode=None)
             return
         await message.answer(get_text("buy_catalog", lang, config),
-                             reply_markup=offers_keyboard(offers, lang, config))
+                             reply_markup=offers_keyboard(offers, lang, config), parse_mode=None)
 
     return buy
 
@@ -194,7 +194,7 @@ def _add_checkout(router: Router, config: BillingConfig) -> None:
         await message.answer(get_text("payment_receipt", lang, config,
                                       order_id=result.order_id,
                                       name=await aorder_summary(result.order_id, lang),
-                                      amount=amount, charge_id=facts.charge_id))
+                                      amount=amount, charge_id=facts.charge_id), parse_mode=None)
         await call_host(config.on_paid, result.event)
         if result.subscription_event is not None:
             await call_host(config.on_subscription_changed, result.subscription_event)
@@ -230,22 +230,23 @@ def _add_refund_command(router: Router, config: BillingConfig) -> None:
         tg_user = message.from_user
         lang = await language(billing_lang, tg_user, config)
         if tg_user is None or not config.is_admin(tg_user.id):
-            await message.answer(get_text("refund_forbidden", lang, config))
+            await message.answer(get_text("refund_forbidden", lang, config), parse_mode=None)
             return
         reference = (command.args or "").strip()
         if not reference:
-            await message.answer(get_text("refund_usage", lang, config))
+            await message.answer(get_text("refund_usage", lang, config), parse_mode=None)
             return
         try:
             request = await arequest_refund(reference, reason="admin refund",
                                             requested_by=f"telegram:{tg_user.id}")
         except BillableError as exc:
-            await message.answer(error_text(exc.code, lang, config))
+            await message.answer(error_text(exc.code, lang, config), parse_mode=None)
             return
         state = await try_refund_now(bot, request.pk, config) or request.state
         charge_id = await sync_to_async(lambda: request.payment.charge_id)()
         await message.answer(get_text("refund_queued", lang, config, charge_id=charge_id,
-                                      state=get_text(f"refund_state_{state}", lang, config)))
+                                      state=get_text(f"refund_state_{state}", lang, config)),
+                             parse_mode=None)
 
 
 def create_purchase_router(config: BillingConfig) -> Router:

@@ -64,7 +64,8 @@ async def _send_link(bot: Bot, chat_id: int, tg_user: User, sku: str, *, user_id
         request = await aprepare_subscription(user_id, tg_user.id, sku, config, lang)
     except AlreadySubscribed:
         await bot.send_message(chat_id=chat_id,
-                               text=get_text("precheckout_already_subscribed", lang, config))
+                               text=get_text("precheckout_already_subscribed", lang, config),
+                               parse_mode=None)
         return
     link = await create_subscription_link(bot, request, config.subscription_period)
     amount = format_price(from_minor_units(request.amount, request.currency), request.currency)
@@ -72,7 +73,8 @@ async def _send_link(bot: Bot, chat_id: int, tg_user: User, sku: str, *, user_id
     text = get_text("subscribe_link", lang, config, name=request.title, amount=amount,
                     period=period_text(config.subscription_period, lang, config))
     await bot.send_message(chat_id=chat_id, text=text,
-                           reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]))
+                           reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+                           parse_mode=None)
 
 
 def _status_markup(subscription: StarSubscription, lang: str,
@@ -97,14 +99,14 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
                          config=config)
         return
     if not offers:
-        await message.answer(get_text("subscribe_empty", lang, config))
+        await message.answer(get_text("subscribe_empty", lang, config), parse_mode=None)
         return
     rows = [[InlineKeyboardButton(
         text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                       price=format_price(o.price, o.currency)),
         callback_data=SubscribeOffer(sku=o.sku).pack())] for o in offers]
     await message.answer(get_text("subscribe_catalog", lang, config),
-                         reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+                         reply_markup=InlineKeyboardMarkup(inline_keyboard=rows), parse_mode=None)
 
 
 def _add_subscribe(router: Router, config: BillingConfig) -> None:
@@ -141,7 +143,7 @@ def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
                          name=await offer_name(current.sku, lang),
                          state=get_text(f"subscription_state_{current.state}", lang, config),
                          expires=_expires(current)),
-                reply_markup=_status_markup(current, lang, config))
+                reply_markup=_status_markup(current, lang, config), parse_mode=None)
             return
         await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
                                    billing_user_id=billing_user_id, config=config)
@@ -162,7 +164,7 @@ def _add_management(router: Router, config: BillingConfig) -> None:
         key = "subscription_canceled" if canceled else "subscription_resumed"
         await bot.send_message(chat_id=query.from_user.id,
                                text=get_text(key, lang, config,
-                                             expires=_expires(subscription)))
+                                             expires=_expires(subscription)), parse_mode=None)
         if event is not None:  # the user got the answer above; tell the host
             await subscription_changed(bot, config, event, lang=lang, tell_user=False)
 
