@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billable.conf import billable_settings
-from billable.models.base import CapsQuerySet, normalize_key
+from billable.models.base import CapsManager, CapsQuerySet, normalize_key
 
 STARS_CURRENCY = "XTR"
 #: Longest single period: an offer item's, or an order line's ``period × quantity``.
@@ -288,6 +288,11 @@ class Product(Localized, models.Model):
         super().save(*args, **kwargs)
 
 
+def default_currency() -> str:
+    """``BILLABLE_CURRENCY``, read when an offer is created without a currency."""
+    return str(billable_settings.CURRENCY).upper()
+
+
 #: Extra checks run by ``Offer.clean`` (and so on every save): callables that raise
 #: ``ValidationError``. bot_kit adds the Telegram Stars subscription price cap here.
 OFFER_VALIDATORS: list[Any] = []
@@ -299,7 +304,7 @@ class Offer(Localized, models.Model):
     sku = models.CharField(max_length=50, unique=True)
     name = models.CharField(max_length=255)
     price = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0.00"))
-    currency = models.CharField(max_length=50, default="USD")
+    currency = models.CharField(max_length=50, default=default_currency)
     image = models.URLField(max_length=500, blank=True, null=True)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=True)
@@ -331,7 +336,7 @@ class Offer(Localized, models.Model):
         if not self.sku:
             raise ValidationError({"sku": "SKU must not be empty."})
         if not self.currency:
-            self.currency = str(billable_settings.CURRENCY).upper()
+            self.currency = default_currency()
         self.translations = check_translations(self.translations)
         self.check_price()
         check_created_at(self.created_at)
@@ -368,6 +373,8 @@ class OfferItem(models.Model):
     period_unit = models.CharField(max_length=10, choices=PeriodUnit.choices,
                                    default=PeriodUnit.FOREVER)
     period_value = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_offer_items"
