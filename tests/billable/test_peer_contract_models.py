@@ -225,7 +225,7 @@ def test_bulk_create_normalises_too() -> None:
 
 def test_lookups_across_relations_ignore_case(user, make_product, make_offer) -> None:
     from billable.models import OfferItem, Order, OrderItem, QuotaBatch, Transaction
-    from billable.services import OrderService, TransactionService
+    from billable.services import OrderService
 
     product = make_product("REL_P")
     offer = make_offer("REL_O", items=[(product, 2)], price="1")
