@@ -347,7 +347,7 @@ class Offer(Localized, models.Model):
     def check_price(self) -> None:
         """Refuse a price the column would round (``9.999``) or that the currency forbids."""
         if self.price is None:
-            return
+            raise ValidationError({"price": "Price is required."})
         problem = price_problem(self.price, self.currency)
         if problem:
             raise ValidationError({"price": problem})
@@ -392,6 +392,12 @@ class OfferItem(models.Model):
         return f"{self.quantity} × {self.product_id} ({self.period_unit})"
 
     def clean(self) -> None:
+        if self.period_unit not in self.PeriodUnit.values:
+            raise ValidationError({"period_unit": f"Unknown period unit: {self.period_unit!r}."})
         if not span_allowed(self.period_unit, self.period_value):
             raise ValidationError({"period_value": (
                 f"A period may last at most {MAX_PERIOD_YEARS} years.")})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.clean()
+        super().save(*args, **kwargs)

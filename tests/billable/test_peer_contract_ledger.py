@@ -160,6 +160,34 @@ def test_grant_offer_with_order_item_multiplies_and_links(mode, user, credits, p
     assert row.related_object == item and row.action_type == "purchase"
 
 
+@pytest.mark.parametrize("unit, value, span", [("hours", 2, timedelta(hours=2)),
+                                               ("days", 3, timedelta(days=3)),
+                                               ("years", 1, None), ("months", 1, None)])
+def test_grant_expiry_follows_the_period(user, credits, make_offer, unit, value, span) -> None:
+    [batch] = TS.grant_offer(user.id, make_offer("TIMED", items=[(credits, 1, unit, value)]))
+    if span is not None:
+        assert batch.expires_at - batch.valid_from == span
+    else:
+        later = batch.valid_from.replace(year=batch.valid_from.year + 1) if unit == "years" \
+            else None
+        assert batch.expires_at > batch.valid_from
+        if later is not None:
+            assert batch.expires_at == later
+
+
+def test_grant_refuses_an_unknown_period_unit_written_around_the_model(user, credits,
+                                                                      make_offer) -> None:
+    from billable.models import OfferItem, QuotaBatch
+
+    offer = make_offer("ODD_UNIT")
+    OfferItem.objects.bulk_create([OfferItem(offer=offer, product=credits, quantity=1,
+                                             period_unit="weeks", period_value=1)])
+    with pytest.raises(BillableError) as caught:
+        TS.grant_offer(user.id, offer)
+    assert caught.value.code == "invalid_input"
+    assert not QuotaBatch.objects.filter(user=user).exists()
+
+
 def test_grant_offer_idempotency_key_returns_first_batches(mode, user, pack) -> None:
     first = call(mode, TS, "grant_offer", user.id, pack, idempotency_key="g-1")
     again = call(mode, TS, "grant_offer", user.id, pack, idempotency_key="g-1")

@@ -347,6 +347,27 @@ def test_negative_offer_price_is_refused() -> None:
         Offer.objects.create(sku="neg", name="x", price=Decimal("-1"))
 
 
+def test_offer_price_is_required() -> None:
+    from billable.models import Offer
+
+    with pytest.raises(ValidationError) as caught:
+        Offer.objects.create(sku="no_price", name="x", price=None)
+    assert set(caught.value.message_dict) == {"price"}
+
+
+def test_offer_item_period_unit_must_be_a_choice(make_product, make_offer) -> None:
+    from billable.models import OfferItem
+
+    product, offer = make_product("UNIT_P"), make_offer("UNIT_O")
+    with pytest.raises(ValidationError) as caught:
+        OfferItem.objects.create(offer=offer, product=product, quantity=1, period_unit="weeks",
+                                 period_value=1)
+    assert set(caught.value.message_dict) == {"period_unit"}
+    for unit in ("hours", "days", "months", "years", "forever"):
+        OfferItem.objects.create(offer=offer, product=product, quantity=1, period_unit=unit,
+                                 period_value=None if unit == "forever" else 1)
+
+
 def test_offer_item_quantity_must_be_positive(make_product, make_offer) -> None:
     from billable.models import OfferItem
 
