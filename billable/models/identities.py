@@ -42,6 +42,8 @@ class ExternalIdentity(models.Model):
         """The user linked to ``(provider, external_id)``, or ``None``."""
         if external_id is None or str(external_id).strip() == "":
             return None
+        if not isinstance(provider, str) or "\x00" in provider or "\x00" in str(external_id):
+            return None  # no identity can hold these (and PostgreSQL refuses NUL in a query)
         identity = (
             cls.objects.select_related("user")
             .filter(provider=provider, external_id=str(external_id).strip())
@@ -56,8 +58,10 @@ class ExternalIdentity(models.Model):
     @classmethod
     def get_external_id_for_user(cls, user: Any, provider: str = "default") -> str | None:
         """The oldest external id of ``user`` for ``provider`` (deterministic), or ``None``."""
-        user_id = getattr(user, "pk", user)
-        if user_id is None:
+        from billable.validation import coerce_pk
+
+        user_id = coerce_pk(user, model=get_user_model())
+        if user_id is None or not isinstance(provider, str) or "\x00" in provider:
             return None
         return (
             cls.objects.filter(user_id=user_id, provider=provider)

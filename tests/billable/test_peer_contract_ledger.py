@@ -94,7 +94,8 @@ def test_string_user_id_is_accepted(mode, funded) -> None:
     assert result["success"] is True and result["remaining"] == 9
 
 
-@pytest.mark.parametrize("user_id", [None, "", "abc", -1, 10**30, 1.5, [], {}])
+@pytest.mark.parametrize("user_id", [None, "", "abc", -1, 2**31, 2**63 - 1, 10**30, 1.5, [], {},
+                                     "1\x00"])
 def test_bad_user_ids_give_billable_errors_or_a_plain_no(mode, pack, user_id) -> None:
     for name, args in (("check_quota", ("credits",)), ("get_balance", ("credits",)),
                        ("consume_quota", ("credits",)), ("grant_offer", (pack,)),

@@ -636,6 +636,12 @@ def test_external_identity_lookups(mode, make_user) -> None:
     assert run("get_external_id_for_user", alice, provider="telegram") == "tg1"
     assert run("get_external_id_for_user", alice, provider="none") is None
     assert alice.billable_external_identities.count() == 3
+    for bad in ("a\x00b", None, ""):
+        assert run("get_user_by_identity", bad) is None
+    assert run("get_user_by_identity", "100", provider="x\x00") is None
+    assert run("get_external_id_for_user", str(alice.pk)) == "100"
+    for bad in (None, "abc", 2**70, 1.5, "1\x00"):
+        assert run("get_external_id_for_user", bad) is None
     with pytest.raises(IntegrityError), transaction.atomic():
         ExternalIdentity.objects.create(external_id="100", user=make_user())
 
