@@ -540,8 +540,8 @@ def test_entitlements_are_never_depleted(mode, kind, user, make_product, make_of
         result = call(mode, TransactionService, "consume_quota", user.id, "ent")
         assert result["success"] is True, result
     assert call(mode, TransactionService, "check_quota", user.id, "ENT")["can_use"] is True
-    assert Transaction.objects.filter(user=user, direction="DEBIT",
-                                      action_type="usage").count() == 3
+    usage = Transaction.objects.filter(user=user, direction="DEBIT", action_type="usage")
+    assert [row.amount for row in usage] == [0, 0, 0]
     assert TransactionService.check_ledger(user.id) == []
 
 
@@ -556,6 +556,12 @@ def test_buying_a_running_period_extends_it(user, make_product, make_offer) -> N
     assert first.expires_at - start >= timedelta(days=30) - timedelta(minutes=1)
     assert second.valid_from == first.expires_at
     assert second.expires_at - first.valid_from == timedelta(days=60)
+    # documented in docs/reference.md: the summary reads spendable batches only
+    from billable.services import BalanceService
+
+    summary = BalanceService.get_balance_summary(user.id)["SUB"]
+    assert summary["expiry"] == first.expires_at and summary["is_unlimited"] is True
+    assert TransactionService.check_quota(user.id, "sub")["can_use"] is True
 
 
 def test_quantity_product_counts_down(user, make_product, make_offer) -> None:

@@ -503,3 +503,30 @@ def test_trial_and_referral_signals(make_user, make_product, make_offer,
         trial_activated.disconnect(on_trial)
         referral_attached.disconnect(on_referral)
     assert events == [("trial", a.id), ("referral", b.id)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_receivers_run_for_sync_callers_and_cannot_break_them(make_user, make_product,
+                                                                    make_offer) -> None:
+    from billable.signals import quota_consumed
+
+    user = make_user()
+    make_offer("PACK_5", items=[(make_product("CREDITS"), 5)])
+    TransactionService.grant_offer(user.id, "pack_5")
+    got: list[int] = []
+
+    async def receiver(sender, usage, **kwargs):
+        got.append(usage.amount)
+
+    async def failing(sender, **kwargs):
+        raise RuntimeError("receiver failed")
+
+    quota_consumed.connect(receiver)
+    quota_consumed.connect(failing)
+    try:
+        result = TransactionService.consume_quota(user.id, "credits", amount=2)
+    finally:
+        quota_consumed.disconnect(receiver)
+        quota_consumed.disconnect(failing)
+    assert result["success"] is True and result["remaining"] == 3
+    assert got == [2]

@@ -262,3 +262,24 @@ def test_concurrent_spends_never_overdraw(make_user, make_product, make_offer) -
     assert sum(1 for r in results if isinstance(r, dict) and r["success"]) == 5, results
     assert TransactionService.get_balance(user.id, "credits") == 0
     assert TransactionService.check_ledger(user.id) == []
+
+
+@needs_postgres
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_crossed_merges_are_serialised(make_user, make_product, make_offer) -> None:
+    from billable.services import CustomerService
+
+    a, b = make_user(), make_user()
+    make_offer("PACK", items=[(make_product("CREDITS"), 10)])
+    TransactionService.grant_offer(a.id, "pack")
+    TransactionService.grant_offer(b.id, "pack")
+    pairs = [(a.id, b.id), (b.id, a.id)] * 2
+    results = in_threads(4, lambda i: CustomerService.merge_customers(*pairs[i]))
+    merged = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if not isinstance(r, dict)]
+    assert len(merged) >= 1, results
+    assert all(isinstance(r, BillableError) for r in refused), results
+    total = sum(TransactionService.get_balance(u.id, "credits") for u in (a, b))
+    assert total == 20
+    assert TransactionService.check_ledger() == []
