@@ -283,3 +283,29 @@ def test_crossed_merges_are_serialised(make_user, make_product, make_offer) -> N
     total = sum(TransactionService.get_balance(u.id, "credits") for u in (a, b))
     assert total == 20
     assert TransactionService.check_ledger() == []
+
+
+@needs_postgres
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_shared_namespace_holds_under_concurrent_writes() -> None:
+    """A product key and an SKU written at once by two transactions: one of them is refused
+    (the check-then-insert used to let both through in 25 of 30 rounds)."""
+    from django.core.exceptions import ValidationError
+
+    from billable.models import Offer, Product
+
+    def write(kind: int, key: str) -> Any:
+        if kind == 0:
+            return Product.objects.create(product_key=key, name="x")
+        if kind == 1:
+            return Offer.objects.create(sku=key, name="x", price=Decimal("1"))
+        return Offer.objects.bulk_create([Offer(sku=key, name="y", price=Decimal("1"))])
+
+    for i in range(15):
+        key = f"RACE_{i}"
+        kinds = (0, 1 + i % 2)
+        results = in_threads(2, lambda n, key=key, kinds=kinds: write(kinds[n], key))
+        assert sum(isinstance(r, ValidationError) for r in results) == 1, results
+        assert Product.objects.filter(product_key=key).exists() != \
+            Offer.objects.filter(sku=key).exists()
