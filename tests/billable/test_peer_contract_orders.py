@@ -192,12 +192,32 @@ def test_closed_orders_are_never_granted_again(mode, user, catalog) -> None:
 @pytest.mark.parametrize("order_id", [10**9, "abc", None, -1, 1.5])
 def test_unknown_orders(mode, order_id) -> None:
     for name in ("process_payment", "cancel_order", "refund_order"):
-        try:
-            result = call(mode, OS, name, order_id)
-        except BillableError as exc:
-            assert exc.code in {"order_not_found", "invalid_input"}, name
-        else:
-            assert result is False and name != "process_payment"
+        with pytest.raises(BillableError) as caught:
+            call(mode, OS, name, order_id)
+        assert caught.value.code == "order_not_found", name
+
+
+def test_payment_replays_as_documented(mode, user, catalog) -> None:
+    """docs/orders.md: same id (and method when given) replays; no id on a paid order is a
+    conflict; the same id under another method is another payment; cancel twice is a no-op."""
+    order = order_for(user)
+    OS.process_payment(order.pk, payment_id="ch_1", payment_method="stripe")
+    assert call(mode, OS, "process_payment", order.pk, payment_id="ch_1") is True
+    for kwargs in ({}, {"payment_id": "ch_1", "payment_method": "manual"}):
+        with pytest.raises(BillableError) as caught:
+            call(mode, OS, "process_payment", order.pk, **kwargs)
+        assert caught.value.code == "payment_conflict"
+    other = order_for(user)
+    assert call(mode, OS, "process_payment", other.pk, payment_id="ch_1",
+                payment_method="paypal") is True
+    manual = order_for(user)
+    assert call(mode, OS, "process_payment", manual.pk) is True
+    manual.refresh_from_db()
+    assert manual.payment_method == "manual"
+    pending = order_for(user)
+    assert call(mode, OS, "cancel_order", pending.pk) is True
+    assert call(mode, OS, "cancel_order", pending.pk) is True
+    assert TransactionService.get_balance(user.id, "credits") == 30
 
 
 def test_cancel_and_refund_only_from_the_right_state(mode, user, catalog) -> None:
