@@ -146,6 +146,7 @@ def test_grant_offer_one_batch_and_one_credit_per_item(mode, user, make_product,
         assert row.direction == "CREDIT" and row.action_type == "welcome_bonus"
         assert row.content_type == ContentType.objects.get_for_model(offer)
         assert str(row.object_id) == str(offer.pk)
+        assert row.metadata["campaign"] == "x"
     assert {row.amount for row in credits} == {5, 1}
     ledger_ok(user)
 
