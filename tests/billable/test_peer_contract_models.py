@@ -249,6 +249,9 @@ def test_default_managers_look_up_in_any_case(make_product, make_offer) -> None:
     assert Offer.objects.get(sku="gold_100") == offer
     assert list(Offer.objects.filter(sku="Gold_100")) == [offer]
     assert Offer.objects.filter(sku__in=["gold_100"]).count() == 1
+    assert Offer.objects.filter(sku__in=(s for s in ["gold_100"])).count() == 1
+    assert Offer.objects.filter(sku__in={"gold_100": 1}.keys()).count() == 1
+    assert Product.objects.filter(product_key__startswith="go").get() == product
     assert Offer.objects.exclude(sku="gold_100").count() == 0
     assert Offer.objects.filter(items__product__product_key="gold").get() == offer
     same, created = Offer.objects.get_or_create(sku="gold_100", defaults={"name": "x",
