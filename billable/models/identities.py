@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -58,10 +59,14 @@ class ExternalIdentity(models.Model):
     @classmethod
     def get_external_id_for_user(cls, user: Any, provider: str = "default") -> str | None:
         """The oldest external id of ``user`` for ``provider`` (deterministic), or ``None``."""
-        from billable.validation import coerce_pk
-
-        user_id = coerce_pk(user, model=get_user_model())
-        if user_id is None or not isinstance(provider, str) or "\x00" in provider:
+        user_id = getattr(user, "pk", user)
+        if user_id is None or isinstance(user_id, (bool, float)) or not isinstance(provider, str):
+            return None
+        try:  # a value the user key cannot hold names nobody (and must not reach the database)
+            user_id = get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+        except (ValidationError, TypeError, ValueError):
+            return None
+        if "\x00" in provider or (isinstance(user_id, int) and not 0 < user_id < 2**63):
             return None
         return (
             cls.objects.filter(user_id=user_id, provider=provider)
