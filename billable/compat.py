@@ -18,8 +18,9 @@ from typing import Any, TypedDict
 
 from asgiref.sync import sync_to_async
 
-from billable.exceptions import BillableError, OrderStateError
+from billable.exceptions import BillableError, OrderNotFound, OrderStateError
 from billable.models import Order
+from billable.validation import order_pk
 
 
 class FailureResult(TypedDict):
@@ -102,7 +103,15 @@ class OrderCompat:
 
 def serialize_order_to_dict(order: Order) -> dict[str, Any]:
     """``{id, user_id, status, total_amount, currency, payment_method, payment_id, created_at,
-    paid_at, items: [{id, sku, quantity, price}], metadata}`` (0.2 types)."""
+    paid_at, items: [{id, sku, quantity, price}], metadata}`` (0.2 types).
+
+    ``order`` is an ``Order`` or its primary key; anything else is ``OrderNotFound``.
+    """
+    if not isinstance(order, Order):
+        found = Order.objects.filter(pk=order_pk(order)).first()
+        if found is None:
+            raise OrderNotFound(f"Order not found: {order!r}")
+        order = found
     cache = getattr(order, "_prefetched_objects_cache", {})
     lines = order.items.all() if "items" in cache else order.items.select_related("offer")
     items = [{"id": item.pk, "sku": item.offer.sku, "quantity": item.quantity,

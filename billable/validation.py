@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models, router
 
 from billable.exceptions import (
     InvalidAmount,
@@ -103,9 +103,9 @@ def coerce_pk(value: Any, *, model: type[models.Model] | None = None) -> Any:
 
     Accepts a model instance (its ``pk``), the key itself, or a string holding it (stripped).
     ``None``, blanks, booleans (``True`` is not user 1) and floats are never keys; integer keys
-    must be ASCII digits within ``1 … MAX_DB_ID``; other key types are parsed by the model's
-    primary-key field. ``model=None`` means an integer key (orders, referrals, users of the
-    default model).
+    must be ASCII digits within ``1 …`` what the key column holds; other key types are parsed by
+    the model's primary-key field. ``model=None`` means an integer key (orders, referrals, users
+    of the default model).
     """
     if isinstance(value, models.Model):
         value = value.pk
@@ -122,12 +122,30 @@ def coerce_pk(value: Any, *, model: type[models.Model] | None = None) -> Any:
                 return None
             value = int(value)
     if integer:
-        return value if isinstance(value, int) and 0 < value <= MAX_DB_ID else None
+        limit = MAX_DB_ID if model is None else _pk_limit(model)
+        return value if isinstance(value, int) and 0 < value <= limit else None
     assert field is not None
     try:
         return field.to_python(value)
     except (ValidationError, TypeError, ValueError, AttributeError):
         return None
+
+
+@cache
+def _pk_limit(model: type[models.Model]) -> int:
+    """The largest integer primary key ``model``'s column can hold (``auth.User`` has a 32-bit
+    ``AutoField``: a larger id names no account and must not reach the database)."""
+    field = model._meta.pk
+    assert field is not None
+    ops = connections[router.db_for_read(model)].ops
+    high = ops.integer_field_range(field.get_internal_type())[1]
+    return MAX_DB_ID if high is None else min(int(high), MAX_DB_ID)
+
+
+@cache
+def _user_id_limit(label: str) -> int:
+    """:func:`_pk_limit` of the account model ``label``; 0 when its key is not an integer."""
+    return _pk_limit(_account_model(label)) if _integer_pk(label) else 0
 
 
 @cache
@@ -149,7 +167,7 @@ def coerce_user_id(value: Any) -> Any:
     floats and values the user model's primary key cannot parse raise :class:`InvalidInput`
     with the message ``user_id is required`` / ``Invalid user_id``.
     """
-    if type(value) is int and 0 < value <= MAX_DB_ID and _integer_pk(settings.AUTH_USER_MODEL):
+    if type(value) is int and 0 < value <= _user_id_limit(settings.AUTH_USER_MODEL):
         return value  # the common case, decided without the general parse below
     if value is None or value == "":
         raise InvalidInput("user_id is required", field="user_id")

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.exceptions import OrderNotFound
 from billable.ledger import periods, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.locks import lock_users
@@ -67,6 +68,8 @@ def revoke_order(*, order: Order | Any, reason: str) -> int:
                     .values_list("pk", "user_id", "product_id", "product__product_type",
                                  "expires_at"))
         if not rows:
+            if not Order.objects.filter(pk=pk).exists():
+                raise OrderNotFound(f"Order not found: {order!r}")
             return 0
         owners = {user for _, user, _, _, _ in rows}
         lock_users(owners)

@@ -70,6 +70,8 @@ def bounded_end(start: datetime, unit: str, value: int | None) -> datetime | Non
         return None if unit == FOREVER or not value else FAR_FUTURE
     try:
         end = period_end(start, unit, value)
+    except InvalidInput:
+        raise  # an unknown unit is a catalog error, never "until 9999"
     except (OverflowError, ValueError):
         return FAR_FUTURE
     return min(end, FAR_FUTURE) if end is not None else None

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.models.base import CapsManager
+
 
 class ProductAlert(models.Model):
     """The alert rule of one product."""
@@ -29,6 +31,8 @@ class ProductAlert(models.Model):
                                   blank=True, related_name="+",
                                   help_text="Offer of the alert's buy button.")
     is_active = models.BooleanField(default=True)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_product_alerts"
@@ -69,6 +73,8 @@ class AlertNotice(models.Model):
                                 default=Delivery.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_alert_notices"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, KeysView, ValuesView
 from typing import Any
 
 from django.db import models
@@ -46,6 +46,8 @@ def _normalize_lookup(lookup: str, value: Any) -> Any:
         return normalize_key(value)
     if isinstance(value, (list, tuple, set, frozenset)):
         return type(value)(normalize_key(v) for v in value)
+    if isinstance(value, (Iterator, KeysView, ValuesView)):  # generators, dict views: read once
+        return [normalize_key(v) for v in value]
     return value
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from billable.conf import billable_settings
-from billable.models.base import CapsQuerySet, normalize_key
+from billable.models.base import CapsManager, CapsQuerySet, normalize_key
 
 STARS_CURRENCY = "XTR"
 #: Longest single period: an offer item's, or an order line's ``period × quantity``.
@@ -142,6 +144,30 @@ def check_skus(keys: list[str]) -> None:
         raise ValidationError({"sku": sku_conflict_message(taken)})
 
 
+#: Prefix of the advisory-lock ids that guard the shared product-key / SKU namespace.
+_NAMESPACE_LOCK = b"billable.catalog.key:"
+
+
+def lock_catalog_keys(keys: Iterable[str], using: str) -> None:
+    """Serialise the writers of the same product key / SKU until their transaction ends.
+
+    The shared-namespace check reads the other table and the write follows: two transactions
+    writing ``X`` as a product key and as an SKU at once would both pass their check. On
+    PostgreSQL each writer first takes a transaction-level advisory lock per key, in ascending
+    order (so two writers of several keys queue instead of deadlocking), and checks after it;
+    SQLite runs one writer at a time anyway. Call inside ``transaction.atomic(using=using)``.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    ids = sorted({int.from_bytes(hashlib.sha256(_NAMESPACE_LOCK + key.encode()).digest()[:8],
+                                 "big", signed=True) for key in keys if key})
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(x) FROM unnest(%s::bigint[]) AS x",
+                           [ids])
+
+
 def check_created_at(value: Any) -> None:
     """Refuse a creation time that cannot be stored and read back (outside years 1–9999 in UTC).
 
@@ -156,6 +182,19 @@ def check_created_at(value: Any) -> None:
                 {"created_at": "Date is out of range (years 1 to 9999, in UTC)."}) from None
 
 
+def locked_save(obj: Any, key_field: str, save: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> None:
+    """``clean()`` and ``save`` a product or offer with its key locked in between, in one
+    transaction (the shared namespace, :func:`lock_catalog_keys`)."""
+    using = kwargs.get("using") or router.db_for_write(type(obj), instance=obj)
+    with transaction.atomic(using=using):
+        obj.normalize_keys()
+        key = getattr(obj, key_field)
+        lock_catalog_keys([key] if key else [], using)
+        obj.clean()
+        save(*args, **kwargs)
+
+
 class _NamespaceQuerySet(CapsQuerySet):
     """Keeps product keys and SKUs in one namespace on bulk writes as well as on ``save()``."""
 
@@ -167,29 +206,39 @@ class _NamespaceQuerySet(CapsQuerySet):
     def _check_rows(self, objs: list[Any]) -> None:
         """Per-row model rules that must hold on bulk writes too."""
 
+    def _locked_check(self, keys: list[str]) -> None:
+        """Lock ``keys`` (see :func:`lock_catalog_keys`), then check the namespace."""
+        lock_catalog_keys(keys, self.db)
+        self._check_keys(keys)
+
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
         for obj in objs:
             obj.normalize_keys()
         self._check_rows(objs)
-        self._check_keys([getattr(o, self.key_field) for o in objs if getattr(o, self.key_field)])
-        return super().bulk_create(objs, *args, **kwargs)
+        with transaction.atomic(using=self.db):
+            self._locked_check([getattr(o, self.key_field) for o in objs
+                                if getattr(o, self.key_field)])
+            return super().bulk_create(objs, *args, **kwargs)
 
     def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
         for obj in objs:
             obj.normalize_keys()
         self._check_rows(objs)
-        if self.key_field in fields:
-            self._check_keys([getattr(o, self.key_field) for o in objs
-                              if getattr(o, self.key_field)])
-        return super().bulk_update(objs, fields, *args, **kwargs)
+        with transaction.atomic(using=self.db):
+            if self.key_field in fields:
+                self._locked_check([getattr(o, self.key_field) for o in objs
+                                    if getattr(o, self.key_field)])
+            return super().bulk_update(objs, fields, *args, **kwargs)
 
     def update(self, **kwargs: Any) -> int:
         value = kwargs.get(self.key_field)
-        if isinstance(value, str) and value.strip():
-            self._check_keys([normalize_key(value)])
-        return super().update(**kwargs)
+        if not (isinstance(value, str) and value.strip()):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            self._locked_check([normalize_key(value)])
+            return super().update(**kwargs)
 
 
 class ProductQuerySet(_NamespaceQuerySet):
@@ -284,8 +333,12 @@ class Product(Localized, models.Model):
                 "can be spent in exchanges.")})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.clean()
-        super().save(*args, **kwargs)
+        locked_save(self, "product_key", super().save, args, kwargs)
+
+
+def default_currency() -> str:
+    """``BILLABLE_CURRENCY``, read when an offer is created without a currency."""
+    return str(billable_settings.CURRENCY).upper()
 
 
 #: Extra checks run by ``Offer.clean`` (and so on every save): callables that raise
@@ -299,7 +352,7 @@ class Offer(Localized, models.Model):
     sku = models.CharField(max_length=50, unique=True)
     name = models.CharField(max_length=255)
     price = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0.00"))
-    currency = models.CharField(max_length=50, default="USD")
+    currency = models.CharField(max_length=50, default=default_currency)
     image = models.URLField(max_length=500, blank=True, null=True)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=True)
@@ -331,7 +384,7 @@ class Offer(Localized, models.Model):
         if not self.sku:
             raise ValidationError({"sku": "SKU must not be empty."})
         if not self.currency:
-            self.currency = str(billable_settings.CURRENCY).upper()
+            self.currency = default_currency()
         self.translations = check_translations(self.translations)
         self.check_price()
         check_created_at(self.created_at)
@@ -342,14 +395,13 @@ class Offer(Localized, models.Model):
     def check_price(self) -> None:
         """Refuse a price the column would round (``9.999``) or that the currency forbids."""
         if self.price is None:
-            return
+            raise ValidationError({"price": "Price is required."})
         problem = price_problem(self.price, self.currency)
         if problem:
             raise ValidationError({"price": problem})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.clean()
-        super().save(*args, **kwargs)
+        locked_save(self, "sku", super().save, args, kwargs)
 
 
 class OfferItem(models.Model):
@@ -369,6 +421,8 @@ class OfferItem(models.Model):
                                    default=PeriodUnit.FOREVER)
     period_value = models.PositiveIntegerField(null=True, blank=True)
 
+    objects = CapsManager()
+
     class Meta:
         db_table = "billable_offer_items"
         ordering = ["id"]
@@ -385,6 +439,12 @@ class OfferItem(models.Model):
         return f"{self.quantity} × {self.product_id} ({self.period_unit})"
 
     def clean(self) -> None:
+        if self.period_unit not in self.PeriodUnit.values:
+            raise ValidationError({"period_unit": f"Unknown period unit: {self.period_unit!r}."})
         if not span_allowed(self.period_unit, self.period_value):
             raise ValidationError({"period_value": (
                 f"A period may last at most {MAX_PERIOD_YEARS} years.")})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.clean()
+        super().save(*args, **kwargs)

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.models.base import CapsManager
+
 
 class Gift(models.Model):
     """``pending`` (awaiting payment) → ``ready`` → ``claimed`` once; or ``expired`` /
@@ -34,6 +36,8 @@ class Gift(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_gifts"

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -42,6 +43,8 @@ class ExternalIdentity(models.Model):
         """The user linked to ``(provider, external_id)``, or ``None``."""
         if external_id is None or str(external_id).strip() == "":
             return None
+        if not isinstance(provider, str) or "\x00" in provider or "\x00" in str(external_id):
+            return None  # no identity can hold these (and PostgreSQL refuses NUL in a query)
         identity = (
             cls.objects.select_related("user")
             .filter(provider=provider, external_id=str(external_id).strip())
@@ -57,7 +60,13 @@ class ExternalIdentity(models.Model):
     def get_external_id_for_user(cls, user: Any, provider: str = "default") -> str | None:
         """The oldest external id of ``user`` for ``provider`` (deterministic), or ``None``."""
         user_id = getattr(user, "pk", user)
-        if user_id is None:
+        if user_id is None or isinstance(user_id, (bool, float)) or not isinstance(provider, str):
+            return None
+        try:  # a value the user key cannot hold names nobody (and must not reach the database)
+            user_id = get_user_model()._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+        except (ValidationError, TypeError, ValueError):
+            return None
+        if "\x00" in provider or (isinstance(user_id, int) and not 0 < user_id < 2**63):
             return None
         return (
             cls.objects.filter(user_id=user_id, provider=provider)

@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billable.exceptions import LedgerImmutable
-from billable.models.base import CapsQuerySet, uuid7
+from billable.models.base import CapsManager, CapsQuerySet, uuid7
 
 
 def spendable_rule(now: Any) -> Q:
@@ -110,7 +110,7 @@ class QuotaBatch(models.Model):
         return matches(self, spendable_rule(now or timezone.now()))
 
 
-class TransactionQuerySet(models.QuerySet):
+class TransactionQuerySet(CapsQuerySet):
     """Ledger rows can be added, never changed or removed through the ORM."""
 
     def update(self, **kwargs: Any) -> int:
@@ -225,6 +225,8 @@ class Reservation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
+    objects = CapsManager()
+
     class Meta:
         db_table = "billable_reservations"
         ordering = ["created_at", "id"]
@@ -246,6 +248,8 @@ class ReservationItem(models.Model):
     quota_batch = models.ForeignKey(QuotaBatch, on_delete=models.PROTECT,
                                     related_name="reservation_items")
     amount = models.PositiveIntegerField()
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_reservation_items"

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.models.base import CapsManager
+
 
 class Order(models.Model):
     """A purchase: ``pending`` → ``paid`` exactly once, then possibly ``refunded``."""
@@ -30,6 +32,8 @@ class Order(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_orders"
@@ -66,6 +70,8 @@ class OrderItem(models.Model):
         null=True, blank=True, editable=False,
         help_text="The offer's items when the order was created; payment grants exactly these.",
     )
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_order_items"

@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from billable.models.base import CapsManager
+
 
 class PromoCode(models.Model):
     """A case-insensitive code (stored upper-case) with its reward and its limits."""
@@ -47,6 +49,8 @@ class PromoCode(models.Model):
                              help_text="Label of the bulk generation that created the code.")
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_promo_codes"
@@ -101,6 +105,8 @@ class PromoRedemption(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     redeemed_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CapsManager()
 
     class Meta:
         db_table = "billable_promo_redemptions"

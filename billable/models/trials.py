@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import models
 from django.utils import timezone
+
+from billable.exceptions import InvalidInput
 
 #: Keyword arguments of ``has_used_trial`` and the identity type each maps to.
 IDENTITY_KWARGS = {"telegram_id": "telegram", "hh_id": "hh"}
@@ -48,6 +51,8 @@ class TrialHistory(models.Model):
     def identity_pairs(cls, identities: dict[str, Any] | None = None,
                        **kwargs: Any) -> list[tuple[str, str]]:
         """``(identity_type, identity_hash)`` pairs for the truthy identities given."""
+        if identities is not None and not isinstance(identities, Mapping):
+            raise InvalidInput("identities must be a mapping of identity type to value")
         merged: dict[str, Any] = dict(identities or {})
         for name, value in kwargs.items():
             merged[IDENTITY_KWARGS.get(name, name)] = value

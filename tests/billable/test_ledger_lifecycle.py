@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billable.exceptions import OrderNotFound
 from billable.models import Order, OrderItem, QuotaBatch, Transaction
 from billable.services import BalanceService, TransactionService
 from tests.billable.ledger_support import ledger, make_batch
@@ -94,11 +95,10 @@ def test_future_period_batch_is_expired_only_after_its_end(user, make_product, m
 
 @pytest.mark.parametrize("order", ["abc", None, 1.5, True])
 def test_revoke_with_a_bad_order_reference(order):
-    from billable.exceptions import OrderNotFound
-
     with pytest.raises(OrderNotFound):
         TransactionService.revoke_order_items(order)
 
 
-def test_revoke_of_an_unknown_order_revokes_nothing():
-    assert TransactionService.revoke_order_items(987654) == 0
+def test_revoke_of_an_unknown_order_is_order_not_found():
+    with pytest.raises(OrderNotFound):
+        TransactionService.revoke_order_items(987654)

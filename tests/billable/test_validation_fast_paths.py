@@ -31,9 +31,23 @@ def test_the_key_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(validation._KEYS) == 3
 
 
-@pytest.mark.parametrize("value, expected", [(1, 1), (2**63 - 1, 2**63 - 1), ("7", 7), (" 8 ", 8)])
+@pytest.mark.parametrize("value, expected", [(1, 1), (2**31 - 1, 2**31 - 1), ("7", 7), (" 8 ", 8)])
 def test_integer_user_ids_pass(value: object, expected: int) -> None:
     assert validation.coerce_user_id(value) == expected
+
+
+def test_ids_beyond_the_user_key_column_are_refused() -> None:
+    """auth.User has a 32-bit key on PostgreSQL: a larger id must not reach the database
+    (it raised ``DataError: integer out of range`` from ``consume_quota``)."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    limit = validation._pk_limit(get_user_model())
+    assert limit == (2**31 - 1 if connection.vendor == "postgresql" else 2**63 - 1)
+    assert validation.coerce_user_id(limit) == limit
+    assert validation.coerce_user_id(str(limit)) == limit
+    with pytest.raises(InvalidInput):
+        validation.coerce_user_id(limit + 1)
 
 
 @pytest.mark.parametrize("value", [0, -1, 2**63, True, False, 1.0, None, "", "x"])
