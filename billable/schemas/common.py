@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -49,6 +50,18 @@ def clean_json(value: dict[str, Any]) -> dict[str, Any]:
     """
     result: dict[str, Any] = safe_json(value, field="JSON")
     return result
+
+
+def refuse_bool(value: Any) -> Any:
+    """Refuse JSON ``true`` / ``false`` where a number is expected.
+
+    Pydantic's lax mode reads a boolean as ``1`` / ``0``, so ``{"user_id": true}`` would name
+    user 1 and ``{"amount": true}`` would spend one unit. Numbers written as strings (``"5"``,
+    as every query parameter is) are still accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
 
 
 def aware_utc(value: datetime) -> datetime:
@@ -94,11 +107,11 @@ def hint(**keywords: Any) -> SchemaHint:
 
 
 #: A database id (primary key) supplied by a client.
-DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+DbId = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=MAX_DB_ID)]
 #: A page size asked for by a client (the server caps it further).
-PageLimit = Annotated[int, Field(ge=1, le=1000)]
+PageLimit = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=1000)]
 #: A positive ledger amount.
-Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
+Amount = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=MAX_AMOUNT)]
 #: A product key or SKU naming one product or offer (any case; stored upper-case). The
 #: services refuse a blank key (``invalid_product_key`` / ``invalid_input`` / ``offer_not_found``).
 Key = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
@@ -224,5 +237,6 @@ __all__ = [
     "clean_json",
     "clean_text",
     "hint",
+    "refuse_bool",
     "responses",
 ]
