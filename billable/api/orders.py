@@ -15,7 +15,7 @@ from ninja import Router
 
 from billable.api.errors import error_status, fail
 from billable.api.users import resolve_user_id
-from billable.exceptions import NotFound, OrderStateError
+from billable.exceptions import OfferNotFound, OrderStateError
 from billable.models import Order
 from billable.schemas.common import CommonResponse, DbId, responses
 from billable.schemas.orders import (
@@ -45,7 +45,7 @@ async def _document_async(order: Order | int) -> dict[str, Any]:
 
 
 @router.post("/orders", response=responses(OrderSchema))
-@error_status({NotFound: 400})
+@error_status({OfferNotFound: 400})
 async def create_order(request: HttpRequest, data: OrderCreateSchema) -> Any:
     """Create a ``pending`` order for ``items`` (``[{"sku", "quantity"}]``), priced by the catalog.
 

@@ -107,11 +107,11 @@ def hint(**keywords: Any) -> SchemaHint:
 
 
 #: A database id (primary key) supplied by a client.
-DbId = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=MAX_DB_ID)]
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID), BeforeValidator(refuse_bool)]
 #: A page size asked for by a client (the server caps it further).
-PageLimit = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=1000)]
+PageLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(refuse_bool)]
 #: A positive ledger amount.
-Amount = Annotated[int, BeforeValidator(refuse_bool), Field(ge=1, le=MAX_AMOUNT)]
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT), BeforeValidator(refuse_bool)]
 #: A product key or SKU naming one product or offer (any case; stored upper-case). The
 #: services refuse a blank key (``invalid_product_key`` / ``invalid_input`` / ``offer_not_found``).
 Key = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),

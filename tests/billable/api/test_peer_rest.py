@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.billable.api.peer_support import (
@@ -766,3 +766,92 @@ def test_merge_refusals(peer: Peer) -> None:
     assert clash.body["message"] == ("Identity conflict: both users have different "
                                      "external_ids for provider telegram.")
     assert_refused(peer.post("/customers/merge", {"target_user_id": user.pk}), 422)
+
+
+# -- further contract points ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "body"), [
+    ("/wallet/consume", {"product_key": "tokens"}),
+    ("/exchange", {"sku": "tokens_for_gems"}),
+    ("/orders", {"items": [{"sku": "pack_10"}]}),
+    ("/demo/trial-grant", {"sku": "trial_free"}),
+])
+def test_every_post_answers_404_for_an_unknown_user_id(peer: Peer, shop: Shop, route: str,
+                                                       body: dict[str, Any]) -> None:
+    """docs/api.md: an unknown ``user_id`` is ``404 User not found`` on every POST (no
+    account is created from a bare id) — also where 0.2 answered 400 for an unknown offer."""
+    users = User.objects.count()
+    answer = peer.post(route, {**body, "user_id": 987654321})
+    assert_refused(answer, 404)
+    assert (answer.body["message"], answer.body["data"]["error"]) == ("User not found",
+                                                                     "user_not_found")
+    assert User.objects.count() == users
+
+
+def test_post_user_id_wins_even_when_it_is_unknown(peer: Peer, shop: Shop) -> None:
+    known = peer.ok("POST", "/identify", {"provider": "telegram", "external_id": "k-1"})
+    answer = peer.post("/orders", {"user_id": 987654321, "provider": "telegram",
+                                   "external_id": "k-1", "items": [{"sku": "pack_10"}]})
+    assert_refused(answer, 404)
+    assert answer.body["message"] == "User not found"
+    other = new_user("explicit")
+    order = peer.ok("POST", "/orders", {"user_id": other.pk, "provider": "telegram",
+                                        "external_id": "brand-new", "items": [{"sku": "pack_10"}]})
+    assert order["user_id"] == other.pk != known["user_id"]
+    assert _identity_count() == 1  # "brand-new" was not created
+
+
+def test_trial_without_identities_records_the_users_own(peer: Peer, shop: Shop) -> None:
+    owner = peer.ok("POST", "/identify", {"provider": "telegram", "external_id": "own-1"})
+    peer.ok("POST", "/demo/trial-grant", {"user_id": owner["user_id"], "sku": "trial_free"})
+    stranger = new_user("stranger")
+    answer = peer.post("/demo/trial-grant", {"user_id": stranger.pk, "sku": "trial_free",
+                                             "identities": {"telegram": "own-1"}})
+    assert_refused(answer, 400)
+    assert answer.body["data"]["error"] == "trial_already_used"
+    assert peer.ok("POST", "/identify", {"provider": "telegram",
+                                         "external_id": "own-1"})["trial_eligible"] is False
+
+
+def test_exchange_currency_messages(peer: Peer, shop: Shop) -> None:
+    from billable.models import Offer, OfferItem
+
+    user = new_user("cur")
+    give(user, shop.gem_pack)
+    usd = peer.post("/exchange", {"user_id": user.pk, "sku": "pack_10"})
+    assert_refused(usd, 400)
+    assert usd.body["message"] == "Currency product 'USD' not found."
+    odd = Offer.objects.create(sku="PAID_IN_TOKENS", name="x", price=Decimal("1"),
+                               currency="TOKENS")
+    OfferItem.objects.create(offer=odd, product=shop.premium, quantity=1)
+    not_currency = peer.post("/exchange", {"user_id": user.pk, "sku": "paid_in_tokens"})
+    assert_refused(not_currency, 400)
+    assert not_currency.body["message"] == (
+        "Product 'TOKENS' is not marked as a currency for exchange.")
+    half = Offer.objects.create(sku="HALF_GEM", name="y", price=Decimal("2.50"), currency="GEMS")
+    OfferItem.objects.create(offer=half, product=shop.tokens, quantity=1)
+    assert_refused(peer.post("/exchange", {"user_id": user.pk, "sku": "half_gem"}), 400)
+    short = Offer.objects.create(sku="PRICEY", name="z", price=Decimal("500"), currency="GEMS")
+    OfferItem.objects.create(offer=short, product=shop.tokens, quantity=1)
+    broke = peer.post("/exchange", {"user_id": user.pk, "sku": "pricey"})
+    assert_refused(broke, 400)
+    assert broke.body["message"] == "Insufficient balance"
+    assert peer.ok("GET", "/wallet", {"user_id": user.pk})["balances"] == {"GEMS": 100}
+
+
+def test_free_offers_serialise_prices_as_decimal_strings(peer: Peer, shop: Shop) -> None:
+    trial = peer.ok("GET", "/catalog/trial_free")
+    assert trial["price"] == "0.00"
+    assert peer.ok("GET", "/catalog/tokens_for_gems")["price"] == "30.00"
+
+
+def test_wrong_methods_are_405_with_allow(peer: Peer) -> None:
+    """Django Ninja's own answer (documented in docs/api.md): 405, ``Allow``, a plain text
+    body; the method is checked before the token."""
+    for method, route in (("get", "/identify"), ("put", "/orders/1"), ("delete", "/catalog"),
+                          ("get", "/wallet/consume"), ("post", "/catalog")):
+        response = getattr(peer.client, method)("/api/v1/billing" + route, headers=peer.headers)
+        assert response.status_code == 405, (method, route)
+        assert response.headers["Allow"]
+        assert b"Traceback" not in response.content

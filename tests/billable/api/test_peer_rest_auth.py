@@ -252,3 +252,22 @@ def test_docs_can_be_switched_off_per_request() -> None:
         assert Peer().get("/docs/").status == 404
         assert Peer().get("/catalog").status == 200
     assert Peer().get("/openapi.json").status == 200
+
+
+def test_blanks_around_the_token_are_ignored() -> None:
+    assert Peer(f"  Bearer   {token()}  ").get("/products").status == 200
+
+
+def test_key_shaped_strangers_are_401() -> None:
+    for stranger in ("bk_" + "a" * 43, "bk_", "bk_" + "a" * 500):
+        answer = Peer(f"Bearer {stranger}").get("/products")
+        assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
+
+
+def test_the_scope_is_checked_before_the_body_is_read() -> None:
+    from billable.services.api_keys import create_api_key
+
+    _, secret = create_api_key("reader", ["catalog:read"])
+    answer = Peer(f"Bearer {secret}").post("/wallet/consume", raw=b"{oops")
+    assert_refused(answer, 403)
+    assert answer.body["data"]["required_scope"] == "wallet:consume"

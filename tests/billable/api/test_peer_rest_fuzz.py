@@ -286,8 +286,8 @@ def test_unstorable_metadata_is_422(peer: Peer, shop: Any, metadata: dict[str, A
     try:
         raw = json.dumps({"user_id": user.pk, "product_key": "tokens", "metadata": metadata})
     except ValueError:  # an int beyond the interpreter's str limit: send it by hand
-        raw = '{"user_id": %d, "product_key": "tokens", "metadata": {"big": %s}}' % (
-            user.pk, "9" * 5000)
+        raw = (f'{{"user_id": {user.pk}, "product_key": "tokens", '
+               f'"metadata": {{"big": {"9" * 5000}}}}}')
     answer = peer.post("/wallet/consume", raw=raw)
     assert_refused(answer)
     assert peer.ok("GET", "/wallet", {"user_id": user.pk})["balances"] == {"TOKENS": 10}
