@@ -193,13 +193,16 @@ class UserRefIn(BaseModel):
     provider: Label | None = Field(None, description="Identity provider; 'default' when omitted.")
 
 
-#: Error responses every operation documents (the domain errors use the envelope).
+#: Error responses every operation documents (the domain errors use the envelope). ``500`` is
+#: the ``internal_error`` envelope of a bug (``billable.api.errors.to_response``): without it
+#: here Django Ninja refuses to render that answer and Django's HTML error page goes out.
 ERROR_RESPONSES: dict[int, type[BaseModel]] = {
     400: CommonResponse,
     401: UnauthorizedResponse,
     404: CommonResponse,
     409: CommonResponse,
     422: ValidationErrorResponse,
+    500: CommonResponse,
     503: CommonResponse,
 }
 

@@ -855,3 +855,46 @@ def test_wrong_methods_are_405_with_allow(peer: Peer) -> None:
         assert response.status_code == 405, (method, route)
         assert response.headers["Allow"]
         assert b"Traceback" not in response.content
+
+
+def test_order_commands_accept_a_bare_post_without_a_body(peer: Peer, shop: Shop) -> None:
+    """The README's ``POST /orders/{order_id}/confirm`` is written without a body; every body
+    field of confirm / cancel / refund is optional, so the body itself is too."""
+    user = new_user("bare")
+    paid, dropped = _order(peer, user, ("pack_10", 1)), _order(peer, user, ("pack_10", 1))
+    for route, status in ((f"/orders/{paid['id']}/confirm", "paid"),
+                          (f"/orders/{paid['id']}/refund", "refunded"),
+                          (f"/orders/{dropped['id']}/cancel", "cancelled")):
+        for raw, content_type in ((b"", "application/json"), (b"null", "application/json")):
+            answer = peer.post(route, raw=raw, content_type=content_type)
+            if answer.status == 200:
+                break
+        assert answer.status == 200, (route, answer.text)
+        assert answer.body["data"]["status"] == status
+    response = peer.client.generic("POST", f"/api/v1/billing/orders/{dropped['id']}/cancel",
+                                   headers=peer.headers)  # no body, no content type
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize(("method", "route", "target"), [
+    ("POST", "/orders/{order}/confirm", "billable.api.orders.OrderService.apay_order"),
+    ("GET", "/catalog", "billable.api.catalog.active_offers"),
+    ("GET", "/products", "billable.api.catalog.ProductService.aget_active_products"),
+])
+def test_a_bug_is_a_500_envelope_without_details(peer: Peer, shop: Shop,
+                                                 monkeypatch: pytest.MonkeyPatch, method: str,
+                                                 route: str, target: str) -> None:
+    """docs/api.md: anything but a billable error is ``500`` with the ``internal_error``
+    envelope; the exception's text never reaches the client (no traceback, no HTML page)."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret /srv/app/settings.py")
+
+    order = _order(peer, new_user("bug"), ("pack_10", 1))
+    monkeypatch.setattr(target, broken)
+    path = route.format(order=order["id"])
+    answer = peer.get(path) if method == "GET" else peer.post(path, {})
+    assert answer.status == 500, answer.text
+    assert answer.body == {"success": False, "message": "Internal error",
+                           "data": {"error": "internal_error"}}
+    assert "secret" not in answer.text
