@@ -246,3 +246,38 @@ def test_parallel_requests_over_uvicorn_take_effect_once(uvicorn_server: str) ->
     with _client(uvicorn_server) as http:
         wallet = http.get(f"{BASE}/wallet", params={"user_id": user_id}).json()
     assert wallet["balances"] == {"TOKENS": 5 + 10 + 10}
+
+
+@pytest.mark.slow
+def test_parallel_consumes_over_uvicorn_never_overdraw(uvicorn_server: str) -> None:
+    """16 parallel consumes of 1 against 10 units: 10 succeed, 6 are refused, nothing goes
+    below zero; 8 parallel consumes with one idempotency key spend once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.billable.api.peer_support import give, new_user
+
+    shop = build_shop()
+    spender, keyed = new_user("spender"), new_user("keyed")
+    give(spender, shop.pack)
+    give(keyed, shop.pack)
+
+    def consume(body: dict[str, Any]) -> httpx.Response:
+        with _client(uvicorn_server) as http:
+            return http.post(f"{BASE}/wallet/consume", json=body)
+
+    with ThreadPoolExecutor(16) as pool:
+        drained = list(pool.map(lambda _: consume({"user_id": spender.pk,
+                                                   "product_key": "tokens"}), range(16)))
+        replayed = list(pool.map(lambda _: consume({"user_id": keyed.pk, "product_key": "tokens",
+                                                    "idempotency_key": "once"}), range(8)))
+    assert sorted(a.status_code for a in drained) == [200] * 10 + [400] * 6, [
+        a.text for a in drained if a.status_code not in (200, 400)]
+    assert {a.json()["data"]["error"] for a in drained if a.status_code == 400} <= {
+        "quota_exhausted", "insufficient_funds"}
+    assert [a.status_code for a in replayed] == [200] * 8, [a.text for a in replayed]
+    assert len({a.json()["data"]["usage_id"] for a in replayed}) == 1
+    with _client(uvicorn_server) as http:
+        assert http.get(f"{BASE}/wallet", params={"user_id": spender.pk}).json()[
+            "balances"] == {}
+        assert http.get(f"{BASE}/wallet", params={"user_id": keyed.pk}).json()[
+            "balances"] == {"TOKENS": 9}
