@@ -6,13 +6,9 @@ SPEC §1 (``billable.api.router``, ``billable.urls``), §2 (``BILLABLE_API_TOKEN
 
 from __future__ import annotations
 
-import hashlib
-from datetime import timedelta
-
 import pytest
 from django.test import override_settings
 from django.urls import include, path, reverse
-from django.utils import timezone
 
 from billable.urls import api
 from tests.billable.api.peer_support import (
@@ -84,13 +80,6 @@ def test_the_right_token_under_another_scheme_is_refused(method: str, route: str
     assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
-def test_the_scheme_is_case_insensitive(scheme: str) -> None:
-    build_shop()
-    answer = Peer(f"{scheme} {token()}").get("/catalog")
-    assert answer.status == 200, answer.text
-
-
 @pytest.mark.parametrize("setting", ["", None])
 @pytest.mark.parametrize("auth", ["Bearer ", "Bearer", "Bearer None", "Bearer \"\"", None])
 def test_an_unset_or_empty_token_refuses_everything(setting: str | None,
@@ -134,38 +123,6 @@ def test_a_named_key_with_scopes_works_only_within_them() -> None:
     assert peer.get("/wallet", {"user_id": user.pk}).status == 403
 
 
-def test_several_keys_are_valid_at_once_and_a_revoked_one_is_401() -> None:
-    from billable.services.api_keys import create_api_key, revoke_api_key
-
-    first, first_secret = create_api_key("old", ["catalog:read"])
-    _, second_secret = create_api_key("new", ["catalog:read"])
-    assert Peer(f"Bearer {first_secret}").get("/products").status == 200
-    assert Peer(f"Bearer {second_secret}").get("/products").status == 200
-    revoke_api_key(first.pk)
-    answer = Peer(f"Bearer {first_secret}").get("/products")
-    assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
-    assert Peer(f"Bearer {second_secret}").get("/products").status == 200
-
-
-def test_an_expired_key_is_401() -> None:
-    from billable.services.api_keys import create_api_key
-
-    _, secret = create_api_key("temp", ["admin"], expires_at=timezone.now() - timedelta(seconds=1))
-    answer = Peer(f"Bearer {secret}").get("/products")
-    assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
-
-
-def test_keys_are_stored_hashed_never_in_clear() -> None:
-    from billable.models import ApiKey
-    from billable.services.api_keys import create_api_key
-
-    key, secret = create_api_key("n8n", ["wallet:read"])
-    row = ApiKey.objects.get(pk=key.pk)
-    stored = [str(getattr(row, field.attname)) for field in ApiKey._meta.concrete_fields]
-    assert not any(secret in value for value in stored)
-    assert hashlib.sha256(secret.encode()).hexdigest() in stored
-
-
 def test_the_settings_token_is_a_full_scope_key() -> None:
     peer = Peer()
     first, second = new_user("merge-a"), new_user("merge-b")
@@ -183,13 +140,6 @@ def test_the_settings_token_still_works_next_to_stored_keys() -> None:
 
 
 # -- mounting (SPEC §1) -------------------------------------------------------------------------
-
-
-def test_include_billable_urls_serves_the_api() -> None:
-    build_shop()
-    answer = Peer().get("/catalog")
-    assert answer.status == 200
-    assert {offer["sku"] for offer in answer.body} >= {"PACK_10", "PREMIUM_30"}
 
 
 @override_settings(ROOT_URLCONF=__name__)
@@ -215,13 +165,6 @@ def test_the_router_alone_works_with_router_relative_paths() -> None:
     assert consumed.body["message"] == "No active quota for TOKENS"
 
 
-def test_the_router_carries_its_own_auth() -> None:
-    answer = router_call("GET", "/catalog", auth="Bearer nope")
-    assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
-    answer = router_call("GET", "/catalog", auth="")
-    assert (answer.status, answer.body) == (401, {"detail": "Unauthorized"})
-
-
 # -- OpenAPI docs --------------------------------------------------------------------------------
 
 
@@ -237,21 +180,6 @@ def test_openapi_needs_the_token_and_lists_every_endpoint() -> None:
                     .replace("/products/TOKENS", "/products/{product_key}")
                     .replace("/catalog/PACK_10", "/catalog/{sku}"))
         assert "/api/v1/billing" + template in paths, template
-
-
-def test_swagger_page_needs_the_token() -> None:
-    assert Peer(None).get("/docs/").status == 401
-    answer = Peer().get("/docs/")
-    assert answer.status == 200
-    assert "swagger" in answer.text.lower()
-
-
-def test_docs_can_be_switched_off_per_request() -> None:
-    with override_settings(BILLABLE_SHOW_DOCS=False):
-        assert Peer().get("/openapi.json").status == 404
-        assert Peer().get("/docs/").status == 404
-        assert Peer().get("/catalog").status == 200
-    assert Peer().get("/openapi.json").status == 200
 
 
 def test_blanks_around_the_token_are_ignored() -> None:
