@@ -215,6 +215,13 @@ def test_wallet_by_identity_and_user_id_wins(peer: Peer, shop: Shop) -> None:
     assert both == {"user_id": bob["user_id"], "balances": {}}
     # the default provider is not "telegram"
     assert peer.get("/wallet", {"external_id": "a1"}).status == 404
+    # an unknown user_id still wins over a known identity
+    ghost = peer.get("/wallet", {"user_id": 987654321, "provider": "telegram",
+                                 "external_id": "a1"})
+    assert_refused(ghost, 404)
+    balance = peer.ok("GET", "/balance", {"user_id": 987654321, "provider": "telegram",
+                                          "external_id": "a1", "product_key": "tokens"})
+    assert balance["can_use"] is False and balance["message"] == "user_id is required"
 
 
 def test_transactions_are_paged_by_100_with_a_cursor(peer: Peer, shop: Shop) -> None:
@@ -469,9 +476,17 @@ def test_one_payment_id_cannot_pay_two_orders(peer: Peer, shop: Shop) -> None:
 
 
 def test_order_creation_by_external_identity(peer: Peer, shop: Shop) -> None:
+    squatter = new_user("billable_web_cust-9")
     order = peer.ok("POST", "/orders", {"provider": "web", "external_id": "cust-9",
                                         "items": [{"sku": "pack_10", "quantity": 1}]})
-    assert User.objects.get(pk=order["user_id"]).username == "billable_web_cust-9"
+    assert order["user_id"] != squatter.pk
+    buyer = User.objects.get(pk=order["user_id"])
+    assert buyer.username.startswith("billable_web_cust-9")
+    assert buyer.billable_external_identities.get().external_id == "cust-9"
+    assert not squatter.billable_external_identities.exists()
+    again = peer.ok("POST", "/orders", {"provider": "web", "external_id": "cust-9",
+                                        "items": [{"sku": "pack_10"}]})
+    assert again["user_id"] == buyer.pk
 
 
 @pytest.mark.parametrize(("items", "message"), [

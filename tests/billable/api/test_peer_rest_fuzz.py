@@ -352,3 +352,64 @@ def test_hypothesis_path_segments_never_break(peer: Peer, shop: Any, segment: st
     for path in (f"/orders/{encoded}", f"/catalog/{encoded}", f"/products/{encoded}"):
         check(peer.get(path))
     check(peer.post(f"/orders/{encoded}/confirm", {}))
+
+
+# -- hypothesis: random stories through the API keep the wallet equal to its ledger ------------
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("buy"), st.sampled_from(["pack_10", "off_premium_pack", "gem_pack"])),
+    st.tuples(st.just("consume"), st.integers(min_value=1, max_value=15),
+              st.sampled_from([None, "k1", "k2"])),
+    st.tuples(st.just("refund"), st.integers(min_value=0, max_value=5)),
+    st.tuples(st.just("exchange"), st.sampled_from([None, "x1"])),
+), min_size=1, max_size=8)
+
+
+def _ledger_sum(peer: Peer, user_id: int, product_key: str) -> int:
+    total, params = 0, {"user_id": user_id, "product_key": product_key}
+    while True:
+        page = peer.get("/wallet/transactions", params)
+        assert page.status == 200, page.text
+        total += sum(row["amount"] if row["direction"] == "CREDIT" else -row["amount"]
+                     for row in page.body)
+        cursor = page.headers.get("X-Next-Cursor")
+        if not cursor:
+            return total
+        params = {**params, "cursor": cursor}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=STEPS)
+def test_hypothesis_stories_keep_wallet_equal_to_ledger(peer: Peer, shop: Any,
+                                                        steps: list[tuple[Any, ...]]) -> None:
+    import uuid
+
+    user_id = peer.ok("POST", "/identify", {"provider": "story",
+                                            "external_id": uuid.uuid4().hex})["user_id"]
+    paid: list[int] = []
+    for step in steps:
+        if step[0] == "buy":
+            order = peer.ok("POST", "/orders", {"user_id": user_id, "items": [{"sku": step[1]}]})
+            peer.ok("POST", f"/orders/{order['id']}/confirm", {"payment_id": f"p{order['id']}"})
+            paid.append(order["id"])
+            answer = None
+        elif step[0] == "consume":
+            body = {"user_id": user_id, "product_key": "tokens", "amount": step[1]}
+            if step[2]:
+                body["idempotency_key"] = f"{user_id}-{step[2]}"
+            answer = peer.post("/wallet/consume", body)
+            assert answer.status in (200, 400, 409), answer.text
+        elif step[0] == "refund" and paid:
+            answer = peer.post(f"/orders/{paid[step[1] % len(paid)]}/refund", {})
+            assert answer.status in (200, 400), answer.text
+        else:
+            body = {"user_id": user_id, "sku": "tokens_for_gems"}
+            if len(step) > 1 and step[1]:
+                body["idempotency_key"] = f"{user_id}-{step[1]}"
+            answer = peer.post("/exchange", body)
+            assert answer.status in (200, 400, 409), answer.text
+        wallet = peer.ok("GET", "/wallet", {"user_id": user_id})["balances"]
+        for key in ("TOKENS", "GEMS"):
+            assert wallet.get(key, 0) == _ledger_sum(peer, user_id, key), (step, wallet)
+            assert wallet.get(key, 0) >= 0
