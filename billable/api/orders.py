@@ -15,7 +15,7 @@ from ninja import Router
 
 from billable.api.errors import error_status, fail
 from billable.api.users import resolve_user_id
-from billable.exceptions import NotFound, OrderStateError
+from billable.exceptions import OfferNotFound, OrderStateError
 from billable.models import Order
 from billable.schemas.common import CommonResponse, DbId, responses
 from billable.schemas.orders import (
@@ -45,7 +45,7 @@ async def _document_async(order: Order | int) -> dict[str, Any]:
 
 
 @router.post("/orders", response=responses(OrderSchema))
-@error_status({NotFound: 400})
+@error_status({OfferNotFound: 400})
 async def create_order(request: HttpRequest, data: OrderCreateSchema) -> Any:
     """Create a ``pending`` order for ``items`` (``[{"sku", "quantity"}]``), priced by the catalog.
 
@@ -67,13 +67,16 @@ async def get_order(request: HttpRequest, order_id: DbId) -> Any:
 
 
 @router.post("/orders/{order_id}/confirm", response=responses(CommonResponse))
-async def confirm_order(request: HttpRequest, order_id: DbId, data: OrderConfirmSchema) -> Any:
+async def confirm_order(request: HttpRequest, order_id: DbId,
+                        data: OrderConfirmSchema | None = None) -> Any:
     """Mark a pending order paid and grant its products, exactly once.
 
     A replay with the same ``payment_id`` is a no-op success. ``404`` for an unknown order;
     ``409`` for a cancelled/refunded order, another payment id for a paid order, or a payment
-    id that already paid another order (nothing is granted then).
+    id that already paid another order (nothing is granted then). The body is optional: a
+    bare ``POST`` (the 0.2 README's webhook call) confirms without a payment id.
     """
+    data = data or OrderConfirmSchema.model_validate({})
     order = await OrderService.apay_order(order_id, payment_id=data.payment_id,
                                           payment_method=data.payment_method)
     return {"success": True, "message": "Order paid and products activated",
@@ -81,20 +84,27 @@ async def confirm_order(request: HttpRequest, order_id: DbId, data: OrderConfirm
 
 
 @router.post("/orders/{order_id}/cancel", response=responses(CommonResponse))
-async def cancel_order(request: HttpRequest, order_id: DbId, data: OrderCancelSchema) -> Any:
-    """``pending → cancelled`` (repeating it is a no-op); ``409`` for paid/refunded orders."""
+async def cancel_order(request: HttpRequest, order_id: DbId,
+                       data: OrderCancelSchema | None = None) -> Any:
+    """``pending → cancelled`` (repeating it is a no-op); ``409`` for paid/refunded orders.
+
+    The body (``{"reason"}``) is optional.
+    """
+    data = data or OrderCancelSchema.model_validate({})
     order = await OrderService.acancel_pending_order(order_id, reason=data.reason)
     return {"success": True, "message": "Order cancelled", "data": await _document_async(order)}
 
 
 @router.post("/orders/{order_id}/refund", response=responses(CommonResponse))
 @error_status({OrderStateError: 400})
-async def refund_order(request: HttpRequest, order_id: DbId, data: OrderRefundSchema) -> Any:
+async def refund_order(request: HttpRequest, order_id: DbId,
+                       data: OrderRefundSchema | None = None) -> Any:
     """``paid → refunded``: revoke what is left of the granted products.
 
     ``400 Failed to process refund. Order might not be in PAID status.`` for any other status;
-    ``404`` for an unknown order.
+    ``404`` for an unknown order. The body (``{"reason"}``) is optional.
     """
+    data = data or OrderRefundSchema.model_validate({})
     try:
         order = await OrderService.arefund_paid_order(order_id, reason=data.reason)
     except OrderStateError:

@@ -10,7 +10,7 @@ from ninja import Router
 
 from billable.api.errors import error_status
 from billable.api.users import resolve_user_id
-from billable.exceptions import NotFound
+from billable.exceptions import OfferNotFound
 from billable.schemas.common import CommonResponse, responses
 from billable.schemas.trials import TrialGrantSchema
 from billable.services.trials import TrialService
@@ -38,7 +38,7 @@ def _identities(data: TrialGrantSchema) -> dict[str, Any] | None:
 
 
 @router.post("/demo/trial-grant", response=responses(CommonResponse))
-@error_status({NotFound: 400})
+@error_status({OfferNotFound: 400})
 async def grant_trial(request: HttpRequest, data: TrialGrantSchema) -> Any:
     """Grant the free offer ``sku`` once per identity, atomically and race-safely.
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -49,6 +50,18 @@ def clean_json(value: dict[str, Any]) -> dict[str, Any]:
     """
     result: dict[str, Any] = safe_json(value, field="JSON")
     return result
+
+
+def refuse_bool(value: Any) -> Any:
+    """Refuse JSON ``true`` / ``false`` where a number is expected.
+
+    Pydantic's lax mode reads a boolean as ``1`` / ``0``, so ``{"user_id": true}`` would name
+    user 1 and ``{"amount": true}`` would spend one unit. Numbers written as strings (``"5"``,
+    as every query parameter is) are still accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
 
 
 def aware_utc(value: datetime) -> datetime:
@@ -94,11 +107,11 @@ def hint(**keywords: Any) -> SchemaHint:
 
 
 #: A database id (primary key) supplied by a client.
-DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID), BeforeValidator(refuse_bool)]
 #: A page size asked for by a client (the server caps it further).
-PageLimit = Annotated[int, Field(ge=1, le=1000)]
+PageLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(refuse_bool)]
 #: A positive ledger amount.
-Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT), BeforeValidator(refuse_bool)]
 #: A product key or SKU naming one product or offer (any case; stored upper-case). The
 #: services refuse a blank key (``invalid_product_key`` / ``invalid_input`` / ``offer_not_found``).
 Key = Annotated[str, StringConstraints(max_length=50), AfterValidator(clean_text),
@@ -180,13 +193,16 @@ class UserRefIn(BaseModel):
     provider: Label | None = Field(None, description="Identity provider; 'default' when omitted.")
 
 
-#: Error responses every operation documents (the domain errors use the envelope).
+#: Error responses every operation documents (the domain errors use the envelope). ``500`` is
+#: the ``internal_error`` envelope of a bug (``billable.api.errors.to_response``): without it
+#: here Django Ninja refuses to render that answer and Django's HTML error page goes out.
 ERROR_RESPONSES: dict[int, type[BaseModel]] = {
     400: CommonResponse,
     401: UnauthorizedResponse,
     404: CommonResponse,
     409: CommonResponse,
     422: ValidationErrorResponse,
+    500: CommonResponse,
     503: CommonResponse,
 }
 
@@ -224,5 +240,6 @@ __all__ = [
     "clean_json",
     "clean_text",
     "hint",
+    "refuse_bool",
     "responses",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StrictInt, StrictStr
 
 from billable.schemas.common import JsonObject, Key, Label, UserRefIn, clean_json
 
@@ -14,8 +14,9 @@ def _identities(value: dict[str, str | int]) -> dict[str, str | int]:
     return value
 
 
-#: ``{identity_type: value}``, e.g. ``{"telegram": 5454776146}``.
-Identities = Annotated[dict[Label, str | int], AfterValidator(_identities)]
+#: ``{identity_type: value}``, e.g. ``{"telegram": 5454776146}``: a string or an integer
+#: (strict: JSON ``true`` is not the identity ``1``).
+Identities = Annotated[dict[Label, StrictStr | StrictInt], AfterValidator(_identities)]
 
 
 class TrialGrantSchema(UserRefIn):

@@ -46,6 +46,10 @@ def openapi(client: Client) -> dict[str, Any]:
 
 
 def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Follow ``$ref``s, also through an optional body (``anyOf: [{$ref}, {type: null}]``)."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1 and "$ref" in branches[0]:
+        schema = branches[0]
     while "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         schema = doc["components"]["schemas"][name]
