@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,16 @@ class Command(BaseCommand):
     """
 
     help = "Create ExternalIdentity rows from a user model field (idempotent)."
+    failed = False
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """From a shell, an unknown field also ends with exit status 1 (for scripts and cron).
+
+        ``call_command`` keeps 0.2's behaviour: the message on stderr, no exception.
+        """
+        super().run_from_argv(argv)
+        if self.failed:
+            sys.exit(1)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("field", help="User model field holding the id, e.g. chat_id.")
@@ -47,6 +58,7 @@ class Command(BaseCommand):
             field = None
         if not isinstance(field, models.Field) or not field.concrete or field.many_to_many:
             self.stderr.write(self.style.ERROR(f"Model {label} has no field '{field_name}'."))
+            self.failed = True
             return
         queryset = User._default_manager.order_by("pk").values_list("pk", field.attname)
         limit = max(int(options["limit"] or 0), 0)

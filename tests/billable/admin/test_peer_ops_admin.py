@@ -1,0 +1,406 @@
+"""Peer acceptance suite: the admin of SPEC §7, from the contract and docs/admin.md only.
+
+Every registered model's changelist, add and change page renders with hostile data present
+(stored-XSS payloads in names, metadata, descriptions, identities, usernames, API key names,
+event endpoints, CSV imports) and the payloads come out escaped; the ledger is read-only; the
+quick ``GET_<KEY>`` offer; CSV round trip and bad files; the customer product report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from billable.models import (
+    EventEndpoint,
+    ExternalIdentity,
+    Offer,
+    OfferItem,
+    Product,
+    ProductAlert,
+    QuotaBatch,
+    Transaction,
+)
+from billable.services import (
+    CustomerService,
+    OrderService,
+    ReferralService,
+    TransactionService,
+    TrialService,
+)
+
+pytestmark = pytest.mark.django_db
+
+SCRIPT = '<script>alert("peer")</script>'
+IMG = '"><img src=x onerror=alert(2)>'
+RAW_MARKERS = ('<script>alert("peer")', "<img src=x onerror", "<b>peer-bold</b>",
+               'href="javascript:')
+HOSTILE = {"note": SCRIPT, "img": IMG, SCRIPT: "<b>peer-bold</b>"}
+
+PRODUCT_COLUMNS = ["product_key", "name", "description", "product_type", "is_active",
+                   "is_currency", "created_at", "metadata"]
+OFFER_COLUMNS = ["sku", "name", "price", "currency", "image", "description", "is_active",
+                 "created_at", "metadata", "product_key", "quantity", "period_unit",
+                 "period_value"]
+
+
+def assert_escaped(content: bytes, where: str) -> None:
+    text = content.decode()
+    for marker in RAW_MARKERS:
+        assert marker not in text, f"unescaped {marker!r} in {where}"
+
+
+@pytest.fixture
+def root(django_user_model: Any) -> Client:
+    superuser = django_user_model.objects.create_superuser(
+        username="peer-root", email="root@example.com", password="pw")
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def hostile(make_user: Callable[..., Any]) -> dict[str, Any]:
+    """A little of everything, with XSS payloads in every user-supplied text."""
+    EventEndpoint.objects.create(name=SCRIPT, url="https://example.com/hook?x=<script>",
+                                 event_types=[])
+    credits = Product.objects.create(product_key="PEER_XSS", name=SCRIPT, description=IMG,
+                                     product_type="quantity", metadata=HOSTILE)
+    period = Product.objects.create(product_key="PEER_PERIOD", name=IMG, product_type="period")
+    pack = Offer.objects.create(sku="PEER_XSS_PACK", name=SCRIPT, description=IMG,
+                                price=Decimal("9.99"), currency="USD",
+                                image="javascript:alert(3)", metadata=HOSTILE)
+    OfferItem.objects.create(offer=pack, product=credits, quantity=10)
+    OfferItem.objects.create(offer=pack, product=period, quantity=1, period_unit="days",
+                             period_value=30)
+    trial = Offer.objects.create(sku="PEER_TRIAL", name=IMG, price=0, currency="USD")
+    OfferItem.objects.create(offer=trial, product=credits, quantity=2)
+    ProductAlert.objects.create(product=credits, low_balance_units=50)
+
+    alice = make_user(username=SCRIPT[:30], first_name=IMG, last_name=SCRIPT)
+    bob = make_user(username="peer-bob")
+    carol = make_user(username="peer-carol")
+    ExternalIdentity.objects.create(provider="telegram", external_id=SCRIPT, user=alice,
+                                    metadata={"username": SCRIPT, "first_name": IMG})
+    order = OrderService.create_order(alice.pk, [{"sku": "peer_xss_pack", "quantity": 2}],
+                                      metadata=HOSTILE)
+    OrderService.process_payment(order.pk, payment_id=SCRIPT, payment_method="peer")
+    TransactionService.consume_quota(alice.pk, "PEER_XSS", action_type=SCRIPT[:50], amount=3,
+                                     idempotency_key=IMG, metadata=HOSTILE)
+    TransactionService.reserve_quota(alice.pk, "PEER_XSS", amount=1, metadata=HOSTILE)
+    TrialService.claim_trial(bob.pk, "PEER_TRIAL", identities={"telegram": SCRIPT},
+                             plan_name=SCRIPT, metadata=HOSTILE)
+    ReferralService.assign_referrer(alice.pk, bob.pk, metadata=HOSTILE)
+    TransactionService.grant_offer(carol.pk, "PEER_TRIAL", metadata=HOSTILE)
+    CustomerService.merge_customers(bob.pk, carol.pk)
+    from billable.services.api_keys import create_api_key
+    create_api_key(SCRIPT, ["catalog:read"])
+    from billable.growth.alerts import AlertService
+    from billable.growth.codes import generate_codes
+    from billable.growth.gifts import GiftService
+    generate_codes(1, prefix="PEER", batch=IMG[:50], kind="grant", offer=trial,
+                   metadata=HOSTILE)
+    GiftService.create_gift(alice.pk, "PEER_XSS_PACK", metadata=HOSTILE)
+    AlertService.set_enabled(bob.pk, False)
+    AlertService.scan()
+    return {"user": alice, "product": credits, "offer": pack, "order": order}
+
+
+def admin_urls() -> list[tuple[Any, Any]]:
+    return sorted(admin.site._registry.items(), key=lambda pair: pair[0]._meta.label)
+
+
+def test_every_admin_page_renders_with_hostile_data_and_escapes_it(
+        root: Client, hostile: dict[str, Any]) -> None:
+    checked_change_pages = set()
+    for model, model_admin in admin_urls():
+        opts = model._meta
+        base = f"admin:{opts.app_label}_{opts.model_name}"
+        changelist = root.get(reverse(f"{base}_changelist"))
+        assert changelist.status_code == 200, opts.label
+        assert_escaped(changelist.content, f"{opts.label} changelist")
+        if model_admin.search_fields:
+            searched = root.get(reverse(f"{base}_changelist"), {"q": SCRIPT})
+            assert searched.status_code == 200, opts.label
+            assert_escaped(searched.content, f"{opts.label} search")
+        if model_admin.has_add_permission(changelist.wsgi_request):
+            add = root.get(reverse(f"{base}_add"))
+            assert add.status_code == 200, opts.label
+            assert_escaped(add.content, f"{opts.label} add page")
+        first = model_admin.get_queryset(changelist.wsgi_request).order_by("pk").first()
+        names = {url.name for url in model_admin.get_urls()}
+        if first is not None and f"{base[6:]}_change" in names:
+            change = root.get(reverse(f"{base}_change", args=[first.pk]))
+            assert change.status_code == 200, opts.label
+            assert_escaped(change.content, f"{opts.label} change page")
+            checked_change_pages.add(opts.label)
+    expected = {"auth.User", "billable.ApiKey", "billable.Product", "billable.Offer",
+                "billable.Customer", "billable.QuotaBatch", "billable.Transaction",
+                "billable.Reservation", "billable.IdempotencyKey", "billable.CustomerMerge",
+                "billable.EventEndpoint", "billable.OutboxEvent", "billable.EventDelivery",
+                "billable.PromoCode", "billable.Gift", "billable.ProductAlert",
+                "billable.AlertNotice", "billable.NotificationPreference",
+                "billable.ExternalIdentity", "billable.TrialHistory", "billable.Referral",
+                "billable.Order"}
+    assert expected <= checked_change_pages
+
+
+def test_customer_pages_and_product_report_escape_and_balance(
+        root: Client, hostile: dict[str, Any]) -> None:
+    customer, product = hostile["user"], hostile["product"]
+    pages = [reverse("admin:billable_customer_change", args=[customer.pk]),
+             reverse("admin:billable_customer_product_report", args=[customer.pk, product.pk]),
+             reverse("admin:billable_product_change", args=[product.pk])]
+    for url in pages:
+        page = root.get(url)
+        assert page.status_code == 200, url
+        assert_escaped(page.content, url)
+        assert "&lt;script&gt;" in page.content.decode(), url
+
+    report = root.get(pages[1]).content.decode()
+    # 2 packs x 10 credited, 3 consumed, 1 held: 16 spendable now.
+    assert TransactionService.get_balance(customer.pk, "PEER_XSS") == 16
+    assert "16" in report and "20" in report
+
+
+def test_customer_product_report_404s_for_unknown_ids(root: Client,
+                                                      hostile: dict[str, Any]) -> None:
+    customer, product = hostile["user"], hostile["product"]
+    for args in ([customer.pk, 999_999], [999_999, product.pk]):
+        url = reverse("admin:billable_customer_product_report", args=args)
+        assert root.get(url).status_code == 404
+
+
+# --- the ledger is read-only -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [Transaction, QuotaBatch])
+def test_ledger_admin_refuses_add_change_and_delete(root: Client, hostile: dict[str, Any],
+                                                    model: Any) -> None:
+    opts = model._meta
+    row = model.objects.order_by("pk").first()
+    before = model.objects.count()
+    base = f"admin:{opts.app_label}_{opts.model_name}"
+
+    assert root.post(reverse(f"{base}_add"), {}).status_code == 403
+    assert root.post(reverse(f"{base}_change", args=[row.pk]), {"amount": 0,
+                     "remaining_quantity": 0}).status_code == 403
+    assert root.post(reverse(f"{base}_delete", args=[row.pk]), {"post": "yes"}).status_code \
+        == 403
+    action_form = root.get(reverse(f"{base}_changelist")).context["action_form"]
+    assert action_form is None or \
+        "delete_selected" not in dict(action_form.fields["action"].choices)
+    assert model.objects.count() == before
+    assert TransactionService.check_ledger() == []
+
+
+# --- quick GET_<KEY> offer -------------------------------------------------------------------
+
+
+def product_form(key: str, **extra: Any) -> dict[str, Any]:
+    now = timezone.now()
+    data = {"product_key": key, "name": f"{key} name", "description": "d",
+            "product_type": "quantity", "is_active": "on", "translations": "{}",
+            "metadata": "{}", "created_at_0": now.strftime("%Y-%m-%d"),
+            "created_at_1": now.strftime("%H:%M:%S"), "offer_quantity": "1",
+            "offer_period_unit": "forever"}
+    data.update(extra)
+    return data
+
+
+def test_quick_offer_takes_get_key_then_suffixes_on_collision(root: Client) -> None:
+    Offer.objects.create(sku="GET_PEERQ", name="taken", price=1, currency="USD")
+    Product.objects.create(product_key="GET_PEERQ_1", name="taken too")
+
+    added = root.post(reverse("admin:billable_product_add"),
+                      product_form("peerq", offer_price="5", offer_currency="XTR",
+                                   offer_quantity="25"))
+    assert added.status_code == 302, added.content.decode()[:2000]
+    product = Product.objects.get(product_key="PEERQ")
+    offer = Offer.objects.get(sku="GET_PEERQ_2")
+    assert (offer.price, offer.currency) == (Decimal("5"), "XTR")
+    [item] = offer.items.all()
+    assert (item.product_id, item.quantity, item.period_unit) == (product.pk, 25, "forever")
+
+    again = root.post(reverse("admin:billable_product_change", args=[product.pk]),
+                      product_form("PEERQ", offer_price="0", offer_period_unit="days",
+                                   offer_period_value="7"))
+    assert again.status_code == 302
+    free = Offer.objects.get(sku="GET_PEERQ_3")
+    assert free.price == 0 and free.currency == "USD"
+    assert free.items.get().period_value == 7
+
+
+def test_quick_offer_without_price_creates_no_offer(root: Client) -> None:
+    added = root.post(reverse("admin:billable_product_add"), product_form("PEER_NOOFFER"))
+    assert added.status_code == 302
+    assert not Offer.objects.filter(sku__startswith="GET_PEER_NOOFFER").exists()
+
+
+@pytest.mark.parametrize("extra", [{"offer_price": "1.5", "offer_currency": "XTR"},
+                                   {"offer_price": "1", "offer_period_unit": "days"},
+                                   {"offer_price": "-1"}])
+def test_quick_offer_validation_rejects_on_the_form_and_saves_nothing(
+        root: Client, extra: dict[str, str]) -> None:
+    page = root.post(reverse("admin:billable_product_add"), product_form("PEER_BAD", **extra))
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors
+    assert not Product.objects.filter(product_key="PEER_BAD").exists()
+    assert not Offer.objects.filter(sku__startswith="GET_PEER_BAD").exists()
+
+
+# --- CSV export and import -------------------------------------------------------------------
+
+
+def export(client: Client, model: str) -> bytes:
+    response = client.get(reverse(f"admin:billable_{model}_export"))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    return b"".join(response) if response.streaming else response.content
+
+
+def upload(client: Client, model: str, payload: bytes, *, strict: bool = False) -> list[str]:
+    data: dict[str, Any] = {"csv_file": SimpleUploadedFile("peer.csv", payload, "text/csv")}
+    if strict:
+        data["strict"] = "on"
+    response = client.post(reverse(f"admin:billable_{model}_import"), data, follow=True)
+    assert response.status_code == 200
+    return [str(message) for message in response.context["messages"]]
+
+
+def header(payload: bytes) -> list[str]:
+    return next(csv.reader(io.StringIO(payload.decode("utf-8"))))
+
+
+@pytest.fixture
+def catalog(make_product: Callable[..., Any], make_offer: Callable[..., Any]) -> None:
+    credits = make_product("PEER_CSV_CREDITS", name=SCRIPT, description="a, \"b\"\nc",
+                           metadata={"k": [1, 2], "x": IMG}, is_currency=True)
+    vip = make_product("PEER_CSV_VIP", name="=HYPERLINK(\"x\")", product_type="period",
+                       is_active=False)
+    make_offer("PEER_CSV_PACK", items=[(credits, 100), (vip, 1, "months", 1)], price="9.90",
+               name="Пакет " + SCRIPT, description="-2+3", image="https://example.com/a.png",
+               metadata={"tier": "gold"})
+    make_offer("PEER_CSV_EMPTY", price="0", currency="XTR")
+
+
+def test_csv_columns_are_exactly_the_documented_ones(root: Client, catalog: None) -> None:
+    # The SPEC's columns, in its order; docs/i18n.md adds `translations`, last.
+    assert header(export(root, "product")) == [*PRODUCT_COLUMNS, "translations"]
+    offers = export(root, "offer")
+    assert header(offers) == [*OFFER_COLUMNS, "translations"]
+    rows = list(csv.DictReader(io.StringIO(offers.decode())))
+    assert [row["sku"] for row in rows].count("PEER_CSV_PACK") == 2
+    [empty] = [row for row in rows if row["sku"] == "PEER_CSV_EMPTY"]
+    assert [empty[c] for c in ("product_key", "quantity", "period_unit", "period_value")] \
+        == ["", "", "", ""]
+
+
+def test_csv_round_trip_export_import_gives_the_same_rows(root: Client, catalog: None) -> None:
+    products, offers = export(root, "product"), export(root, "offer")
+    Offer.objects.all().delete()
+    Product.objects.all().delete()
+
+    upload(root, "product", products, strict=True)
+    upload(root, "offer", offers, strict=True)
+
+    assert export(root, "product") == products
+    assert export(root, "offer") == offers
+    assert Product.objects.get(product_key="PEER_CSV_CREDITS").name == SCRIPT
+
+
+def test_csv_import_of_an_excel_file_with_a_bom_works(root: Client, catalog: None) -> None:
+    products = export(root, "product")
+    Offer.objects.all().delete()
+    Product.objects.all().delete()
+
+    messages = upload(root, "product", "\ufeff".encode() + products)
+
+    assert Product.objects.count() == 2, messages
+
+
+def csv_bytes(columns: list[str], rows: list[dict[str, str]], *, delimiter: str = ",") -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter=delimiter)
+    writer.writeheader()
+    writer.writerows([{c: row.get(c, "") for c in columns} for row in rows])
+    return buffer.getvalue().encode()
+
+
+BAD_FILES = {
+    "wrong columns": ("product", csv_bytes(["key", "title"], [{"key": "X", "title": "y"}]),
+                      "CSV must have headers"),
+    "semicolons": ("product", csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_SEMI",
+                                                            "name": "x"}], delimiter=";"),
+                   "CSV must have headers"),
+    "bad decimal": ("offer", csv_bytes(OFFER_COLUMNS, [{"sku": "PEER_DEC", "name": "x",
+                                                        "price": "9,99"}]), "PEER_DEC"),
+    "unknown product": ("offer", csv_bytes(OFFER_COLUMNS, [{"sku": "PEER_UNK", "name": "x",
+                                                            "price": "1",
+                                                            "product_key": "NOPE"}]), "NOPE"),
+    "not utf-8": ("product", csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_CP",
+                                                           "name": "Кредиты"}])
+                  .decode().encode("cp1251"), "UTF-8"),
+    "empty file": ("product", b"", "CSV must have headers"),
+    "binary": ("offer", bytes(range(256)) * 4, ""),
+    "bad product_type": ("product", csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_TYPE",
+                                                                 "name": "x",
+                                                                 "product_type": SCRIPT}]),
+                         "product_type"),
+    "xss metadata": ("product", csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_META",
+                                                             "name": "x",
+                                                             "metadata": SCRIPT}]),
+                     "metadata"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_csv_gives_a_clear_message_and_imports_nothing(root: Client, case: str) -> None:
+    model, payload, expected = BAD_FILES[case]
+    before = (Product.objects.count(), Offer.objects.count())
+    response = root.post(reverse(f"admin:billable_{model}_import"),
+                         {"csv_file": SimpleUploadedFile("bad.csv", payload, "text/csv")},
+                         follow=True)
+
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages and any(expected in m for m in messages), messages
+    assert_escaped(response.content, case)
+    if case != "unknown product":  # the offer itself may be imported, only its item skipped
+        assert (Product.objects.count(), Offer.objects.count()) == before
+
+
+def test_csv_imported_xss_is_escaped_on_every_catalog_page(root: Client) -> None:
+    upload(root, "product", csv_bytes(PRODUCT_COLUMNS, [
+        {"product_key": "PEER_IMP", "name": SCRIPT, "description": IMG, "product_type":
+         "quantity", "metadata": '{"x": "<b>peer-bold</b>"}'}]))
+    upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
+        {"sku": "PEER_IMP_PACK", "name": IMG, "price": "1", "description": SCRIPT,
+         "metadata": '{"y": "<script>alert(\\"peer\\")</script>"}', "product_key": "PEER_IMP"}]))
+    product = Product.objects.get(product_key="PEER_IMP")
+    offer = Offer.objects.get(sku="PEER_IMP_PACK")
+    assert product.name == SCRIPT and offer.name == IMG
+
+    for url in (reverse("admin:billable_product_changelist"),
+                reverse("admin:billable_product_change", args=[product.pk]),
+                reverse("admin:billable_offer_changelist"),
+                reverse("admin:billable_offer_change", args=[offer.pk])):
+        page = root.get(url)
+        assert page.status_code == 200
+        assert_escaped(page.content, url)
+
+
+def test_csv_import_refuses_a_javascript_image_url(root: Client) -> None:
+    messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
+        {"sku": "PEER_JS", "name": "x", "price": "1", "image": "javascript:alert(1)"}]))
+    assert not Offer.objects.filter(sku="PEER_JS").exists(), messages

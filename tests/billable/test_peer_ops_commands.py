@@ -1,0 +1,309 @@
+"""Peer acceptance suite: the management commands of SPEC §7, from the contract only.
+
+Written as another team would: only the SPEC and the user docs (docs/orders.md "Management
+commands", docs/reference.md, docs/operations.md, docs/ledger.md) were read. In-process runs use
+``call_command``; exit statuses are checked with a real ``python -m django`` process against a
+throw-away SQLite file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from billable.models import ExternalIdentity, Offer, Product, QuotaBatch, Transaction
+from billable.services import TransactionService
+
+pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parents[2]
+DONE = re.compile(r"^Done\. Created: (\d+), skipped \(already exist\): (\d+)\.$")
+
+
+def run(name: str, *args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(name, *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+# --- migrate_identities ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def crm_users(make_user: Callable[..., Any]) -> list[Any]:
+    return [make_user(email=f"peer{i}@example.com") for i in range(3)]
+
+
+def test_migrate_identities_dry_run_plans_one_line_per_user_and_writes_nothing(
+        crm_users: list[Any]) -> None:
+    out, _ = run("migrate_identities", "email", "crm", "--dry-run")
+
+    planned = [line for line in out.splitlines() if line.startswith("[DRY] ")]
+    assert len(planned) == 3
+    for user in crm_users:
+        assert any(user.email in line and str(user.pk) in line for line in planned)
+    assert DONE.match(last_line(out))
+    assert not ExternalIdentity.objects.filter(provider="crm").exists()
+
+
+def test_migrate_identities_creates_then_skips_on_a_second_run(crm_users: list[Any]) -> None:
+    out, _ = run("migrate_identities", "email", "crm")
+    assert last_line(out) == "Done. Created: 3, skipped (already exist): 0."
+    for user in crm_users:
+        identity = ExternalIdentity.objects.get(provider="crm", external_id=user.email)
+        assert identity.user_id == user.pk
+
+    again, _ = run("migrate_identities", "email", "crm")
+    assert last_line(again) == "Done. Created: 0, skipped (already exist): 3."
+    assert ExternalIdentity.objects.filter(provider="crm").count() == 3
+
+
+def test_migrate_identities_limit_processes_only_the_first_users(crm_users: list[Any]) -> None:
+    out, _ = run("migrate_identities", "email", "crm", "--limit", "2")
+
+    assert last_line(out) == "Done. Created: 2, skipped (already exist): 0."
+    first_two = sorted(crm_users, key=lambda u: u.pk)[:2]
+    assert set(ExternalIdentity.objects.filter(provider="crm").values_list("user_id", flat=True)) \
+        == {u.pk for u in first_two}
+
+
+def test_migrate_identities_never_relinks_an_identity_owned_by_someone_else(
+        make_user: Callable[..., Any]) -> None:
+    owner, other = make_user(), make_user(email="shared@example.com")
+    ExternalIdentity.objects.create(provider="crm", external_id="shared@example.com", user=owner)
+
+    out, _ = run("migrate_identities", "email", "crm")
+
+    assert "skipped (already exist): 1." in last_line(out)
+    assert ExternalIdentity.objects.get(provider="crm", external_id="shared@example.com").user_id \
+        == owner.pk
+    assert not ExternalIdentity.objects.filter(user=other, provider="crm").exists()
+
+
+@pytest.mark.parametrize("field", ["no_such_field", "get_full_name", "groups"])
+def test_migrate_identities_refuses_what_is_not_a_concrete_field(
+        crm_users: list[Any], field: str) -> None:
+    err = io.StringIO()
+    try:
+        call_command("migrate_identities", field, "crm", stdout=io.StringIO(), stderr=err)
+    except CommandError as exc:  # a CommandError is also "stderr" once run from manage.py
+        err.write(str(exc))
+    assert f"Model auth.User has no field '{field}'." in err.getvalue()
+    assert not ExternalIdentity.objects.filter(provider="crm").exists()
+
+
+def test_migrate_identities_skips_empty_values(make_user: Callable[..., Any]) -> None:
+    make_user(email="")
+    make_user(email="x@example.com")
+
+    out, _ = run("migrate_identities", "email", "crm")
+
+    assert list(ExternalIdentity.objects.filter(provider="crm")
+                .values_list("external_id", flat=True)) == ["x@example.com"]
+    assert DONE.match(last_line(out))
+
+
+# --- billable_expire -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hourly_pack(make_product: Callable[..., Any], make_offer: Callable[..., Any]) -> Any:
+    product = make_product("PEER_HOURLY")
+    return make_offer("PEER_HOURLY_PACK", items=[(product, 5, "hours", 1)])
+
+
+def test_billable_expire_expires_past_due_batches_and_keeps_the_ledger_sound(
+        user: Any, hourly_pack: Any) -> None:
+    [batch] = TransactionService.grant_offer(user.pk, hourly_pack)
+    TransactionService.consume_quota(user.pk, "peer_hourly", amount=2)
+    past = timezone.now() - timedelta(hours=2)
+    QuotaBatch.objects.filter(pk=batch.pk).update(valid_from=past - timedelta(hours=1),
+                                                  created_at=past - timedelta(hours=1),
+                                                  expires_at=past)
+
+    out, _ = run("billable_expire")
+
+    assert re.fullmatch(r"Expired 1 batch(es)?\. Released 0 expired holds?\.", last_line(out))
+    batch.refresh_from_db()
+    assert batch.state == QuotaBatch.State.EXPIRED and batch.remaining_quantity == 0
+    expiry = Transaction.objects.get(quota_batch=batch, action_type="expiration")
+    assert expiry.direction == Transaction.Direction.DEBIT and expiry.amount == 3
+    assert TransactionService.check_ledger() == []
+    assert last_line(run("billable_expire")[0]) == "Expired 0 batches. Released 0 expired holds."
+
+
+def test_billable_expire_releases_overdue_holds(user: Any, hourly_pack: Any) -> None:
+    TransactionService.grant_offer(user.pk, hourly_pack)
+    TransactionService.reserve_quota(user.pk, "PEER_HOURLY", amount=2, ttl=1)
+    from billable.models import Reservation
+    Reservation.objects.update(expires_at=timezone.now() - timedelta(seconds=5))
+
+    out, _ = run("billable_expire")
+
+    assert re.search(r"Released 1 expired holds?\.$", last_line(out))
+    assert TransactionService.get_balance(user.pk, "PEER_HOURLY") == 5
+    assert TransactionService.check_ledger() == []
+
+
+# --- billable_check_ledger -------------------------------------------------------------------
+
+
+@pytest.fixture
+def credits_pack(make_product: Callable[..., Any], make_offer: Callable[..., Any]) -> Any:
+    return make_offer("PEER_CREDITS_10", items=[(make_product("PEER_CREDITS"), 10)])
+
+
+def broken_batch(user: Any) -> QuotaBatch:
+    """A batch with no CREDIT row — docs/ledger.md says the check reports exactly this."""
+    product = Product.objects.get(product_key="PEER_CREDITS")
+    return QuotaBatch.objects.create(user=user, product=product, initial_quantity=7,
+                                     remaining_quantity=7)
+
+
+def test_check_ledger_passes_on_a_sound_ledger(user: Any, credits_pack: Any) -> None:
+    TransactionService.grant_offer(user.pk, credits_pack)
+    TransactionService.consume_quota(user.pk, "PEER_CREDITS", amount=4)
+
+    run("billable_check_ledger")
+    run("billable_check_ledger", "--user", str(user.pk))
+
+
+def test_check_ledger_fails_on_a_violation_for_all_users_and_for_that_user_only(
+        make_user: Callable[..., Any], credits_pack: Any) -> None:
+    clean, dirty = make_user(), make_user()
+    TransactionService.grant_offer(clean.pk, credits_pack)
+    batch = broken_batch(dirty)
+
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="Ledger check failed"):
+        call_command("billable_check_ledger", stdout=io.StringIO(), stderr=err)
+    assert str(batch.pk) in err.getvalue()
+    with pytest.raises(CommandError):
+        run("billable_check_ledger", "--user", str(dirty.pk))
+    out, _ = run("billable_check_ledger", "--user", str(clean.pk))
+    assert last_line(out).startswith("Ledger consistent")
+
+
+# --- billable_seed_demo and "migrations seed no data" ----------------------------------------
+
+DEMO_PRODUCTS = {"CREDITS", "PREDICTIONS", "PREMIUM"}
+DEMO_OFFERS = {"OFF_WELCOME_TRIAL", "STARS_PACK_S", "STARS_PACK_M", "EXCHANGE_PREDICT_10",
+               "PREMIUM_MONTH"}
+
+
+def test_migrations_seed_no_catalog() -> None:
+    assert Product.objects.count() == 0
+    assert Offer.objects.count() == 0
+
+
+def test_seed_demo_loads_the_documented_catalog_and_is_idempotent() -> None:
+    out, _ = run("billable_seed_demo")
+
+    assert set(Product.objects.values_list("product_key", flat=True)) == DEMO_PRODUCTS
+    assert set(Offer.objects.values_list("sku", flat=True)) == DEMO_OFFERS
+    for key in [*DEMO_PRODUCTS, *DEMO_OFFERS]:
+        assert key in out
+    assert Product.objects.get(product_key="CREDITS").is_currency
+    exchange = Offer.objects.get(sku="EXCHANGE_PREDICT_10")
+    assert exchange.currency == "CREDITS" and exchange.price == 50
+
+    Offer.objects.filter(sku="STARS_PACK_S").update(price=1, name="edited")
+    run("billable_seed_demo")
+    assert Offer.objects.count() == len(DEMO_OFFERS)
+    assert Offer.objects.get(sku="STARS_PACK_S").price == 50
+
+
+def test_seeded_demo_catalog_works_end_to_end(user: Any) -> None:
+    run("billable_seed_demo")
+    TransactionService.grant_offer(user.pk, "STARS_PACK_S")
+
+    result = TransactionService.exchange(user.pk, offer=Offer.objects.get(sku="EXCHANGE_PREDICT_10"))
+
+    assert result["success"]
+    assert TransactionService.get_balance(user.pk, "CREDITS") == 50
+    assert TransactionService.get_balance(user.pk, "PREDICTIONS") == 10
+
+
+# --- real processes: exit statuses -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("peer_ops") / "ops.sqlite3"
+    done = django_process("migrate", "--noinput", database=path)
+    assert done.returncode == 0, done.stderr
+    yield path
+
+
+def django_process(*args: str, database: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "django", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.django_db(databases=[])
+def test_process_fresh_database_has_no_catalog_and_a_sound_ledger(sqlite_file: Path) -> None:
+    with sqlite3.connect(sqlite_file) as db:
+        assert db.execute("SELECT COUNT(*) FROM billable_products").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM billable_offers").fetchone() == (0,)
+
+    checked = django_process("billable_check_ledger", database=sqlite_file)
+    assert checked.returncode == 0, checked.stderr
+    expired = django_process("billable_expire", database=sqlite_file)
+    assert expired.returncode == 0, expired.stderr
+    assert expired.stdout.strip().splitlines()[-1].startswith("Expired 0 batches.")
+
+
+@pytest.mark.django_db(databases=[])
+def test_process_check_ledger_exits_non_zero_on_a_tampered_batch(sqlite_file: Path) -> None:
+    assert django_process("billable_seed_demo", database=sqlite_file).returncode == 0
+    with sqlite3.connect(sqlite_file) as db:
+        db.execute("INSERT INTO auth_user (password, is_superuser, username, first_name, "
+                   "last_name, email, is_staff, is_active, date_joined) VALUES "
+                   "('', 0, 'tampered', '', '', '', 0, 1, '2026-01-01')")
+        user_id = db.execute("SELECT id FROM auth_user WHERE username='tampered'").fetchone()[0]
+        product_id = db.execute(
+            "SELECT id FROM billable_products WHERE product_key='CREDITS'").fetchone()[0]
+        db.execute("INSERT INTO billable_quota_batches (id, user_id, product_id, "
+                   "initial_quantity, remaining_quantity, valid_from, state, created_at) "
+                   "VALUES ('0190a1b2c3d4e5f60718293a4b5c6d7e', ?, ?, 9, 9, "
+                   "'2026-01-01 00:00:00', 'ACTIVE', '2026-01-01 00:00:00')",
+                   (user_id, product_id))
+
+    failed = django_process("billable_check_ledger", database=sqlite_file)
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    one = django_process("billable_check_ledger", "--user", str(user_id), database=sqlite_file)
+    assert one.returncode != 0
+    others = django_process("billable_check_ledger", "--user", str(user_id + 1000),
+                            database=sqlite_file)
+    assert others.returncode == 0, others.stderr
+
+
+@pytest.mark.django_db(databases=[])
+def test_process_migrate_identities_unknown_field_writes_stderr(sqlite_file: Path) -> None:
+    done = django_process("migrate_identities", "nope", "crm", database=sqlite_file)
+
+    assert "Model auth.User has no field 'nope'." in done.stderr
+    assert "Model auth.User" not in done.stdout
+    assert done.returncode != 0
+    with sqlite3.connect(sqlite_file) as db:
+        assert db.execute("SELECT COUNT(*) FROM billable_external_identities "
+                          "WHERE provider='crm'").fetchone() == (0,)
