@@ -233,7 +233,8 @@ def test_seeded_demo_catalog_works_end_to_end(user: Any) -> None:
     run("billable_seed_demo")
     TransactionService.grant_offer(user.pk, "STARS_PACK_S")
 
-    result = TransactionService.exchange(user.pk, offer=Offer.objects.get(sku="EXCHANGE_PREDICT_10"))
+    offer = Offer.objects.get(sku="EXCHANGE_PREDICT_10")
+    result = TransactionService.exchange(user.pk, offer=offer)
 
     assert result["success"]
     assert TransactionService.get_balance(user.pk, "CREDITS") == 50
