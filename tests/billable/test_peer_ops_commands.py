@@ -308,3 +308,22 @@ def test_process_migrate_identities_unknown_field_writes_stderr(sqlite_file: Pat
     with sqlite3.connect(sqlite_file) as db:
         assert db.execute("SELECT COUNT(*) FROM billable_external_identities "
                           "WHERE provider='crm'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("provider", ["p" * 51, "nul\x00"])
+def test_migrate_identities_refuses_a_provider_it_cannot_store(crm_users: list[Any],
+                                                               provider: str) -> None:
+    with pytest.raises(CommandError, match="provider"):
+        run("migrate_identities", "email", provider)
+    assert not ExternalIdentity.objects.exists()
+
+
+def test_migrate_identities_blank_provider_is_the_default_one(crm_users: list[Any]) -> None:
+    run("migrate_identities", "email", "  ")
+    assert set(ExternalIdentity.objects.values_list("provider", flat=True)) == {"default"}
+
+
+def test_migrate_identities_negative_limit_is_refused(crm_users: list[Any]) -> None:
+    with pytest.raises(CommandError, match="limit"):
+        run("migrate_identities", "email", "crm", "--limit", "-1")
+    assert not ExternalIdentity.objects.exists()

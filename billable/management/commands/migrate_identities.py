@@ -8,12 +8,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 
 from billable.management.progress import Progress, command_progress
 from billable.models import ExternalIdentity
-from billable.services.identities import MAX_EXTERNAL_ID_LENGTH
+from billable.exceptions import InvalidInput
+from billable.services.identities import MAX_EXTERNAL_ID_LENGTH, normalize_provider
 
 CHUNK = 500
 
@@ -49,7 +50,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         field_name: str = options["field"]
-        provider: str = options["provider"].strip()
+        try:
+            provider = normalize_provider(options["provider"])
+        except InvalidInput as exc:
+            raise CommandError(exc.message) from exc
+        limit = int(options["limit"] or 0)
+        if limit < 0:
+            raise CommandError("--limit must be a positive number of users (0: all).")
         User = get_user_model()
         label = User._meta.label
         try:
@@ -61,7 +68,6 @@ class Command(BaseCommand):
             self.failed = True
             return
         queryset = User._default_manager.order_by("pk").values_list("pk", field.attname)
-        limit = max(int(options["limit"] or 0), 0)
         if limit:
             queryset = queryset[:limit]
         with command_progress(self, total=queryset.count(), label="users") as progress:
