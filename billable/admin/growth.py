@@ -21,6 +21,7 @@ from billable.models import (
     NotificationPreference,
     ProductAlert,
     PromoCode,
+    PromoIdentityUse,
     PromoRedemption,
 )
 
@@ -35,6 +36,20 @@ class PromoRedemptionInline(admin.TabularInline):
               "created_at", "redeemed_at", "released_at")
     readonly_fields = fields
     show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PromoIdentityUseInline(admin.TabularInline):
+    """The hashed identities a use claimed ("once per customer" guard; read-only)."""
+
+    model = PromoIdentityUse
+    fk_name = "redemption"
+    extra = 0
+    can_delete = False
+    fields = ("identity_type", "identity_hash")
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -113,6 +128,7 @@ class PromoRedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "order", "created_at")
     list_filter = ("status",)
     search_fields = ("promo__code",)
+    inlines = [PromoIdentityUseInline]
 
 
 @admin.register(Gift)

@@ -296,3 +296,28 @@ def test_migrate_never_succeeds_silently_on_missing_billable_tables(tmp_path: Pa
         applied = {name for (name,) in db.execute(
             "SELECT name FROM django_migrations WHERE app = 'billable'")}
     assert applied == {"0001_initial", "0002_customer_merges"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad_url", ["ftp://127.0.0.1/x", "not a url", "http://127.0.0.1:99999/x",
+                                     "http://127.0.0.1:9/x\r\nX-Injected: 1", "https://",
+                                     "http://[::1/x"])
+def test_a_broken_endpoint_url_is_a_failed_attempt_not_a_crash(
+        user: Any, make_product: Callable[..., Any], make_offer: Callable[..., Any],
+        bad_url: str) -> None:
+    from billable.models import EventDelivery
+
+    make_offer("PEER_URL_PACK", items=[(make_product("PEER_URL"), 5)], price="3")
+    with receiver() as (hook, url):
+        EventEndpoint.objects.create(name="broken", url=bad_url, event_types=["grant.created"])
+        EventEndpoint.objects.create(name="good", url=url, event_types=["grant.created"])
+        TransactionService.grant_offer(user.pk, "PEER_URL_PACK")
+
+        out = io.StringIO()
+        call_command("billable_deliver_events", stdout=out)
+
+    assert len(hook.seen) == 1
+    assert "X-Injected" not in hook.seen[0][0]
+    broken = EventDelivery.objects.get(endpoint__name="broken")
+    assert broken.state == "pending" and broken.attempts == 1
+    assert out.getvalue().strip().startswith("Attempted 2 deliveries")

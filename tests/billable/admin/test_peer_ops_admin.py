@@ -108,8 +108,11 @@ def hostile(make_user: Callable[..., Any]) -> dict[str, Any]:
     from billable.growth.alerts import AlertService
     from billable.growth.codes import generate_codes
     from billable.growth.gifts import GiftService
-    generate_codes(1, prefix="PEER", batch=IMG[:50], kind="grant", offer=trial,
-                   metadata=HOSTILE)
+    [code] = generate_codes(1, prefix="PEER", batch=IMG[:50], kind="grant", offer=trial,
+                            metadata=HOSTILE)
+    from billable.growth.promo import PromoService
+    PromoService.redeem(code.code, user_id=carol.pk, identities={"telegram": IMG},
+                        metadata=HOSTILE)
     GiftService.create_gift(alice.pk, "PEER_XSS_PACK", metadata=HOSTILE)
     AlertService.set_enabled(bob.pk, False)
     AlertService.scan()
@@ -148,7 +151,7 @@ def test_every_admin_page_renders_with_hostile_data_and_escapes_it(
                 "billable.Customer", "billable.QuotaBatch", "billable.Transaction",
                 "billable.Reservation", "billable.IdempotencyKey", "billable.CustomerMerge",
                 "billable.EventEndpoint", "billable.OutboxEvent", "billable.EventDelivery",
-                "billable.PromoCode", "billable.Gift", "billable.ProductAlert",
+                "billable.PromoCode", "billable.PromoRedemption", "billable.Gift", "billable.ProductAlert",
                 "billable.AlertNotice", "billable.NotificationPreference",
                 "billable.ExternalIdentity", "billable.TrialHistory", "billable.Referral",
                 "billable.Order"}
@@ -266,6 +269,7 @@ def export(client: Client, model: str) -> bytes:
     response = client.get(reverse(f"admin:billable_{model}_export"))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith("attachment")
     return b"".join(response) if response.streaming else response.content
 
 
@@ -404,3 +408,110 @@ def test_csv_import_refuses_a_javascript_image_url(root: Client) -> None:
     messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
         {"sku": "PEER_JS", "name": "x", "price": "1", "image": "javascript:alert(1)"}]))
     assert not Offer.objects.filter(sku="PEER_JS").exists(), messages
+
+
+def test_customer_report_grant_page_and_dashboard_escape_hostile_data(
+        root: Client, hostile: dict[str, Any]) -> None:
+    customer = hostile["user"]
+    for url in (reverse("admin:billable_customer_report", args=[customer.pk]),
+                reverse("admin:billable_customer_grant", args=[customer.pk]),
+                reverse("admin:billable_revenuedashboard_changelist")):
+        page = root.get(url)
+        assert page.status_code == 200, url
+        assert_escaped(page.content, url)
+    download = root.get(reverse("admin:billable_revenuedashboard_csv"))
+    assert download.status_code == 200
+    assert download["Content-Type"].startswith("text/csv")
+    assert download["Content-Disposition"].startswith("attachment")
+
+
+def test_quick_offer_for_a_long_key_fits_the_sku_column(root: Client) -> None:
+    key = "K" * 50
+    Offer.objects.create(sku=f"GET_{key}"[:50], name="taken", price=1, currency="USD")
+
+    added = root.post(reverse("admin:billable_product_add"), product_form(key, offer_price="1"))
+
+    assert added.status_code == 302
+    [offer] = Offer.objects.filter(items__product__product_key=key)
+    assert offer.sku.startswith("GET_K") and len(offer.sku) <= 50
+    assert offer.sku != f"GET_{key}"[:50]
+
+
+def test_quick_offer_for_a_product_without_key_uses_its_id(root: Client) -> None:
+    added = root.post(reverse("admin:billable_product_add"), product_form("", offer_price="2"))
+
+    assert added.status_code == 302
+    product = Product.objects.get(product_key__isnull=True)
+    assert product.product_key is None
+    assert Offer.objects.filter(sku=f"GET_{product.pk}", items__product=product).exists()
+
+
+PRICE_CASES = ["NaN", "Infinity", "-1", "1e400", "9.999", "12345678901234567890"]
+
+
+@pytest.mark.parametrize("price", PRICE_CASES)
+def test_csv_import_reports_prices_the_column_cannot_hold(root: Client, price: str) -> None:
+    messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
+        {"sku": "PEER_PRICE", "name": "x", "price": price}]))
+    assert not Offer.objects.filter(sku="PEER_PRICE").exists(), messages
+    assert any("PEER_PRICE" in m or "Row 2" in m for m in messages), messages
+
+
+def test_csv_import_keeps_the_shared_key_namespace(root: Client,
+                                                   make_product: Callable[..., Any]) -> None:
+    make_product("PEER_SHARED")
+    messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
+        {"sku": "peer_shared", "name": "x", "price": "1"}]))
+    assert not Offer.objects.filter(sku="PEER_SHARED").exists()
+    assert any("Conflict: 'PEER_SHARED' is already used as a Product Key." in m
+               for m in messages), messages
+
+
+def test_csv_import_strict_rolls_back_the_whole_file(root: Client) -> None:
+    messages = upload(root, "product", csv_bytes(PRODUCT_COLUMNS, [
+        {"product_key": "PEER_OK", "name": "fine", "product_type": "quantity"},
+        {"product_key": "PEER_KO", "name": "bad", "product_type": "nonsense"}]), strict=True)
+    assert not Product.objects.filter(product_key__in=["PEER_OK", "PEER_KO"]).exists()
+    assert any("nothing was imported" in m for m in messages), messages
+
+
+def test_every_admin_action_on_hostile_rows_answers_and_escapes(
+        root: Client, hostile: dict[str, Any]) -> None:
+    from django.contrib.admin import helpers
+
+    ran = []
+    for model, model_admin in admin_urls():
+        opts = model._meta
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        page = root.get(url)
+        if page.context is None or page.context.get("action_form") is None:
+            continue
+        pks = [str(pk) for pk in model_admin.get_queryset(page.wsgi_request)
+               .values_list("pk", flat=True)[:20]]
+        if not pks:
+            continue
+        for name, _ in page.context["action_form"].fields["action"].choices:
+            if not name or name == "delete_selected":
+                continue
+            answer = root.post(url, {"action": name, helpers.ACTION_CHECKBOX_NAME: pks},
+                               follow=True)
+            assert answer.status_code == 200, (opts.label, name)
+            if answer["Content-Type"].startswith("text/html"):
+                assert_escaped(answer.content, f"{opts.label} action {name}")
+            else:  # a download: raw data, never rendered by the browser
+                assert answer["Content-Type"].startswith("text/csv"), (opts.label, name)
+                assert answer["Content-Disposition"].startswith("attachment"), (opts.label, name)
+            ran.append(f"{opts.label}.{name}")
+    assert any(name.startswith("billable.Order.") for name in ran), ran
+    assert TransactionService.check_ledger() == []
+
+
+def test_every_billable_model_has_an_admin_or_an_inline() -> None:
+    from django.apps import apps
+
+    shown = set(admin.site._registry)
+    for model_admin in admin.site._registry.values():
+        shown |= {inline.model for inline in model_admin.inlines}
+    missing = [model._meta.label for model in apps.get_app_config("billable").get_models()
+               if model not in shown]
+    assert missing == []
