@@ -11,9 +11,9 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 
+from billable.exceptions import InvalidInput
 from billable.management.progress import Progress, command_progress
 from billable.models import ExternalIdentity
-from billable.exceptions import InvalidInput
 from billable.services.identities import MAX_EXTERNAL_ID_LENGTH, normalize_provider
 
 CHUNK = 500

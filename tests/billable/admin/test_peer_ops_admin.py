@@ -151,7 +151,8 @@ def test_every_admin_page_renders_with_hostile_data_and_escapes_it(
                 "billable.Customer", "billable.QuotaBatch", "billable.Transaction",
                 "billable.Reservation", "billable.IdempotencyKey", "billable.CustomerMerge",
                 "billable.EventEndpoint", "billable.OutboxEvent", "billable.EventDelivery",
-                "billable.PromoCode", "billable.PromoRedemption", "billable.Gift", "billable.ProductAlert",
+                "billable.PromoCode", "billable.PromoRedemption", "billable.Gift",
+                "billable.ProductAlert",
                 "billable.AlertNotice", "billable.NotificationPreference",
                 "billable.ExternalIdentity", "billable.TrialHistory", "billable.Referral",
                 "billable.Order"}
