@@ -327,3 +327,20 @@ def test_migrate_identities_negative_limit_is_refused(crm_users: list[Any]) -> N
     with pytest.raises(CommandError, match="limit"):
         run("migrate_identities", "email", "crm", "--limit", "-1")
     assert not ExternalIdentity.objects.exists()
+
+
+def test_seed_demo_reports_a_key_already_taken_by_the_host_catalog(
+        make_product: Callable[..., Any]) -> None:
+    make_product("STARS_PACK_S")  # a host product whose key is a demo SKU
+
+    with pytest.raises(CommandError, match="STARS_PACK_S"):
+        run("billable_seed_demo")
+    assert not Offer.objects.exists()
+    assert list(Product.objects.values_list("product_key", flat=True)) == ["STARS_PACK_S"]
+
+
+@pytest.mark.parametrize("command", ["billable_check_ledger", "billable_expire"])
+@pytest.mark.parametrize("bad", ["abc", "-1", "0", "1.5"])
+def test_jobs_refuse_a_bad_user_id_with_a_clear_error(command: str, bad: str) -> None:
+    with pytest.raises(CommandError):
+        run(command, "--user", bad)

@@ -516,3 +516,32 @@ def test_every_billable_model_has_an_admin_or_an_inline() -> None:
     missing = [model._meta.label for model in apps.get_app_config("billable").get_models()
                if model not in shown]
     assert missing == []
+
+
+def test_import_without_a_file_is_a_form_error(root: Client) -> None:
+    for model in ("product", "offer"):
+        url = reverse(f"admin:billable_{model}_import")
+        assert root.get(url).status_code == 200
+        answer = root.post(url, {}, follow=True)
+        assert answer.status_code == 200
+        assert Product.objects.count() == 0
+
+
+def test_csv_export_needs_view_and_import_needs_add_and_change(
+        django_user_model: Any, catalog: None) -> None:
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user("peer-clerk", password="pw", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(
+        codename__in=["view_product", "view_offer"]))
+    client = Client()
+    client.force_login(clerk)
+
+    assert client.get(reverse("admin:billable_product_export")).status_code == 200
+    assert client.get(reverse("admin:billable_offer_export")).status_code == 200
+    for model in ("product", "offer"):
+        payload = csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_CLERK", "name": "x"}])
+        answer = client.post(reverse(f"admin:billable_{model}_import"),
+                             {"csv_file": SimpleUploadedFile("p.csv", payload)})
+        assert answer.status_code == 403
+    assert not Product.objects.filter(product_key="PEER_CLERK").exists()
