@@ -245,6 +245,13 @@ def test_quick_offer_takes_get_key_then_suffixes_on_collision(root: Client) -> N
     assert free.items.get().period_value == 7
 
 
+def test_quick_offer_currency_is_stored_upper_case(root: Client) -> None:
+    added = root.post(reverse("admin:billable_product_add"),
+                      product_form("PEER_LOWER", offer_price="3", offer_currency="xtr"))
+    assert added.status_code == 302
+    assert Offer.objects.get(sku="GET_PEER_LOWER").currency == "XTR"
+
+
 def test_quick_offer_without_price_creates_no_offer(root: Client) -> None:
     added = root.post(reverse("admin:billable_product_add"), product_form("PEER_NOOFFER"))
     assert added.status_code == 302
@@ -252,13 +259,25 @@ def test_quick_offer_without_price_creates_no_offer(root: Client) -> None:
 
 
 @pytest.mark.parametrize("extra", [{"offer_price": "1.5", "offer_currency": "XTR"},
+                                   {"offer_price": "1.5", "offer_currency": "xtr"},
                                    {"offer_price": "1", "offer_period_unit": "days"},
-                                   {"offer_price": "-1"}])
+                                   {"offer_price": "1", "offer_period_unit": "days",
+                                    "offer_period_value": "0"},
+                                   {"offer_price": "-1"},
+                                   {"offer_price": "1.234"},
+                                   {"offer_price": "1" + "0" * 20},
+                                   {"offer_price": "1", "offer_quantity": "0"},
+                                   {"offer_price": "1", "offer_quantity": "-5"},
+                                   {"offer_price": "1", "offer_quantity": "9" * 12},
+                                   {"offer_price": "1", "offer_currency": "C" * 51},
+                                   {"offer_price": "1", "offer_period_unit": "days",
+                                    "offer_period_value": "999999999"}])
 def test_quick_offer_validation_rejects_on_the_form_and_saves_nothing(
         root: Client, extra: dict[str, str]) -> None:
     page = root.post(reverse("admin:billable_product_add"), product_form("PEER_BAD", **extra))
     assert page.status_code == 200
     assert page.context["adminform"].form.errors
+    assert_escaped(page.content, str(extra))
     assert not Product.objects.filter(product_key="PEER_BAD").exists()
     assert not Offer.objects.filter(sku__startswith="GET_PEER_BAD").exists()
 
@@ -545,3 +564,46 @@ def test_csv_export_needs_view_and_import_needs_add_and_change(
                              {"csv_file": SimpleUploadedFile("p.csv", payload)})
         assert answer.status_code == 403
     assert not Product.objects.filter(product_key="PEER_CLERK").exists()
+
+
+def offer_form(sku: str, product: Any, **item: str) -> dict[str, Any]:
+    now = timezone.now()
+    return {"sku": sku, "name": "n", "price": "1", "currency": "USD", "image": "",
+            "description": "", "is_active": "on", "created_at_0": now.strftime("%Y-%m-%d"),
+            "created_at_1": now.strftime("%H:%M:%S"), "metadata": "{}", "translations": "{}",
+            "items-TOTAL_FORMS": "1", "items-INITIAL_FORMS": "0", "items-MIN_NUM_FORMS": "0",
+            "items-MAX_NUM_FORMS": "1000", "items-0-product": str(product.pk),
+            "items-0-quantity": "1", "items-0-period_unit": "forever",
+            "items-0-period_value": "", **{f"items-0-{k}": v for k, v in item.items()}}
+
+
+@pytest.mark.parametrize("item", [{"quantity": "9" * 12}, {"quantity": "0"},
+                                  {"period_unit": "days", "period_value": "999999999"},
+                                  {"period_unit": "days", "period_value": ""}])
+def test_offer_form_refuses_items_the_ledger_cannot_hold(
+        root: Client, make_product: Callable[..., Any], item: dict[str, str]) -> None:
+    product = make_product("PEER_ITEM")
+    page = root.post(reverse("admin:billable_offer_add"), offer_form("PEER_ITEMS", product,
+                                                                     **item))
+    assert page.status_code == 200
+    assert not Offer.objects.filter(sku="PEER_ITEMS").exists()
+
+
+def test_offer_form_saves_a_sound_offer(root: Client, make_product: Callable[..., Any]) -> None:
+    product = make_product("PEER_ITEM")
+    page = root.post(reverse("admin:billable_offer_add"),
+                     offer_form("peer_items", product, quantity="3", period_unit="days",
+                                period_value="30"))
+    assert page.status_code == 302
+    assert Offer.objects.get(sku="PEER_ITEMS").items.get().quantity == 3
+
+
+@pytest.mark.parametrize("quantity", ["9" * 12, "2147483648", "0"])
+def test_csv_import_reports_item_quantities_the_column_cannot_hold(
+        root: Client, make_product: Callable[..., Any], quantity: str) -> None:
+    make_product("PEER_QTY")
+    messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
+        {"sku": "PEER_QTY_PACK", "name": "x", "price": "1", "product_key": "PEER_QTY",
+         "quantity": quantity}]), strict=True)
+    assert not Offer.objects.filter(sku="PEER_QTY_PACK").exists(), messages
+    assert any("quantity" in m for m in messages), messages
