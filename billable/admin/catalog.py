@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from billable.admin.csv_tools import CsvAdminMixin
 from billable.admin.display import money, whole_stars
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.reports import admin_url, build_product_activity
 from billable.conf import billable_settings
 from billable.exceptions import BillableError
@@ -108,6 +109,8 @@ class OfferItemInline(admin.TabularInline):
 @admin.register(Product)
 class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
     """Products: CAPS keys, quick offer creation, a usage report and CSV import/export."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     form = ProductAdminForm
     csv_name = "products"
@@ -230,7 +233,8 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     search_fields = ("sku", "name")
     inlines = (OfferItemInline,)
     actions = ("export_offers_csv",)
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {**JSON_FIELD_OVERRIDES,
+                           models.URLField: {"assume_scheme": "https"}}
 
     def get_urls(self) -> list[Any]:
         return [*self.csv_urls(), *super().get_urls()]

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
 from billable.growth.codes import codes_csv, generate_codes
@@ -72,6 +73,8 @@ class GenerateCodesForm(forms.ModelForm):
 @admin.register(PromoCode)
 class PromoCodeAdmin(admin.ModelAdmin):
     """Codes with their use counts; uses inline; CSV export; "Generate codes" page."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     list_display = ("code", "kind", "offer", "uses", "is_active", "valid_from", "valid_until",
                     "first_time_only", "batch")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -607,3 +608,79 @@ def test_csv_import_reports_item_quantities_the_column_cannot_hold(
          "quantity": quantity}]), strict=True)
     assert not Offer.objects.filter(sku="PEER_QTY_PACK").exists(), messages
     assert any("quantity" in m for m in messages), messages
+
+
+JSON_BY_MODE = {"hostile": json.dumps({"x": SCRIPT}), "oversized": "[" * 5000,
+                "nan": '{"x": NaN}', "nul": '{"x": "a\\u0000b"}', "bigint": "1" * 2000}
+
+
+def hostile_form_data(form: Any, *, mode: str) -> dict[str, Any]:
+    """Fill every field of an admin add form with hostile (or oversized) values."""
+    huge = mode == "oversized"
+    from django import forms as django_forms
+
+    now = timezone.now()
+    data: dict[str, Any] = {}
+    for name, field in form.fields.items():
+        if field.disabled:
+            continue
+        if isinstance(field, django_forms.SplitDateTimeField):
+            data[f"{name}_0"], data[f"{name}_1"] = now.strftime("%Y-%m-%d"), "12:00:00"
+        elif isinstance(field, django_forms.BooleanField):
+            data[name] = "on"
+        elif isinstance(field, django_forms.ModelMultipleChoiceField):
+            data[name] = [str(obj.pk) for obj in field.queryset[:1]]
+        elif isinstance(field, django_forms.ModelChoiceField):
+            first = field.queryset.first()
+            data[name] = str(first.pk) if first else ""
+        elif isinstance(field, django_forms.MultipleChoiceField):
+            data[name] = [str(value) for value, _ in list(field.choices)[:1]]
+        elif isinstance(field, django_forms.ChoiceField):
+            values = [str(value) for value, _ in field.choices if value not in ("", None)]
+            data[name] = values[0] if values else ""
+        elif isinstance(field, django_forms.DecimalField):
+            data[name] = "1" + "0" * 30 if huge else "1.5"
+        elif isinstance(field, django_forms.IntegerField):
+            data[name] = "9" * 15 if huge else "3"
+        elif isinstance(field, django_forms.DateTimeField):
+            data[name] = now.isoformat()
+        elif isinstance(field, django_forms.JSONField):
+            data[name] = JSON_BY_MODE[mode]
+        elif isinstance(field, django_forms.URLField):
+            data[name] = "https://example.com/?q=<script>"
+        else:
+            data[name] = (SCRIPT * 20) if huge else SCRIPT
+    return data
+
+
+@pytest.mark.parametrize("mode", sorted(JSON_BY_MODE))
+def test_every_add_form_takes_hostile_input_without_a_500(
+        root: Client, hostile: dict[str, Any], mode: str) -> None:
+    tried = []
+    for model, model_admin in admin_urls():
+        opts = model._meta
+        if opts.app_label != "billable":
+            continue
+        url_name = f"admin:{opts.app_label}_{opts.model_name}_add"
+        page = root.get(reverse("admin:index"))
+        if not model_admin.has_add_permission(page.wsgi_request):
+            continue
+        form_page = root.get(reverse(url_name))
+        data = hostile_form_data(form_page.context["adminform"].form, mode=mode)
+        for inline in form_page.context["inline_admin_formsets"]:
+            prefix = inline.formset.prefix
+            data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0",
+                         f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
+        answer = root.post(reverse(url_name), data)
+        assert answer.status_code in (200, 302), (opts.label, answer.status_code)
+        if answer.status_code == 200:
+            assert_escaped(answer.content, f"{opts.label} add form")
+        if mode not in ("hostile", "oversized") and "metadata" in data:
+            assert answer.status_code == 200, (opts.label, mode)  # refused on the form
+        tried.append(opts.label)
+    assert {"billable.Product", "billable.Offer", "billable.EventEndpoint",
+            "billable.ApiKey", "billable.PromoCode", "billable.ProductAlert"} <= set(tried)
+    for model, _ in admin_urls():  # and every list still renders afterwards
+        opts = model._meta
+        assert root.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+                        ).status_code == 200, opts.label
