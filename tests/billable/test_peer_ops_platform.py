@@ -321,3 +321,35 @@ def test_a_broken_endpoint_url_is_a_failed_attempt_not_a_crash(
     broken = EventDelivery.objects.get(endpoint__name="broken")
     assert broken.state == "pending" and broken.attempts == 1
     assert out.getvalue().strip().startswith("Attempted 2 deliveries")
+
+
+BLOCK_OPTIONAL = r'''
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("celery", "prometheus_client"):
+            raise ImportError("not installed: " + name)
+
+sys.meta_path.insert(0, Block())
+import django
+django.setup()
+from django.core import checks
+from django.core.management import call_command
+import billable.admin, billable.urls
+call_command("migrate", verbosity=0)
+call_command("billable_seed_demo")
+call_command("billable_expire")
+call_command("billable_check_ledger")
+problems = [p.id for p in checks.run_checks() if p.id.startswith("billable")]
+print("OPTIONAL-OK", "celery" in sys.modules, problems)
+'''
+
+
+def test_jobs_run_without_the_optional_celery_and_prometheus_packages() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": "",
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", BLOCK_OPTIONAL], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OPTIONAL-OK False []" in done.stdout

@@ -684,3 +684,24 @@ def test_every_add_form_takes_hostile_input_without_a_500(
         opts = model._meta
         assert root.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
                         ).status_code == 200, opts.label
+
+
+def test_customer_product_report_shows_a_running_balance(
+        root: Client, user: Any, make_product: Callable[..., Any],
+        make_offer: Callable[..., Any]) -> None:
+    import re
+
+    product = make_product("PEER_RUN")
+    make_offer("PEER_RUN_PACK", items=[(product, 10)], price="1")
+    TransactionService.grant_offer(user.pk, "PEER_RUN_PACK")
+    TransactionService.consume_quota(user.pk, "PEER_RUN", amount=3, action_type="peer_first")
+    TransactionService.consume_quota(user.pk, "PEER_RUN", amount=2, action_type="peer_second")
+
+    page = root.get(reverse("admin:billable_customer_product_report",
+                            args=[user.pk, product.pk]))
+    cells = [c.strip() for c in re.sub(r"<[^>]+>", "|", page.content.decode()).split("|")]
+    cells = [c for c in cells if c]
+    first, second = cells.index("peer_first"), cells.index("peer_second")
+    assert cells[first + 1:first + 3] == ["−3", "7"]
+    assert cells[second + 1:second + 3] == ["−2", "5"]
+    assert cells[first - 4:first - 2] == ["+10", "10"]
