@@ -353,3 +353,29 @@ def test_jobs_run_without_the_optional_celery_and_prometheus_packages() -> None:
                           capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OPTIONAL-OK False []" in done.stdout
+
+
+def test_json_log_lines_are_strict_json_whatever_the_extra_fields_hold() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from billable.logs import JsonFormatter
+
+    cyclic: dict[str, Any] = {"name": "loop"}
+    cyclic["self"] = cyclic
+    record = logging.LogRecord("peer", logging.INFO, __file__, 1, "paid %s", ("c-1",), None)
+    extras = {"amount": Decimal("9.90"), "at": datetime(2026, 1, 1, tzinfo=UTC),
+              "ratio": float("nan"), "cap": {"max": float("inf")}, "loop": cyclic,
+              "raw": b"\xff"}
+    for name, value in extras.items():
+        setattr(record, name, value)
+
+    line = JsonFormatter().format(record)
+
+    def strict(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    parsed = json.loads(line, parse_constant=strict)
+    assert parsed["message"] == "paid c-1" and parsed["amount"] == "9.90"
+    assert parsed["ratio"] == "nan" and parsed["cap"] == {"max": "inf"}
+    assert "\n" not in line
