@@ -56,9 +56,9 @@ OFFER_COLUMNS = ["sku", "name", "price", "currency", "image", "description", "is
 
 
 def assert_escaped(content: bytes, where: str) -> None:
-    text = content.decode()
+    text = content.decode().lower()  # keys and currencies are stored upper-case
     for marker in RAW_MARKERS:
-        assert marker not in text, f"unescaped {marker!r} in {where}"
+        assert marker.lower() not in text, f"unescaped {marker!r} in {where}"
 
 
 @pytest.fixture
@@ -87,6 +87,8 @@ def hostile(make_user: Callable[..., Any]) -> dict[str, Any]:
     trial = Offer.objects.create(sku="PEER_TRIAL", name=IMG, price=0, currency="USD")
     OfferItem.objects.create(offer=trial, product=credits, quantity=2)
     ProductAlert.objects.create(product=credits, low_balance_units=50)
+    odd = Offer.objects.create(sku="PEER_ODD_CURRENCY", name="odd", price=7, currency=IMG)
+    OfferItem.objects.create(offer=odd, product=credits, quantity=1)
 
     alice = make_user(username=SCRIPT[:30], first_name=IMG, last_name=SCRIPT)
     bob = make_user(username="peer-bob")
@@ -99,6 +101,8 @@ def hostile(make_user: Callable[..., Any]) -> dict[str, Any]:
     TransactionService.consume_quota(alice.pk, "PEER_XSS", action_type=SCRIPT[:50], amount=3,
                                      idempotency_key=IMG, metadata=HOSTILE)
     TransactionService.reserve_quota(alice.pk, "PEER_XSS", amount=1, metadata=HOSTILE)
+    odd_order = OrderService.create_order(bob.pk, [{"sku": "PEER_ODD_CURRENCY", "quantity": 1}])
+    OrderService.process_payment(odd_order.pk, payment_id=IMG, payment_method=SCRIPT[:50])
     TrialService.claim_trial(bob.pk, "PEER_TRIAL", identities={"telegram": SCRIPT},
                              plan_name=SCRIPT, metadata=HOSTILE)
     ReferralService.assign_referrer(alice.pk, bob.pk, metadata=HOSTILE)
@@ -440,6 +444,8 @@ def test_customer_report_grant_page_and_dashboard_escape_hostile_data(
         page = root.get(url)
         assert page.status_code == 200, url
         assert_escaped(page.content, url)
+    dashboard = root.get(reverse("admin:billable_revenuedashboard_changelist")).content.decode()
+    assert "&lt;img src=x onerror" in dashboard.lower()  # the odd currency, escaped
     download = root.get(reverse("admin:billable_revenuedashboard_csv"))
     assert download.status_code == 200
     assert download["Content-Type"].startswith("text/csv")
@@ -705,3 +711,25 @@ def test_customer_product_report_shows_a_running_balance(
     assert cells[first + 1:first + 3] == ["−3", "7"]
     assert cells[second + 1:second + 3] == ["−2", "5"]
     assert cells[first - 4:first - 2] == ["+10", "10"]
+
+
+def test_every_changelist_survives_hostile_filters_sorting_and_paging(
+        root: Client, hostile: dict[str, Any]) -> None:
+    from django.contrib.admin import SimpleListFilter
+
+    for model, model_admin in admin_urls():
+        opts = model._meta
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        request = root.get(url).wsgi_request
+        params = {"o": "abc", "p": "999999", "all": SCRIPT}
+        for entry in model_admin.get_list_filter(request):
+            if isinstance(entry, type) and issubclass(entry, SimpleListFilter):
+                params[entry.parameter_name] = SCRIPT
+            else:
+                name = entry[0] if isinstance(entry, (tuple, list)) else entry
+                params[f"{name}__exact"] = SCRIPT
+                params[f"{name}__gte"] = SCRIPT
+        for key, value in params.items():
+            answer = root.get(url, {key: value})
+            assert answer.status_code in (200, 302), (opts.label, key, answer.status_code)
+            assert_escaped(answer.content, f"{opts.label} ?{key}=")
