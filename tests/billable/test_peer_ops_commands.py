@@ -344,3 +344,37 @@ def test_seed_demo_reports_a_key_already_taken_by_the_host_catalog(
 def test_jobs_refuse_a_bad_user_id_with_a_clear_error(command: str, bad: str) -> None:
     with pytest.raises(CommandError):
         run(command, "--user", bad)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_expiry_processes_at_once_expire_each_batch_once(
+        make_user: Callable[..., Any], hourly_pack: Any) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent job processes need PostgreSQL")
+    users = [make_user() for _ in range(20)]
+    for user in users:
+        for _ in range(3):
+            TransactionService.grant_offer(user.pk, hourly_pack)
+    past = timezone.now() - timedelta(hours=2)
+    QuotaBatch.objects.update(valid_from=past - timedelta(hours=1),
+                              created_at=past - timedelta(hours=1), expires_at=past)
+    settings = connection.settings_dict
+    url = (f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/"
+           f"{settings['NAME']}")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url,
+           "PYTHONPATH": str(REPO)}
+    if settings["PASSWORD"]:
+        env["PGPASSWORD"] = settings["PASSWORD"]
+    workers = [subprocess.Popen([sys.executable, "-m", "django", "billable_expire"], cwd=REPO,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=180) for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    counts = [int(re.search(r"Expired (\d+) batch", out).group(1)) for out, _ in outputs]
+    assert sum(counts) == 60
+    assert QuotaBatch.objects.filter(state=QuotaBatch.State.EXPIRED).count() == 60
+    assert Transaction.objects.filter(action_type="expiration").count() == 60
+    assert TransactionService.check_ledger() == []
