@@ -29,7 +29,6 @@ from billable.services import TransactionService
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
-DONE = re.compile(r"^Done\. Created: (\d+), skipped \(already exist\): (\d+)\.$")
 
 
 def run(name: str, *args: str) -> tuple[str, str]:
@@ -50,102 +49,10 @@ def crm_users(make_user: Callable[..., Any]) -> list[Any]:
     return [make_user(email=f"peer{i}@example.com") for i in range(3)]
 
 
-def test_migrate_identities_dry_run_plans_one_line_per_user_and_writes_nothing(
-        crm_users: list[Any]) -> None:
-    out, _ = run("migrate_identities", "email", "crm", "--dry-run")
-
-    planned = [line for line in out.splitlines() if line.startswith("[DRY] ")]
-    assert len(planned) == 3
-    for user in crm_users:
-        assert any(user.email in line and str(user.pk) in line for line in planned)
-    assert DONE.match(last_line(out))
-    assert not ExternalIdentity.objects.filter(provider="crm").exists()
-
-
-def test_migrate_identities_creates_then_skips_on_a_second_run(crm_users: list[Any]) -> None:
-    out, _ = run("migrate_identities", "email", "crm")
-    assert last_line(out) == "Done. Created: 3, skipped (already exist): 0."
-    for user in crm_users:
-        identity = ExternalIdentity.objects.get(provider="crm", external_id=user.email)
-        assert identity.user_id == user.pk
-
-    again, _ = run("migrate_identities", "email", "crm")
-    assert last_line(again) == "Done. Created: 0, skipped (already exist): 3."
-    assert ExternalIdentity.objects.filter(provider="crm").count() == 3
-
-
-def test_migrate_identities_limit_processes_only_the_first_users(crm_users: list[Any]) -> None:
-    out, _ = run("migrate_identities", "email", "crm", "--limit", "2")
-
-    assert last_line(out) == "Done. Created: 2, skipped (already exist): 0."
-    first_two = sorted(crm_users, key=lambda u: u.pk)[:2]
-    assert set(ExternalIdentity.objects.filter(provider="crm").values_list("user_id", flat=True)) \
-        == {u.pk for u in first_two}
-
-
-def test_migrate_identities_never_relinks_an_identity_owned_by_someone_else(
-        make_user: Callable[..., Any]) -> None:
-    owner, other = make_user(), make_user(email="shared@example.com")
-    ExternalIdentity.objects.create(provider="crm", external_id="shared@example.com", user=owner)
-
-    out, _ = run("migrate_identities", "email", "crm")
-
-    assert "skipped (already exist): 1." in last_line(out)
-    assert ExternalIdentity.objects.get(provider="crm", external_id="shared@example.com").user_id \
-        == owner.pk
-    assert not ExternalIdentity.objects.filter(user=other, provider="crm").exists()
-
-
-@pytest.mark.parametrize("field", ["no_such_field", "get_full_name", "groups"])
-def test_migrate_identities_refuses_what_is_not_a_concrete_field(
-        crm_users: list[Any], field: str) -> None:
-    err = io.StringIO()
-    try:
-        call_command("migrate_identities", field, "crm", stdout=io.StringIO(), stderr=err)
-    except CommandError as exc:  # a CommandError is also "stderr" once run from manage.py
-        err.write(str(exc))
-    assert f"Model auth.User has no field '{field}'." in err.getvalue()
-    assert not ExternalIdentity.objects.filter(provider="crm").exists()
-
-
-def test_migrate_identities_skips_empty_values(make_user: Callable[..., Any]) -> None:
-    make_user(email="")
-    make_user(email="x@example.com")
-
-    out, _ = run("migrate_identities", "email", "crm")
-
-    assert list(ExternalIdentity.objects.filter(provider="crm")
-                .values_list("external_id", flat=True)) == ["x@example.com"]
-    assert DONE.match(last_line(out))
-
-
-# --- billable_expire -------------------------------------------------------------------------
-
-
 @pytest.fixture
 def hourly_pack(make_product: Callable[..., Any], make_offer: Callable[..., Any]) -> Any:
     product = make_product("PEER_HOURLY")
     return make_offer("PEER_HOURLY_PACK", items=[(product, 5, "hours", 1)])
-
-
-def test_billable_expire_expires_past_due_batches_and_keeps_the_ledger_sound(
-        user: Any, hourly_pack: Any) -> None:
-    [batch] = TransactionService.grant_offer(user.pk, hourly_pack)
-    TransactionService.consume_quota(user.pk, "peer_hourly", amount=2)
-    past = timezone.now() - timedelta(hours=2)
-    QuotaBatch.objects.filter(pk=batch.pk).update(valid_from=past - timedelta(hours=1),
-                                                  created_at=past - timedelta(hours=1),
-                                                  expires_at=past)
-
-    out, _ = run("billable_expire")
-
-    assert re.fullmatch(r"Expired 1 batch(es)?\. Released 0 expired holds?\.", last_line(out))
-    batch.refresh_from_db()
-    assert batch.state == QuotaBatch.State.EXPIRED and batch.remaining_quantity == 0
-    expiry = Transaction.objects.get(quota_batch=batch, action_type="expiration")
-    assert expiry.direction == Transaction.Direction.DEBIT and expiry.amount == 3
-    assert TransactionService.check_ledger() == []
-    assert last_line(run("billable_expire")[0]) == "Expired 0 batches. Released 0 expired holds."
 
 
 def test_billable_expire_releases_overdue_holds(user: Any, hourly_pack: Any) -> None:
@@ -176,14 +83,6 @@ def broken_batch(user: Any) -> QuotaBatch:
                                      remaining_quantity=7)
 
 
-def test_check_ledger_passes_on_a_sound_ledger(user: Any, credits_pack: Any) -> None:
-    TransactionService.grant_offer(user.pk, credits_pack)
-    TransactionService.consume_quota(user.pk, "PEER_CREDITS", amount=4)
-
-    run("billable_check_ledger")
-    run("billable_check_ledger", "--user", str(user.pk))
-
-
 def test_check_ledger_fails_on_a_violation_for_all_users_and_for_that_user_only(
         make_user: Callable[..., Any], credits_pack: Any) -> None:
     clean, dirty = make_user(), make_user()
@@ -202,31 +101,9 @@ def test_check_ledger_fails_on_a_violation_for_all_users_and_for_that_user_only(
 
 # --- billable_seed_demo and "migrations seed no data" ----------------------------------------
 
-DEMO_PRODUCTS = {"CREDITS", "PREDICTIONS", "PREMIUM"}
-DEMO_OFFERS = {"OFF_WELCOME_TRIAL", "STARS_PACK_S", "STARS_PACK_M", "EXCHANGE_PREDICT_10",
-               "PREMIUM_MONTH"}
-
-
 def test_migrations_seed_no_catalog() -> None:
     assert Product.objects.count() == 0
     assert Offer.objects.count() == 0
-
-
-def test_seed_demo_loads_the_documented_catalog_and_is_idempotent() -> None:
-    out, _ = run("billable_seed_demo")
-
-    assert set(Product.objects.values_list("product_key", flat=True)) == DEMO_PRODUCTS
-    assert set(Offer.objects.values_list("sku", flat=True)) == DEMO_OFFERS
-    for key in [*DEMO_PRODUCTS, *DEMO_OFFERS]:
-        assert key in out
-    assert Product.objects.get(product_key="CREDITS").is_currency
-    exchange = Offer.objects.get(sku="EXCHANGE_PREDICT_10")
-    assert exchange.currency == "CREDITS" and exchange.price == 50
-
-    Offer.objects.filter(sku="STARS_PACK_S").update(price=1, name="edited")
-    run("billable_seed_demo")
-    assert Offer.objects.count() == len(DEMO_OFFERS)
-    assert Offer.objects.get(sku="STARS_PACK_S").price == 50
 
 
 def test_seeded_demo_catalog_works_end_to_end(user: Any) -> None:

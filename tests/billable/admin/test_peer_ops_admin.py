@@ -29,8 +29,6 @@ from billable.models import (
     OfferItem,
     Product,
     ProductAlert,
-    QuotaBatch,
-    Transaction,
 )
 from billable.services import (
     CustomerService,
@@ -182,35 +180,7 @@ def test_customer_pages_and_product_report_escape_and_balance(
     assert "16" in report and "20" in report
 
 
-def test_customer_product_report_404s_for_unknown_ids(root: Client,
-                                                      hostile: dict[str, Any]) -> None:
-    customer, product = hostile["user"], hostile["product"]
-    for args in ([customer.pk, 999_999], [999_999, product.pk]):
-        url = reverse("admin:billable_customer_product_report", args=args)
-        assert root.get(url).status_code == 404
-
-
 # --- the ledger is read-only -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", [Transaction, QuotaBatch])
-def test_ledger_admin_refuses_add_change_and_delete(root: Client, hostile: dict[str, Any],
-                                                    model: Any) -> None:
-    opts = model._meta
-    row = model.objects.order_by("pk").first()
-    before = model.objects.count()
-    base = f"admin:{opts.app_label}_{opts.model_name}"
-
-    assert root.post(reverse(f"{base}_add"), {}).status_code == 403
-    assert root.post(reverse(f"{base}_change", args=[row.pk]), {"amount": 0,
-                     "remaining_quantity": 0}).status_code == 403
-    assert root.post(reverse(f"{base}_delete", args=[row.pk]), {"post": "yes"}).status_code \
-        == 403
-    action_form = root.get(reverse(f"{base}_changelist")).context["action_form"]
-    assert action_form is None or \
-        "delete_selected" not in dict(action_form.fields["action"].choices)
-    assert model.objects.count() == before
-    assert TransactionService.check_ledger() == []
 
 
 # --- quick GET_<KEY> offer -------------------------------------------------------------------
@@ -257,15 +227,7 @@ def test_quick_offer_currency_is_stored_upper_case(root: Client) -> None:
     assert Offer.objects.get(sku="GET_PEER_LOWER").currency == "XTR"
 
 
-def test_quick_offer_without_price_creates_no_offer(root: Client) -> None:
-    added = root.post(reverse("admin:billable_product_add"), product_form("PEER_NOOFFER"))
-    assert added.status_code == 302
-    assert not Offer.objects.filter(sku__startswith="GET_PEER_NOOFFER").exists()
-
-
-@pytest.mark.parametrize("extra", [{"offer_price": "1.5", "offer_currency": "XTR"},
-                                   {"offer_price": "1.5", "offer_currency": "xtr"},
-                                   {"offer_price": "1", "offer_period_unit": "days"},
+@pytest.mark.parametrize("extra", [{"offer_price": "1.5", "offer_currency": "xtr"},
                                    {"offer_price": "1", "offer_period_unit": "days",
                                     "offer_period_value": "0"},
                                    {"offer_price": "-1"},
@@ -484,24 +446,6 @@ def test_csv_import_reports_prices_the_column_cannot_hold(root: Client, price: s
     assert any("PEER_PRICE" in m or "Row 2" in m for m in messages), messages
 
 
-def test_csv_import_keeps_the_shared_key_namespace(root: Client,
-                                                   make_product: Callable[..., Any]) -> None:
-    make_product("PEER_SHARED")
-    messages = upload(root, "offer", csv_bytes(OFFER_COLUMNS, [
-        {"sku": "peer_shared", "name": "x", "price": "1"}]))
-    assert not Offer.objects.filter(sku="PEER_SHARED").exists()
-    assert any("Conflict: 'PEER_SHARED' is already used as a Product Key." in m
-               for m in messages), messages
-
-
-def test_csv_import_strict_rolls_back_the_whole_file(root: Client) -> None:
-    messages = upload(root, "product", csv_bytes(PRODUCT_COLUMNS, [
-        {"product_key": "PEER_OK", "name": "fine", "product_type": "quantity"},
-        {"product_key": "PEER_KO", "name": "bad", "product_type": "nonsense"}]), strict=True)
-    assert not Product.objects.filter(product_key__in=["PEER_OK", "PEER_KO"]).exists()
-    assert any("nothing was imported" in m for m in messages), messages
-
-
 def test_every_admin_action_on_hostile_rows_answers_and_escapes(
         root: Client, hostile: dict[str, Any]) -> None:
     from django.contrib.admin import helpers
@@ -551,26 +495,6 @@ def test_import_without_a_file_is_a_form_error(root: Client) -> None:
         answer = root.post(url, {}, follow=True)
         assert answer.status_code == 200
         assert Product.objects.count() == 0
-
-
-def test_csv_export_needs_view_and_import_needs_add_and_change(
-        django_user_model: Any, catalog: None) -> None:
-    from django.contrib.auth.models import Permission
-
-    clerk = django_user_model.objects.create_user("peer-clerk", password="pw", is_staff=True)
-    clerk.user_permissions.add(*Permission.objects.filter(
-        codename__in=["view_product", "view_offer"]))
-    client = Client()
-    client.force_login(clerk)
-
-    assert client.get(reverse("admin:billable_product_export")).status_code == 200
-    assert client.get(reverse("admin:billable_offer_export")).status_code == 200
-    for model in ("product", "offer"):
-        payload = csv_bytes(PRODUCT_COLUMNS, [{"product_key": "PEER_CLERK", "name": "x"}])
-        answer = client.post(reverse(f"admin:billable_{model}_import"),
-                             {"csv_file": SimpleUploadedFile("p.csv", payload)})
-        assert answer.status_code == 403
-    assert not Product.objects.filter(product_key="PEER_CLERK").exists()
 
 
 def offer_form(sku: str, product: Any, **item: str) -> dict[str, Any]:
