@@ -255,3 +255,13 @@ def test_two_expiry_processes_at_once_expire_each_batch_once(
     assert QuotaBatch.objects.filter(state=QuotaBatch.State.EXPIRED).count() == 60
     assert Transaction.objects.filter(action_type="expiration").count() == 60
     assert TransactionService.check_ledger() == []
+
+
+@pytest.mark.parametrize("options", [["--limit", "0"], ["--limit", "-1"],
+                                     ["--loop", "--interval", "0"],
+                                     ["--loop", "--interval", "-5"],
+                                     ["--timeout", "100", "--lease", "10"]])
+def test_event_worker_refuses_options_that_would_never_deliver_or_spin(
+        options: list[str]) -> None:
+    with pytest.raises(CommandError):
+        run("billable_deliver_events", *options)
