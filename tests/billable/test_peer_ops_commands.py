@@ -265,3 +265,20 @@ def test_event_worker_refuses_options_that_would_never_deliver_or_spin(
         options: list[str]) -> None:
     with pytest.raises(CommandError):
         run("billable_deliver_events", *options)
+
+
+@pytest.mark.parametrize("options", [
+    ["--kind", "percent", "--percent-off", "200"],
+    ["--kind", "percent", "--percent-off", "0"],
+    ["--kind", "fixed", "--amount-off", "-5", "--currency", "USD"],
+    ["--kind", "fixed", "--amount-off", "1e400", "--currency", "USD"],
+    ["--max-uses", "-1"],
+    ["--batch", "b" * 51],
+])
+def test_promo_codes_command_refuses_codes_the_table_cannot_hold(
+        credits_pack: Any, options: list[str]) -> None:
+    from billable.models import PromoCode
+
+    with pytest.raises(CommandError):
+        run("billable_promo_codes", "3", "--offer", "PEER_CREDITS_10", *options)
+    assert not PromoCode.objects.exists()
