@@ -99,6 +99,7 @@ def check_database_dialect(app_configs: Any = None, **kwargs: Any) -> list[Error
     return problems
 
 
+@register()
 def check_event_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Outbound events: the lease of a delivery must outlive its HTTP timeout (else a second
     worker could POST an event still in flight), and the numbers must be positive."""

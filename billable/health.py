@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.db import connection, connections
 
 logger = logging.getLogger("billable.health")
 #: Returned by a probe whose dependency is not configured here: left out of the answer.
@@ -35,8 +35,15 @@ class Probe:
 
 
 def database() -> None:
-    """``SELECT 1`` on this thread's connection (broken connections are closed first)."""
-    close_old_connections()
+    """``SELECT 1`` on this thread's connection.
+
+    Broken or obsolete connections are closed first (what Django does between requests), but
+    never one inside a transaction: a caller in ``atomic()`` (a host's own health view under
+    ``ATOMIC_REQUESTS``, a test) would lose its work.
+    """
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()

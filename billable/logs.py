@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -92,7 +93,24 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            return json.dumps(entry, default=str, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN / infinity (JSON has no spelling for them) or a cycle
+            return json.dumps(_strict_json(entry), default=str, ensure_ascii=False,
+                              allow_nan=False)
+
+
+def _strict_json(value: Any, depth: int = 0) -> Any:
+    """``value`` with non-finite floats (and anything nested deeper than 20) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if depth >= 20:
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): _strict_json(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item, depth + 1) for item in value]
+    return value
 
 
 events = logging.getLogger("billable.events")

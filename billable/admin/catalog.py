@@ -21,13 +21,15 @@ from django.utils.translation import gettext_lazy as _
 
 from billable.admin.csv_tools import CsvAdminMixin
 from billable.admin.display import money, whole_stars
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.reports import admin_url, build_product_activity
 from billable.conf import billable_settings
 from billable.exceptions import BillableError
 from billable.models import Offer, OfferItem, Product
-from billable.models.catalog import STARS_CURRENCY
+from billable.models.catalog import MAX_PERIOD_YEARS, STARS_CURRENCY, span_allowed
 from billable.services import catalog_io
 from billable.services.catalog_io import ImportResult
+from billable.validation import MAX_AMOUNT
 
 FOREVER = OfferItem.PeriodUnit.FOREVER
 
@@ -46,8 +48,8 @@ class ProductAdminForm(forms.ModelForm):
         help_text="ISO code, XTR (Telegram Stars) or a currency product key; "
                   "defaults to BILLABLE_CURRENCY.",
     )
-    offer_quantity = forms.IntegerField(required=False, min_value=1, initial=1,
-                                        label="Units per purchase")
+    offer_quantity = forms.IntegerField(required=False, min_value=1, max_value=MAX_AMOUNT,
+                                        initial=1, label="Units per purchase")
     offer_period_unit = forms.ChoiceField(required=False, choices=OfferItem.PeriodUnit.choices,
                                           initial=FOREVER, label="Period unit")
     offer_period_value = forms.IntegerField(required=False, min_value=1, label="Period value",
@@ -64,8 +66,12 @@ class ProductAdminForm(forms.ModelForm):
         if price is None:
             return data
         unit = data.get("offer_period_unit") or FOREVER
-        if unit != FOREVER and not data.get("offer_period_value"):
+        value = data.get("offer_period_value")
+        if unit != FOREVER and not value:
             self.add_error("offer_period_value", "Required for a limited period.")
+        elif unit != FOREVER and not span_allowed(unit, value):
+            self.add_error("offer_period_value",
+                           f"A period may last at most {MAX_PERIOD_YEARS} years.")
         currency = (data.get("offer_currency") or billable_settings.CURRENCY).strip().upper()
         if currency == STARS_CURRENCY and price != price.to_integral_value():
             self.add_error("offer_price", "Prices in Telegram Stars (XTR) must be whole numbers.")
@@ -75,7 +81,8 @@ class ProductAdminForm(forms.ModelForm):
 
 
 class OfferItemInlineForm(forms.ModelForm):
-    """An offer item; a limited period needs a value."""
+    """An offer item; a limited period needs a value; quantities fit the integer columns on
+    every database (PostgreSQL refuses more than ``MAX_AMOUNT``, SQLite would store it)."""
 
     class Meta:
         model = OfferItem
@@ -85,6 +92,8 @@ class OfferItemInlineForm(forms.ModelForm):
         data = super().clean() or {}
         if data.get("period_unit", FOREVER) != FOREVER and not data.get("period_value"):
             self.add_error("period_value", "Required for a limited period.")
+        if (data.get("quantity") or 0) > MAX_AMOUNT:
+            self.add_error("quantity", f"At most {MAX_AMOUNT}.")
         return data
 
 
@@ -100,6 +109,8 @@ class OfferItemInline(admin.TabularInline):
 @admin.register(Product)
 class ProductAdmin(CsvAdminMixin, admin.ModelAdmin):
     """Products: CAPS keys, quick offer creation, a usage report and CSV import/export."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     form = ProductAdminForm
     csv_name = "products"
@@ -222,7 +233,8 @@ class OfferAdmin(CsvAdminMixin, admin.ModelAdmin):
     search_fields = ("sku", "name")
     inlines = (OfferItemInline,)
     actions = ("export_offers_csv",)
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {**JSON_FIELD_OVERRIDES,
+                           models.URLField: {"assume_scheme": "https"}}
 
     def get_urls(self) -> list[Any]:
         return [*self.csv_urls(), *super().get_urls()]

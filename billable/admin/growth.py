@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
 from billable.growth.codes import codes_csv, generate_codes
@@ -21,6 +22,7 @@ from billable.models import (
     NotificationPreference,
     ProductAlert,
     PromoCode,
+    PromoIdentityUse,
     PromoRedemption,
 )
 
@@ -35,6 +37,20 @@ class PromoRedemptionInline(admin.TabularInline):
               "created_at", "redeemed_at", "released_at")
     readonly_fields = fields
     show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PromoIdentityUseInline(admin.TabularInline):
+    """The hashed identities a use claimed ("once per customer" guard; read-only)."""
+
+    model = PromoIdentityUse
+    fk_name = "redemption"
+    extra = 0
+    can_delete = False
+    fields = ("identity_type", "identity_hash")
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -57,6 +73,8 @@ class GenerateCodesForm(forms.ModelForm):
 @admin.register(PromoCode)
 class PromoCodeAdmin(admin.ModelAdmin):
     """Codes with their use counts; uses inline; CSV export; "Generate codes" page."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     list_display = ("code", "kind", "offer", "uses", "is_active", "valid_from", "valid_until",
                     "first_time_only", "batch")
@@ -113,6 +131,7 @@ class PromoRedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "order", "created_at")
     list_filter = ("status",)
     search_fields = ("promo__code",)
+    inlines = [PromoIdentityUseInline]
 
 
 @admin.register(Gift)

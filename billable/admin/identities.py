@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import CustomerColumnMixin
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.models import ExternalIdentity, Referral, TrialHistory
 from billable.models.identities import DISPLAY_FIELDS
 
@@ -20,6 +21,8 @@ _USERNAME = get_user_model().USERNAME_FIELD
 class ExternalIdentityAdmin(CustomerColumnMixin, admin.ModelAdmin):
     """``(provider, external_id)`` → billing account links, with the profile kept in metadata
     (Telegram username and names, searchable)."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     list_display = ("provider", "external_id", "profile_name", "customer", "created_at",
                     "updated_at")
@@ -72,6 +75,8 @@ class TrialHistoryAdmin(admin.ModelAdmin):
 @admin.register(Referral)
 class ReferralAdmin(admin.ModelAdmin):
     """Who invited whom; the bonus flag is flipped only by ``Referral.claim_bonus``."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     list_display = ("id", "referrer", "referee", "bonus_granted", "bonus_granted_at",
                     "created_at")

@@ -17,6 +17,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from billable.admin.display import CustomerColumnMixin, customer_link, money
+from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
 from billable.models import Order, OrderItem
@@ -75,6 +76,8 @@ def _run_for_each(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: Q
 @admin.register(Order)
 class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
     """Orders: only ``metadata`` is editable; lifecycle changes go through the actions."""
+
+    formfield_overrides = JSON_FIELD_OVERRIDES
 
     list_display = ("id", "customer", "total", "currency", "status", "payment_method",
                     "payment_id", "created_at", "paid_at")

@@ -55,10 +55,15 @@ OFFER_CSV_FIELDS: tuple[str, ...] = (
     "sku", "name", "price", "currency", "image", "description", "is_active", "created_at",
     "metadata", "translations",
 )
-#: Columns an imported file may leave out (files exported before they existed).
+#: Columns an imported file may leave out (files exported before they existed). They come
+#: last in an export, after the columns of the published 0.2 format, so a reader that takes
+#: 0.2's columns by position keeps working.
 OPTIONAL_CSV_FIELDS: tuple[str, ...] = ("translations",)
 OFFER_ITEM_CSV_FIELDS: tuple[str, ...] = ("product_key", "quantity", "period_unit", "period_value")
-OFFER_CSV_HEADERS: tuple[str, ...] = OFFER_CSV_FIELDS + OFFER_ITEM_CSV_FIELDS
+OFFER_CSV_HEADERS: tuple[str, ...] = (
+    *(name for name in OFFER_CSV_FIELDS if name not in OPTIONAL_CSV_FIELDS),
+    *OFFER_ITEM_CSV_FIELDS, *OPTIONAL_CSV_FIELDS,
+)
 
 #: Rows one import may hold; larger files are refused before anything is written.
 MAX_IMPORT_ROWS = 2000
@@ -283,15 +288,15 @@ def _offer_rows(offers: Iterable[Offer]) -> Iterable[list[Any]]:
             offer.sku, offer.name, offer.price, offer.currency, offer.image or "",
             offer.description, offer.is_active, offer.created_at.isoformat(),
             json.dumps(offer.metadata or {}, ensure_ascii=False),
-            json.dumps(offer.translations or {}, ensure_ascii=False),
         ]
+        translations = json.dumps(offer.translations or {}, ensure_ascii=False)
         lines = [
             [item.product.product_key or "", item.quantity, item.period_unit,
              "" if item.period_value is None else item.period_value]
             for item in offer.items.all()
         ]
         for line in lines or [["", "", "", ""]]:
-            yield base + line
+            yield [*base, *line, translations]
 
 
 def _apply_offer_fields(sku: str, row: Row) -> tuple[Offer, bool]:

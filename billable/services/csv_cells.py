@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billable.exceptions import InvalidInput
-from billable.validation import safe_json, safe_text
+from billable.validation import MAX_AMOUNT, safe_json, safe_text
 
 Row = dict[str, str]
 CsvSource = str | bytes | IO[str] | IO[bytes]
@@ -194,8 +194,8 @@ def parse_positive_int(value: str, name: str, *, default: int | None) -> int | N
         number = int(value)
     except ValueError as exc:
         raise RowError(f"invalid {name} {value!r} (a positive whole number)") from exc
-    if number <= 0:
-        raise RowError(f"invalid {name} {value!r} (a positive whole number)")
+    if not 0 < number <= MAX_AMOUNT:  # the integer columns' limit, on SQLite too
+        raise RowError(f"invalid {name} {value!r} (a positive whole number up to {MAX_AMOUNT})")
     return number
 
 

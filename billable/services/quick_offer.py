@@ -11,7 +11,9 @@ from django.db import IntegrityError, transaction
 from billable.conf import billable_settings
 from billable.exceptions import InvalidAmount, InvalidInput, InvalidPrice
 from billable.models import Offer, OfferItem, Product
+from billable.models.catalog import MAX_PERIOD_YEARS, span_allowed
 from billable.services.csv_cells import validation_text
+from billable.validation import MAX_AMOUNT
 
 _SKU_MAX = Offer._meta.get_field("sku").max_length or 50
 
@@ -37,13 +39,16 @@ def _check_quick_offer(price: Any, quantity: Any, period_unit: str,
         raise InvalidPrice(f"Invalid price: {price!r}") from exc
     if not amount.is_finite() or amount < 0:
         raise InvalidPrice(f"Invalid price: {price!r}")
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-        raise InvalidAmount("Quantity must be a positive integer")
+    if (isinstance(quantity, bool) or not isinstance(quantity, int)
+            or not 0 < quantity <= MAX_AMOUNT):
+        raise InvalidAmount(f"Quantity must be a positive integer of at most {MAX_AMOUNT}")
     if period_unit not in OfferItem.PeriodUnit.values:
         raise InvalidInput(f"Unknown period unit: {period_unit!r}")
     needs_value = period_unit != OfferItem.PeriodUnit.FOREVER
     if needs_value and (not isinstance(period_value, int) or period_value <= 0):
         raise InvalidAmount("Period value must be a positive integer for a limited period")
+    if needs_value and not span_allowed(period_unit, period_value):
+        raise InvalidAmount(f"A period may last at most {MAX_PERIOD_YEARS} years.")
     return amount
 
 

@@ -48,6 +48,10 @@ class Command(BaseCommand):
         deliverer = Deliverer(lease=options["lease"], timeout=options["timeout"])
         if not 0 < deliverer.timeout < deliverer.lease:
             raise CommandError("The timeout must be positive and shorter than the lease.")
+        if options["limit"] < 1:  # a worker that may attempt nothing would never deliver
+            raise CommandError("--limit must be at least 1.")
+        if not options["interval"] > 0:  # 0 or less: a busy loop of queries on an idle outbox
+            raise CommandError("--interval must be a positive number of seconds.")
         if not options["loop"]:
             self.stdout.write(_summary(self._pass(deliverer, options["limit"])))
             return

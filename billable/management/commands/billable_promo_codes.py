@@ -13,12 +13,14 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from billable.exceptions import BillableError
 from billable.growth.codes import codes_csv, generate_codes
 from billable.models import Offer, PromoCode
+from billable.services.csv_cells import validation_text
 
 
 def _when(value: str | None) -> datetime | None:
@@ -59,10 +61,16 @@ class Command(BaseCommand):
             codes = PromoCode.objects.filter(batch=options["export"]).select_related("offer")
             self.stdout.write(codes_csv(codes.order_by("id")), ending="")
             return
+        template = self._template(options)
+        try:  # the model's own rules first: a CHECK constraint would fail as a raw traceback
+            PromoCode(code="SAMPLE", batch=options["batch"], **template).full_clean(
+                exclude=["code"], validate_unique=False)
+        except ValidationError as exc:
+            raise CommandError(validation_text(exc)) from exc
         try:
             created = generate_codes(options["count"], prefix=options["prefix"],
                                      length=options["length"], batch=options["batch"],
-                                     **self._template(options))
+                                     **template)
         except BillableError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(codes_csv(created), ending="")

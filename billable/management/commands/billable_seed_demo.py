@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from billable.models import Offer, OfferItem, Product
@@ -79,7 +80,11 @@ class Command(BaseCommand):
     help = "Load the demo catalog (idempotent) and print its product keys and SKUs."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        seeded = seed_demo_catalog()
+        try:
+            seeded = seed_demo_catalog()
+        except ValidationError as exc:  # e.g. a demo SKU already used as a host product key
+            raise CommandError("Demo catalog not loaded (nothing was written): "
+                               + " ".join(exc.messages)) from exc
         self.stdout.write("Products: " + ", ".join(seeded["products"]))
         for sku in seeded["offers"]:
             name, price, currency, _ = OFFERS[sku]

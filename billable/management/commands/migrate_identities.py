@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 
+from billable.exceptions import InvalidInput
 from billable.management.progress import Progress, command_progress
 from billable.models import ExternalIdentity
-from billable.services.identities import MAX_EXTERNAL_ID_LENGTH
+from billable.services.identities import MAX_EXTERNAL_ID_LENGTH, normalize_provider
 
 CHUNK = 500
 
@@ -27,6 +29,16 @@ class Command(BaseCommand):
     """
 
     help = "Create ExternalIdentity rows from a user model field (idempotent)."
+    failed = False
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """From a shell, an unknown field also ends with exit status 1 (for scripts and cron).
+
+        ``call_command`` keeps 0.2's behaviour: the message on stderr, no exception.
+        """
+        super().run_from_argv(argv)
+        if self.failed:
+            sys.exit(1)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("field", help="User model field holding the id, e.g. chat_id.")
@@ -38,7 +50,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         field_name: str = options["field"]
-        provider: str = options["provider"].strip()
+        try:
+            provider = normalize_provider(options["provider"])
+        except InvalidInput as exc:
+            raise CommandError(exc.message) from exc
+        limit = int(options["limit"] or 0)
+        if limit < 0:
+            raise CommandError("--limit must be a positive number of users (0: all).")
         User = get_user_model()
         label = User._meta.label
         try:
@@ -47,9 +65,9 @@ class Command(BaseCommand):
             field = None
         if not isinstance(field, models.Field) or not field.concrete or field.many_to_many:
             self.stderr.write(self.style.ERROR(f"Model {label} has no field '{field_name}'."))
+            self.failed = True
             return
         queryset = User._default_manager.order_by("pk").values_list("pk", field.attname)
-        limit = max(int(options["limit"] or 0), 0)
         if limit:
             queryset = queryset[:limit]
         with command_progress(self, total=queryset.count(), label="users") as progress:
