@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import URLPattern, URLResolver, path
 from ninja import NinjaAPI
 
 from billable import __version__
@@ -31,6 +31,7 @@ from billable.api import bearer_token, router, token_is_valid
 from billable.api.swagger import OfflineSwagger, add_docs_assets
 from billable.conf import billable_settings
 from billable.health import areadiness
+from billable.viewtools import outside_request_transactions
 
 URLS_NAMESPACE = "billable_default_api"
 
@@ -51,9 +52,26 @@ def docs_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     return guarded
 
 
+class BillingAPI(NinjaAPI):
+    """The billing ``NinjaAPI``: its views never run inside a request-wide transaction.
+
+    Under a host's ``ATOMIC_REQUESTS = True`` Django would wrap every view in ``atomic`` and
+    refuse the async ones with a 500; each service call commits on its own instead
+    (:mod:`billable.viewtools`).
+    """
+
+    @property
+    def urls(self) -> tuple[list[URLResolver | URLPattern], str, str]:
+        patterns, app_name, namespace = super().urls
+        for pattern in patterns:
+            if isinstance(pattern, URLPattern):
+                outside_request_transactions(pattern.callback)
+        return patterns, app_name, namespace
+
+
 def build_api(*, urls_namespace: str = URLS_NAMESPACE) -> NinjaAPI:
     """A new ``NinjaAPI`` serving the billing router (one per mount; the router is reusable)."""
-    api = NinjaAPI(
+    api = BillingAPI(
         title=str(billable_settings.API_TITLE),
         version=__version__,
         description="Billing engine: catalog, wallet, ledger, orders, trials, referrals.",
@@ -81,4 +99,5 @@ api = build_api()
 
 urlpatterns = [path("", api.urls)]
 
-__all__ = ["URLS_NAMESPACE", "api", "build_api", "docs_guard", "health", "urlpatterns"]
+__all__ = ["URLS_NAMESPACE", "BillingAPI", "api", "build_api", "docs_guard", "health",
+           "urlpatterns"]

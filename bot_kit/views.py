@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from billable.viewtools import outside_request_transactions
 from bot_kit.checks import allow_no_secret
 from bot_kit.inbox.webhook import SECRET_HEADER, WebhookSecretMissing, accept, webhook_secret
 
@@ -49,7 +50,7 @@ def webhook_view(*, bot_id: int | None = None, secret: str | None = None,
                               secret=expected)
         return HttpResponse(status=status)
 
-    return telegram_webhook
+    return outside_request_transactions(telegram_webhook)
 
 
 def _configuration(bot_id: int | None, secret: str | None,

@@ -26,7 +26,7 @@ PORT = "bot_kit.billing"
 
 #: Framework-level billable modules any kit module may import (no models, no engine).
 FRAMEWORK = ("billable.exceptions", "billable.signals", "billable.metrics", "billable.logs",
-             "billable.health", "billable.dashboard", "billable.tasks")
+             "billable.health", "billable.dashboard", "billable.tasks", "billable.viewtools")
 #: What the port may import besides FRAMEWORK: billable's public facades, workflows and selectors.
 PORT_FACADES = ("billable.services", "billable.services.identities", "billable.services.trials",
                 "billable.growth.promo", "billable.growth.gifts", "billable.growth.alerts",

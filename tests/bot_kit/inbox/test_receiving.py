@@ -169,3 +169,24 @@ def test_runbot_needs_a_dispatcher() -> None:
 
     with pytest.raises(CommandError, match="BOT_KIT_DISPATCHER"):
         call_command("runbot")
+
+
+@override_settings(ROOT_URLCONF="tests.bot_kit.inbox.urls")
+async def test_the_webhook_view_serves_a_host_with_atomic_requests(
+        updates: UpdateFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Django refuses ``ATOMIC_REQUESTS`` for async views (a 500, and Telegram retries forever);
+    the kit's view is exempt: the inbox row commits on its own."""
+    from django.db import connections
+
+    for alias in connections.settings:
+        monkeypatch.setitem(connections.settings[alias], "ATOMIC_REQUESTS", True)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "4242:TOKEN")
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", SECRET)
+    update = updates.command("start")
+
+    reply = await AsyncClient().post("/telegram/webhook/", body(update),
+                                     content_type="application/json",
+                                     headers={SECRET_HEADER: SECRET})
+
+    assert reply.status_code == 200
+    assert await stored() == [update.update_id]
