@@ -29,6 +29,16 @@ def check_api_token(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
         ]
     if not isinstance(token, str):
         return [Error("BILLABLE_API_TOKEN must be a string.", id="billable.E001")]
+    if not all("!" <= char <= "~" for char in token):
+        return [
+            Warning(
+                "BILLABLE_API_TOKEN holds spaces or characters outside printable ASCII: no "
+                "request can present it (headers are read as Latin-1 and the token is "
+                "stripped), so every REST API request will be refused (401).",
+                hint="Use letters, digits and punctuation only (e.g. secrets.token_urlsafe()).",
+                id="billable.W004",
+            )
+        ]
     if not settings.DEBUG and (len(token) < 16 or token == "change-me-in-production"):
         return [
             Warning(
