@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection, connections
 
 POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+#: Tests whose work does not depend on the suite's backend (their own SQLite file, a
+#: subprocess): they run once, in the SQLite session of ``.ci/run``.
+backend_independent = pytest.mark.skipif(
+    POSTGRES, reason="backend-independent; runs once, in the SQLite session of the suite")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def django_process(*args: str, database: Path,
+                   timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``python -m django <args>`` in a new process on the SQLite file ``database``."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "django", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
 
 #: Concurrency tests need real row locks and several connections: PostgreSQL only.
 requires_postgres = pytest.mark.skipif(

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from billable.models import ExternalIdentity, Offer, Product, QuotaBatch, Transaction
 from billable.services import TransactionService
+from tests.helpers import backend_independent, django_process
 
 pytestmark = pytest.mark.django_db
 
@@ -129,13 +130,8 @@ def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
-def django_process(*args: str, database: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "django", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
-
+@backend_independent
 @pytest.mark.django_db(databases=[])
 def test_process_fresh_database_has_no_catalog_and_a_sound_ledger(sqlite_file: Path) -> None:
     with sqlite3.connect(sqlite_file) as db:
@@ -149,6 +145,7 @@ def test_process_fresh_database_has_no_catalog_and_a_sound_ledger(sqlite_file: P
     assert expired.stdout.strip().splitlines()[-1].startswith("Expired 0 batches.")
 
 
+@backend_independent
 @pytest.mark.django_db(databases=[])
 def test_process_check_ledger_exits_non_zero_on_a_tampered_batch(sqlite_file: Path) -> None:
     assert django_process("billable_seed_demo", database=sqlite_file).returncode == 0
@@ -175,6 +172,7 @@ def test_process_check_ledger_exits_non_zero_on_a_tampered_batch(sqlite_file: Pa
     assert others.returncode == 0, others.stderr
 
 
+@backend_independent
 @pytest.mark.django_db(databases=[])
 def test_process_migrate_identities_unknown_field_writes_stderr(sqlite_file: Path) -> None:
     done = django_process("migrate_identities", "nope", "crm", database=sqlite_file)

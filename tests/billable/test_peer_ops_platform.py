@@ -29,6 +29,7 @@ from django.test import Client, override_settings
 
 from billable.models import EventEndpoint
 from billable.services import TransactionService
+from tests.helpers import backend_independent, django_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,6 +71,7 @@ def test_billable_user_model_equal_to_auth_user_model_is_fine() -> None:
     assert "billable.W003" not in billable_ids(BILLABLE_USER_MODEL="auth.User")
 
 
+@backend_independent
 def test_manage_py_check_reports_an_unset_token_in_production(tmp_path: Path) -> None:
     settings = tmp_path / "peer_settings.py"
     settings.write_text("from tests.settings import *\nBILLABLE_API_TOKEN = None\nDEBUG = False\n")
@@ -169,13 +171,8 @@ def test_a_broken_endpoint_url_is_a_failed_attempt_not_a_crash(
 # --- upgrading a database that is not 0.3's --------------------------------------------------
 
 
-def django_process(*args: str, database: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "django", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
 
-
+@backend_independent
 def test_migrate_never_succeeds_silently_on_missing_billable_tables(tmp_path: Path) -> None:
     database = tmp_path / "half.sqlite3"
     assert django_process("migrate", "auth", "--noinput", database=database).returncode == 0
@@ -217,6 +214,7 @@ print("OPTIONAL-OK", "celery" in sys.modules, problems)
 '''
 
 
+@backend_independent
 def test_jobs_run_without_the_optional_celery_and_prometheus_packages() -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": "",
            "PYTHONPATH": str(REPO)}

@@ -28,6 +28,7 @@ from django.test import AsyncClient
 from ninja.testing import TestAsyncClient
 
 from billable.api import router
+from tests.billable.api.peer_support import Peer, Shop, build_shop
 
 MOUNT = "/api/v1/billing"
 
@@ -146,3 +147,15 @@ def grant(db: None) -> Callable[..., Any]:
         return TransactionService.grant_offer(user.pk, offer, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def peer() -> Peer:
+    """The peer suite's client (Django's test client on the mounted URLs)."""
+    return Peer()
+
+
+@pytest.fixture
+def shop() -> Shop:
+    """The peer suite's demo catalog."""
+    return build_shop()

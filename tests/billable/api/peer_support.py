@@ -10,6 +10,7 @@ through the public models and services, as a host application would.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,8 @@ from django.test import Client
 from ninja.testing import TestAsyncClient
 
 MOUNT = "/api/v1/billing"
+#: The start of an ISO 8601 date-time as the API writes it.
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 def token() -> str:
@@ -162,6 +165,12 @@ def new_user(username: str) -> Any:
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create(username=username)
+
+
+def identity_count() -> int:
+    from billable.models import ExternalIdentity
+
+    return ExternalIdentity.objects.count()
 
 
 def give(user: Any, offer: Any) -> None:

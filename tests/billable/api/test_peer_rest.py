@@ -6,7 +6,6 @@ Black box: requests go through Django's test client on ``/api/v1/billing/`` (mou
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -15,34 +14,19 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from tests.billable.api.peer_support import (
+    ISO,
     Peer,
     Shop,
     assert_refused,
-    build_shop,
     give,
+    identity_count,
     new_user,
 )
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
-ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
-
-@pytest.fixture
-def shop() -> Shop:
-    return build_shop()
-
-
-@pytest.fixture
-def peer() -> Peer:
-    return Peer()
-
-
-def _identity_count() -> int:
-    from billable.models import ExternalIdentity
-
-    return ExternalIdentity.objects.count()
 
 
 # -- POST /identify -------------------------------------------------------------------------------
@@ -150,7 +134,7 @@ def test_balance_for_an_unknown_or_missing_user(peer: Peer, shop: Shop) -> None:
         answer = peer.ok("GET", "/balance", {**params, "product_key": "tokens"})
         assert answer["can_use"] is False
         assert answer["message"] == "user_id is required"
-    assert _identity_count() == 0  # GET never creates
+    assert identity_count() == 0  # GET never creates
 
 
 def test_balance_requires_a_product_key(peer: Peer) -> None:
@@ -302,7 +286,7 @@ def test_consume_user_id_wins_over_an_external_id(peer: Peer, shop: Shop) -> Non
     done = peer.ok("POST", "/wallet/consume", {"user_id": user.pk, "external_id": "other",
                                                "product_key": "tokens"})
     assert done["data"]["remaining"] == 9
-    assert _identity_count() == 0
+    assert identity_count() == 0
 
 
 @pytest.mark.parametrize("amount", [0, -1, -100, 2**31, 10**30, 1.5, "1.5", "two", True,

@@ -19,7 +19,6 @@ from tests.billable.api.peer_support import (
     Answer,
     Peer,
     assert_refused,
-    build_shop,
     give,
     new_user,
 )
@@ -53,15 +52,6 @@ def assert_not_broken(answer: Answer) -> None:
     if answer.status >= 400:
         assert_refused(answer)
 
-
-@pytest.fixture
-def peer() -> Peer:
-    return Peer()
-
-
-@pytest.fixture
-def shop() -> Any:
-    return build_shop()
 
 
 # -- malformed bodies -----------------------------------------------------------------------------

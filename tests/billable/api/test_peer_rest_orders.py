@@ -6,7 +6,6 @@ Black box: requests go through Django's test client on ``/api/v1/billing/`` (mou
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -14,34 +13,19 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.billable.api.peer_support import (
+    ISO,
     Peer,
     Shop,
     assert_refused,
-    build_shop,
     give,
+    identity_count,
     new_user,
 )
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
-ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
-
-@pytest.fixture
-def shop() -> Shop:
-    return build_shop()
-
-
-@pytest.fixture
-def peer() -> Peer:
-    return Peer()
-
-
-def _identity_count() -> int:
-    from billable.models import ExternalIdentity
-
-    return ExternalIdentity.objects.count()
 
 
 # -- POST /demo/trial-grant ----------------------------------------------------------------------
@@ -372,7 +356,7 @@ def test_post_user_id_wins_even_when_it_is_unknown(peer: Peer, shop: Shop) -> No
     order = peer.ok("POST", "/orders", {"user_id": other.pk, "provider": "telegram",
                                         "external_id": "brand-new", "items": [{"sku": "pack_10"}]})
     assert order["user_id"] == other.pk != known["user_id"]
-    assert _identity_count() == 1  # "brand-new" was not created
+    assert identity_count() == 1  # "brand-new" was not created
 
 
 def test_trial_without_identities_records_the_users_own(peer: Peer, shop: Shop) -> None:
