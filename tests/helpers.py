@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,21 @@ backend_independent = pytest.mark.skipif(
     POSTGRES, reason="backend-independent; runs once, in the SQLite session of the suite")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def database_url() -> str:
+    """``DATABASE_URL`` of the test database in use (PostgreSQL), for a server process."""
+    params = connection.settings_dict
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    return (f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/"
+            f"{params['NAME']}")
 
 
 def django_process(*args: str, database: Path,

@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.helpers import free_port
 
 #: The last n8n release whose ``engines`` accepts Node 20 (2.10.0 needs Node >= 22.16).
 N8N_VERSION = "2.8.4"
@@ -106,11 +107,6 @@ def _install(target: Path) -> None:
     partial.rename(target)
     (target / "installed.json").write_text(json.dumps({"n8n": N8N_VERSION, "seconds": seconds}))
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def unflatten(text: str) -> Any:

@@ -36,11 +36,10 @@ from tests.examples.n8n_runtime import (
     N8nInstance,
     N8nUnavailable,
     ensure_n8n,
-    free_port,
     node_output,
     node_runs,
 )
-from tests.helpers import requires_postgres
+from tests.helpers import free_port, requires_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = json.loads((ROOT / "examples" / "n8n" / "billing_workflow.json").read_text())

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import POSTGRES
+from tests.helpers import POSTGRES, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORED = shutil.ignore_patterns(".venv", ".git", ".demo", ".mypy_cache", ".ruff_cache",
@@ -102,11 +102,6 @@ def test_demo_prints_the_conversation(demo_output: subprocess.CompletedProcess[s
         position = found + 1
     assert "Demo catalog ready" in demo_output.stdout
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:

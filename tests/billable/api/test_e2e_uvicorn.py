@@ -7,7 +7,6 @@ and migrated it; ``transaction=True`` commits the fixtures so the server sees th
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
 
-from tests.helpers import requires_postgres
+from tests.helpers import database_url, free_port, requires_postgres
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "e2e-token-0123456789abcdef"
@@ -29,17 +27,6 @@ BASE = "/api/v1/billing"
 pytestmark = [requires_postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _database_url() -> str:
-    params = connection.settings_dict
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    return (f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/"
-            f"{params['NAME']}")
 
 
 def _wait_until_up(client: httpx.Client, process: subprocess.Popen[bytes]) -> None:
@@ -58,8 +45,8 @@ def _wait_until_up(client: httpx.Client, process: subprocess.Popen[bytes]) -> No
 
 @pytest.fixture
 def server() -> Iterator[httpx.Client]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "BILLABLE_API_TOKEN": TOKEN,
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "BILLABLE_API_TOKEN": TOKEN,
            "DJANGO_SETTINGS_MODULE": "examples.demo_project.settings", "DJANGO_DEBUG": "0",
            "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(

@@ -15,7 +15,6 @@ Every flow of the published 0.2 README must work as written: identify, catalog (
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.billable.api.peer_support import build_shop
+from tests.helpers import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "/api/v1/billing"
@@ -129,17 +129,6 @@ def test_readme_flows_over_http_on_the_live_server(live_server: Any) -> None:
 # -- uvicorn in its own process ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _database_url() -> str:
-    params = connection.settings_dict
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    return (f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/"
-            f"{params['NAME']}")
 
 
 @pytest.fixture
@@ -147,8 +136,8 @@ def uvicorn_server(transactional_db: None) -> Iterator[str]:
     if connection.vendor != "postgresql":
         pytest.skip("a uvicorn process cannot share SQLite's in-memory test database "
                     "(run with DATABASE_URL=postgres://…); the live_server test covers SQLite")
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(),
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(),
            "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory",

@@ -29,7 +29,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from bot_kit.testing import FakeBotAPIServer
-from tests.helpers import POSTGRES
+from tests.helpers import POSTGRES, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD_APP = "faults-child"
@@ -39,11 +39,6 @@ _serial = itertools.count(1)
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="fault injection needs PostgreSQL "
                                                      "(set DATABASE_URL=postgres://…)")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def admin_sql(sql: str, *params: Any) -> list[tuple[Any, ...]]:
