@@ -31,6 +31,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Terminate a server process (kill it after ``timeout`` s) and close its output pipe."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout:
+        process.stdout.close()
+
+
 def database_url() -> str:
     """``DATABASE_URL`` of the test database in use (PostgreSQL), for a server process."""
     params = connection.settings_dict

@@ -23,7 +23,7 @@ from django.db import connection
 
 from bot_kit.testing import FakeBotAPIServer
 from tests.examples.test_scaling import redis_available
-from tests.helpers import requires_postgres
+from tests.helpers import requires_postgres, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -90,14 +90,7 @@ def worker(celery_env: dict[str, str], telegram: FakeBotAPIServer) -> Iterator[A
     try:
         yield app
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+        stop_process(process, timeout=20)
         app.close()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import database_url, free_port, requires_postgres
+from tests.helpers import database_url, free_port, requires_postgres, stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "e2e-token-0123456789abcdef"
@@ -61,14 +61,7 @@ def server() -> Iterator[httpx.Client]:
             _wait_until_up(client, process)
             yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+        stop_process(process)
 
 
 def _post(client: httpx.Client, path: str, payload: dict[str, Any]) -> Any:

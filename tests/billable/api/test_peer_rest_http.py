@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.billable.api.peer_support import build_shop
-from tests.helpers import database_url, free_port
+from tests.helpers import database_url, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "/api/v1/billing"
@@ -162,14 +162,7 @@ def uvicorn_server(transactional_db: None) -> Iterator[str]:
                 time.sleep(0.2)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+        stop_process(process)
 
 
 @pytest.mark.slow
