@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -32,28 +36,54 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def run(*args: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
-    """Run a child to completion; SIGINT/SIGTERM/SIGHUP sent to dev.py are passed on to it.
-
-    The child gets its own session, so Ctrl+C reaches it once (through us) and dev.py never
-    exits before it, leaving no orphan behind.
-    """
+def start(*args: str | Path, env: dict[str, str] | None = None,
+          output: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a child in its own session (Ctrl+C reaches it once, through us); its output goes
+    to ``output`` when given, else to our own stdout."""
     merged = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    child = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=merged,
-                             start_new_session=True)
+    sink = open(output, "wb") if output else None  # the child keeps its own copy
+    try:
+        return subprocess.Popen([str(a) for a in args], cwd=ROOT, env=merged,
+                                start_new_session=True, stdout=sink,
+                                stderr=subprocess.STDOUT if sink else None)
+    finally:
+        if sink:
+            sink.close()
+
+
+def wait(*children: subprocess.Popen[bytes], first: Callable[[subprocess.Popen[bytes]], None]
+         | None = None) -> list[int]:
+    """Wait for every child; SIGINT/SIGTERM/SIGHUP sent to dev.py are passed on to them, so
+    dev.py never exits before them and leaves no orphan behind. ``first`` is called with each
+    child as it ends. Exit codes in the children's order (killed by a signal: 128 + signal,
+    the shell's convention)."""
 
     def forward(sig: int, frame: object) -> None:
-        if child.poll() is None:
-            child.send_signal(sig)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
 
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, forward) for sig in signals}
     try:
-        code = child.wait()
+        pending = list(children)
+        while pending:
+            for child in list(pending):
+                if child.poll() is not None:
+                    pending.remove(child)
+                    if first:
+                        first(child)
+            if pending:
+                time.sleep(0.2)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    code = 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+    return [128 - c.returncode if c.returncode < 0 else c.returncode for c in children]
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
+    """Run a child to completion (see :func:`wait`); exit with its code when it fails."""
+    (code,) = wait(start(*args, env=env))
     if check and code != 0:
         raise SystemExit(code)
     return code
@@ -92,7 +122,39 @@ def postgres_url() -> str | None:
 
 
 def cmd_test(pytest_args: list[str]) -> None:
+    """Lint, type checks and migrations check, then the suite on SQLite and on PostgreSQL.
+
+    The two pytest sessions run side by side (the PostgreSQL one waits on the server's disk
+    most of the time, so the SQLite one costs little wall time beside it); its output is
+    streamed, the SQLite session's is printed as a whole when it ends.
+    ``BILLABLE_TEST_SERIAL=1`` runs them one after the other, both streamed.
+    On a full run, what some tests install on first use (n8n, Chromium, billable 0.2) is
+    fetched meanwhile (``tests/prefetch.py``).
+    """
     ensure_venv()
+    ci = os.environ.get("CI", "").lower() == "true"
+    url = postgres_url()
+    if url is None and ci:
+        say("PostgreSQL is not reachable and CI=true: failing")
+        raise SystemExit(1)
+    work = Path(tempfile.mkdtemp(prefix="billable-test-"))
+    # a full run only: a subset may not need them, and apt-get is not to be cut short
+    prefetch = None if pytest_args else start(PY, "-m", "tests.prefetch",
+                                              output=work / "prefetch.log")
+    try:
+        codes = _checks_and_suites(pytest_args, url, work)
+    finally:
+        if prefetch and prefetch.poll() is None:  # the run failed before anything needed it
+            os.killpg(prefetch.pid, signal.SIGTERM)  # with the npm or apt-get it started
+        if prefetch:
+            wait(prefetch)
+        shutil.rmtree(work, ignore_errors=True)
+    failed = [code for code in codes if code]
+    if failed:
+        raise SystemExit(failed[0])
+
+
+def _checks_and_suites(pytest_args: list[str], url: str | None, work: Path) -> list[int]:
     settings = {"DJANGO_SETTINGS_MODULE": "tests.settings"}
     say("ruff")
     run(PY, "-m", "ruff", "check", ".")
@@ -100,19 +162,40 @@ def cmd_test(pytest_args: list[str]) -> None:
     run(PY, "-m", "mypy", "billable", "bot_kit")
     say("makemigrations --check")
     run(PY, "-m", "django", "makemigrations", "--check", "--dry-run", env=settings)
-    say("pytest on SQLite")
-    run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args,
-        env={**settings, "DATABASE_URL": ""})
-    url = postgres_url()
+
+    def pytest(name: str) -> list[str | Path]:
+        # each session its own base temporary directory: two sessions never share one
+        return [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={work / name}",
+                *pytest_args]
+
+    sqlite_env = {**settings, "DATABASE_URL": ""}
     if url is None:
-        if os.environ.get("CI", "").lower() == "true":
-            say("PostgreSQL is not reachable and CI=true: failing")
-            raise SystemExit(1)
-        say("PostgreSQL is not reachable: skipping the PostgreSQL run (set BILLABLE_PG_URL)")
-        return
-    say(f"pytest on PostgreSQL ({url})")
-    run(PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args,
-        env={**settings, "DATABASE_URL": url})
+        say("pytest on SQLite")
+        say("PostgreSQL is not reachable: the PostgreSQL run is skipped (set BILLABLE_PG_URL)")
+        return [run(*pytest("sqlite"), env=sqlite_env, check=False)]
+    pg_env = {**settings, "DATABASE_URL": url}
+    if os.environ.get("BILLABLE_TEST_SERIAL"):
+        say("pytest on SQLite")
+        first = run(*pytest("sqlite"), env=sqlite_env, check=False)
+        say(f"pytest on PostgreSQL ({url})")
+        return [first, run(*pytest("postgresql"), env=pg_env, check=False)]
+    say(f"pytest on SQLite and, side by side, on PostgreSQL ({url}); the PostgreSQL session is "
+        "shown as it runs, the SQLite session when it ends")
+    log = work / "sqlite.log"
+    sqlite = start(*pytest("sqlite"), env=sqlite_env, output=log)
+    postgresql = start(*pytest("postgresql"), env=pg_env)
+
+    def ended(child: subprocess.Popen[bytes]) -> None:
+        if child is sqlite:
+            print(flush=True)
+            say(f"pytest on SQLite ended (exit code {child.returncode}); its output:")
+            sys.stdout.buffer.write(log.read_bytes())
+            sys.stdout.flush()
+            say("pytest on PostgreSQL continues")
+        else:
+            say(f"pytest on PostgreSQL ended (exit code {child.returncode})")
+
+    return wait(sqlite, postgresql, first=ended)
 
 
 def cmd_demo(demo_args: list[str]) -> None:

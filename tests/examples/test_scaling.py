@@ -101,7 +101,7 @@ async def redis() -> AsyncIterator[Any]:
 @requires_redis
 @pytest.mark.django_db(transaction=True)
 async def test_redis_throttle_and_fsm_are_shared_between_workers(redis: Any) -> None:
-    from aiogram.fsm.storage.base import StorageKey
+    from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
     from aiogram.fsm.storage.redis import RedisStorage
 
     prefix = f"test:{uuid.uuid4().hex}:"
@@ -109,7 +109,8 @@ async def test_redis_throttle_and_fsm_are_shared_between_workers(redis: Any) -> 
     await sync_to_async(customer_with_trial)(updates.default_user.id)
     throttle = Throttle(limit=1, window=60, backend=RedisThrottle(redis, prefix=prefix))
     config = replace(demo_config(), throttle=throttle)
-    storage = RedisStorage(redis)
+    # the test's own key prefix: two suite runs at once (dev.py runs two) never share a key
+    storage = RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}fsm"))
     first, second = (build_dispatcher(config, storage=storage) for _ in range(2))
     first_bot, second_bot = make_bot(FakeSession()), make_bot(FakeSession())
     try:
@@ -126,7 +127,6 @@ async def test_redis_throttle_and_fsm_are_shared_between_workers(redis: Any) -> 
         assert await second.fsm.storage.get_state(key) == "demo:waiting"
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
-        keys += [k async for k in redis.scan_iter(match=f"fsm:{updates.default_user.id}*")]
         if keys:
             await redis.delete(*keys)
 
