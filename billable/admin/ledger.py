@@ -166,7 +166,7 @@ class ReservationAdmin(CustomerColumnMixin, ReadOnlyAdminMixin, admin.ModelAdmin
                     "expires_at", "created_at", "settled_at")
     list_filter = ("state", "product")
     list_select_related = ("user", "product")
-    search_fields = (_USER_SEARCH, "action_type")
+    search_fields = (_USER_SEARCH, "action_type", "idempotency_key")
     inlines = (ReservationItemInline,)
 
 

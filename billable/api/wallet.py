@@ -46,7 +46,7 @@ from billable.schemas.wallet import (
     TransactionSchema,
     WalletBalanceSchema,
 )
-from billable.selectors.catalog import active_offers
+from billable.selectors.catalog import offer_by_sku
 from billable.selectors.wallet import balance_rows, balances_from, ledger_rows, spendable_batches
 from billable.services import BalanceService, IdentityService, TransactionService
 
@@ -221,11 +221,12 @@ async def exchange(request: HttpRequest, data: ExchangeSchema) -> Any:
     """Spend internal currency (the product named by the offer's currency) on an offer.
 
     ``404 Offer not found`` for an unknown or inactive SKU; ``400`` with the service message for
-    a missing/invalid currency or a short balance; ``409`` for a reused idempotency key.
+    a missing/invalid currency or a short balance; ``409`` for a reused idempotency key — also
+    when the request would otherwise be refused (the service decides, on its failure path).
     """
     uid = await resolve_user_id(data)
-    offer = await active_offers([data.sku]).afirst()
-    if offer is None:
+    offer = await offer_by_sku(data.sku)  # a retired one too: the service refuses it
+    if offer is None and not data.idempotency_key:
         return fail(404, OfferNotFound.default_message, OfferNotFound.code)
     result = await TransactionService.aexchange(
         uid, offer=offer, metadata=data.metadata, idempotency_key=data.idempotency_key

@@ -2,7 +2,8 @@
 
 A hold takes units out of the batches exactly like a consumption (same order, same locks) but
 writes no ledger row: the ledger invariant counts ``HELD`` reservation items as debited. Commit
-writes the DEBIT rows for the settled amount and returns the rest; release returns everything;
+writes the DEBIT rows for the settled amount (their metadata: the hold's, its idempotency key
+and its id) and returns the rest; release returns everything;
 a hold still ``HELD`` at its expiry is released by ``expire_batches``. The usage id of a
 committed hold is the reservation id (the first DEBIT row reuses it), so replays need no lookup.
 """
@@ -40,7 +41,8 @@ HELD = Reservation.State.HELD
 #: Longest hold lifetime accepted (a hold is for work in progress, not for storage).
 MAX_TTL = timedelta(seconds=MAX_RESERVATION_TTL_SECONDS)
 RESERVATION_FIELDS = ("id", "user", "product", "amount", "committed_amount", "state",
-                      "action_type", "metadata", "expires_at", "created_at", "settled_at")
+                      "action_type", "metadata", "expires_at", "created_at", "settled_at",
+                      "idempotency_key")
 
 
 def ttl_delta(ttl: Any) -> timedelta:
@@ -102,7 +104,8 @@ def place(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_ke
                 if earlier is not None:
                     return str(earlier.result["reservation_id"]), False
             _hold(user_id=user_id, key=key, amount=amount, reservation_id=reservation_id,
-                  ttl=ttl, metadata=metadata, action_type=action_type, now=now)
+                  ttl=ttl, metadata=metadata, action_type=action_type, now=now,
+                  idempotency_key=idempotency_key)
         return str(reservation_id), True
 
     return until_fresh(step, give_up=lambda: InsufficientFunds(wallet.INSUFFICIENT,
@@ -110,14 +113,15 @@ def place(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempotency_ke
 
 
 def _hold(*, user_id: Any, key: str, amount: int, reservation_id: UUID, ttl: timedelta,
-          metadata: dict[str, Any], action_type: str, now: datetime) -> None:
+          metadata: dict[str, Any], action_type: str, now: datetime,
+          idempotency_key: str | None) -> None:
     """Lock and take the units, then insert the reservation and its items (one INSERT each)."""
     batches = wallet.lock_spendable(user_id=user_id, key=key, now=now)
     allocations = wallet.allocate(batches=batches, key=key, amount=amount)
     wallet.apply_allocations(allocations)
     sql.insert_values(model=Reservation, names=RESERVATION_FIELDS, rows=[(
         reservation_id, user_id, allocations[0].batch.product_id, amount, 0, HELD, action_type,
-        metadata, now + ttl, now, None,
+        metadata, now + ttl, now, None, idempotency_key,
     )])
     sql.insert_values(model=ReservationItem, names=("reservation", "quota_batch", "amount"),
                       rows=[(reservation_id, a.batch.pk, a.take) for a in allocations])
@@ -157,7 +161,10 @@ def _usage(held: HoldRow, *, message: str, committed: int, now: datetime, balanc
 
 
 def _debit_metadata(held: HoldRow) -> dict[str, Any]:
-    meta = {**held.metadata, "reservation_id": str(held.pk)}
+    """The caller's metadata, the hold's idempotency key (``None`` without one: the key
+    ``consume_quota`` writes) and the reservation id; the fast settlement writes the same."""
+    meta = {**held.metadata, "idempotency_key": held.idempotency_key,
+            "reservation_id": str(held.pk)}
     if held.is_entitlement:
         meta["requested_amount"] = held.amount
     return meta

@@ -36,10 +36,29 @@ def claim_key(
     existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
     if existing is None:
         raise IntegrityError(f"idempotency key {key!r} conflicted but cannot be read")
+    return _same_request(existing, digest)
+
+
+def used_key(*, user_id: Any, key: str, operation: str, request: dict[str, Any] | None
+             ) -> IdempotencyKey | None:
+    """Read-only :func:`claim_key`, for a request refused before its key was claimed (one
+    indexed read, on that failure path only): ``None`` when ``key`` is unused (the refusal
+    stands), the earlier row when it was used for this same request (its answer is replayed),
+    :class:`IdempotencyConflict` when it was used for another one. ``request=None`` names no
+    request the key could have been claimed for (an offer that does not exist): any earlier
+    use is a conflict."""
+    existing = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
+    if existing is None:
+        return None
+    digest = "" if request is None else fingerprint({"operation": operation, **request})
+    return _same_request(existing, digest)
+
+
+def _same_request(existing: IdempotencyKey, digest: str) -> IdempotencyKey:
     if existing.fingerprint != digest:
         raise IdempotencyConflict(
-            f"Idempotency key '{key}' was already used for a different request",
-            key=key,
+            f"Idempotency key '{existing.key}' was already used for a different request",
+            key=existing.key,
             operation=existing.operation,
         )
     return existing
@@ -60,4 +79,4 @@ def consume_key_row(*, user_id: Any, key: str, product_key: str, amount: int,
                           now=now, using=using)
 
 
-__all__ = ["claim_key", "consume_key_row"]
+__all__ = ["claim_key", "consume_key_row", "used_key"]

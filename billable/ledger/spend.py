@@ -30,16 +30,18 @@ from billable.exceptions import (
     EmptyOffer,
     InsufficientFunds,
     InvalidPrice,
+    OfferNotFound,
 )
 from billable.ledger import sql, wallet
 from billable.ledger.audit import emit_created, writes_events
 from billable.ledger.grants import grant_lines
-from billable.ledger.idempotency import claim_key, consume_key_row
+from billable.ledger.idempotency import claim_key, consume_key_row, used_key
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying, until_fresh
 from billable.ledger.sql import LedgerRow
 from billable.models import Offer, OfferItem, Product
 from billable.models.base import uuid7
+from billable.validation import resolve_offer
 
 
 def spendable_total(*, user_id: Any, key: str) -> int:
@@ -209,11 +211,19 @@ def exchange(*, user_id: Any, offer: Offer, metadata: dict[str, Any],
 
     The account is locked first (the global lock order: accounts before keys and batches),
     because granting a period product extends the user's running access under that lock.
+    An exchange the checks refuse (currency, price, items) under a key already used answers
+    for the key instead (:func:`answer_used_key`): a conflict, or the replay of that request.
     """
-    currency = currency_product(code=offer.currency)
-    require_items(offer=offer)
-    key = str(currency.product_key)
-    price = whole_price(price=offer.price, currency=key)
+    try:
+        currency = currency_product(code=offer.currency)
+        require_items(offer=offer)
+        key = str(currency.product_key)
+        price = whole_price(price=offer.price, currency=key)
+    except (CurrencyError, EmptyOffer, InvalidPrice):
+        replayed = answer_used_key(user_id=user_id, offer=offer, idempotency_key=idempotency_key)
+        if replayed is None:
+            raise
+        return replayed
     meta = {**metadata, "price": price}
     usage_id = uuid7()
 
@@ -223,15 +233,63 @@ def exchange(*, user_id: Any, offer: Offer, metadata: dict[str, Any],
             if idempotency_key:
                 earlier = claim_key(
                     user_id=user_id, key=idempotency_key, operation="exchange",
-                    request={"sku": offer.sku, "price": price, "currency": key},
+                    request=_exchange_request(offer.sku, price, key),
                     result={"usage_id": str(usage_id), "metadata": meta})
                 if earlier is not None:
-                    return {"success": True, "message": "Exchanged previously (idempotent)",
-                            "metadata": earlier.result.get("metadata", meta)}
+                    return _exchange_replay(earlier.result)
             return _swap(user_id=user_id, offer=offer, key=key, price=price, meta=meta,
                          usage_id=usage_id, user_locked=user_locked)
 
     return until_fresh(step, give_up=lambda: _short(key))
+
+
+def _exchange_request(sku: str, price: Any, currency: str) -> dict[str, Any]:
+    """What an exchange's key is claimed for (its fingerprint): the offer, price, currency."""
+    return {"sku": sku, "price": price, "currency": currency}
+
+
+def _exchange_replay(stored: dict[str, Any]) -> dict[str, Any]:
+    return {"success": True, "message": "Exchanged previously (idempotent)",
+            "metadata": stored.get("metadata", {})}
+
+
+def answer_used_key(*, user_id: Any, offer: Offer | None, idempotency_key: str | None
+                    ) -> dict[str, Any] | None:
+    """The answer of an exchange refused before its key was claimed, when the key says more.
+
+    An unused key (or none) → ``None``: the refusal stands. A key used for another request →
+    :class:`IdempotencyConflict` (409), whatever the refusal was: the conflict is the caller's
+    bug either way. A key used for this same request (the offer, its price and currency
+    unchanged, but the currency product or the offer retired since) → the stored answer of
+    the exchange that did happen. Nothing is written either way; the one indexed read runs on
+    this failure path only, so a valid exchange costs what it did. ``offer=None``: the caller
+    named no offer that exists, so any earlier use of the key was for another request.
+    """
+    if not idempotency_key:
+        return None
+    request = None
+    if offer is not None:
+        value = Decimal(str(offer.price))
+        whole = value.is_finite() and value == value.to_integral_value()
+        request = _exchange_request(offer.sku, int(value) if whole else str(value),
+                                    (offer.currency or "").strip().upper())
+    earlier = used_key(user_id=user_id, key=idempotency_key, operation="exchange",
+                       request=request)
+    return None if earlier is None else _exchange_replay(earlier.result)
+
+
+def answer_unknown_offer(*, user_id: Any, named: Any, idempotency_key: str | None
+                         ) -> dict[str, Any] | None:
+    """:func:`answer_used_key` for an exchange refused because ``named`` is no active offer: a
+    retired offer is compared as it is now (the same request replays), a missing one as no
+    request at all (any earlier use of the key conflicts)."""
+    if not idempotency_key:
+        return None
+    try:
+        offer: Offer | None = resolve_offer(named, include_inactive=True)
+    except OfferNotFound:
+        offer = None
+    return answer_used_key(user_id=user_id, offer=offer, idempotency_key=idempotency_key)
 
 
 def _swap(*, user_id: Any, offer: Offer, key: str, price: int, meta: dict[str, Any],
@@ -251,5 +309,5 @@ def _swap(*, user_id: Any, offer: Offer, key: str, price: int, meta: dict[str, A
     return {"success": True, "message": "Exchanged", "metadata": meta}
 
 
-__all__ = ["consume", "currency_product", "exchange", "require_items", "spendable_total",
-           "whole_price"]
+__all__ = ["answer_unknown_offer", "answer_used_key", "consume", "currency_product", "exchange",
+           "require_items", "spendable_total", "whole_price"]

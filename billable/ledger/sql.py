@@ -633,6 +633,7 @@ class HoldRow:
     state: str
     action_type: str
     metadata: dict[str, Any]
+    idempotency_key: str | None
     live: bool
     product_key: str
     is_entitlement: bool
@@ -640,8 +641,8 @@ class HoldRow:
 
 
 HOLD_NAMES = ("id", "user_id", "product_id", "amount", "committed_amount", "state",
-              "action_type", "metadata", "live", "product_key", "product_type", "batch_id",
-              "item_amount")
+              "action_type", "metadata", "idempotency_key", "live", "product_key",
+              "product_type", "batch_id", "item_amount")
 
 
 @cache
@@ -652,7 +653,7 @@ def _hold_sql(alias: str) -> Compiled:
                 .annotate(live=live).order_by("items__id")
                 .select_for_update(of=("self",), no_key=True)
                 .values_list("id", "user_id", "product_id", "amount", "committed_amount",
-                             "state", "action_type", "metadata", "live",
+                             "state", "action_type", "metadata", "idempotency_key", "live",
                              "product__product_key", "product__product_type",
                              "items__quota_batch_id", "items__amount").query)
     return _compile(alias, build, (Slot.NOW, Slot.PK), HOLD_NAMES)
@@ -672,7 +673,8 @@ def lock_hold(*, reservation_id: Any, now: datetime, using: str = DEFAULT_DB_ALI
         pk=reservation_id, user_id=first.user_id, product_id=first.product_id,
         amount=int(first.amount), committed_amount=int(first.committed_amount),
         state=str(first.state), action_type=str(first.action_type),
-        metadata=_json(first.metadata), live=bool(first.live),
+        metadata=_json(first.metadata), idempotency_key=first.idempotency_key,
+        live=bool(first.live),
         product_key=str(first.product_key), is_entitlement=first.product_type in ENTITLEMENTS,
         parts=[(row.batch_id, int(row.item_amount)) for row in rows if row.batch_id is not None],
     )
@@ -989,7 +991,8 @@ def _fast_hold_text(alias: str, lot: str, commit_mode: str) -> str:
         f" WHERE {batches}.{batch['id']} = pick.id AND pick.take > 0 RETURNING 1),"
         f" r AS (INSERT INTO {holds} ({', '.join(hold.values())})"
         f" SELECT %(rid)s, %(user)s, pick.product_id, %(amount)s, 0, '{HELD.value}',"
-        f" %(action)s, %(metadata)s, %(expires)s, %(now)s, NULL FROM pick RETURNING 1),"
+        f" %(action)s, %(metadata)s, %(expires)s, %(now)s, NULL, %(idem)s FROM pick"
+        f" RETURNING 1),"
         f" i AS (INSERT INTO {items} ({', '.join(item.values())})"
         f" SELECT %(rid)s, pick.id, pick.take FROM pick, r RETURNING 1)"
         f" SELECT (SELECT count(*) FROM k) AS fresh,"
@@ -1009,13 +1012,16 @@ HOLD_COMMIT_MODE = "set_config('synchronous_commit', 'off', true)"
 
 
 RESERVATION_NAMES = ("id", "user", "product", "amount", "committed_amount", "state",
-                     "action_type", "metadata", "expires_at", "created_at", "settled_at")
+                     "action_type", "metadata", "expires_at", "created_at", "settled_at",
+                     "idempotency_key")
 
 
 def _fast_settle_text(alias: str) -> str:
     """``HELD`` → ``COMMITTED`` of a live one-item hold and its DEBIT row (id: the hold's); the
     row's user, batch, amount, action type and metadata (its other columns are the caller's
-    values: the hold's id, ``DEBIT``, ``NULL``, ``now``) and the amount held.
+    values: the hold's id, ``DEBIT``, ``NULL``, ``now``) and the amount held. The metadata is
+    ``holds._debit_metadata``'s: the hold's, its idempotency key (read from the row the
+    ``UPDATE`` returns: no extra read) and its id (and ``requested_amount`` on entitlements).
 
     The hold's items are read once (``it``: the one-item check and the DEBIT's batch and
     amount). Matches nothing (no row returned, nothing written) for a hold that is not
@@ -1026,7 +1032,7 @@ def _fast_settle_text(alias: str) -> str:
     """
     hold = _names(alias, Reservation, ("id", "user", "product", "amount", "committed_amount",
                                 "state", "action_type", "metadata", "expires_at",
-                                "settled_at"))
+                                "settled_at", "idempotency_key"))
     item = _names(alias, ReservationItem, ("reservation", "quota_batch", "amount"))
     product = _names(alias, Product, ("id", "product_type"))
     ledger = _names(alias, Transaction, LEDGER_FIELDS)
@@ -1034,9 +1040,10 @@ def _fast_settle_text(alias: str) -> str:
     products, rows = _table(alias, Product), _table(alias, Transaction)
     kinds = _entitlement_types()
     debit = Transaction.Direction.DEBIT.value
+    keys = "'idempotency_key', r.idempotency_key, 'reservation_id', r.id::text"
     meta = (f"r.metadata || CASE WHEN p.{product['product_type']} IN ({kinds})"
-            f" THEN jsonb_build_object('reservation_id', r.id::text, 'requested_amount',"
-            f" r.amount) ELSE jsonb_build_object('reservation_id', r.id::text) END")
+            f" THEN jsonb_build_object({keys}, 'requested_amount', r.amount)"
+            f" ELSE jsonb_build_object({keys}) END")
     return (
         f"WITH it AS (SELECT {items}.{item['quota_batch']} AS batch_id,"
         f" {items}.{item['amount']} AS amount FROM {items}"
@@ -1050,7 +1057,8 @@ def _fast_settle_text(alias: str) -> str:
         f" AND (SELECT count(*) FROM it) = 1"
         f" RETURNING {holds}.{hold['id']} AS id, {holds}.{hold['user']} AS user_id,"
         f" {holds}.{hold['product']} AS product_id, {holds}.{hold['amount']} AS amount,"
-        f" {holds}.{hold['action_type']} AS action_type, {holds}.{hold['metadata']} AS metadata),"
+        f" {holds}.{hold['action_type']} AS action_type, {holds}.{hold['metadata']} AS metadata,"
+        f" {holds}.{hold['idempotency_key']} AS idempotency_key),"
         f" d AS (INSERT INTO {rows} ({', '.join(ledger.values())})"
         f" SELECT r.id, r.user_id, it.batch_id, it.amount, '{debit}',"
         f" r.action_type, NULL, NULL, {meta}, %(now)s"

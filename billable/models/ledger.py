@@ -224,6 +224,10 @@ class Reservation(models.Model):
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, null=True, blank=True,
+        help_text="The key the hold was placed with (empty: none); its DEBIT rows carry it in "
+                  "their metadata, as a consumption's do.")
 
     objects = CapsManager()
 

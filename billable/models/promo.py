@@ -1,19 +1,28 @@
 """Promo codes and their uses: a code grants an offer or discounts one, within its limits.
 
-The limits live in the database: ``uses_count <= max_uses`` is a CHECK constraint and the
-counter moves only by a locked update; "once per customer" is a UNIQUE ``(code, identity)`` row
-per hashed identity (the account ``user:<id>`` and every external identity, hashed like trials),
-so it survives customer merges.
+The limits live in the database: ``uses_count <= max_uses`` and ``max_uses >= 1`` (empty:
+unlimited) are CHECK constraints and the counter moves only by a locked update; "once per
+customer" is a UNIQUE ``(code, identity)`` row per hashed identity (the account ``user:<id>``
+and every external identity, hashed like trials), so it survives customer merges. The rules
+between fields (what each kind needs) are :meth:`PromoCode.clean`, which every way of creating
+a code in billable runs (admin forms, ``billable.growth.codes``, the command).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from billable.models.base import CapsManager
+
+#: Largest ``max_uses`` (PostgreSQL's integer column; SQLite would store more).
+MAX_USES = 2_147_483_647
 
 
 class PromoCode(models.Model):
@@ -31,13 +40,20 @@ class PromoCode(models.Model):
         related_name="promo_codes",
         help_text="Grant codes: the offer granted. Discount codes: the only offer discounted "
                   "(empty: any offer).")
-    percent_off = models.PositiveSmallIntegerField(null=True, blank=True)
-    amount_off = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    percent_off = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        validators=[MinValueValidator(1, "percent_off must be between 1 and 100."),
+                    MaxValueValidator(100, "percent_off must be between 1 and 100.")])
+    amount_off = models.DecimalField(
+        max_digits=20, decimal_places=2, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0.01"), "amount_off must be positive.")])
     currency = models.CharField(
         max_length=50, blank=True, default="",
         help_text="Fixed discounts: the currency of amount_off (empty: the offer's currency).")
-    max_uses = models.PositiveIntegerField(null=True, blank=True,
-                                           help_text="Total uses allowed (empty: unlimited).")
+    max_uses = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Total uses allowed (empty: unlimited).",
+        validators=[MinValueValidator(1, "max_uses must be at least 1 (empty: unlimited)."),
+                    MaxValueValidator(MAX_USES, f"max_uses must be at most {MAX_USES}.")])
     uses_count = models.PositiveIntegerField(default=0, editable=False)
     once_per_customer = models.BooleanField(default=True)
     first_time_only = models.BooleanField(default=False,
@@ -65,10 +81,30 @@ class PromoCode(models.Model):
                 name="billable_promo_percent_range"),
             models.CheckConstraint(condition=Q(amount_off__isnull=True) | Q(amount_off__gt=0),
                                    name="billable_promo_amount_gt_0"),
+            models.CheckConstraint(condition=Q(max_uses__isnull=True) | Q(max_uses__gte=1),
+                                   name="billable_promo_max_uses_gte_1"),
         ]
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        """The rules between fields: what each kind needs (and takes), a window that opens."""
+        errors: dict[str, str] = {}
+        if self.kind == self.Kind.GRANT and self.offer_id is None:
+            errors["offer"] = "A grant code needs an offer."
+        if self.kind == self.Kind.PERCENT and self.percent_off is None:
+            errors["percent_off"] = "A percent code needs percent_off."
+        if self.kind != self.Kind.PERCENT and self.percent_off is not None:
+            errors["percent_off"] = "Only percent codes take percent_off."
+        if self.kind == self.Kind.FIXED and self.amount_off is None:
+            errors["amount_off"] = "A fixed code needs amount_off."
+        if self.kind != self.Kind.FIXED and self.amount_off is not None:
+            errors["amount_off"] = "Only fixed codes take amount_off."
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            errors["valid_until"] = "valid_until must be after valid_from."
+        if errors:
+            raise ValidationError(errors)
 
     def save(self, *args: object, **kwargs: object) -> None:
         self.code = (self.code or "").strip().upper()

@@ -23,6 +23,13 @@ def active_offers(skus: Iterable[str] | None = None) -> QuerySet[Offer]:
     return offers
 
 
+async def offer_by_sku(sku: str) -> Offer | None:
+    """The offer of ``sku`` (any case), active or retired, or ``None`` — one query, nothing
+    prefetched (what ``POST /exchange`` hands to ``TransactionService.exchange``, which
+    refuses a retired offer itself)."""
+    return await Offer.objects.filter(sku=normalize_key(sku)).afirst()
+
+
 def find_offer(sku: object, *, active_only: bool = True) -> Offer | None:
     """The offer whose SKU is exactly ``sku`` (stripped; an active one unless ``active_only``
     is False), or ``None``."""
@@ -69,5 +76,5 @@ def product_names_by_pk(pks: Iterable[int], lang: str | None = None) -> dict[int
     return {int(p.pk): p.localized_name(lang) for p in Product.objects.filter(pk__in=list(pks))}
 
 
-__all__ = ["active_offers", "find_offer", "offer_with_product", "offers_by_sku",
+__all__ = ["active_offers", "find_offer", "offer_by_sku", "offer_with_product", "offers_by_sku",
            "product_names", "product_names_by_pk", "skus_with_product"]

@@ -18,7 +18,13 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from billable.compat import failure_result
-from billable.exceptions import BillableError, IdempotencyConflict, InvalidInput, QuotaError
+from billable.exceptions import (
+    BillableError,
+    IdempotencyConflict,
+    InvalidInput,
+    OfferNotFound,
+    QuotaError,
+)
 from billable.ledger import audit, closing, fastconsume, holds, spend, sql
 from billable.ledger import grants as granting
 from billable.ledger.idempotency import claim_key
@@ -224,13 +230,23 @@ class TransactionService:
         """Spend the currency product named by ``offer.currency`` and grant the offer.
 
         Raises :class:`OfferNotFound`, :class:`CurrencyError` or :class:`InvalidPrice`; a
-        short balance returns the consume failure dicts.
+        short balance returns the consume failure dicts. Under an ``idempotency_key`` already
+        used for another request, every refusal is :class:`IdempotencyConflict` instead (and
+        a request the key already answered replays that answer, whatever changed since).
         """
         uid, meta = coerce_user_id(user_id), metadata_dict(metadata)
-        target = resolve_offer(offer if offer is not None else offer_id)
+        key = optional_key(idempotency_key)
+        named = offer if offer is not None else offer_id
+        try:
+            target = resolve_offer(named)
+        except OfferNotFound:
+            replayed = spend.answer_unknown_offer(user_id=uid, named=named, idempotency_key=key)
+            if replayed is None:
+                raise
+            return replayed
         try:
             return spend.exchange(user_id=uid, offer=target, metadata=meta,
-                                  idempotency_key=optional_key(idempotency_key))
+                                  idempotency_key=key)
         except QuotaError as refused:
             return dict(failure_result(refused))
 

@@ -92,7 +92,8 @@ def snapshot(user: Any) -> dict[str, Any]:
 
     return {
         "holds": [(h.amount, h.committed_amount, h.state, h.action_type, h.metadata,
-                   h.product_id, h.settled_at is not None, h.expires_at > h.created_at)
+                   h.idempotency_key, h.product_id, h.settled_at is not None,
+                   h.expires_at > h.created_at)
                   for h in holds],
         "items": sorted((names[str(i.reservation_id)], batches[i.quota_batch_id], i.amount)
                         for i in ReservationItem.objects.filter(reservation__user=user)),
@@ -128,6 +129,11 @@ def test_fast_path_writes_the_rows_of_the_general_path(make_user, credits, gener
     assert general == {"place": 1 + 3, "commit": 1, "release": 1}
     assert snapshot(fast) == snapshot(slow)
     assert [row[2] for row in snapshot(fast)["ledger"] if row[3] == "DEBIT"] == [amount]
+    for user in (fast, slow):  # both settlements write the key the hold was placed with
+        debit = Transaction.objects.get(user=user, direction="DEBIT")
+        assert debit.metadata == {"source": "bot_kit", "bot": 7,
+                                  "idempotency_key": "tg:7:1:CREDITS",
+                                  "reservation_id": str(debit.pk)}
     assert TransactionService.check_ledger() == []
 
 
@@ -145,8 +151,10 @@ def test_period_product_holds_and_settles_like_the_general_path(make_user, make_
         gated(slow.id, "tg:7:2:CREDITS", 2, fail=True)
     assert general == {"place": 2, "commit": 1, "release": 1}
     assert snapshot(fast) == snapshot(slow)
-    debit = Transaction.objects.get(user=fast, direction="DEBIT")
-    assert debit.amount == 0 and debit.metadata["requested_amount"] == 2
+    for user in (fast, slow):
+        debit = Transaction.objects.get(user=user, direction="DEBIT")
+        assert debit.amount == 0 and debit.metadata["requested_amount"] == 2
+        assert debit.metadata["idempotency_key"] == "tg:7:1:CREDITS"
 
 
 @requires_postgres

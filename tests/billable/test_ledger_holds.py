@@ -189,12 +189,37 @@ def test_commit_reports_held_metadata_and_keeps_it_on_the_debits(user, credits):
     make_batch(user, credits, 5)
     rid = TransactionService.reserve_quota(user.id, "CREDITS", 2, metadata={"job": 7})
     result = TransactionService.commit_reservation(rid)
-    assert result["metadata"] == {"job": 7, "reservation_id": rid}
+    # no key: None under the key consume_quota writes (its DEBIT metadata always has the key)
+    expected = {"job": 7, "idempotency_key": None, "reservation_id": rid}
+    assert result["metadata"] == expected
     debit = Transaction.objects.get(direction="DEBIT")
-    assert str(debit.pk) == rid and debit.metadata == {"job": 7, "reservation_id": rid}
+    assert str(debit.pk) == rid and debit.metadata == expected
     hold = Reservation.objects.get(pk=rid)
     assert (hold.state, hold.committed_amount, hold.settled_at is not None) == (
         "COMMITTED", 2, True)
+
+
+@pytest.mark.parametrize("amount", [None, 3])
+def test_a_committed_hold_debits_carry_its_idempotency_key_like_a_consume(user, credits,
+                                                                          amount):
+    """Before: the DEBIT of a committed hold had the reservation id but not the key the hold
+    was placed with, unlike a consumption's DEBIT (same key name, same value)."""
+    make_batch(user, credits, 3)
+    make_batch(user, credits, 5)
+    rid = TransactionService.reserve_quota(user.id, "CREDITS", 4, idempotency_key="job-42",
+                                           metadata={"idempotency_key": "spoofed", "job": 1})
+    assert Reservation.objects.get(pk=rid).idempotency_key == "job-42"
+    result = TransactionService.commit_reservation(rid, amount)
+    expected = {"job": 1, "idempotency_key": "job-42", "reservation_id": rid}
+    assert result["metadata"] == expected
+    debits = Transaction.objects.filter(direction="DEBIT")
+    assert debits.count() == (1 if amount == 3 else 2)
+    assert all(debit.metadata == expected for debit in debits)
+    replay = TransactionService.commit_reservation(rid, amount)
+    assert "idempotent" in replay["message"] and replay["metadata"] == expected
+    TransactionService.consume_quota(user.id, "CREDITS", idempotency_key="use-1")
+    consumed = Transaction.objects.get(direction="DEBIT", metadata__idempotency_key="use-1")
+    assert consumed.metadata == {"idempotency_key": "use-1"}
 
 
 def test_a_stale_settle_is_retried_and_replays(user, credits, monkeypatch):

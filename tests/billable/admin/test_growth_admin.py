@@ -63,3 +63,36 @@ def test_export_action(admin_client: Any, codes: PromoCode) -> None:
                               {"action": "export_csv", "_selected_action": [codes.pk]})
     assert reply["Content-Type"].startswith("text/csv")
     assert "<B>SPRING</B>" in reply.content.decode()
+
+
+def add_form(codes: PromoCode, **changes: str) -> dict[str, str]:
+    return {"code": "NEW", "kind": "grant", "offer": str(codes.offer_id), "percent_off": "",
+            "amount_off": "", "currency": "", "max_uses": "1", "once_per_customer": "on",
+            "is_active": "on", "batch": "", "metadata": "{}",
+            **{f"{prefix}-{field}": value for prefix in ("redemptions",)
+               for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))},
+            **changes}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"max_uses": "0"}, "max_uses must be at least 1"),
+    ({"offer": ""}, "A grant code needs an offer."),
+    ({"kind": "percent", "percent_off": "150"}, "percent_off must be between 1 and 100."),
+    ({"kind": "fixed"}, "A fixed code needs amount_off."),
+])
+def test_the_add_form_refuses_a_code_nobody_could_use(admin_client: Any, codes: PromoCode,
+                                                      changes: dict[str, str],
+                                                      message: str) -> None:
+    reply = admin_client.post(reverse("admin:billable_promocode_add"), add_form(codes, **changes))
+    assert reply.status_code == 200 and message in reply.content.decode()
+    assert not PromoCode.objects.filter(code="NEW").exists()
+    reply = admin_client.post(reverse("admin:billable_promocode_add"), add_form(codes))
+    assert reply.status_code == 302 and PromoCode.objects.get(code="NEW").max_uses == 1
+
+
+def test_generate_page_refuses_max_uses_0(admin_client: Any, codes: PromoCode) -> None:
+    reply = admin_client.post(reverse("admin:billable_promocode_generate"), {
+        "count": "5", "code_prefix": "VIP", "length": "8", "kind": "grant",
+        "offer": str(codes.offer_id), "max_uses": "0", "is_active": "on", "currency": ""})
+    assert reply.status_code == 200 and "max_uses must be at least 1" in reply.content.decode()
+    assert PromoCode.objects.count() == 1

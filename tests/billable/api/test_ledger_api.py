@@ -165,3 +165,34 @@ async def test_exchange_errors(api: Any, user: Any, credits: Any, priced_in_cred
 async def test_exchange_creates_user_for_new_identity(api: Any, bundle: Any) -> None:
     await api.post("/exchange", {"provider": "p", "external_id": "new_ex", "sku": "PACK_STARTER"})
     assert await get_user_model().objects.filter(username="billable_p_new_ex").aexists()
+
+
+@in_main_thread
+async def test_exchange_key_reused_for_a_refused_request_is_409(api: Any, user: Any,
+                                                                credits: Any,
+                                                                priced_in_credits: Any,
+                                                                make_offer: Any,
+                                                                make_product: Any) -> None:
+    """Before: 400 ``currency_invalid`` (and 404 for an unknown SKU) hid the reused key."""
+    await _credits(user, credits, 1000)
+    body = {"user_id": user.pk, "idempotency_key": "ex-1"}
+    assert (await api.post("/exchange", {**body, "sku": "PACK_STARTER"})).status_code == 200
+    target = await sync_to_async(make_product)("TARGET")
+    await sync_to_async(make_offer)("GHOST_OFFER", price="10", currency="GHOST",
+                                    items=[(target, 1)])
+    for sku in ("ghost_offer", "NO_SUCH_OFFER"):
+        reused = await api.post("/exchange", {**body, "sku": sku})
+        assert reused.status_code == 409, reused.json()
+        assert reused.json()["data"]["error"] == "idempotency_conflict"
+    fresh = {**body, "idempotency_key": "ex-2"}
+    ghost = await api.post("/exchange", {**fresh, "sku": "ghost_offer"})
+    assert (ghost.status_code, ghost.json()["data"]["error"]) == (400, "currency_invalid")
+    unknown = await api.post("/exchange", {**fresh, "sku": "NO_SUCH_OFFER"})
+    assert (unknown.status_code, unknown.json()) == (404, {
+        "success": False, "message": "Offer not found", "data": {"error": "offer_not_found"}})
+    retired = await sync_to_async(make_offer)("OLD_PACK", price="10", currency="INTERNAL",
+                                              items=[(target, 1)], is_active=False)
+    for extra in ({}, {"idempotency_key": "ex-3"}):
+        gone = await api.post("/exchange", {"user_id": user.pk, "sku": retired.sku, **extra})
+        assert (gone.status_code, gone.json()["message"]) == (404, "Offer not found")
+    assert (await api.get("/wallet", user_id=user.pk)).json()["balances"]["INTERNAL"] == 700

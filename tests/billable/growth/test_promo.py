@@ -48,7 +48,7 @@ def test_grant_code_grants_its_offer_once_and_is_case_insensitive(user, shop, ma
     ({"is_active": False}, PromoExpired, "promo_expired"),
     ({"valid_until": timezone.now() - timedelta(seconds=1)}, PromoExpired, "promo_expired"),
     ({"valid_from": timezone.now() + timedelta(days=1)}, PromoExpired, "promo_expired"),
-    ({"max_uses": 0}, PromoExhausted, "promo_exhausted"),
+    ({"max_uses": 1, "uses_count": 1}, PromoExhausted, "promo_exhausted"),
 ])
 def test_code_outside_its_limits_is_refused_and_writes_nothing(user, shop, make_code, fields,
                                                               error, code):
