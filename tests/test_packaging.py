@@ -20,6 +20,10 @@ from typing import Any
 import pytest
 
 import billable
+from tests.helpers import backend_independent
+
+#: No database, no backend-specific work: runs once, in the SQLite session.
+pytestmark = backend_independent
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.architecture.layers import cycles, module_graph, violations
+from tests.helpers import backend_independent
+
+#: No database, no backend-specific work: runs once, in the SQLite session.
+pytestmark = backend_independent
 
 ROOT = Path(__file__).resolve().parents[2]
 BILLABLE, BOT_KIT = ROOT / "billable", ROOT / "bot_kit"

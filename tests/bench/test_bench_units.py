@@ -18,6 +18,10 @@ from bench.interleave import Comparison, Plan
 from bench.progress import Progress
 from bench.report import summary_lines, write_report
 from bench.targets import CODE_ONLY_BENCHMARKS, TARGETS, line
+from tests.helpers import backend_independent
+
+#: No database, no backend-specific work: runs once, in the SQLite session.
+pytestmark = backend_independent
 
 
 def test_percentile_interpolates_between_samples() -> None:

@@ -13,6 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from bench.interleave import AsyncScenarios, Plan, Spread, interleave, quantile, repeat
+from tests.helpers import backend_independent
+
+#: No database, no backend-specific work: runs once, in the SQLite session.
+pytestmark = backend_independent
 
 
 class FakeClock:

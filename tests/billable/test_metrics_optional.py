@@ -11,6 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import backend_independent
+
+#: Its own in-memory SQLite database in a subprocess: runs once, in the SQLite session.
+pytestmark = backend_independent
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """

@@ -8,6 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot_kit.middlewares.identity import CachedIdentity, IdentityCache
+from tests.helpers import backend_independent
+
+#: No database, no backend-specific work: runs once, in the SQLite session.
+pytestmark = backend_independent
 
 external_ids = st.sampled_from([str(n) for n in range(8)])
 user_ids = st.integers(min_value=1, max_value=4)

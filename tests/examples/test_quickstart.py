@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import POSTGRES, free_port
+from tests.helpers import POSTGRES, backend_independent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORED = shutil.ignore_patterns(".venv", ".git", ".demo", ".mypy_cache", ".ruff_cache",
@@ -59,6 +59,7 @@ def demo_output(checkout: Path) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 def test_demo_command_succeeds_in_a_fresh_checkout(
     demo_output: subprocess.CompletedProcess[str],
@@ -67,6 +68,7 @@ def test_demo_command_succeeds_in_a_fresh_checkout(
     assert "Traceback" not in demo_output.stderr
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 @pytest.mark.parametrize("check", ["trial granted", "invoice sent", "payment confirmed",
                                    "quota used", "refund done"])
@@ -75,6 +77,7 @@ def test_demo_story_check_passes(demo_output: subprocess.CompletedProcess[str],
     assert f"[ok] {check}" in demo_output.stdout
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 def test_demo_prints_the_conversation(demo_output: subprocess.CompletedProcess[str]) -> None:
     lines = demo_output.stdout.splitlines()
@@ -119,6 +122,7 @@ def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -
     raise AssertionError(f"{marker!r} never printed:\n" + "\n".join(lines[-40:]))
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 def test_demo_serves_api_and_admin_with_the_printed_credentials(
     checkout: Path, demo_output: subprocess.CompletedProcess[str]
@@ -191,6 +195,7 @@ def test_demo_runs_against_postgresql_with_database_url() -> None:
     assert "all checks passed" in done.stdout
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 async def test_demo_with_a_token_polls_the_api_server_named_by_env(tmp_path: Path) -> None:
     """``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_API_SERVER``: the real-bot path, against a loopback
@@ -241,6 +246,7 @@ def is_running(pid: int) -> bool:
     return status.exists() and "\nState:\tZ" not in status.read_text()
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_offline_demo_with_web_server_stops_cleanly_on_a_signal(
@@ -267,6 +273,7 @@ def test_offline_demo_with_web_server_stops_cleanly_on_a_signal(
     assert not port_is_open(port)
 
 
+@backend_independent  # the demo's own SQLite database, whatever the suite's
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 async def test_demo_bot_and_web_server_stop_cleanly_through_dev_py(
