@@ -213,11 +213,11 @@ class GiftService:
 
     @classmethod
     def mark_refunded(cls, order_id: Any) -> None:
-        """A gift whose order was refunded can no longer be claimed."""
+        """A gift whose order was refunded can no longer be claimed; a claimed one is marked
+        ``refunded`` too (its claimer's units were revoked), keeping ``claimed_by``."""
         pk = coerce_pk(getattr(order_id, "pk", order_id))
         if pk is not None:
-            Gift.objects.filter(order_id=pk).exclude(status=Gift.Status.CLAIMED).update(
-                status=Gift.Status.REFUNDED)
+            Gift.objects.filter(order_id=pk).update(status=Gift.Status.REFUNDED)
 
 
 def _check_claimable(gift: Gift, user_pk: int, now: datetime) -> None:
