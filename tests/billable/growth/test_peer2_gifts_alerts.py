@@ -284,3 +284,27 @@ def test_alert_scan_changes_no_balance(shop: Shop, user: Any) -> None:
     assert Transaction.objects.aggregate(total=Sum("amount")) == before
     assert TransactionService.get_balance(user.pk, "CREDITS") == 2
     assert_ledger_consistent()
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_scans_record_each_notice_once(shop: Shop,
+                                                  make_user: Callable[..., Any]) -> None:
+    from billable.signals import quota_low
+
+    ProductAlert.objects.create(product=shop["credits"], low_balance_units=3)
+    customers = [make_user() for _ in range(3)]
+    for customer in customers:
+        TransactionService.grant_offer(customer.pk, shop["pack"])
+        spend(customer, 9)
+    heard: list[Any] = []
+    quota_low.connect(lambda sender, **kw: heard.append(kw["user_id"]), weak=False,
+                      dispatch_uid="peer2-low")
+    try:
+        results = run_in_threads(6, lambda i: AlertService.scan())
+    finally:
+        quota_low.disconnect(dispatch_uid="peer2-low")
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert sum(r.low_balance for r in results) == 3
+    assert AlertNotice.objects.count() == 3
+    assert sorted(heard) == sorted(c.pk for c in customers)

@@ -464,3 +464,60 @@ def test_identity_type_the_database_cannot_store_is_invalid_input(
     with pytest.raises(InvalidInput):
         TrialHistory.has_used_trial({kind: 1})
     assert snapshot() == (0, 0, 0, 0)
+
+
+def test_grant_code_for_an_inactive_offer_is_refused(shop: Shop, make_code: Callable[..., Any],
+                                                     user: Any) -> None:
+    make_code("GONE", offer=shop["free"])
+    shop["free"].is_active = False
+    shop["free"].save()
+    with pytest.raises(PromoNotApplicable) as caught:
+        PromoService.redeem("GONE", user_id=user.pk)
+    assert caught.value.code == "promo_not_applicable"
+    assert snapshot() == (0, 0, 0, 0)
+    assert PromoCode.objects.get().uses_count == 0
+
+
+def test_discount_for_an_inactive_offer_is_refused(shop: Shop, make_code: Callable[..., Any],
+                                                   user: Any) -> None:
+    make_code("ANYOFFER", kind="percent", percent_off=10)
+    shop["pack"].is_active = False
+    shop["pack"].save()
+    with pytest.raises(BillableError):
+        PromoService.redeem("ANYOFFER", user_id=user.pk, sku="PACK_10")
+    assert snapshot() == (0, 0, 0, 0)
+
+
+def test_promo_grant_and_the_release_of_a_reservation_write_their_events(
+        shop: Shop, make_code: Callable[..., Any], user: Any) -> None:
+    from billable.events.outbox import subscribed_types
+    from billable.models import EventEndpoint, OutboxEvent
+
+    subscribed_types.clear()
+    EventEndpoint.objects.create(url="http://127.0.0.1:9/none",
+                                 event_types=["grant.created", "order.cancelled"])
+    try:
+        make_code("EV-GRANT", offer=shop["free"])
+        make_code("EV-DISC", kind="percent", percent_off=10, offer=shop["pack"])
+        PromoService.redeem("EV-GRANT", user_id=user.pk)
+        reserved = PromoService.redeem("EV-DISC", user_id=user.pk)
+        PromoRedemption.objects.filter(pk=reserved.redemption.pk).update(
+            created_at=timezone.now() - timedelta(days=1))
+        call_command("billable_growth_sweep", stdout=_Sink())
+        grant = OutboxEvent.objects.get(event_type="grant.created").payload
+        assert (grant["source"], grant["quantity"], grant["user_id"]) == ("promo", 5, user.pk)
+        cancelled = OutboxEvent.objects.get(event_type="order.cancelled").payload
+        assert cancelled["order_id"] == reserved.order.pk
+    finally:
+        subscribed_types.clear()
+
+
+def test_discount_code_whose_own_offer_is_inactive_is_refused(
+        shop: Shop, make_code: Callable[..., Any], user: Any) -> None:
+    make_code("RETIRED", kind="percent", percent_off=10, offer=shop["pack"])
+    shop["pack"].is_active = False
+    shop["pack"].save()
+    for call in (PromoService.redeem, PromoService.quote):
+        with pytest.raises(PromoNotApplicable):
+            call("RETIRED", user_id=user.pk)
+    assert snapshot() == (0, 0, 0, 0)

@@ -337,3 +337,44 @@ def test_documented_series_move_after_the_documented_actions(
     assert 'billable_backlog_items{backlog="events"}' in after
     assert 'billable_backlog_oldest_age_seconds{backlog="events"}' in after
     assert "billable_api_request_duration_seconds_bucket" in after
+
+
+@pytest.mark.parametrize("token", ["bk_" + "A" * 200, "not-a-key-" + "x" * 40])
+def test_token_that_cannot_be_a_key_is_refused_without_a_query(
+        token: str, django_assert_max_num_queries: Any) -> None:
+    with django_assert_max_num_queries(0):
+        assert Peer(f"Bearer {token}").get("/catalog").status == 401
+
+
+# --- referrals over REST ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"referrer_id": "a", "referee_id": "b"}, {"referrer_id": 10**30, "referee_id": 1},
+    {"referrer_id": 1, "referee_id": 1}, {"referrer_id": [1], "referee_id": 2},
+    {"provider": "telegram", "referrer_external_id": "\u0000", "referee_external_id": "2"},
+    {"provider": "telegram", "referrer_external_id": "nobody", "referee_external_id": "none"},
+    {"referrer_id": 1, "referee_id": 2, "metadata": {"k": "\u0000"}},
+])
+def test_hostile_referral_bodies_get_a_4xx_json_answer(make_user: Callable[..., Any],
+                                                       body: dict[str, Any]) -> None:
+    users = {1: make_user().pk, 2: make_user().pk}
+    body = {key: users.get(value, value) if key.endswith("_id") and isinstance(value, int)
+            else value for key, value in body.items()}
+    answer = Peer().post("/referrals", body)
+    assert 400 <= answer.status < 500, (answer.status, answer.text)
+    assert isinstance(answer.body, dict)
+    from billable.models import Referral
+
+    assert Referral.objects.count() == 0
+
+
+def test_referral_over_rest_then_stats(make_user: Callable[..., Any]) -> None:
+    referrer, referee = make_user(), make_user()
+    body = {"referrer_id": referrer.pk, "referee_id": referee.pk}
+    first = Peer().ok("POST", "/referrals", body)
+    assert first["message"] == "Referral assigned" and first["data"]["created"] is True
+    second = Peer().post("/referrals", body)
+    assert second.status in {200, 400}, second.text
+    stats = Peer().ok("GET", "/referrals/stats", {"user_id": referrer.pk})
+    assert stats["data"] == {"count": 1}
