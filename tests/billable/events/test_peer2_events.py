@@ -290,3 +290,37 @@ def test_valid_endpoint_passes_validation() -> None:
 def test_worker_options_that_break_the_rules_stop_it(options: dict[str, Any]) -> None:
     with pytest.raises(CommandError):
         deliver(**options)
+
+
+def test_inactive_endpoint_keeps_its_deliveries_until_it_is_active_again(
+        make_endpoint: Callable[..., Any], paid_order: Callable[..., Any]) -> None:
+    with running(Recorder("s")) as receiver:
+        endpoint = make_endpoint(receiver.url, types=["payment.confirmed"], secret="s")
+        paid_order()
+        endpoint.is_active = False
+        endpoint.save()
+        assert "Attempted 0" in deliver()
+        paid_order()    # no new delivery for an inactive endpoint
+        assert EventDelivery.objects.count() == 1
+        endpoint.is_active = True
+        endpoint.save()
+        deliver()
+    assert len(receiver.raw) == 1
+    assert EventDelivery.objects.get().state == "delivered"
+
+
+def test_replay_events_reaches_an_endpoint_created_after_the_event(
+        make_endpoint: Callable[..., Any], paid_order: Callable[..., Any]) -> None:
+    from billable.events import replay_events
+
+    make_endpoint(types=["payment.confirmed"])
+    paid_order()
+    with running(Recorder("late")) as receiver:
+        make_endpoint(receiver.url, types=["payment.confirmed"], secret="late")
+        replay_events(OutboxEvent.objects.all())
+        assert EventDelivery.objects.count() == 2
+        EventDelivery.objects.filter(endpoint__secret="late").update(
+            next_attempt_at=timezone.now() - timedelta(seconds=1))
+        deliver()
+    assert len(receiver.handled) == 1
+    assert receiver.handled[0] == str(OutboxEvent.objects.get().event_id)

@@ -308,3 +308,12 @@ def test_concurrent_scans_record_each_notice_once(shop: Shop,
     assert sum(r.low_balance for r in results) == 3
     assert AlertNotice.objects.count() == 3
     assert sorted(heard) == sorted(c.pk for c in customers)
+
+
+def test_gift_of_an_inactive_offer_is_refused(shop: Shop,
+                                              make_user: Callable[..., Any]) -> None:
+    shop["pack"].is_active = False
+    shop["pack"].save()
+    with pytest.raises(BillableError):
+        GiftService.create_gift(make_user().pk, "PACK_10")
+    assert Gift.objects.count() == 0

@@ -521,3 +521,9 @@ def test_discount_code_whose_own_offer_is_inactive_is_refused(
         with pytest.raises(PromoNotApplicable):
             call("RETIRED", user_id=user.pk)
     assert snapshot() == (0, 0, 0, 0)
+
+
+def test_code_with_surrounding_spaces_is_the_same_code(shop: Shop, make_code: Callable[..., Any],
+                                                       user: Any) -> None:
+    make_code("SPACED", offer=shop["free"])
+    assert PromoService.redeem("  spaced\n", user_id=user.pk).redemption.status == "redeemed"

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -244,8 +245,8 @@ def test_revocation_and_expiry_take_effect_at_once() -> None:
     assert revoke_api_key(key.pk) is True
     assert revoke_api_key(key.pk) is False
     assert peer.get("/catalog").status == 401
-    expired, expired_token = create_api_key("expired", ["catalog:read"],
-                                            expires_at=timezone.now() - timedelta(seconds=1))
+    _, expired_token = create_api_key("expired", ["catalog:read"],
+                                      expires_at=timezone.now() - timedelta(seconds=1))
     assert Peer(f"Bearer {expired_token}").get("/catalog").body == {"detail": "Unauthorized"}
 
 
@@ -378,3 +379,34 @@ def test_referral_over_rest_then_stats(make_user: Callable[..., Any]) -> None:
     assert second.status in {200, 400}, second.text
     stats = Peer().ok("GET", "/referrals/stats", {"user_id": referrer.pk})
     assert stats["data"] == {"count": 1}
+
+
+def test_refusals_and_jobs_move_their_documented_series(shop: Shop, user: Any) -> None:
+    pytest.importorskip("prometheus_client")
+    from django.core.management import call_command
+
+    from billable.models import Reservation
+    from tests.billable.ledger_support import make_batch
+
+    _, reader = create_api_key("prometheus", ["metrics:read"])
+    auth = f"Bearer {reader}"
+    before = scrape(auth).content.decode()
+    Peer("Bearer nope").get("/catalog")
+    keyed("catalog:read").post("/orders/1/refund", {})
+    make_batch(user, shop["credits"], 4, age_days=3, expires_in_days=-1)
+    TransactionService.grant_offer(user.pk, shop["pack"])
+    hold = TransactionService.reserve_quota(user.pk, "CREDITS", amount=2)
+    Reservation.objects.filter(pk=hold).update(expires_at=timezone.now() - timedelta(seconds=5))
+    call_command("billable_expire", stdout=StringIO())
+    after = scrape(auth).content.decode()
+
+    def moved(name: str, **labels: str) -> float:
+        return series(after, name, **labels) - series(before, name, **labels)
+
+    assert moved("billable_api_requests_total", route="/catalog", status="401") == 1
+    assert moved("billable_api_requests_total", route="/orders/{order_id}/refund",
+                 status="403") == 1
+    assert moved("billable_batches_expired_total") == 1
+    assert moved("billable_holds_expired_total") == 1
+    assert TransactionService.get_balance(user.pk, "CREDITS") == 10
+    assert TransactionService.check_ledger() == []
