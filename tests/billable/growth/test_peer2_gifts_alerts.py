@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db.models import Sum
-from django.utils import timezone
 
 from billable.exceptions import (
     BillableError,
@@ -75,25 +72,6 @@ def test_gift_is_paid_without_granting_and_claimed_exactly_once(
     assert_ledger_consistent()
 
 
-def test_unpaid_gift_cannot_be_claimed(shop: Shop, make_user: Callable[..., Any]) -> None:
-    gift = GiftService.create_gift(make_user().pk, "pack_10")
-    with pytest.raises(GiftExpired) as caught:
-        GiftService.claim(gift.token, user_id=make_user().pk)
-    assert caught.value.code == "gift_expired"
-    assert QuotaBatch.objects.count() == 0
-
-
-def test_gift_past_its_expiry_cannot_be_claimed(shop: Shop, make_user: Callable[..., Any],
-                                               paid_gift: Callable[..., Any]) -> None:
-    gift = paid_gift(make_user())
-    Gift.objects.filter(pk=gift.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    with pytest.raises(GiftExpired):
-        GiftService.claim(gift.token, user_id=make_user().pk)
-    assert QuotaBatch.objects.count() == 0
-    GiftService.expire_gifts()
-    assert Gift.objects.get(pk=gift.pk).status == "expired"
-
-
 def test_refunding_a_claimed_gift_marks_it_refunded(
         shop: Shop, make_user: Callable[..., Any], paid_gift: Callable[..., Any],
         django_capture_on_commit_callbacks: Any) -> None:
@@ -108,15 +86,6 @@ def test_refunding_a_claimed_gift_marks_it_refunded(
     with pytest.raises(GiftExpired):
         GiftService.claim(gift.token, user_id=make_user().pk)
     assert_ledger_consistent()
-
-
-def test_refunded_gift_cannot_be_claimed(shop: Shop, make_user: Callable[..., Any],
-                                         paid_gift: Callable[..., Any]) -> None:
-    gift = paid_gift(make_user())
-    OrderService.refund_order(gift.order_id)
-    with pytest.raises(GiftExpired):
-        GiftService.claim(gift.token, user_id=make_user().pk)
-    assert QuotaBatch.objects.count() == 0
 
 
 @pytest.mark.parametrize("token", ["", "nope", "a\x00b", "x" * 10_000, None, 12, ["t"]])
@@ -207,31 +176,6 @@ def spend(user: Any, amount: int) -> None:
     assert TransactionService.consume_quota(user.pk, "CREDITS", amount=amount)["success"]
 
 
-def test_low_balance_notice_once_per_crossing_and_again_after_a_top_up(
-        shop: Shop, user: Any) -> None:
-    ProductAlert.objects.create(product=shop["credits"], low_balance_units=3)
-    TransactionService.grant_offer(user.pk, shop["pack"])  # 10
-    spend(user, 6)
-    assert AlertService.scan().low_balance == 0            # 4 > 3
-    spend(user, 1)
-    assert AlertService.scan().low_balance == 1            # 3: at the threshold
-    spend(user, 1)
-    assert AlertService.scan().low_balance == 0            # still low: not again
-    TransactionService.grant_offer(user.pk, shop["pack"])  # 12: a new grant
-    assert AlertService.scan().low_balance == 0
-    spend(user, 10)
-    assert AlertService.scan().low_balance == 1            # a new crossing
-    assert AlertNotice.objects.filter(kind="low_balance", user=user).count() == 2
-
-
-def test_top_up_before_the_scan_means_no_notice(shop: Shop, user: Any) -> None:
-    ProductAlert.objects.create(product=shop["credits"], low_balance_units=3)
-    TransactionService.grant_offer(user.pk, shop["pack"])
-    spend(user, 9)
-    TransactionService.grant_offer(user.pk, shop["pack"])
-    assert AlertService.scan().low_balance == 0
-
-
 def test_larger_of_units_and_percent_thresholds_wins(shop: Shop, user: Any) -> None:
     ProductAlert.objects.create(product=shop["credits"], low_balance_units=1,
                                 low_balance_percent=50)
@@ -239,21 +183,6 @@ def test_larger_of_units_and_percent_thresholds_wins(shop: Shop, user: Any) -> N
     spend(user, 5)
     assert AlertService.scan().low_balance == 1
     assert AlertNotice.objects.get().threshold == 5
-
-
-def test_expiry_notice_once_per_batch(shop: Shop, user: Any,
-                                      make_offer: Callable[..., Any]) -> None:
-    ProductAlert.objects.create(product=shop["credits"], expiry_days=3)
-    week = make_offer("WEEK", items=[(shop["credits"], 5, "days", 7)])
-    month = make_offer("MONTH", items=[(shop["credits"], 5, "days", 30)])
-    TransactionService.grant_offer(user.pk, week)
-    TransactionService.grant_offer(user.pk, month)
-    assert AlertService.scan().expiring == 0
-    later = timezone.now() + timedelta(days=5)
-    assert AlertService.scan(now=later).expiring == 1
-    assert AlertService.scan(now=later).expiring == 0
-    assert AlertService.scan(now=later + timedelta(hours=1)).expiring == 0
-    assert AlertNotice.objects.get(kind="expiring").batch.expires_at < later + timedelta(days=3)
 
 
 def test_disabled_customer_notice_is_recorded_but_skipped(shop: Shop,
@@ -273,17 +202,6 @@ def test_disabled_customer_notice_is_recorded_but_skipped(shop: Shop,
     assert AlertNotice.objects.get(user=quiet).delivery == "skipped"
     assert AlertNotice.objects.get(user=loud).delivery == "sent"
     assert AlertService.claim_notices(provider="telegram", limit=10) == []
-
-
-def test_alert_scan_changes_no_balance(shop: Shop, user: Any) -> None:
-    ProductAlert.objects.create(product=shop["credits"], low_balance_units=3, expiry_days=30)
-    TransactionService.grant_offer(user.pk, shop["pack"])
-    spend(user, 8)
-    before = Transaction.objects.aggregate(total=Sum("amount"))
-    AlertService.scan()
-    assert Transaction.objects.aggregate(total=Sum("amount")) == before
-    assert TransactionService.get_balance(user.pk, "CREDITS") == 2
-    assert_ledger_consistent()
 
 
 @requires_postgres
