@@ -177,6 +177,16 @@ class GiftService:
         return await sync_to_async(cls.claim)(token, user_id=user_id, metadata=metadata)
 
     @classmethod
+    def status_of(cls, gift: Gift, *, now: datetime | None = None) -> str:
+        """The gift's status as a claim sees it: a ``ready`` gift past its expiry is
+        ``expired`` whether or not the sweep has marked it yet."""
+        now = now or timezone.now()
+        if gift.status == Gift.Status.READY and gift.expires_at is not None and (
+                now >= gift.expires_at):
+            return str(Gift.Status.EXPIRED)
+        return str(gift.status)
+
+    @classmethod
     def expire_gifts(cls, *, now: datetime | None = None) -> list[Gift]:
         """Ready gifts past their expiry become ``expired``; returns them (to refund)."""
         now = now or timezone.now()

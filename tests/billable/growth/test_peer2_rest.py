@@ -373,3 +373,15 @@ def test_refusals_and_jobs_move_their_documented_series(shop: Shop, user: Any) -
     assert moved("billable_holds_expired_total") == 1
     assert TransactionService.get_balance(user.pk, "CREDITS") == 10
     assert TransactionService.check_ledger() == []
+
+
+def test_gift_past_its_expiry_is_shown_expired_before_the_sweep_runs(
+        shop: Shop, make_user: Callable[..., Any], paid_gift: Callable[..., Any]) -> None:
+    from billable.models import Gift
+
+    gift = paid_gift(make_user())
+    Gift.objects.filter(pk=gift.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    shown = Peer().ok("GET", f"/gifts/{gift.token}")["data"]
+    assert (shown["status"], shown["claimable"]) == ("expired", False)
+    refused(Peer().post(f"/gifts/{gift.token}/claim", {"user_id": make_user().pk}), 409,
+            "gift_expired")
