@@ -235,3 +235,13 @@ def test_gift_of_an_inactive_offer_is_refused(shop: Shop,
     with pytest.raises(BillableError):
         GiftService.create_gift(make_user().pk, "PACK_10")
     assert Gift.objects.count() == 0
+
+
+@pytest.mark.parametrize("user_id", [None, "x", 10**30, 999_999_999])
+def test_opt_out_of_an_unknown_customer_is_user_not_found(user_id: Any) -> None:
+    from billable.exceptions import UserNotFound
+    from billable.models import NotificationPreference
+
+    with pytest.raises(UserNotFound):
+        AlertService.set_enabled(user_id, False)
+    assert NotificationPreference.objects.count() == 0
