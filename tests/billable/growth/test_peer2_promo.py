@@ -481,3 +481,23 @@ def test_code_with_surrounding_spaces_is_the_same_code(shop: Shop, make_code: Ca
                                                        user: Any) -> None:
     make_code("SPACED", offer=shop["free"])
     assert PromoService.redeem("  spaced\n", user_id=user.pk).redemption.status == "redeemed"
+
+
+def test_merging_two_customers_who_both_used_a_code_keeps_both_uses(
+        shop: Shop, make_code: Callable[..., Any], make_user: Callable[..., Any]) -> None:
+    make_code("BOTH", offer=shop["free"])
+    make_code("PENDING", kind="percent", percent_off=10, offer=shop["pack"])
+    target, source = make_user(), make_user()
+    ExternalIdentity.objects.create(provider="telegram", external_id="31", user=target)
+    ExternalIdentity.objects.create(provider="telegram2", external_id="32", user=source)
+    PromoService.redeem("BOTH", user_id=target.pk)
+    PromoService.redeem("BOTH", user_id=source.pk)
+    reserved = PromoService.redeem("PENDING", user_id=source.pk)
+    CustomerService.merge_customers(target.pk, source.pk)
+    assert TransactionService.get_balance(target.pk, "credits") == 10
+    assert PromoCode.objects.get(code="BOTH").uses_count == 2
+    with pytest.raises(PromoAlreadyUsed):
+        PromoService.redeem("PENDING", user_id=target.pk)
+    OrderService.pay_order(reserved.order.id, payment_id="after-merge", payment_method="card")
+    assert TransactionService.get_balance(target.pk, "credits") == 20
+    assert_ledger_consistent()

@@ -385,3 +385,16 @@ def test_gift_past_its_expiry_is_shown_expired_before_the_sweep_runs(
     assert (shown["status"], shown["claimable"]) == ("expired", False)
     refused(Peer().post(f"/gifts/{gift.token}/claim", {"user_id": make_user().pk}), 409,
             "gift_expired")
+
+
+def test_revocation_by_another_process_takes_effect_at_once() -> None:
+    """A key revoked elsewhere (here a bare UPDATE: no signal, no cache hook of this process)
+    is refused on the next request."""
+    key, token = create_api_key("elsewhere", ["catalog:read"])
+    peer = Peer(f"Bearer {token}")
+    assert peer.get("/catalog").status == 200
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    assert peer.get("/catalog").status == 401
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=None,
+                                            expires_at=timezone.now() - timedelta(seconds=1))
+    assert peer.get("/catalog").status == 401
