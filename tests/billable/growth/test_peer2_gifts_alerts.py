@@ -109,7 +109,7 @@ def test_gift_of_an_unknown_offer_is_refused(shop: Shop, make_user: Callable[...
     assert Gift.objects.count() == 0
 
 
-@pytest.mark.parametrize("user_id", [None, "abc", 10**30, -5])
+@pytest.mark.parametrize("user_id", [None, "abc", 10**30, -5, 999_999_999])
 def test_gift_claim_by_a_bad_user_id_is_refused(shop: Shop, make_user: Callable[..., Any],
                                                 paid_gift: Callable[..., Any],
                                                 user_id: Any) -> None:
@@ -117,6 +117,9 @@ def test_gift_claim_by_a_bad_user_id_is_refused(shop: Shop, make_user: Callable[
     with pytest.raises(BillableError):
         GiftService.claim(gift.token, user_id=user_id)
     assert Gift.objects.get(pk=gift.pk).status == "ready"
+    with pytest.raises(BillableError):
+        GiftService.create_gift(user_id, "PACK_10")
+    assert Gift.objects.count() == 1
 
 
 @requires_postgres

@@ -501,3 +501,36 @@ def test_merging_two_customers_who_both_used_a_code_keeps_both_uses(
     OrderService.pay_order(reserved.order.id, payment_id="after-merge", payment_method="card")
     assert TransactionService.get_balance(target.pk, "credits") == 20
     assert_ledger_consistent()
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_paying_while_the_sweep_releases_never_pays_a_released_reservation(
+        shop: Shop, make_code: Callable[..., Any], make_user: Callable[..., Any]) -> None:
+    make_code("TIGHT", kind="percent", percent_off=10, offer=shop["pack"])
+    for round_ in range(4):
+        customer = make_user()
+        result = PromoService.redeem("TIGHT", user_id=customer.pk)
+        PromoRedemption.objects.filter(pk=result.redemption.pk).update(
+            created_at=timezone.now() - timedelta(days=1))
+
+        def race(i: int, order_id: int = result.order.pk, n: int = round_) -> Any:
+            if i == 0:
+                return OrderService.pay_order(order_id, payment_id=f"tight-{n}",
+                                              payment_method="card")
+            return PromoService.release_stale()
+
+        paid, _ = run_in_threads(2, race)
+        PromoService.release_stale()      # the sweep's next pass settles what is left
+        order = Order.objects.get(pk=result.order.pk)
+        redemption = PromoRedemption.objects.get(pk=result.redemption.pk)
+        if isinstance(paid, BaseException):
+            assert isinstance(paid, OrderStateError), paid
+            assert (order.status, redemption.status) == ("cancelled", "released")
+            assert TransactionService.get_balance(customer.pk, "credits") == 0
+        else:
+            assert (order.status, redemption.status) == ("paid", "redeemed")
+            assert TransactionService.get_balance(customer.pk, "credits") == 10
+    assert PromoCode.objects.get().uses_count == PromoRedemption.objects.filter(
+        status="redeemed").count()
+    assert_ledger_consistent()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from importlib.util import find_spec
 from io import StringIO
 from typing import Any
 
@@ -246,6 +247,10 @@ def test_garbled_authorization_headers_are_401_json(header: str) -> None:
     post = client.post("/api/v1/billing/wallet/consume", "{}", content_type="application/json",
                        headers={"Authorization": header})
     assert post.status_code == 401
+    assert client.get("/api/v1/billing/openapi.json",
+                      headers={"Authorization": header}).status_code == 401
+    if find_spec("prometheus_client") and header.strip():
+        assert scrape(header).status_code == 401
 
 
 def test_scheme_is_case_insensitive() -> None:
