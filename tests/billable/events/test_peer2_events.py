@@ -262,3 +262,16 @@ def test_replay_events_reaches_an_endpoint_created_after_the_event(
         deliver()
     assert len(receiver.handled) == 1
     assert receiver.handled[0] == str(OutboxEvent.objects.get().event_id)
+
+
+@override_settings(BILLABLE_EVENTS_MAX_ATTEMPTS=1)
+def test_dead_delivery_stops_holding_back_the_customers_later_events(
+        make_endpoint: Callable[..., Any], paid_order: Callable[..., Any], user: Any) -> None:
+    with running(Recorder("s", statuses=[500])) as receiver:
+        make_endpoint(receiver.url, types=["payment.confirmed"], secret="s")
+        first, second = paid_order(user), paid_order(user)
+        deliver()
+        deliver()
+    states = dict(EventDelivery.objects.values_list("event__payload__order_id", "state"))
+    assert states == {first.id: "dead", second.id: "delivered"}
+    assert EventDelivery.objects.get(state="dead").last_status == 500
