@@ -86,9 +86,10 @@ async def redeem_promo(request: HttpRequest, data: PromoRedeemSchema) -> Any:
 async def gift_status(request: HttpRequest, token: Label) -> Any:
     """A gift's offer and state (the buyer is not disclosed)."""
     gift = await GiftService.aget_gift(token)
+    status = GiftService.status_of(gift)
     return {"success": True, "message": "Gift found", "data": {
-        "sku": gift.offer.sku, "name": gift.offer.name, "status": gift.status,
-        "claimable": gift.status == Gift.Status.READY,
+        "sku": gift.offer.sku, "name": gift.offer.name, "status": status,
+        "claimable": status == Gift.Status.READY,
         "expires_at": gift.expires_at.isoformat() if gift.expires_at else None}}
 
 

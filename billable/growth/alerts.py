@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -225,9 +226,12 @@ class AlertService:
 
     @classmethod
     def set_enabled(cls, user_id: Any, enabled: bool) -> bool:
-        """Turn alert messages on or off for ``user_id``; returns the new value."""
+        """Turn alert messages on or off for ``user_id``; returns the new value.
+
+        ``UserNotFound`` for an id that names no account (never a foreign-key error at commit).
+        """
         pk = coerce_pk(getattr(user_id, "pk", user_id))
-        if pk is None:
+        if pk is None or not get_user_model().objects.filter(pk=pk).exists():
             raise UserNotFound(f"User {user_id} not found")
         NotificationPreference.objects.update_or_create(
             user_id=pk, defaults={"alerts_enabled": bool(enabled), "updated_at": timezone.now()})

@@ -177,6 +177,16 @@ class GiftService:
         return await sync_to_async(cls.claim)(token, user_id=user_id, metadata=metadata)
 
     @classmethod
+    def status_of(cls, gift: Gift, *, now: datetime | None = None) -> str:
+        """The gift's status as a claim sees it: a ``ready`` gift past its expiry is
+        ``expired`` whether or not the sweep has marked it yet."""
+        now = now or timezone.now()
+        if gift.status == Gift.Status.READY and gift.expires_at is not None and (
+                now >= gift.expires_at):
+            return str(Gift.Status.EXPIRED)
+        return str(gift.status)
+
+    @classmethod
     def expire_gifts(cls, *, now: datetime | None = None) -> list[Gift]:
         """Ready gifts past their expiry become ``expired``; returns them (to refund)."""
         now = now or timezone.now()
@@ -213,11 +223,11 @@ class GiftService:
 
     @classmethod
     def mark_refunded(cls, order_id: Any) -> None:
-        """A gift whose order was refunded can no longer be claimed."""
+        """A gift whose order was refunded can no longer be claimed; a claimed one is marked
+        ``refunded`` too (its claimer's units were revoked), keeping ``claimed_by``."""
         pk = coerce_pk(getattr(order_id, "pk", order_id))
         if pk is not None:
-            Gift.objects.filter(order_id=pk).exclude(status=Gift.Status.CLAIMED).update(
-                status=Gift.Status.REFUNDED)
+            Gift.objects.filter(order_id=pk).update(status=Gift.Status.REFUNDED)
 
 
 def _check_claimable(gift: Gift, user_pk: int, now: datetime) -> None:

@@ -161,15 +161,20 @@ def _used_by(promo: PromoCode, pairs: list[tuple[str, str]]) -> bool:
     return PromoIdentityUse.objects.filter(query, promo=promo).exists()
 
 
+def _own_offer(promo: PromoCode, missing: str) -> Offer:
+    """The code's own offer; a deactivated offer is retired, and so are the codes naming it."""
+    if promo.offer is None:
+        raise PromoNotApplicable(missing)
+    if not promo.offer.is_active:
+        raise PromoNotApplicable("The offer of this promo code is no longer available")
+    return promo.offer
+
+
 def _target_offer(promo: PromoCode, sku: Any) -> Offer:
     if promo.kind == PromoCode.Kind.GRANT:
-        if promo.offer is None:
-            raise PromoNotApplicable("This promo code grants nothing")
-        return promo.offer
+        return _own_offer(promo, "This promo code grants nothing")
     if sku is None or (isinstance(sku, str) and not sku.strip()):
-        if promo.offer is None:
-            raise PromoNotApplicable("Name the offer to discount (sku)")
-        return promo.offer
+        return _own_offer(promo, "Name the offer to discount (sku)")
     offer = Offer.objects.filter(sku=safe_text(str(sku).strip(), field="sku"),
                                  is_active=True).first()
     if offer is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
@@ -43,6 +44,27 @@ class EventEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.url
+
+    def clean(self) -> None:
+        """Refuse a configuration that could never deliver: a URL that is not ``http(s)://``
+        (or holds a NUL), ``event_types`` that is not a list of catalogued type names
+        (``ping`` included), an empty secret. Run by the admin's form and ``full_clean()``."""
+        from billable.events.types import EVENT_TYPES  # the event package imports the models
+
+        errors: dict[str, str] = {}
+        url = str(self.url or "")
+        if "\x00" in url or not url.lower().startswith(("http://", "https://")):
+            errors["url"] = "Events are POSTed over HTTP: use an http:// or https:// URL."
+        known = {*EVENT_TYPES, "ping"}
+        types = self.event_types
+        if not isinstance(types, list) or not all(isinstance(kind, str) for kind in types):
+            errors["event_types"] = "A list of event type names (empty: every type)."
+        elif unknown := sorted(set(types) - known):
+            errors["event_types"] = f"Unknown event types: {', '.join(unknown)}."
+        if not str(self.secret or "").strip():
+            errors["secret"] = "An endpoint needs a signing secret."
+        if errors:
+            raise ValidationError(errors)
 
     def accepts(self, event_type: str) -> bool:
         """Whether this endpoint subscribes to ``event_type``."""

@@ -56,8 +56,10 @@ class TrialHistory(models.Model):
         merged: dict[str, Any] = dict(identities or {})
         for name, value in kwargs.items():
             merged[IDENTITY_KWARGS.get(name, name)] = value
+        from billable.validation import safe_text  # the validators import the models
+
         return [
-            (str(kind), cls.generate_identity_hash(value))
+            (safe_text(str(kind), field="identity type"), cls.generate_identity_hash(value))
             for kind, value in merged.items()
             if value not in (None, "") and str(value).strip()
         ]

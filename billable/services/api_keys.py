@@ -63,8 +63,8 @@ def create_api_key(name: str, scopes: Iterable[str], *,
         raise InvalidInput("An API key needs a name of 1 to 100 characters", field="name")
     try:
         wanted = normalize_scopes(scopes)
-    except UnknownScope as exc:
-        raise InvalidInput(str(exc), field="scopes") from exc
+    except UnknownScope as exc:  # keep the stable code ``unknown_scope``; name the field
+        raise UnknownScope(str(exc), field="scopes") from exc
     if not wanted:
         raise InvalidInput("An API key needs at least one scope ('admin' for all)",
                            field="scopes")
