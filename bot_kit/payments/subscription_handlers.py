@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -33,6 +35,8 @@ from bot_kit.payments.subscriptions import (
 )
 from bot_kit.paywall import format_price
 from bot_kit.texts import get_text, period_text
+
+logger = logging.getLogger("bot_kit.payments")
 
 
 class SubscribeOffer(CallbackData, prefix="bk_sub"):
@@ -159,8 +163,18 @@ def _add_management(router: Router, config: BillingConfig) -> None:
         await query.answer()
         lang = await language(billing_lang, query.from_user, config)
         canceled = callback_data.action == "cancel"
-        subscription, event = await set_subscription_canceled(
-            bot, query.from_user.id, canceled=canceled, subscription_id=callback_data.sub or None)
+        try:
+            subscription, event = await set_subscription_canceled(
+                bot, query.from_user.id, canceled=canceled,
+                subscription_id=callback_data.sub or None)
+        except TelegramBadRequest as refused:
+            # Telegram refused (the subscription ended, the user cancelled it in Telegram …):
+            # nothing was changed, so say so plainly instead of failing the update.
+            logger.warning("editUserStarSubscription refused for user %s: %s",
+                           query.from_user.id, refused.message)
+            await bot.send_message(chat_id=query.from_user.id, parse_mode=None,
+                                   text=get_text("subscription_change_refused", lang, config))
+            return
         key = "subscription_canceled" if canceled else "subscription_resumed"
         await bot.send_message(chat_id=query.from_user.id,
                                text=get_text(key, lang, config,
