@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from bot_kit import BillingConfig, requires_quota
 from bot_kit.testing import FakeSession, UpdateFactory
-from tests.bot_kit.peer import assert_no_leak, buttons, texts
+from tests.bot_kit.peer import assert_no_leak, buttons
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
