@@ -26,10 +26,12 @@ from bot_kit.notices import format_date, offer_name, subscription_changed
 from bot_kit.payments.errors import AlreadySubscribed
 from bot_kit.payments.handlers import language, resolve_user_id
 from bot_kit.payments.invoices import apurchasable_offers, from_minor_units
+from bot_kit.payments.payload import issuing_bot
 from bot_kit.payments.subscriptions import (
     aapply_subscription_update,
     alatest_subscription,
     aprepare_subscription,
+    belongs_to,
     create_subscription_link,
     set_subscription_canceled,
 )
@@ -147,7 +149,8 @@ def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
                          name=await offer_name(current.sku, lang),
                          state=get_text(f"subscription_state_{current.state}", lang, config),
                          expires=_expires(current)),
-                reply_markup=_status_markup(current, lang, config), parse_mode=None)
+                reply_markup=_status_markup(current, lang, config)
+                if belongs_to(current, config.bot_id) else None, parse_mode=None)
             return
         await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
                                    billing_user_id=billing_user_id, config=config)
@@ -187,6 +190,11 @@ def _add_management(router: Router, config: BillingConfig) -> None:
                                    billing_lang: str | None = None, **_: Any) -> None:
         """Record Telegram's canceled / active / failed state; tell the user and the host
         once per change (a redelivered update changes nothing and says nothing)."""
+        issuer = issuing_bot(update.invoice_payload)
+        if config.bot_id is not None and issuer is not None and issuer != config.bot_id:
+            logger.warning("subscription update of bot %s received by bot %s: ignored",
+                           issuer, config.bot_id)
+            return
         _changed, event = await aapply_subscription_update(update.user.id, update.invoice_payload,
                                                            update.state)
         if event is not None:

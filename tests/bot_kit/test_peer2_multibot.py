@@ -19,7 +19,7 @@ from bot_kit import BillingConfig, setup_billing
 from bot_kit.callbacks import BuyOffer
 from bot_kit.config import bot_id_from_token
 from bot_kit.testing import FakeSession, UpdateFactory, make_bot
-from tests.bot_kit.peer import assert_no_leak, precheckout_answers, texts
+from tests.bot_kit.peer import assert_no_leak, buttons, precheckout_answers, texts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -436,3 +436,56 @@ async def test_subscription_renewal_delivered_to_the_other_bot_is_not_granted(
     assert stray.reason == "wrong_bot"
     assert len(bots.session[B].calls_to("refundStarPayment")) == 1
     assert_no_leak(bots.session[B])
+
+
+@sync_to_async
+def subscription_state(payload: str) -> str:
+    from bot_kit.models import StarSubscription
+
+    return str(StarSubscription.objects.get(invoice_payload=payload).state)
+
+
+@pytest.mark.parametrize("wallet", ["shared", "per_bot"])
+async def test_the_other_bot_shows_a_subscription_but_offers_no_button_to_change_it(
+        wallet: str, make_bots: Callable[..., Bots], updates: UpdateFactory) -> None:
+    """``editUserStarSubscription`` is per bot: bot B cannot cancel what bot A sold."""
+    bots = make_bots(wallet=wallet)
+    alice = updates.user()
+    await _subscribe(bots, A, alice, "sub-a", updates)
+    await bots.feed(B, updates.command("subscribe", user=alice))
+    await bots.feed(A, updates.command("subscribe", user=alice))
+
+    assert [data for _, data in buttons(bots.session[B]) if data] == []
+    assert len([data for _, data in buttons(bots.session[A]) if data]) == 1
+    assert "Premium month" in texts(bots.session[B])[-1]   # the state is still shown
+    assert_no_leak(bots.session[B])
+
+
+async def test_a_crafted_cancel_button_at_the_other_bot_changes_nothing(
+        make_bots: Callable[..., Bots], updates: UpdateFactory) -> None:
+    bots = make_bots()
+    alice = updates.user()
+    link = await _subscribe(bots, A, alice, "sub-a", updates)
+    await bots.feed(A, updates.command("subscribe", user=alice))
+    cancel = buttons(bots.session[A])[-1][1]
+    await bots.feed(B, updates.callback(cancel, user=alice))
+
+    assert bots.session[B].calls_to("editUserStarSubscription") == []
+    assert await subscription_state(link["payload"]) == "active"
+    assert_no_leak(bots.session[B])
+
+
+async def test_a_subscription_update_of_bot_a_received_by_bot_b_changes_nothing(
+        make_bots: Callable[..., Bots], updates: UpdateFactory) -> None:
+    bots = make_bots()
+    alice = updates.user()
+    link = await _subscribe(bots, A, alice, "sub-a", updates)
+    said = len(texts(bots.session[B]))
+    await bots.feed(B, updates.subscription(state="canceled", payload=link["payload"],
+                                            user=alice))
+
+    assert await subscription_state(link["payload"]) == "active"
+    assert len(texts(bots.session[B])) == said
+    await bots.feed(A, updates.subscription(state="canceled", payload=link["payload"],
+                                            user=alice))
+    assert await subscription_state(link["payload"]) == "canceled"
