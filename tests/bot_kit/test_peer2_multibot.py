@@ -489,3 +489,39 @@ async def test_a_subscription_update_of_bot_a_received_by_bot_b_changes_nothing(
     await bots.feed(A, updates.subscription(state="canceled", payload=link["payload"],
                                             user=alice))
     assert await subscription_state(link["payload"]) == "canceled"
+
+
+async def test_invoices_and_subscriptions_sold_before_bot_id_was_set_keep_working(
+        shop: dict[str, Any], updates: UpdateFactory) -> None:
+    """A single-bot host turning on ``bot_id``: its ``b1`` invoices and subscriptions still pay
+    and renew (they name no bot), and are recorded for the bot that received them."""
+    session = FakeSession()
+    bot = make_bot(session, token=TOKENS[A])
+    before, after = Dispatcher(), Dispatcher()
+    for dp, bot_id in ((before, None), (after, A)):
+        setup_billing(dp, BillingConfig(bot_id=bot_id, offers=("STARS_10",),
+                                        subscription_offers=("MONTHLY",),
+                                        signing_secrets=(SECRET,)))
+    alice = updates.user()
+    await before.feed_update(bot, updates.callback(BuyOffer(sku="STARS_10").pack(), user=alice))
+    invoice = session.calls_to("sendInvoice")[-1].params["payload"]
+    await before.feed_update(bot, updates.command("subscribe", user=alice))
+    link = session.calls_to("createInvoiceLink")[-1].params["payload"]
+    await before.feed_update(bot, updates.successful_payment(
+        payload=link, total_amount=100, charge_id="sub-1", user=alice, is_recurring=True,
+        is_first_recurring=True, subscription_expiration_date=2_000_000_000))
+    assert invoice.startswith("b1.") and link.startswith("b1.")
+
+    await after.feed_update(bot, updates.pre_checkout(payload=invoice, total_amount=50,
+                                                      user=alice))
+    await after.feed_update(bot, updates.successful_payment(
+        payload=invoice, total_amount=50, charge_id="pack-1", user=alice))
+    await after.feed_update(bot, updates.successful_payment(
+        payload=link, total_amount=100, charge_id="sub-2", user=alice, is_recurring=True,
+        is_first_recurring=False, subscription_expiration_date=2_002_592_000))
+
+    assert precheckout_answers(session)[-1]["ok"] is True
+    for charge in ("pack-1", "sub-2"):
+        paid = await payment(charge)
+        assert (paid.status, paid.bot_id) == ("confirmed", A)
+    assert await credits_of("telegram", alice.id) == 10
