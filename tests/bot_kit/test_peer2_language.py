@@ -398,3 +398,19 @@ def test_get_text_fills_plain_names_and_shows_the_rest_as_typed() -> None:
         "Credits {x} {product.__class__} {"
     assert get_text("paywall", "en", BillingConfig(texts={"en": {"paywall": "{product}!"}}),
                     product="Credits") == "Credits!"
+
+
+async def test_an_invoice_telegram_refuses_is_answered_in_the_buyers_language(
+        kit: Callable[..., Dispatcher], bot: Any, session: FakeSession,
+        updates: UpdateFactory) -> None:
+    dp = kit()
+    for code in ("ru", "en"):
+        session.fail("sendInvoice", status=400, description="Bad Request: CURRENCY_INVALID")
+        await dp.feed_update(bot, updates.callback(BuyOffer(sku="PACK_10").pack(),
+                                                   user=updates.user(language_code=code)))
+
+    ru, en = texts(session)
+    only_russian([ru])
+    only_english([en])
+    assert_no_leak(session)
+    assert "CURRENCY_INVALID" not in ru + en

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from bot_kit import BillingConfig, requires_quota
 from bot_kit.testing import FakeSession, UpdateFactory
-from tests.bot_kit.peer import assert_no_leak, buttons
+from tests.bot_kit.peer import CYRILLIC, assert_no_leak, buttons
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -436,4 +436,20 @@ async def test_after_the_paid_period_a_gated_command_asks_to_renew(
     assert reply != "premium content"
     assert "/subscribe" in reply and "Premium month" in reply
     assert past.strftime("%Y-%m-%d") in reply
+    assert_no_leak(alice.session)
+
+
+# -- Telegram refusing the invoice -------------------------------------------------------------
+
+
+async def test_a_subscription_link_telegram_refuses_is_told_to_the_user_once(
+        story: Callable[..., Story]) -> None:
+    alice = story(language_code="ru")
+    alice.session.fail("createInvoiceLink", status=400,
+                       description="Bad Request: SUBSCRIPTION_PRICE_INVALID")
+    await alice.command("subscribe")   # handled: nothing propagates to the inbox
+
+    assert len(alice.said()) == 1
+    assert CYRILLIC.search(alice.said()[0])
+    assert "SUBSCRIPTION_PRICE_INVALID" not in alice.said()[0]
     assert_no_leak(alice.session)
