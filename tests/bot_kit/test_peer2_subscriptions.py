@@ -453,3 +453,37 @@ async def test_a_subscription_link_telegram_refuses_is_told_to_the_user_once(
     assert CYRILLIC.search(alice.said()[0])
     assert "SUBSCRIPTION_PRICE_INVALID" not in alice.said()[0]
     assert_no_leak(alice.session)
+
+
+async def test_after_a_refunded_renewal_subscribe_shows_the_end_of_the_period_still_paid(
+        story: Callable[..., Story]) -> None:
+    alice = story()
+    await alice.pay_first("first")
+    await alice.feed(alice.charge("renewal-1", first=False, expires=FIRST_EXPIRY + PERIOD))
+    await alice.feed(alice.updates.refunded_payment(payload=alice.payload, total_amount=100,
+                                                    charge_id="renewal-1", user=alice.user))
+    await alice.command("subscribe")
+
+    row = await subscription_row(alice.payload)
+    assert int(row.expires_at.timestamp()) == FIRST_EXPIRY
+    paid_until = row.expires_at.strftime("%Y-%m-%d")
+    assert paid_until in alice.said()[-1]
+    assert (row.expires_at + timedelta(days=30)).strftime("%Y-%m-%d") not in alice.said()[-1]
+
+
+async def test_when_every_charge_is_refunded_subscribe_offers_a_new_subscription(
+        story: Callable[..., Story]) -> None:
+    alice = story()
+    await alice.pay_first("first")
+    await alice.feed(alice.charge("renewal-1", first=False, expires=FIRST_EXPIRY + PERIOD))
+    for charge in ("renewal-1", "first"):
+        await alice.feed(alice.updates.refunded_payment(
+            payload=alice.payload, total_amount=100, charge_id=charge, user=alice.user))
+    links = len(alice.session.calls_to("createInvoiceLink"))
+    await alice.command("subscribe")
+    await alice.command("premium")
+
+    assert len(alice.session.calls_to("createInvoiceLink")) == links + 1   # no "paid until"
+    assert alice.said()[-1] != "premium content"
+    assert (await subscription_row(alice.payload)).expires_at <= timezone.now()
+    assert_no_leak(alice.session)
