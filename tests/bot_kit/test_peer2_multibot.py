@@ -124,16 +124,6 @@ def ledger_bot_ids(provider: str, telegram_id: int) -> set[Any]:
 # -- identities and wallets ------------------------------------------------------------------
 
 
-def test_bot_id_is_the_number_before_the_colon_of_the_token() -> None:
-    assert bot_id_from_token("123456789:AAE-secret") == 123456789
-
-
-def test_per_bot_wallet_needs_a_bot_id() -> None:
-    with pytest.raises(Exception) as raised:
-        BillingConfig(wallet="per_bot", signing_secrets=(SECRET,))
-    assert "bot_id" in str(raised.value)
-
-
 async def test_per_bot_wallet_gives_one_trial_and_one_account_per_bot(
         make_bots: Callable[..., Bots], updates: UpdateFactory) -> None:
     bots = make_bots(wallet="per_bot")
@@ -149,18 +139,6 @@ async def test_per_bot_wallet_gives_one_trial_and_one_account_per_bot(
         said = texts(bots.session[bot_id])
         assert len(said) == 2 and said[0] != said[1]
     assert await ledger_bot_ids(f"telegram:{A}", alice.id) == {str(A)}
-
-
-async def test_shared_wallet_gives_one_trial_per_person_across_bots(
-        make_bots: Callable[..., Bots], updates: UpdateFactory) -> None:
-    bots = make_bots(wallet="shared")
-    alice = updates.user()
-    await bots.feed(A, updates.command("trial", user=alice))
-    await bots.feed(B, updates.command("trial", user=alice))
-
-    assert await credits_of("telegram", alice.id) == 3
-    granted, refused = texts(bots.session[A])[-1], texts(bots.session[B])[-1]
-    assert granted != refused
 
 
 async def test_per_bot_balance_shows_only_that_bots_purchases(
