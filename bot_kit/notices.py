@@ -145,13 +145,14 @@ async def cancel_refunded_subscription(bot: Bot, config: BillingConfig, event: R
     if subscription.state == StarSubscription.State.CANCELED:
         return
     # app registry: the subscriptions module loads bot_kit.models
+    from bot_kit.payments.errors import SubscriptionNotFound
     from bot_kit.payments.subscriptions import set_subscription_canceled
 
     try:
         _, changed = await set_subscription_canceled(
             bot, subscription.telegram_user_id, canceled=True, subscription_id=subscription.pk,
             reason="refunded")
-    except TelegramAPIError as exc:
+    except (TelegramAPIError, SubscriptionNotFound) as exc:
         logger.warning("could not cancel subscription %s after a refund: %s", subscription.pk,
                        exc)
         return

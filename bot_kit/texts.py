@@ -23,6 +23,8 @@ import inspect
 import io
 import logging
 import os
+import re
+import string
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +51,38 @@ PLURALS: dict[str, tuple[str, str]] = dict(payments.PLURALS)
 class _KeepMissing(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+class _NamesOnly(string.Formatter):
+    """``str.format`` limited to plain names: ``{product.__class__}`` or ``{0}`` is refused."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        if not field_name.isidentifier():
+            raise ValueError(f"not a plain placeholder name: {field_name!r}")
+        return super().get_field(field_name, args, kwargs)
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _fill(text: str, values: Mapping[str, Any]) -> str:
+    """``text`` with its ``{name}`` placeholders filled; never raises.
+
+    A host's override or catalog entry is the host's text, and a typo in it (a lone ``{``, a
+    positional ``{0}``, an attribute ``{product.name}``) must not cost the user their answer:
+    such a text is shown as typed, with only its plain ``{name}`` placeholders filled.
+    """
+    mapping = _KeepMissing(values)
+    try:
+        return _NamesOnly().vformat(text, (), mapping)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return match.group(0)[0]
+            return str(mapping[name])
+
+        return _PLACEHOLDER.sub(replace, text)
 
 
 def normalize_language(language_code: str | None) -> str:
@@ -212,7 +246,7 @@ def get_text(key: str, lang: str | None, config: BillingConfig | None = None, **
     text = _lookup(key, normalize_language(lang) or FALLBACK_LANGUAGE, config)
     if not fmt:
         return text
-    return text.format_map(_KeepMissing(fmt))
+    return _fill(text, fmt)
 
 
 def get_plural(key: str, n: int, lang: str | None, config: BillingConfig | None = None,
@@ -229,7 +263,7 @@ def get_plural(key: str, n: int, lang: str | None, config: BillingConfig | None 
             text = found.npgettext(key, singular, plural, n)
             if language == FALLBACK_LANGUAGE or text not in (singular, plural):
                 break
-    return text.format_map(_KeepMissing({"n": n, **fmt}))
+    return _fill(text, {"n": n, **fmt})
 
 
 def error_text(code: str, lang: str | None, config: BillingConfig | None = None) -> str:

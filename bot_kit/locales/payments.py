@@ -32,6 +32,8 @@ MESSAGES: dict[str, str] = {
     "subscription_resume_button": "Re-enable subscription",
     "subscription_canceled": "Your subscription was cancelled; access stays until {expires}.",
     "subscription_resumed": "Your subscription was re-enabled.",
+    "subscription_change_refused": "Telegram did not accept this change; your subscription "
+                                   "stays as it was. /subscribe shows its state.",
     "subscription_failed": "The renewal payment of {name} failed; access ends at {expires}.",
     "error_not_purchasable": "This offer cannot be bought here.",
     "error_payment_not_found": "No payment found for this id.",

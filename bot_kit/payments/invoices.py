@@ -8,10 +8,12 @@ splitting a character Telegram counts in UTF-16).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import LabeledPrice
 from asgiref.sync import sync_to_async
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from bot_kit.config import BillingConfig
+
+logger = logging.getLogger("bot_kit.payments")
 
 STARS = "XTR"
 TITLE_LIMIT = 32
@@ -144,22 +148,40 @@ async def aprepare_invoice(user_id: int, telegram_user_id: int, sku: str,
 
 
 async def send_invoice(bot: Bot, chat_id: int, request: InvoiceRequest) -> Any:
-    """Send the invoice message for ``request`` to ``chat_id``."""
-    return await bot.send_invoice(
-        chat_id=chat_id, title=request.title, description=request.description,
-        payload=request.payload, currency=request.currency, prices=request.prices(),
-        provider_token=request.provider_token,
-    )
+    """Send the invoice message for ``request`` to ``chat_id``.
+
+    Telegram refusing the invoice (a ``400``: a price or currency it does not accept, a bad
+    provider token) raises ``NotPurchasable``, which the kit's error handler tells the user
+    (``error_not_purchasable``) instead of the update failing again on every retry.
+    """
+    try:
+        return await bot.send_invoice(
+            chat_id=chat_id, title=request.title, description=request.description,
+            payload=request.payload, currency=request.currency, prices=request.prices(),
+            provider_token=request.provider_token,
+        )
+    except TelegramBadRequest as refused:
+        raise _refused(refused, request) from refused
 
 
 async def create_invoice_link(bot: Bot, request: InvoiceRequest, *,
                               subscription_period: int | None = None) -> str:
-    """An invoice link for ``request`` (a Stars subscription when a period is given)."""
-    return await bot.create_invoice_link(
-        title=request.title, description=request.description, payload=request.payload,
-        currency=request.currency, prices=request.prices(),
-        provider_token=request.provider_token, subscription_period=subscription_period,
-    )
+    """An invoice link for ``request`` (a Stars subscription when a period is given); a
+    refusal by Telegram raises ``NotPurchasable`` as in ``send_invoice``."""
+    try:
+        return await bot.create_invoice_link(
+            title=request.title, description=request.description, payload=request.payload,
+            currency=request.currency, prices=request.prices(),
+            provider_token=request.provider_token, subscription_period=subscription_period,
+        )
+    except TelegramBadRequest as refused:
+        raise _refused(refused, request) from refused
+
+
+def _refused(refused: TelegramBadRequest, request: InvoiceRequest) -> NotPurchasable:
+    logger.warning("Telegram refused the invoice of order %s: %s", request.order_id,
+                   refused.message)
+    return NotPurchasable("Telegram refused the invoice")
 
 
 __all__ = [

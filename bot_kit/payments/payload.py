@@ -105,6 +105,16 @@ def _parse_int(value: str) -> int:
     return int(value)
 
 
+def issuing_bot(text: str) -> int | None:
+    """The bot id a ``b2`` payload names, read without checking the signature (``None`` for
+    ``b1`` and anything malformed). For routing only — never for granting: payments verify."""
+    parts = text.split(".") if isinstance(text, str) else []
+    if len(parts) >= 9 and parts[0] == VERSION_BOT and parts[-2].isdigit() \
+            and len(parts[-2]) <= 20:
+        return int(parts[-2])
+    return None
+
+
 def verify_payload(text: object, secrets: Sequence[str]) -> InvoicePayload:
     """Parse ``text`` and check its signature against every configured secret.
 
@@ -142,6 +152,7 @@ __all__ = [
     "KIND_SUBSCRIPTION",
     "MAX_PAYLOAD_BYTES",
     "InvoicePayload",
+    "issuing_bot",
     "key_id",
     "sign_payload",
     "verify_payload",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from bot_kit import billing
@@ -106,14 +106,27 @@ def reverse_payment(payment: TelegramPayment, *, reason: str = "refund") -> bool
     """
     if payment.status == TelegramPayment.Status.REFUNDED:
         return False
-    if payment.status == TelegramPayment.Status.CONFIRMED and payment.order_id is not None:
+    granted = payment.status == TelegramPayment.Status.CONFIRMED
+    if granted and payment.order_id is not None:
         if not billing.refund_order(payment.order_id, reason=reason):
             logger.info("order %s was not paid any more; nothing to revoke", payment.order_id)
     payment.status = TelegramPayment.Status.REFUNDED
     payment.refunded_at = timezone.now()
     payment.save(update_fields=["status", "refunded_at"])
+    if granted and payment.subscription_id is not None:
+        _shorten_subscription(payment, payment.subscription_id)
     send_on_commit(payment_refunded, TelegramPayment, refund_event(payment))
     return True
+
+
+def _shorten_subscription(refunded: TelegramPayment, subscription_id: int) -> None:
+    """The subscription is paid until the latest expiry of its charges still confirmed (now,
+    when none is left): ``/subscribe`` and the paywall never show a refunded period as paid."""
+    paid_until = TelegramPayment.objects.filter(
+        subscription_id=subscription_id, status=TelegramPayment.Status.CONFIRMED,
+    ).aggregate(end=Max("subscription_expires_at"))["end"]
+    StarSubscription.objects.filter(pk=subscription_id).update(
+        expires_at=paid_until or refunded.refunded_at, updated_at=timezone.now())
 
 
 def record_refunded(charge_id: str) -> TelegramPayment | None:

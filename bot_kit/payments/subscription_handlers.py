@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -24,15 +26,19 @@ from bot_kit.notices import format_date, offer_name, subscription_changed
 from bot_kit.payments.errors import AlreadySubscribed
 from bot_kit.payments.handlers import language, resolve_user_id
 from bot_kit.payments.invoices import apurchasable_offers, from_minor_units
+from bot_kit.payments.payload import issuing_bot
 from bot_kit.payments.subscriptions import (
     aapply_subscription_update,
     alatest_subscription,
     aprepare_subscription,
+    belongs_to,
     create_subscription_link,
     set_subscription_canceled,
 )
 from bot_kit.paywall import format_price
 from bot_kit.texts import get_text, period_text
+
+logger = logging.getLogger("bot_kit.payments")
 
 
 class SubscribeOffer(CallbackData, prefix="bk_sub"):
@@ -143,7 +149,8 @@ def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
                          name=await offer_name(current.sku, lang),
                          state=get_text(f"subscription_state_{current.state}", lang, config),
                          expires=_expires(current)),
-                reply_markup=_status_markup(current, lang, config), parse_mode=None)
+                reply_markup=_status_markup(current, lang, config)
+                if belongs_to(current, config.bot_id) else None, parse_mode=None)
             return
         await _offer_subscriptions(message, bot, tg_user, command.args, lang=lang,
                                    billing_user_id=billing_user_id, config=config)
@@ -159,8 +166,18 @@ def _add_management(router: Router, config: BillingConfig) -> None:
         await query.answer()
         lang = await language(billing_lang, query.from_user, config)
         canceled = callback_data.action == "cancel"
-        subscription, event = await set_subscription_canceled(
-            bot, query.from_user.id, canceled=canceled, subscription_id=callback_data.sub or None)
+        try:
+            subscription, event = await set_subscription_canceled(
+                bot, query.from_user.id, canceled=canceled,
+                subscription_id=callback_data.sub or None)
+        except TelegramBadRequest as refused:
+            # Telegram refused (the subscription ended, the user cancelled it in Telegram …):
+            # nothing was changed, so say so plainly instead of failing the update.
+            logger.warning("editUserStarSubscription refused for user %s: %s",
+                           query.from_user.id, refused.message)
+            await bot.send_message(chat_id=query.from_user.id, parse_mode=None,
+                                   text=get_text("subscription_change_refused", lang, config))
+            return
         key = "subscription_canceled" if canceled else "subscription_resumed"
         await bot.send_message(chat_id=query.from_user.id,
                                text=get_text(key, lang, config,
@@ -173,6 +190,11 @@ def _add_management(router: Router, config: BillingConfig) -> None:
                                    billing_lang: str | None = None, **_: Any) -> None:
         """Record Telegram's canceled / active / failed state; tell the user and the host
         once per change (a redelivered update changes nothing and says nothing)."""
+        issuer = issuing_bot(update.invoice_payload)
+        if config.bot_id is not None and issuer is not None and issuer != config.bot_id:
+            logger.warning("subscription update of bot %s received by bot %s: ignored",
+                           issuer, config.bot_id)
+            return
         _changed, event = await aapply_subscription_update(update.user.id, update.invoice_payload,
                                                            update.state)
         if event is not None:

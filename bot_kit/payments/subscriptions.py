@@ -33,7 +33,7 @@ from bot_kit.events import SubscriptionEvent, send_on_commit, subscription_chang
 from bot_kit.models import StarSubscription
 from bot_kit.payments.errors import AlreadySubscribed, NotPurchasable, SubscriptionNotFound
 from bot_kit.payments.invoices import STARS, InvoiceRequest, create_invoice_link, prepare_invoice
-from bot_kit.payments.payload import KIND_SUBSCRIPTION
+from bot_kit.payments.payload import KIND_SUBSCRIPTION, issuing_bot
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -223,6 +223,19 @@ async def alatest_subscription(telegram_user_id: int) -> StarSubscription | None
     return await sync_to_async(latest_subscription)(telegram_user_id)
 
 
+def _bot_id(bot: Bot) -> int | None:
+    bot_id = getattr(bot, "id", None)
+    return bot_id if isinstance(bot_id, int) else None
+
+
+def belongs_to(subscription: StarSubscription, bot_id: int | None) -> bool:
+    """Whether the bot ``bot_id`` manages ``subscription``: the bot its payload names (a
+    subscription bought before ``bot_id`` was set, or with ``bot_id=None``, belongs to any).
+    Only that bot can cancel it (``editUserStarSubscription`` is per bot) and hears about it."""
+    issuer = issuing_bot(subscription.invoice_payload)
+    return bot_id is None or issuer is None or issuer == bot_id
+
+
 async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *, canceled: bool,
                                     subscription_id: int | None = None,
                                     reason: str | None = None
@@ -239,7 +252,7 @@ async def set_subscription_canceled(bot: Bot, telegram_user_id: int, *, canceled
             pk=subscription_id, telegram_user_id=telegram_user_id).afirst()
     else:
         subscription = await alatest_subscription(telegram_user_id)
-    if subscription is None:
+    if subscription is None or not belongs_to(subscription, _bot_id(bot)):
         raise SubscriptionNotFound()
     await bot.edit_user_star_subscription(
         user_id=telegram_user_id, telegram_payment_charge_id=subscription.first_charge_id,
@@ -269,6 +282,7 @@ __all__ = [
     "apply_subscription_update",
     "aprepare_subscription",
     "arecord_subscription_update",
+    "belongs_to",
     "create_subscription_link",
     "from_unix",
     "latest_subscription",
