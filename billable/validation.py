@@ -35,6 +35,7 @@ from billable.exceptions import (
     OrderNotFound,
 )
 from billable.models import Offer, Order
+from billable.strings import safe_text
 
 #: Largest amount a ledger row can hold (PositiveIntegerField on PostgreSQL).
 MAX_AMOUNT = 2_147_483_647
@@ -235,20 +236,6 @@ def action_type_text(value: Any) -> str:
         raise InvalidInput("action_type must be a non-empty string of at most 50 characters",
                            field="action_type")
     return safe_text(value.strip(), field="action_type")
-
-
-def safe_text(value: str, *, field: str = "value") -> str:
-    """Return ``value`` if PostgreSQL can store it: no NUL character, no lone surrogate.
-
-    Raises :class:`InvalidInput` otherwise (the database would refuse it with a raw error).
-    """
-    if "\x00" in value:
-        raise InvalidInput(f"{field} must not contain NUL characters", field=field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
-    return value
 
 
 def _json_children(node: Any, field: str) -> list[Any]:

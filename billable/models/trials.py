@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from billable.exceptions import InvalidInput
+from billable.strings import safe_text
 
 #: Keyword arguments of ``has_used_trial`` and the identity type each maps to.
 IDENTITY_KWARGS = {"telegram_id": "telegram", "hh_id": "hh"}
@@ -56,8 +57,6 @@ class TrialHistory(models.Model):
         merged: dict[str, Any] = dict(identities or {})
         for name, value in kwargs.items():
             merged[IDENTITY_KWARGS.get(name, name)] = value
-        from billable.validation import safe_text  # the validators import the models
-
         return [
             (safe_text(str(kind), field="identity type"), cls.generate_identity_hash(value))
             for kind, value in merged.items()
