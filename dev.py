@@ -124,10 +124,11 @@ def postgres_url() -> str | None:
 def cmd_test(pytest_args: list[str]) -> None:
     """Lint, type checks and migrations check, then the suite on SQLite and on PostgreSQL.
 
-    The two pytest sessions run side by side (the PostgreSQL one waits on the server's disk
-    most of the time, so the SQLite one costs little wall time beside it); its output is
-    streamed, the SQLite session's is printed as a whole when it ends.
-    ``BILLABLE_TEST_SERIAL=1`` runs them one after the other, both streamed.
+    The pytest sessions run side by side: the PostgreSQL ones wait on the server most of the
+    time, so the SQLite one costs little wall time beside them. A full run splits PostgreSQL in
+    two (``tests/billable`` and the rest, each with its own test database). The first session's
+    output is streamed, each other's printed as a whole when it ends (see docs/testing.md).
+    ``BILLABLE_TEST_SERIAL=1`` runs SQLite, then PostgreSQL, one after the other, both streamed.
     On a full run, what some tests install on first use (n8n, Chromium, billable 0.2) is
     fetched meanwhile (``tests/prefetch.py``).
     """
@@ -179,23 +180,42 @@ def _checks_and_suites(pytest_args: list[str], url: str | None, work: Path) -> l
         first = run(*pytest("sqlite"), env=sqlite_env, check=False)
         say(f"pytest on PostgreSQL ({url})")
         return [first, run(*pytest("postgresql"), env=pg_env, check=False)]
-    say(f"pytest on SQLite and, side by side, on PostgreSQL ({url}); the PostgreSQL session is "
-        "shown as it runs, the SQLite session when it ends")
-    log = work / "sqlite.log"
-    sqlite = start(*pytest("sqlite"), env=sqlite_env, output=log)
-    postgresql = start(*pytest("postgresql"), env=pg_env)
+    # (title, command, environment): the first is shown as it runs, the others when they end
+    sessions: list[tuple[str, list[str | Path], dict[str, str]]]
+    if pytest_args:  # the paths or options given: one session per backend
+        sessions = [(f"PostgreSQL ({url})", pytest("postgresql"), pg_env),
+                    ("SQLite", pytest("sqlite"), sqlite_env)]
+    else:  # the whole suite: PostgreSQL in two halves, each with a test database of its own
+        base = os.environ.get("BILLABLE_TEST_DB_NAME") or "test_billable"
+        sessions = [
+            (f"PostgreSQL, tests/billable ({url})", [*pytest("pg-billable"), "tests/billable"],
+             {**pg_env, "BILLABLE_TEST_DB_NAME": f"{base}_1"}),
+            ("PostgreSQL, the rest of the suite",
+             [*pytest("pg-rest"), "--ignore=tests/billable"],
+             {**pg_env, "BILLABLE_TEST_DB_NAME": f"{base}_2"}),
+            ("SQLite", pytest("sqlite"), sqlite_env)]
+    say("pytest, side by side: " + "; ".join(title for title, _, _ in sessions)
+        + f". {sessions[0][0]} is shown as it runs, the others each when it ends")
+    logs: dict[int, tuple[str, Path | None]] = {}
+    children = []
+    for index, (title, command, env) in enumerate(sessions):
+        log = work / f"session-{index}.log" if index else None
+        child = start(*command, env=env, output=log)
+        logs[child.pid] = (title, log)
+        children.append(child)
 
     def ended(child: subprocess.Popen[bytes]) -> None:
-        if child is sqlite:
-            print(flush=True)
-            say(f"pytest on SQLite ended (exit code {child.returncode}); its output:")
-            sys.stdout.buffer.write(log.read_bytes())
-            sys.stdout.flush()
-            say("pytest on PostgreSQL continues")
-        else:
-            say(f"pytest on PostgreSQL ended (exit code {child.returncode})")
+        title, log = logs[child.pid]
+        print(flush=True)
+        if log is None:
+            say(f"pytest on {title} ended (exit code {child.returncode})")
+            return
+        say(f"pytest on {title} ended (exit code {child.returncode}); its output:")
+        sys.stdout.buffer.write(log.read_bytes())
+        sys.stdout.flush()
+        say("end of that output")
 
-    return wait(sqlite, postgresql, first=ended)
+    return wait(*children, first=ended)
 
 
 def cmd_demo(demo_args: list[str]) -> None:

@@ -10,6 +10,7 @@ given a test database name of its own: the outer suite's PostgreSQL session may 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,8 +49,8 @@ def test_a_failing_session_is_the_exit_code_and_the_sqlite_output_is_printed_who
     assert head in out
     assert "no_such_test_file.py" in out.split(head)[1].split("==>")[0]  # its report, whole
     if postgres_answers():
-        assert "side by side, on PostgreSQL" in out
-        assert "==> pytest on PostgreSQL ended (exit code 4)" in out
+        assert "==> pytest, side by side: PostgreSQL (" in out
+        assert re.search(r"==> pytest on PostgreSQL \(\S+\) ended \(exit code 4\)\n", out)
 
 
 def test_serial_mode_runs_sqlite_then_postgresql_and_both_pass() -> None:
