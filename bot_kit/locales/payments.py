@@ -45,6 +45,7 @@ MESSAGES: dict[str, str] = {
     "refund_state_done": "done",
     "refund_state_pending": "queued, will be retried",
     "refund_state_failed": "failed, see the admin",
+    "refund_state_other_bot": "queued; it is made by bot {bot_id}, which took the payment",
     "subscription_state_active": "active",
     "subscription_state_canceled": "cancelled",
     "subscription_state_failed": "renewal payment failed",
