@@ -203,6 +203,23 @@ async def test_bot_b_cannot_confirm_an_invoice_of_bot_a(updates: UpdateFactory, 
     assert (await Order.objects.aget(pk=order.pk)).status == Order.Status.PAID
 
 
+@pytest.mark.parametrize(("lang", "expected"), [
+    ("en", "We could not apply this payment. This invoice was issued by another bot. The "
+           "payment is being refunded automatically. Receipt id: paid-at-b"),
+    ("ru", "Не удалось зачесть этот платёж. Этот счёт выставлен другим ботом. Платёж будет "
+           "возвращён автоматически. Номер чека: paid-at-b"),
+])
+async def test_payment_at_the_wrong_bot_is_told_in_whole_sentences(
+        updates: UpdateFactory, catalog: None, lang: str, expected: str) -> None:
+    a, b = two_sides("shared")
+    erin = updates.user(language_code=lang)
+    invoice = await a.invoice(updates, erin, "STARS_10")
+
+    await b.pay(updates, erin, invoice, "paid-at-b")
+
+    assert expected in b.texts()
+
+
 async def test_each_bot_refunds_only_its_own_charges(catalog: None) -> None:
     from bot_kit.payments.refunds import arequest_refund
 
