@@ -353,6 +353,7 @@ def compile_catalogs(directories: Iterable[str | os.PathLike[str]] = (KIT_LOCALE
 
 
 __all__ = [
+    "PREVIOUS_MSGIDS",
     "SOURCE",
     "available_languages",
     "compile_catalogs",
