@@ -1,4 +1,5 @@
-"""Callback data shared by the paywall, the catalog keyboard and the purchase flow."""
+"""Callback data shared by the paywall, the catalog keyboards and the purchase and
+subscription flows."""
 
 from aiogram.filters.callback_data import CallbackData
 
@@ -9,4 +10,11 @@ class BuyOffer(CallbackData, prefix="bk_buy"):
     sku: str
 
 
-__all__ = ["BuyOffer"]
+class SubscribeOffer(CallbackData, prefix="bk_sub"):
+    """A "subscribe" button (``/subscribe`` catalog or paywall): pressing it sends the invoice
+    link of the subscription offer ``sku``."""
+
+    sku: str
+
+
+__all__ = ["BuyOffer", "SubscribeOffer"]

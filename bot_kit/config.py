@@ -87,7 +87,8 @@ class BillingConfig:
     """Everything bot_kit needs to know about a bot; passed once to ``setup_billing``.
 
     ``offers`` are the SKUs sold by ``/buy`` and the paywall (the paywall keeps those that
-    contain the missing product, else ``paywall_fallback``, else says "not available");
+    contain the missing product, else the ``subscription_offers`` that do, else
+    ``paywall_fallback``, else says "not available");
     ``texts`` overrides catalog texts per language, e.g.
     ``{"en": {"paysupport": "Write to @our_support"}}``; ``locale_dirs`` adds gettext catalogs
     (``<dir>/<lang>/LC_MESSAGES/bot_kit.po``); ``language_getter`` returns a language the user

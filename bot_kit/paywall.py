@@ -1,4 +1,5 @@
-"""The paywall: a localized "you ran out" message with buy buttons, and reply helpers."""
+"""The paywall: a localized "you ran out" message with buy (or subscribe) buttons, and reply
+helpers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from billable import metrics
 from bot_kit import billing
-from bot_kit.callbacks import BuyOffer
+from bot_kit.callbacks import BuyOffer, SubscribeOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import QuotaEvent, call_host, quota_exhausted
 from bot_kit.payments.invoices import apurchasable_offers
@@ -35,30 +36,66 @@ def format_price(price: Decimal, currency: str) -> str:
     return f"{price} {currency}"
 
 
+async def _containing(config: BillingConfig, skus: tuple[str, ...] | None,
+                      product_key: str) -> list[billing.OfferView]:
+    offers = await apurchasable_offers(config, skus)
+    containing = await billing.askus_with_product([o.sku for o in offers], product_key)
+    return [o for o in offers if o.sku in containing]
+
+
+async def _paywall_choice(config: BillingConfig, product_key: str
+                          ) -> tuple[list[billing.OfferView], list[billing.OfferView]]:
+    """``(packs, subscriptions)`` the paywall offers when ``product_key`` ran out; at most one
+    of them is non-empty (see ``paywall_offers`` and ``paywall_subscriptions``)."""
+    packs = await _containing(config, None, product_key)
+    if packs:
+        return packs, []
+    subscriptions = await _containing(config, config.subscription_offers, product_key)
+    if subscriptions or not config.paywall_fallback:
+        return [], subscriptions
+    return await apurchasable_offers(config, config.paywall_fallback), []
+
+
 async def paywall_offers(config: BillingConfig, product_key: str) -> list[billing.OfferView]:
-    """What the paywall sells when ``product_key`` ran out, never an unrelated pack:
+    """The packs the paywall sells when ``product_key`` ran out, never an unrelated pack:
 
     the active, purchasable offers of ``config.offers`` that contain ``product_key``; when
-    there are none, the active ones of ``config.paywall_fallback`` (the host's explicit choice);
-    else nothing (the user reads a plain "not available"). Ordered as configured.
+    there are none and no subscription offer contains it either (``paywall_subscriptions``),
+    the active ones of ``config.paywall_fallback`` (the host's explicit choice); else nothing.
+    Ordered as configured.
     """
-    offers = await apurchasable_offers(config)
-    containing = await billing.askus_with_product([o.sku for o in offers], product_key)
-    chosen = [o for o in offers if o.sku in containing]
-    if not chosen and config.paywall_fallback:
-        chosen = await apurchasable_offers(config, config.paywall_fallback)
-    return chosen
+    return (await _paywall_choice(config, product_key))[0]
+
+
+async def paywall_subscriptions(config: BillingConfig,
+                                product_key: str) -> list[billing.OfferView]:
+    """The subscriptions the paywall offers when ``product_key`` ran out: the purchasable
+    offers of ``config.subscription_offers`` that contain it, only when no offer of
+    ``config.offers`` does (a pack sold by ``/buy`` comes first). Ordered as configured."""
+    return (await _paywall_choice(config, product_key))[1]
 
 
 def offers_keyboard(offers: list[Any], lang: str,
                     config: BillingConfig) -> InlineKeyboardMarkup | None:
     """One "buy" button per offer (``BuyOffer(sku=...)`` callback data), or ``None``."""
+    return _keyboard(offers, lang, config, BuyOffer)
+
+
+def subscribe_keyboard(offers: list[Any], lang: str,
+                       config: BillingConfig) -> InlineKeyboardMarkup | None:
+    """One "subscribe" button per subscription offer (``SubscribeOffer(sku=...)`` callback
+    data, answered with the offer's invoice link, as in ``/subscribe``), or ``None``."""
+    return _keyboard(offers, lang, config, SubscribeOffer)
+
+
+def _keyboard(offers: list[Any], lang: str, config: BillingConfig,
+              callback: type[BuyOffer] | type[SubscribeOffer]) -> InlineKeyboardMarkup | None:
     if not offers:
         return None
     rows = [[InlineKeyboardButton(
         text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                       price=format_price(o.price, o.currency)),
-        callback_data=BuyOffer(sku=o.sku).pack(),
+        callback_data=callback(sku=o.sku).pack(),
     )] for o in offers]
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -72,19 +109,23 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
                        config: BillingConfig, user_id: int | None = None) -> None:
     """Tell the user they ran out of ``product_key`` and offer what to buy.
 
+    A product sold only as a subscription gets ``paywall_subscribe`` with subscribe buttons.
     When the product came from a Stars subscription that has ended, the user reads that the
     subscription ended (and how to renew) instead. ``on_quota_exhausted`` is called once.
     """
     metrics.record_paywall(product_key.upper(), channel="telegram")
     tg_user = getattr(event, "from_user", None)
     lang = await user_language(config, tg_user, lang)
-    offers = await paywall_offers(config, product_key)
+    offers, subscriptions = await _paywall_choice(config, product_key)
     name = await product_name(product_key, lang)
     text = await _expired_text(tg_user, product_key, lang, config)
     if text is None:
-        key = "paywall" if offers else "paywall_no_offers"
+        key = ("paywall" if offers else "paywall_subscribe" if subscriptions
+               else "paywall_no_offers")
         text = get_text(key, lang, config, product=name)
-    await notify(event, bot, text, reply_markup=offers_keyboard(offers, lang, config))
+    markup = (offers_keyboard(offers, lang, config) if offers
+              else subscribe_keyboard(subscriptions, lang, config))
+    await notify(event, bot, text, reply_markup=markup)
     quota_event = QuotaEvent(telegram_user_id=getattr(tg_user, "id", None), user_id=user_id,
                              product_key=product_key.upper())
     quota_exhausted.send(sender=QuotaEvent, event=quota_event)
@@ -148,6 +189,8 @@ __all__ = [
     "notify",
     "offers_keyboard",
     "paywall_offers",
+    "paywall_subscriptions",
     "product_name",
     "send_paywall",
+    "subscribe_keyboard",
 ]

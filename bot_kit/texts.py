@@ -46,6 +46,9 @@ KIT_LOCALE_DIR = Path(__file__).resolve().parent / "locales"
 SOURCE: dict[str, str] = {**core.MESSAGES, **payments.MESSAGES, **growth.MESSAGES}
 #: Texts with plural forms: key → (singular, plural) English msgids.
 PLURALS: dict[str, tuple[str, str]] = dict(payments.PLURALS)
+#: Earlier msgids of texts whose English source changed: a catalog entry translated against
+#: one of them still counts (a host's ``.po`` written for an older kit keeps overriding).
+PREVIOUS_MSGIDS: dict[str, tuple[str, ...]] = dict(payments.PREVIOUS_MSGIDS)
 
 
 class _KeepMissing(dict[str, Any]):
@@ -159,12 +162,20 @@ class _Chain(gettext.NullTranslations):
         self._fallback: gettext.NullTranslations | None = None
 
     def pgettext(self, context: str, message: str) -> str:
-        found = self._inner._catalog.get(f"{context}\x04{message}")  # type: ignore[attr-defined]
-        if found:
-            return str(found)
-        if self._fallback is not None:
-            return self._fallback.pgettext(context, message)
-        return message
+        return self.find(context, (message,)) or message
+
+    def find(self, context: str, messages: tuple[str, ...]) -> str | None:
+        """The first translation of ``context`` under any of ``messages`` (msgids), catalog
+        by catalog (a host catalog's entry for an older msgid beats the kit's for the current
+        one), or ``None``."""
+        catalog = self._inner._catalog  # type: ignore[attr-defined]
+        for message in messages:
+            found = catalog.get(f"{context}\x04{message}")
+            if found:
+                return str(found)
+        if isinstance(self._fallback, _Chain):
+            return self._fallback.find(context, messages)
+        return None
 
     def npgettext(self, context: str, msgid1: str, msgid2: str, n: int) -> str:
         index = self._inner.plural(n)  # type: ignore[attr-defined]
@@ -181,14 +192,12 @@ def _catalog_text(key: str, lang: str, config: BillingConfig | None) -> str | No
     source = SOURCE.get(key)
     if source is None:
         return None
-    if lang == FALLBACK_LANGUAGE:
-        found = translations(lang, config)
-        text = found.pgettext(key, source) if found is not None else source
-        return text
     found = translations(lang, config)
-    if found is None:
-        return None
-    text = found.pgettext(key, source)
+    text = None
+    if isinstance(found, _Chain):
+        text = found.find(key, (source, *PREVIOUS_MSGIDS.get(key, ())))
+    if lang == FALLBACK_LANGUAGE:
+        return text or source
     return text if text != source else None
 
 
@@ -344,6 +353,7 @@ def compile_catalogs(directories: Iterable[str | os.PathLike[str]] = (KIT_LOCALE
 
 
 __all__ = [
+    "PREVIOUS_MSGIDS",
     "SOURCE",
     "available_languages",
     "compile_catalogs",

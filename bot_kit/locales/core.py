@@ -6,6 +6,7 @@ from __future__ import annotations
 #: ``<lang>/LC_MESSAGES/bot_kit.po`` beside this file.
 MESSAGES: dict[str, str] = {
     "paywall": "You have run out of {product}. Choose a pack to continue:",
+    "paywall_subscribe": "You have run out of {product}. Subscribe to continue:",
     "paywall_no_offers": "You have run out of {product}. Nothing is on sale right now.",
     "buy_button": "{name} — {price}",
     "balance_header": "Your balance:",

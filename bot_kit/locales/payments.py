@@ -17,8 +17,8 @@ MESSAGES: dict[str, str] = {
     "precheckout_unavailable": "Payments are temporarily unavailable. Please try later.",
     "payment_receipt": "Payment received, thank you! Order #{order_id}: {name}, {amount}. "
                        "Receipt id: {charge_id}",
-    "payment_rejected": "We could not apply this payment: {reason} It is being refunded "
-                        "automatically. Receipt id: {charge_id}",
+    "payment_rejected": "We could not apply this payment. {reason} The payment is being "
+                        "refunded automatically. Receipt id: {charge_id}",
     "refund_usage": "Usage: /refund <charge id or order id>",
     "refund_forbidden": "This command is for administrators only.",
     "refund_queued": "Refund of {charge_id}: {state}.",
@@ -45,6 +45,7 @@ MESSAGES: dict[str, str] = {
     "refund_state_done": "done",
     "refund_state_pending": "queued, will be retried",
     "refund_state_failed": "failed, see the admin",
+    "refund_state_other_bot": "queued; it is made by bot {bot_id}, which took the payment",
     "subscription_state_active": "active",
     "subscription_state_canceled": "cancelled",
     "subscription_state_failed": "renewal payment failed",
@@ -54,6 +55,14 @@ MESSAGES: dict[str, str] = {
                             "/subscribe.",
     "subscription_refund_canceled": "Your subscription {name} was cancelled because its payment "
                                     "was refunded.",
+}
+
+#: Earlier English sources (msgids) of texts whose source changed: key → older msgids. A host
+#: catalog translated against an older source still overrides the text (``bot_kit.texts``).
+PREVIOUS_MSGIDS: dict[str, tuple[str, ...]] = {
+    # "{reason}" (a sentence with a capital letter) followed a colon: "…payment: This invoice…".
+    "payment_rejected": ("We could not apply this payment: {reason} It is being refunded "
+                         "automatically. Receipt id: {charge_id}",),
 }
 
 #: Texts with plural forms: key → (singular, plural) English msgids; ``{n}`` is the number.

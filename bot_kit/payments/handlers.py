@@ -243,10 +243,25 @@ def _add_refund_command(router: Router, config: BillingConfig) -> None:
             await message.answer(error_text(exc.code, lang, config), parse_mode=None)
             return
         state = await try_refund_now(bot, request.pk, config) or request.state
-        charge_id = await sync_to_async(lambda: request.payment.charge_id)()
+        charge_id, taken_by = await sync_to_async(
+            lambda: (request.payment.charge_id, request.payment.bot_id))()
         await message.answer(get_text("refund_queued", lang, config, charge_id=charge_id,
-                                      state=get_text(f"refund_state_{state}", lang, config)),
+                                      state=refund_state_text(state, taken_by, bot.id, lang,
+                                                              config)),
                              parse_mode=None)
+
+
+def refund_state_text(state: str, taken_by: int | None, bot_id: int, lang: str,
+                      config: BillingConfig) -> str:
+    """The state of a refund asked for at ``bot_id``, as the admin reads it.
+
+    A pending refund of a payment another bot received (``taken_by``) is not retried here:
+    only that bot can call ``refundStarPayment`` for it, and its refund worker will
+    (``refund_state_other_bot``, naming it).
+    """
+    if state == "pending" and taken_by is not None and taken_by != bot_id:
+        return get_text("refund_state_other_bot", lang, config, bot_id=taken_by)
+    return get_text(f"refund_state_{state}", lang, config)
 
 
 def create_purchase_router(config: BillingConfig) -> Router:

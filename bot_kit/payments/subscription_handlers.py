@@ -20,6 +20,7 @@ from aiogram.types import (
 )
 from django.utils import timezone
 
+from bot_kit.callbacks import SubscribeOffer
 from bot_kit.config import BillingConfig
 from bot_kit.models import StarSubscription
 from bot_kit.notices import format_date, offer_name, subscription_changed
@@ -35,16 +36,10 @@ from bot_kit.payments.subscriptions import (
     create_subscription_link,
     set_subscription_canceled,
 )
-from bot_kit.paywall import format_price
+from bot_kit.paywall import format_price, subscribe_keyboard
 from bot_kit.texts import get_text, period_text
 
 logger = logging.getLogger("bot_kit.payments")
-
-
-class SubscribeOffer(CallbackData, prefix="bk_sub"):
-    """A "subscribe" button for the subscription offer ``sku``."""
-
-    sku: str
 
 
 class SubscriptionAction(CallbackData, prefix="bk_subact"):
@@ -107,12 +102,8 @@ async def _offer_subscriptions(message: Message, bot: Bot, tg_user: User, args: 
     if not offers:
         await message.answer(get_text("subscribe_empty", lang, config), parse_mode=None)
         return
-    rows = [[InlineKeyboardButton(
-        text=get_text("buy_button", lang, config, name=o.localized_name(lang),
-                      price=format_price(o.price, o.currency)),
-        callback_data=SubscribeOffer(sku=o.sku).pack())] for o in offers]
     await message.answer(get_text("subscribe_catalog", lang, config),
-                         reply_markup=InlineKeyboardMarkup(inline_keyboard=rows), parse_mode=None)
+                         reply_markup=subscribe_keyboard(offers, lang, config), parse_mode=None)
 
 
 def _add_subscribe(router: Router, config: BillingConfig) -> None:

@@ -131,6 +131,43 @@ def test_host_catalog_overrides_the_kit_and_mo_files_are_used(tmp_path: Path) ->
         reload_catalogs()
 
 
+OLD_REJECTED = ("We could not apply this payment: {reason} It is being refunded automatically. "
+                "Receipt id: {charge_id}")
+
+
+@pytest.mark.parametrize(("lang", "expected"), [
+    ("en", "We could not apply this payment. This invoice was issued by another bot. The "
+           "payment is being refunded automatically. Receipt id: ch-1"),
+    ("ru", "Не удалось зачесть этот платёж. Этот счёт выставлен другим ботом. Платёж будет "
+           "возвращён автоматически. Номер чека: ch-1"),
+])
+def test_payment_rejected_reads_as_sentences(lang: str, expected: str) -> None:
+    reason = get_text("precheckout_wrong_bot", lang)
+    assert get_text("payment_rejected", lang, reason=reason, charge_id="ch-1") == expected
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_host_catalog_written_for_the_old_payment_rejected_still_overrides(
+        tmp_path: Path, lang: str) -> None:
+    po = tmp_path / lang / "LC_MESSAGES" / "bot_kit.po"
+    po.parent.mkdir(parents=True)
+    po.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+                  f'msgctxt "payment_rejected"\nmsgid "{OLD_REJECTED}"\n'
+                  'msgstr "Host: {reason} ({charge_id})"\n', encoding="utf-8")
+    config = BillingConfig(locale_dirs=(str(tmp_path),))
+    try:
+        assert get_text("payment_rejected", lang, config, reason="Why.",
+                        charge_id="ch-1") == "Host: Why. (ch-1)"
+    finally:
+        reload_catalogs()
+
+
+def test_config_override_of_payment_rejected_is_used_as_written() -> None:
+    config = BillingConfig(texts={"ru": {"payment_rejected": "Отказ — {reason} [{charge_id}]"}})
+    assert get_text("payment_rejected", "ru", config, reason="Причина.",
+                    charge_id="ch-1") == "Отказ — Причина. [ch-1]"
+
+
 def test_no_russian_text_contains_latin_words_except_commands() -> None:
     for key in SOURCE:
         text = get_text(key, "ru")

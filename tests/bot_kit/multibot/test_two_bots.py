@@ -203,6 +203,23 @@ async def test_bot_b_cannot_confirm_an_invoice_of_bot_a(updates: UpdateFactory, 
     assert (await Order.objects.aget(pk=order.pk)).status == Order.Status.PAID
 
 
+@pytest.mark.parametrize(("lang", "expected"), [
+    ("en", "We could not apply this payment. This invoice was issued by another bot. The "
+           "payment is being refunded automatically. Receipt id: paid-at-b"),
+    ("ru", "Не удалось зачесть этот платёж. Этот счёт выставлен другим ботом. Платёж будет "
+           "возвращён автоматически. Номер чека: paid-at-b"),
+])
+async def test_payment_at_the_wrong_bot_is_told_in_whole_sentences(
+        updates: UpdateFactory, catalog: None, lang: str, expected: str) -> None:
+    a, b = two_sides("shared")
+    erin = updates.user(language_code=lang)
+    invoice = await a.invoice(updates, erin, "STARS_10")
+
+    await b.pay(updates, erin, invoice, "paid-at-b")
+
+    assert expected in b.texts()
+
+
 async def test_each_bot_refunds_only_its_own_charges(catalog: None) -> None:
     from bot_kit.payments.refunds import arequest_refund
 
@@ -219,6 +236,51 @@ async def test_each_bot_refunds_only_its_own_charges(catalog: None) -> None:
                       for c in session.calls_to("refundStarPayment")]
                for name, session in (("a", session_a), ("b", session_b))}
     assert charges == {"a": ["ra", "legacy"], "b": ["rb"]}
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+async def test_admin_refund_at_another_bot_says_that_bot_makes_it(updates: UpdateFactory,
+                                                                  catalog: None,
+                                                                  lang: str) -> None:
+    from bot_kit.texts import get_text
+
+    admin = updates.user(language_code=lang)
+    config_a, config_b = two_configs("shared", admin_ids=frozenset({admin.id}))
+    a, b = Side(config_a, TOKEN_A), Side(config_b, TOKEN_B)
+    await TelegramPayment.objects.acreate(charge_id="paid-at-b", telegram_user_id=7,
+                                          bot_id=BOT_B, currency="XTR", total_amount=5,
+                                          status="confirmed")
+
+    await a.feed(updates.command("refund", "paid-at-b", user=admin))
+
+    # Bot A cannot refund a charge bot B received: it says who will, and calls nothing.
+    said = get_text("refund_queued", lang, charge_id="paid-at-b",
+                    state=get_text("refund_state_other_bot", lang, bot_id=BOT_B))
+    assert a.texts() == [said]
+    assert str(BOT_B) in said
+    assert get_text("refund_state_pending", lang) not in said
+    assert not a.session.calls_to("refundStarPayment")
+    # ... and bot B's refund worker makes the refund.
+    assert await RefundOutbox(b.bot).process_due() != {}
+    [refund] = b.session.calls_to("refundStarPayment")
+    assert refund.params["telegram_payment_charge_id"] == "paid-at-b"
+
+
+async def test_admin_refund_at_the_bot_that_took_the_payment_is_done(updates: UpdateFactory,
+                                                                     catalog: None) -> None:
+    from bot_kit.texts import get_text
+
+    admin = updates.user()
+    _, config_b = two_configs("shared", admin_ids=frozenset({admin.id}))
+    b = Side(config_b, TOKEN_B)
+    await TelegramPayment.objects.acreate(charge_id="paid-at-b", telegram_user_id=7,
+                                          bot_id=BOT_B, currency="XTR", total_amount=5,
+                                          status="confirmed")
+
+    await b.feed(updates.command("refund", "paid-at-b", user=admin))
+
+    assert b.texts()[-1] == get_text("refund_queued", "en", charge_id="paid-at-b",
+                                     state=get_text("refund_state_done", "en"))
 
 
 async def test_reconciliation_compares_a_bot_with_its_own_payments(catalog: None) -> None:

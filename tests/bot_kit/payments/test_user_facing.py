@@ -26,7 +26,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from bot_kit.callbacks import BuyOffer
+from bot_kit.callbacks import BuyOffer, SubscribeOffer
 from bot_kit.config import BillingConfig
 from bot_kit.decorators import requires_quota
 from bot_kit.events import payment_refunded
@@ -430,16 +430,26 @@ async def test_paywall_offers_only_offers_with_the_missing_product(
     assert [b["callback_data"] for row in markup["inline_keyboard"] for b in row] == [
         BuyOffer(sku="STARS_10").pack()]
     assert texts_sent(session)[-1].startswith("У вас закончилось: «Кредиты».")
-    # PRO is in no configured one-time offer: no unrelated pack, a plain "not available".
+    # PRO is in no one-time offer but sold as the PRO_MONTH subscription: the paywall points
+    # to it with /subscribe's button, never to an unrelated pack.
     await dp.feed_update(bot, updates.command("pro", user=ivan))
+    last = session.calls_to("sendMessage")[-1].params
+    assert last["text"] == ("У вас закончилось: «Доступ Про». Оформите подписку, чтобы "
+                            "продолжить:")
+    assert [(b["text"], b["callback_data"]) for row in last["reply_markup"]["inline_keyboard"]
+            for b in row] == [("Про на месяц — 100 ⭐", SubscribeOffer(sku="PRO_MONTH").pack())]
+    assert [(e.product_key, e.telegram_user_id) for e in recorder.calls["quota"]] == [
+        ("CREDITS", ivan.id), ("PRO", ivan.id)]
+    # Sold by nothing: a plain "not available" ...
+    session.calls.clear()
+    unsold = replace(configured, subscription_offers=())
+    await make_dp(unsold, host_router()).feed_update(bot, updates.command("pro", user=ivan))
     last = session.calls_to("sendMessage")[-1].params
     assert last["text"] == "У вас закончилось: «Доступ Про». Сейчас это нельзя купить."
     assert not last.get("reply_markup")
-    assert [(e.product_key, e.telegram_user_id) for e in recorder.calls["quota"]] == [
-        ("CREDITS", ivan.id), ("PRO", ivan.id)]
-    # A configured fallback is the host's explicit choice.
+    # ... unless the host configured a fallback (its explicit choice).
     session.calls.clear()
-    dp2 = make_dp(replace(configured, paywall_fallback=("OTHER_PACK",)), host_router())
+    dp2 = make_dp(replace(unsold, paywall_fallback=("OTHER_PACK",)), host_router())
     await dp2.feed_update(bot, updates.command("pro", user=ivan))
     markup = session.calls_to("sendMessage")[-1].params["reply_markup"]
     assert [b["text"] for row in markup["inline_keyboard"] for b in row] == [
