@@ -166,12 +166,16 @@ async def notify(event: TelegramObject, bot: Bot, text: str, *,
                  reply_markup: InlineKeyboardMarkup | None = None) -> bool:
     """Send ``text`` to the user behind ``event`` (and stop a callback button's spinner).
 
-    A Bot API refusal (the user blocked the bot, never opened a private chat …) is logged, not
-    raised: telling the user is best effort. Returns whether the message was sent.
+    A callback query the handler answered already (Telegram refuses a second answer) still gets
+    the text. A Bot API refusal (the user blocked the bot, never opened a private chat …) is
+    logged, not raised: telling the user is best effort. Returns whether the message was sent.
     """
-    try:
-        if isinstance(event, CallbackQuery):
+    if isinstance(event, CallbackQuery):
+        try:
             await bot.answer_callback_query(event.id)
+        except TelegramAPIError as exc:  # answered already by the handler, or too old: the
+            logger.info("Could not answer the callback query: %s", exc)  # text still goes
+    try:
         chat_id = chat_id_of(event)
         if chat_id is None:
             return False

@@ -116,3 +116,17 @@ async def test_a_subscription_without_the_product_changes_nothing(make_dp, bot, 
     assert texts_sent(session) == [get_text("paywall_no_offers", "en", config,
                                             product="Predictions")]
     assert buttons_sent(session) == []
+
+
+async def test_a_callback_answered_already_still_gets_the_text(bot, session, updates):
+    """Telegram refuses a second answer to a callback query (the handler answered it before it
+    raised): the user is still told, the refusal only logged."""
+    from bot_kit.paywall import notify
+
+    session.fail("answerCallbackQuery", description="Bad Request: query is too old and response"
+                 " timeout expired or query ID is invalid")
+    query = updates.callback("bk_buy:X").callback_query
+
+    assert await notify(query, bot, "Not enough credits") is True
+    assert texts_sent(session) == ["Not enough credits"]
+    assert len(session.calls_to("answerCallbackQuery")) == 1
