@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.events import signing
+from billable.events.urls import url_problem
 from billable.models import EventDelivery
 
 logger = logging.getLogger("billable.events")
@@ -56,25 +57,6 @@ class Response:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
-
-
-def url_problem(url: str) -> str:
-    """Why events cannot be POSTed to ``url`` (``""`` when they can): the scheme must be
-    ``http`` or ``https``, with a host, a valid port and no NUL or whitespace."""
-    text = str(url or "")
-    if "\x00" in text or any(ch.isspace() for ch in text):
-        return "Undeliverable URL: it holds a NUL or whitespace character"
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 -- parsing the port raises ValueError when it is malformed
-    except ValueError as exc:
-        return f"Undeliverable URL: {exc}"
-    if parts.scheme not in ("http", "https"):
-        shown = f"{parts.scheme!r}" if parts.scheme else "none"
-        return f"Undeliverable URL: scheme {shown}, events are POSTed over http:// or https://"
-    if not parts.hostname:
-        return "Undeliverable URL: no host"
-    return ""
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> Response:

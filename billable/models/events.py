@@ -50,8 +50,9 @@ class EventEndpoint(models.Model):
         with a host (the deliverer's ``url_problem``), ``event_types`` that is not a list of
         catalogued type names (``ping`` included), an empty secret. Run by the admin's form
         and ``full_clean()``."""
-        from billable.events.delivery import url_problem  # the event package imports the models
+        # the event package imports the models
         from billable.events.types import EVENT_TYPES
+        from billable.events.urls import url_problem
 
         errors: dict[str, str] = {}
         if url_problem(str(self.url or "")):  # the deliverer's own rule

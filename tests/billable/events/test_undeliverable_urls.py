@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from billable.events import Deliverer, replay_deliveries
-from billable.events.delivery import post, url_problem
+from billable.events.delivery import post
+from billable.events.urls import url_problem
 from billable.models import EventDelivery, EventEndpoint
 from billable.services import OrderService
 from tests.billable.events.receiver import Receiver, running
