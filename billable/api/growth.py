@@ -3,8 +3,10 @@
 ``GET /promo/quote`` (quote, checks every limit, writes nothing), ``POST /promo/redeem``,
 ``GET /gifts/{token}`` and ``POST /gifts/{token}/claim``. Refusals use the error envelope with
 stable codes: ``promo_unknown`` (404), ``promo_expired``, ``promo_exhausted``,
-``promo_already_used``, ``promo_not_first_time`` (409), ``promo_not_applicable`` (400),
-``gift_unknown`` (404), ``gift_own``, ``gift_already_claimed``, ``gift_expired`` (409).
+``promo_already_used``, ``promo_not_first_time`` (409), ``promo_not_applicable`` (400; also a
+grant code asked for a ``sku`` that is not its offer), ``offer_not_found`` (404: no active
+offer has the ``sku``), ``gift_unknown`` (404), ``gift_own``, ``gift_already_claimed``,
+``gift_expired`` (409).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@
   ``max_attempts``: then the delivery is ``dead`` (replay it from the admin). A worker killed
   mid-delivery records nothing; the lease runs out and another attempt follows (at-least-once:
   receivers dedupe by the event id).
+* **Undeliverable URL.** An endpoint saved without validation (``objects.create``) may hold a
+  URL that is not ``http(s)://`` with a host. Nothing is sent to it: the attempt marks the
+  delivery ``dead`` at once with the reason in ``last_error`` (retrying cannot fix a URL); fix
+  the endpoint and replay.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.events import signing
+from billable.events.urls import url_problem
 from billable.models import EventDelivery
 
 logger = logging.getLogger("billable.events")
@@ -55,7 +60,10 @@ class Response:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> Response:
-    """POST ``body`` with the standard library; redirects are not followed."""
+    """POST ``body`` with the standard library; redirects are not followed. A URL that
+    :func:`url_problem` refuses is never connected to."""
+    if problem := url_problem(url):
+        return Response(None, problem)
     parts = urlsplit(url)
     factory = (http.client.HTTPSConnection if parts.scheme == "https"
                else http.client.HTTPConnection)
@@ -150,7 +158,12 @@ class Deliverer:
                     for row in rows]
 
     def attempt(self, job: Job) -> str:
-        """POST one claimed delivery and record the outcome; return the resulting state."""
+        """POST one claimed delivery and record the outcome; return the resulting state.
+
+        A URL that cannot take a POST (:func:`url_problem`) is dead at once, nothing sent."""
+        if problem := url_problem(job.url):
+            logger.error("event %s not sent to %r: %s", job.event_id, job.url, problem)
+            return self.mark_failed(job, problem, None, final=True)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "billable-events/1",
@@ -175,8 +188,11 @@ class Deliverer:
             last_error="", lease_token="")
         return str(EventDelivery.State.DELIVERED)
 
-    def mark_failed(self, job: Job, error: str, status: int | None) -> str:
-        dead = job.attempts >= self.max_attempts
+    def mark_failed(self, job: Job, error: str, status: int | None, *,
+                    final: bool = False) -> str:
+        """Record a failed attempt: retry after the backoff, or ``dead`` after the last
+        attempt (or at once when ``final``)."""
+        dead = final or job.attempts >= self.max_attempts
         state = EventDelivery.State.DEAD if dead else EventDelivery.State.PENDING
         wait = backoff(job.attempts, base=self.base_delay, cap=self.max_delay)
         EventDelivery.objects.filter(pk=job.delivery_id, lease_token=job.token,
@@ -203,4 +219,4 @@ class Deliverer:
         return counts
 
 
-__all__ = ["Deliverer", "Job", "Response", "backoff", "event_body", "post"]
+__all__ = ["Deliverer", "Job", "Response", "backoff", "event_body", "post", "url_problem"]

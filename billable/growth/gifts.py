@@ -64,12 +64,20 @@ class GiftService:
     @classmethod
     def create_gift(cls, buyer_id: Any, sku: Any, *,
                     metadata: dict[str, Any] | None = None) -> Gift:
-        """A pending gift of ``sku`` for ``buyer_id`` with its pending order (catalog price)."""
+        """A pending gift of ``sku`` for ``buyer_id`` with its pending order (catalog price).
+
+        A gift is a purchase: a free offer (price 0) is refused with ``InvalidInput`` and
+        nothing is written (free offers are given as trials or grant promo codes, which
+        count their uses).
+        """
         meta = metadata_dict(metadata)
         with transaction.atomic():
             order = OrderService.create_order(buyer_id, [{"sku": sku, "quantity": 1}],
                                               metadata={**meta, "gift": True})
             line = order.items.select_related("offer").get()
+            if line.price <= 0:  # the order's own resolution of the sku; rolled back
+                raise InvalidInput("A free offer (price 0) cannot be given as a gift",
+                                   field="sku")
             return Gift.objects.create(token=secrets.token_urlsafe(TOKEN_BYTES),
                                        buyer_id=order.user_id, offer=line.offer, order=order,
                                        metadata=meta)

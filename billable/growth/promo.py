@@ -170,15 +170,29 @@ def _own_offer(promo: PromoCode, missing: str) -> Offer:
     return promo.offer
 
 
-def _target_offer(promo: PromoCode, sku: Any) -> Offer:
-    if promo.kind == PromoCode.Kind.GRANT:
-        return _own_offer(promo, "This promo code grants nothing")
+def _named_offer(sku: Any) -> Offer | None:
+    """The active offer the caller names by ``sku``; ``None`` when no sku is given."""
     if sku is None or (isinstance(sku, str) and not sku.strip()):
-        return _own_offer(promo, "Name the offer to discount (sku)")
+        return None
     offer = Offer.objects.filter(sku=safe_text(str(sku).strip(), field="sku"),
                                  is_active=True).first()
     if offer is None:
         raise OfferNotFound(f"Offer not found for sku: '{sku}'")
+    return offer
+
+
+def _target_offer(promo: PromoCode, sku: Any) -> Offer:
+    """The offer a use of ``promo`` is for. A named ``sku`` is looked up first for every kind
+    (unknown: ``OfferNotFound``); a grant code then accepts only its own offer."""
+    named = _named_offer(sku)
+    if promo.kind == PromoCode.Kind.GRANT:
+        own = _own_offer(promo, "This promo code grants nothing")
+        if named is not None and named.pk != own.pk:
+            raise PromoNotApplicable("This promo code does not apply to this offer")
+        return own
+    if named is None:
+        return _own_offer(promo, "Name the offer to discount (sku)")
+    offer = named
     if promo.offer_id is not None and promo.offer_id != offer.pk:
         raise PromoNotApplicable("This promo code does not apply to this offer")
     if promo.kind == PromoCode.Kind.FIXED and promo.currency and (

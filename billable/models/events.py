@@ -47,13 +47,15 @@ class EventEndpoint(models.Model):
 
     def clean(self) -> None:
         """Refuse a configuration that could never deliver: a URL that is not ``http(s)://``
-        (or holds a NUL), ``event_types`` that is not a list of catalogued type names
-        (``ping`` included), an empty secret. Run by the admin's form and ``full_clean()``."""
-        from billable.events.types import EVENT_TYPES  # the event package imports the models
+        with a host (the deliverer's ``url_problem``), ``event_types`` that is not a list of
+        catalogued type names (``ping`` included), an empty secret. Run by the admin's form
+        and ``full_clean()``."""
+        # the event package imports the models
+        from billable.events.types import EVENT_TYPES
+        from billable.events.urls import url_problem
 
         errors: dict[str, str] = {}
-        url = str(self.url or "")
-        if "\x00" in url or not url.lower().startswith(("http://", "https://")):
+        if url_problem(str(self.url or "")):  # the deliverer's own rule
             errors["url"] = "Events are POSTed over HTTP: use an http:// or https:// URL."
         known = {*EVENT_TYPES, "ping"}
         types = self.event_types

@@ -6,9 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billable.exceptions import GiftAlreadyClaimed, GiftExpired, GiftOwn, GiftUnknown
+from billable.exceptions import (
+    GiftAlreadyClaimed,
+    GiftExpired,
+    GiftOwn,
+    GiftUnknown,
+    InvalidInput,
+)
 from billable.growth.gifts import GiftService
 from billable.ledger.audit import check_ledger
 from billable.models import Gift, Order, QuotaBatch
@@ -105,3 +112,16 @@ def test_gift_payment_is_exactly_once_per_payment_id(make_user, shop):
     with pytest.raises(PaymentConflict):
         GiftService.pay_gift_order(other.order_id, payment_id="c1",
                                    payment_method="manual")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_free_offer_cannot_be_given_as_a_gift(make_user, shop, mode):
+    buyer = make_user()
+    create = (GiftService.create_gift if mode == "sync"
+              else async_to_sync(GiftService.acreate_gift))
+    for _ in range(2):
+        with pytest.raises(InvalidInput) as caught:
+            create(buyer.pk, "FREE_5")
+        assert caught.value.code == "invalid_input" and caught.value.details == {"field": "sku"}
+    assert not Gift.objects.exists() and not Order.objects.exists()
+    assert create(buyer.pk, "PACK_10").order.total_amount == 50  # a priced offer still works

@@ -248,3 +248,41 @@ def test_sweep_and_alert_commands_run(user, shop):
     out = StringIO()
     call_command("billable_alerts", stdout=out)
     assert out.getvalue().startswith("Low balance: 0. Expiring: 0.")
+
+
+@pytest.mark.parametrize(("sku", "error", "code"), [
+    ("PACK_10", PromoNotApplicable, "promo_not_applicable"),  # another offer
+    ("NO_SUCH_SKU", OfferNotFound, "offer_not_found"),  # looked up first, as for discounts
+])
+def test_grant_code_refuses_a_sku_that_is_not_its_offer(user, shop, make_code, sku, error,
+                                                        code):
+    make_code("WELCOME", offer=shop["free"])
+    for call in (PromoService.quote, PromoService.redeem):
+        with pytest.raises(error) as caught:
+            call("welcome", user_id=user.pk, sku=sku)
+        assert caught.value.code == code
+    assert not QuotaBatch.objects.exists() and not PromoRedemption.objects.exists()
+    assert PromoCode.objects.get().uses_count == 0
+
+
+@pytest.mark.parametrize("sku", ["FREE_5", " FREE_5 ", None, ""])
+def test_grant_code_with_its_own_sku_or_none_grants(user, shop, make_code, sku):
+    make_code("WELCOME", offer=shop["free"])
+    assert PromoService.quote("welcome", sku=sku).offer == shop["free"]
+    PromoService.redeem("welcome", user_id=user.pk, sku=sku)
+    assert balance(user) == 5
+
+
+def test_grant_code_sku_refusals_over_rest(shop, make_code):
+    from tests.billable.api.peer_support import Peer
+
+    make_code("API-WELCOME", offer=shop["free"])
+    peer = Peer()
+    body = {"provider": "telegram", "external_id": "777", "code": "api-welcome"}
+    for sku, status, code in [("PACK_10", 400, "promo_not_applicable"),
+                              ("NO_SUCH_SKU", 404, "offer_not_found")]:
+        answer = peer.post("/promo/redeem", {**body, "sku": sku})
+        assert (answer.status, answer.body["data"]["error"]) == (status, code), answer.text
+    assert not QuotaBatch.objects.exists()
+    answer = peer.post("/promo/redeem", {**body, "sku": "FREE_5"})
+    assert answer.status == 200 and answer.body["data"]["sku"] == "FREE_5", answer.text
