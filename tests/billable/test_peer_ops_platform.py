@@ -147,7 +147,7 @@ def receiver() -> Iterator[tuple[Hook, str]]:
 @pytest.mark.parametrize("bad_url", ["ftp://127.0.0.1/x", "not a url", "http://127.0.0.1:99999/x",
                                      "http://127.0.0.1:9/x\r\nX-Injected: 1", "https://",
                                      "http://[::1/x"])
-def test_a_broken_endpoint_url_is_a_failed_attempt_not_a_crash(
+def test_a_broken_endpoint_url_is_a_dead_delivery_not_a_crash(
         user: Any, make_product: Callable[..., Any], make_offer: Callable[..., Any],
         bad_url: str) -> None:
     from billable.models import EventDelivery
@@ -164,7 +164,9 @@ def test_a_broken_endpoint_url_is_a_failed_attempt_not_a_crash(
     assert len(hook.seen) == 1
     assert "X-Injected" not in hook.seen[0][0]
     broken = EventDelivery.objects.get(endpoint__name="broken")
-    assert broken.state == "pending" and broken.attempts == 1
+    # no retry can fix a URL: dead at once, with the reason, to be replayed once it is fixed
+    assert (broken.state, broken.attempts) == ("dead", 1)
+    assert broken.last_error.startswith("Undeliverable URL")
     assert out.getvalue().strip().startswith("Attempted 2 deliveries")
 
 
