@@ -24,6 +24,7 @@ from bot_kit.callbacks import BuyOffer, SubscribeOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import QuotaEvent, call_host, quota_exhausted
 from bot_kit.payments.invoices import apurchasable_offers
+from bot_kit.payments.subscriber_paywall import SubscriberPaywall, subscriber_paywall
 from bot_kit.texts import get_text, user_language
 
 logger = logging.getLogger("bot_kit.paywall")
@@ -140,12 +141,9 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
 
 
 async def _subscriber_paywall(tg_user: Any, product_key: str, product: str, lang: str,
-                              config: BillingConfig) -> Any:
+                              config: BillingConfig) -> SubscriberPaywall | None:
     """The paywall of a user whose subscription containing ``product_key`` still runs (see
     ``bot_kit.payments.subscriber_paywall``), or ``None``."""
-    # app registry: the module reads bot_kit.models; the paywall module imports without
-    from bot_kit.payments.subscriber_paywall import subscriber_paywall
-
     if tg_user is None or not config.subscription_offers:
         return None
     subscriptions = await _containing(config, config.subscription_offers, product_key)
