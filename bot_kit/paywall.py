@@ -24,6 +24,7 @@ from bot_kit.callbacks import BuyOffer, SubscribeOffer
 from bot_kit.config import BillingConfig
 from bot_kit.events import QuotaEvent, call_host, quota_exhausted
 from bot_kit.payments.invoices import apurchasable_offers
+from bot_kit.payments.subscriber_paywall import SubscriberPaywall, subscriber_paywall
 from bot_kit.texts import get_text, user_language
 
 logger = logging.getLogger("bot_kit.paywall")
@@ -110,6 +111,8 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
     """Tell the user they ran out of ``product_key`` and offer what to buy.
 
     A product sold only as a subscription gets ``paywall_subscribe`` with subscribe buttons.
+    A user whose subscription containing the product still runs is told when it renews (or
+    ends) and is not offered it again (``bot_kit.payments.subscriber_paywall``).
     When the product came from a Stars subscription that has ended, the user reads that the
     subscription ended (and how to renew) instead. ``on_quota_exhausted`` is called once.
     """
@@ -118,7 +121,12 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
     lang = await user_language(config, tg_user, lang)
     offers, subscriptions = await _paywall_choice(config, product_key)
     name = await product_name(product_key, lang)
-    text = await _expired_text(tg_user, product_key, lang, config)
+    subscriber = await _subscriber_paywall(tg_user, product_key, name, lang, config)
+    if subscriber is not None:
+        text: str | None = subscriber.text
+        offers, subscriptions = subscriber.packs, subscriber.subscriptions
+    else:
+        text = await _expired_text(tg_user, product_key, lang, config)
     if text is None:
         key = ("paywall" if offers else "paywall_subscribe" if subscriptions
                else "paywall_no_offers")
@@ -130,6 +138,20 @@ async def send_paywall(event: TelegramObject, bot: Bot, *, product_key: str, lan
                              product_key=product_key.upper())
     quota_exhausted.send(sender=QuotaEvent, event=quota_event)
     await call_host(config.on_quota_exhausted, quota_event)
+
+
+async def _subscriber_paywall(tg_user: Any, product_key: str, product: str, lang: str,
+                              config: BillingConfig) -> SubscriberPaywall | None:
+    """The paywall of a user whose subscription containing ``product_key`` still runs (see
+    ``bot_kit.payments.subscriber_paywall``), or ``None``."""
+    if tg_user is None or not config.subscription_offers:
+        return None
+    subscriptions = await _containing(config, config.subscription_offers, product_key)
+    if not subscriptions:
+        return None
+    return await subscriber_paywall(tg_user.id, subscriptions=subscriptions,
+                                    packs=await _containing(config, None, product_key),
+                                    product=product, lang=lang, config=config)
 
 
 async def _expired_text(tg_user: Any, product_key: str, lang: str,

@@ -8,6 +8,12 @@ MESSAGES: dict[str, str] = {
     "paywall": "You have run out of {product}. Choose a pack to continue:",
     "paywall_subscribe": "You have run out of {product}. Subscribe to continue:",
     "paywall_no_offers": "You have run out of {product}. Nothing is on sale right now.",
+    "paywall_subscription_renews": "You have run out of {product}. Your subscription {name} "
+                                   "renews on {date}.",
+    "paywall_subscription_ends": "You have run out of {product}. Your subscription {name} ends "
+                                 "on {date} and will not renew.",
+    "paywall_subscriber_packs": "Need more now? Choose a pack:",
+    "paywall_subscriber_subscriptions": "Or choose another subscription:",
     "buy_button": "{name} — {price}",
     "balance_header": "Your balance:",
     "balance_line": "• {name}: {remaining}",

@@ -135,7 +135,16 @@ def from_unix(value: int | None) -> datetime | None:
 def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str, payload: str,
                                charge_id: str, expiration: int | None,
                                renewal: bool) -> StarSubscription:
-    """Create or advance the subscription row for one charge (call inside the payment txn)."""
+    """Create or advance the subscription row for one charge (call inside the payment txn).
+
+    A charge always extends the period it paid for (``expires_at``). A renewal leaves a
+    cancelled subscription cancelled: ``editUserStarSubscription(is_canceled=True)`` (and the
+    user's cancel) stop Telegram from *extending* it, so a renewal still arriving was taken
+    before the cancel (or delivered late) and does not re-enable it; only Telegram's
+    ``subscription`` update ``active`` or the bot's re-enable do (docs/payments.md, "A renewal
+    after a cancel"). A renewal after ``failed`` (a payment that did not go through) is the
+    subscription running again: ``active``.
+    """
     subscription, created = StarSubscription.objects.select_for_update().get_or_create(
         telegram_user_id=telegram_user_id, invoice_payload=payload,
         defaults={"user_id": user_id, "sku": sku, "first_charge_id": charge_id,
@@ -144,7 +153,8 @@ def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str,
     previous = "" if created else subscription.state
     if not created:
         subscription.last_charge_id = charge_id
-        subscription.state = StarSubscription.State.ACTIVE
+        if not (renewal and subscription.state == StarSubscription.State.CANCELED):
+            subscription.state = StarSubscription.State.ACTIVE
         subscription.expires_at = from_unix(expiration) or subscription.expires_at
         subscription.renewals += 1 if renewal else 0
         subscription.save()
