@@ -180,9 +180,10 @@ async def test_a_failing_button_is_answered_once_and_explained(make_dp, bot, ses
 
 @pytest.fixture
 def everything(make_product: Callable[..., Any], make_offer: Callable[..., Any]) -> Any:
-    """One offer of 40 products with names of ~190 characters: a wallet over 4096 characters."""
-    products = [make_product(f"P{n:02d}", name=f"Продукт {n:02d} " + "ж" * 180)
-                for n in range(40)]
+    """One offer of 60 products with names of 96 characters (the most is 100): a wallet over
+    4096 characters."""
+    products = [make_product(f"P{n:02d}", name=f"Продукт {n:02d} " + "ж" * 85)
+                for n in range(60)]
     return make_offer("EVERYTHING", items=[(p, 1) for p in products])
 
 
@@ -206,7 +207,7 @@ async def test_balance_of_many_products_is_sent_whole_in_parts(make_dp, bot, ses
 
     parts = texts_sent(session)[1:]
     assert len(parts) > 1 and all(utf16(p) <= MESSAGE_LIMIT for p in parts)
-    assert all(f"Продукт {n:02d}" in "\n".join(parts) for n in range(40))
+    assert all(f"Продукт {n:02d}" in "\n".join(parts) for n in range(60))
 
 
 async def test_a_long_host_override_is_cut_and_a_blank_one_falls_back(make_dp, bot, session,
