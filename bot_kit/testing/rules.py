@@ -286,6 +286,26 @@ def _prices(state: RuleState, params: dict[str, Any]) -> str | None:
     return None
 
 
+#: Telegram's period of a Stars subscription, and the most a subscription may cost.
+SUBSCRIPTION_PERIOD = 2592000
+SUBSCRIPTION_MAX_STARS = 10000
+
+
+def _subscription(state: RuleState, params: dict[str, Any]) -> str | None:
+    """``subscription_period``: Stars only, at most 10000 Stars (the period itself is 30 days,
+    or shorter on Telegram's test server, which the fake also stands for)."""
+    period = params.get("subscription_period")
+    if period is None:
+        return None
+    if params.get("currency") != "XTR" or not isinstance(period, int) or period <= 0:
+        return "Bad Request: SUBSCRIPTION_PERIOD_INVALID"
+    total = sum(int(p.get("amount", 0)) for p in params.get("prices") or ()
+                if isinstance(p, Mapping))
+    if total > SUBSCRIPTION_MAX_STARS:
+        return "Bad Request: SUBSCRIPTION_PRICE_INVALID"  # unconfirmed wording
+    return None
+
+
 def _user_and_charge(state: RuleState, params: dict[str, Any]) -> str | None:
     user_id = params.get("user_id")
     try:
@@ -326,7 +346,7 @@ RULES: dict[str, tuple[Check, ...]] = {
     "editMessageReplyMarkup": (_markup_rule,),
     **{method: (_CAPTION, _markup_rule) for method in _CAPTIONED},
     "sendInvoice": _INVOICE,
-    "createInvoiceLink": _INVOICE,
+    "createInvoiceLink": (*_INVOICE, _subscription),
     "answerCallbackQuery": (_callback_answer_text,
                             _answer_once("answerCallbackQuery", "callback_query_id")),
     "answerPreCheckoutQuery": (_pre_checkout_error_message,

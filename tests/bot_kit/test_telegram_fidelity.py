@@ -282,3 +282,27 @@ async def test_updates_from_one_factory_per_test_are_answered_independently(
         await make_dp(config).feed_update(bot, UpdateFactory().callback("bk_buy:PACK_10"))
         assert len(session.calls_to("answerCallbackQuery")) == 1
         assert session.refused == []
+
+
+@pytest.fixture
+def pricey_monthly(catalog: dict[str, Any], make_offer: Callable[..., Any]) -> Any:
+    """A subscription offer over Telegram's 10000 ⭐ limit for subscriptions."""
+    return make_offer("HUGE_MONTH", items=[(catalog["product"], 100)], price="20000",
+                      currency="XTR", name="Everything")
+
+
+async def test_a_subscription_telegram_refuses_is_explained(make_dp, bot, session, updates,
+                                                            pricey_monthly):
+    """Telegram refuses a subscription link over 10000 ⭐ (the strict fake too): the kit checks
+    first, so it never asks; the user is told the offer cannot be bought here (one answer)."""
+    config = BillingConfig(subscription_offers=("HUGE_MONTH",), signing_secrets=SECRETS)
+    dp = make_dp(config, gated_router())
+    user = updates.user()
+    await dp.feed_update(bot, updates.command("predict", user=user))
+    [data] = all_callback_data(session)
+
+    await dp.feed_update(bot, updates.callback(data, user=user))
+
+    assert session.calls_to("createInvoiceLink") == []
+    assert texts_sent(session)[-1] == get_text("error_not_purchasable", "en", config)
+    assert len(session.calls_to("answerCallbackQuery")) == 1

@@ -96,6 +96,13 @@ REFUSED: list[tuple[str, Call, str]] = [
     ("empty price label", lambda b: b.send_invoice(7, **invoice(prices=[
         LabeledPrice(label="", amount=5)])),
      "Bad Request: can't parse labeled price: LabeledPrice label must be non-empty"),
+    ("subscription in another currency",
+     lambda b: b.create_invoice_link(subscription_period=2592000, provider_token="tok",
+                                     **invoice(currency="USD")),
+     "Bad Request: SUBSCRIPTION_PERIOD_INVALID"),
+    ("subscription over 10000 Stars",
+     lambda b: b.create_invoice_link(subscription_period=2592000, **invoice(prices=[
+         LabeledPrice(label="Pro", amount=10001)])), "Bad Request: SUBSCRIPTION_PRICE_INVALID"),
     ("refund without a charge id",
      lambda b: b.refund_star_payment(user_id=7, telegram_payment_charge_id=""),
      'Bad Request: parameter "telegram_payment_charge_id" is required'),
@@ -164,7 +171,8 @@ async def test_normal_calls_pass() -> None:
                                         payload="п" * 64))
     await bot.send_invoice(7, provider_token="tok", **invoice(currency="USD", prices=[
         LabeledPrice(label="A", amount=100), LabeledPrice(label="Tax", amount=20)]))
-    await bot.create_invoice_link(subscription_period=2592000, **invoice())
+    await bot.create_invoice_link(subscription_period=2592000, **invoice(prices=[
+        LabeledPrice(label="Pro", amount=10000)]))
     assert await bot.refund_star_payment(user_id=7, telegram_payment_charge_id="c")
     assert await bot.edit_user_star_subscription(user_id=7, telegram_payment_charge_id="c",
                                                  is_canceled=False)
