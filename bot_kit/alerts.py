@@ -21,7 +21,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from asgiref.sync import sync_to_async
 
 from bot_kit import billing
-from bot_kit.callbacks import BuyOffer
+from bot_kit.callbacks import buy_data
 from bot_kit.growth_billing import language_of
 from bot_kit.paywall import format_price
 from bot_kit.texts import get_text, pick_language
@@ -60,7 +60,7 @@ def _markup(offers: list[Any], lang: str, config: BillingConfig) -> InlineKeyboa
     rows = [[InlineKeyboardButton(
         text=get_text("alert_buy_button", lang, config, name=o.name,
                       price=format_price(o.price, o.currency)),
-        callback_data=BuyOffer(sku=o.sku).pack())] for o in offers]
+        callback_data=buy_data(o.sku))] for o in offers]
     return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 

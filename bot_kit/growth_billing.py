@@ -66,7 +66,7 @@ def _invoice(order: Any, offer: Any, telegram_user_id: int, config: BillingConfi
                                           promo_id=promo_id, discount=discount,
                                           bot_id=config.bot_id),
                            config.signing_secrets)
-    title = truncate_text(offer.name, TITLE_LIMIT) or offer.sku
+    title = truncate_text(offer.name, TITLE_LIMIT) or truncate_text(offer.sku, TITLE_LIMIT)
     text = description or offer.description or offer.name
     return InvoiceRequest(order_id=order.pk, title=title,
                           description=truncate_text(text, DESCRIPTION_LIMIT) or title,

@@ -4,6 +4,7 @@ helpers."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from billable import metrics
 from bot_kit import billing
-from bot_kit.callbacks import BuyOffer, SubscribeOffer
+from bot_kit.callbacks import answer_callback, buy_data, subscribe_data
 from bot_kit.config import BillingConfig
 from bot_kit.events import QuotaEvent, call_host, quota_exhausted
 from bot_kit.payments.invoices import apurchasable_offers
@@ -78,25 +79,28 @@ async def paywall_subscriptions(config: BillingConfig,
 
 def offers_keyboard(offers: list[Any], lang: str,
                     config: BillingConfig) -> InlineKeyboardMarkup | None:
-    """One "buy" button per offer (``BuyOffer(sku=...)`` callback data), or ``None``."""
-    return _keyboard(offers, lang, config, BuyOffer)
+    """One "buy" button per offer (``BuyOffer(sku=...)`` callback data, or ``BuyOfferRef``
+    when the SKU does not fit Telegram's 64 bytes: ``bot_kit.callbacks.buy_data``), or
+    ``None``."""
+    return _keyboard(offers, lang, config, buy_data)
 
 
 def subscribe_keyboard(offers: list[Any], lang: str,
                        config: BillingConfig) -> InlineKeyboardMarkup | None:
     """One "subscribe" button per subscription offer (``SubscribeOffer(sku=...)`` callback
-    data, answered with the offer's invoice link, as in ``/subscribe``), or ``None``."""
-    return _keyboard(offers, lang, config, SubscribeOffer)
+    data, or ``SubscribeOfferRef`` when the SKU does not fit; answered with the offer's invoice
+    link, as in ``/subscribe``), or ``None``."""
+    return _keyboard(offers, lang, config, subscribe_data)
 
 
 def _keyboard(offers: list[Any], lang: str, config: BillingConfig,
-              callback: type[BuyOffer] | type[SubscribeOffer]) -> InlineKeyboardMarkup | None:
+              callback: Callable[[str], str]) -> InlineKeyboardMarkup | None:
     if not offers:
         return None
     rows = [[InlineKeyboardButton(
         text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                       price=format_price(o.price, o.currency)),
-        callback_data=callback(sku=o.sku).pack(),
+        callback_data=callback(o.sku),
     )] for o in offers]
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -192,11 +196,8 @@ async def notify(event: TelegramObject, bot: Bot, text: str, *,
     the text. A Bot API refusal (the user blocked the bot, never opened a private chat …) is
     logged, not raised: telling the user is best effort. Returns whether the message was sent.
     """
-    if isinstance(event, CallbackQuery):
-        try:
-            await bot.answer_callback_query(event.id)
-        except TelegramAPIError as exc:  # answered already by the handler, or too old: the
-            logger.info("Could not answer the callback query: %s", exc)  # text still goes
+    if isinstance(event, CallbackQuery):  # once: a kit handler may have answered it
+        await answer_callback(event, bot)  # a refusal is logged; the text still goes
     try:
         chat_id = chat_id_of(event)
         if chat_id is None:

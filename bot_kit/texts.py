@@ -10,7 +10,10 @@ with Babel on first use (so a fresh checkout needs no build step).
 
 Lookup order for ``get_text(key, lang)``: ``config.texts[lang]`` → the catalogs of ``lang`` →
 ``config.texts[default]`` → the catalogs of the default language → the English source → the key.
-Placeholders use ``str.format`` names; a missing placeholder is left as ``{name}``.
+Placeholders use ``str.format`` names; a missing placeholder is left as ``{name}``. A blank
+override or catalog entry counts as missing (Telegram refuses an empty message), and a text is
+never longer than a Telegram message (``MESSAGE_LIMIT``, 4096 UTF-16 code units): a longer one
+(a host's override, a long list filled in) is cut at a character boundary and ends with ``…``.
 
 Which language a user gets is decided by ``user_language`` (see its docstring): the host's hook,
 then aiogram's ``I18n`` context, then Telegram's ``language_code``, then the default language.
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bot_kit.texts")
 
 FALLBACK_LANGUAGE = "en"
+#: Telegram's limit of a message's text, in UTF-16 code units (as Telegram counts).
+MESSAGE_LIMIT = 4096
 DOMAIN = "bot_kit"
 #: The kit's own catalogs.
 KIT_LOCALE_DIR = Path(__file__).resolve().parent / "locales"
@@ -242,20 +247,60 @@ def _lookup(key: str, lang: str, config: BillingConfig | None) -> str:
         else FALLBACK_LANGUAGE
     for language in dict.fromkeys((lang, default)):
         text = overrides.get(language, {}).get(key)
-        if text is not None:
-            return text
+        if text is not None and str(text).strip():
+            return str(text)
         text = _catalog_text(key, language, config)
-        if text is not None:
+        if text is not None and text.strip():
             return text
     return _catalog_text(key, FALLBACK_LANGUAGE, config) or SOURCE.get(key, key)
 
 
-def get_text(key: str, lang: str | None, config: BillingConfig | None = None, **fmt: Any) -> str:
-    """The text ``key`` in ``lang`` (see the module docstring for the fallback order)."""
-    text = _lookup(key, normalize_language(lang) or FALLBACK_LANGUAGE, config)
-    if not fmt:
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` when it fits ``limit`` UTF-16 code units, else its longest prefix that fits
+    with ``…`` appended; cut between characters (never inside a surrogate pair)."""
+    if _utf16_len(text) <= limit:
         return text
-    return _fill(text, fmt)
+    used, kept = 1, 0  # the ellipsis is one unit
+    for char in text:
+        size = 2 if ord(char) > 0xFFFF else 1
+        if used + size > limit:
+            break
+        used += size
+        kept += 1
+    return text[:kept].rstrip() + "…"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """``text`` as messages of at most ``limit`` UTF-16 code units, split between lines (a
+    single longer line is cut by ``fit_text``); blank parts are dropped."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        line = fit_text(line, limit)
+        length = _utf16_len(line)
+        if current and size + 1 + length > limit:
+            parts.append("\n".join(current))
+            current, size = [], 0
+        size += length + (1 if current else 0)
+        current.append(line)
+    parts.append("\n".join(current))
+    return [part for part in parts if part.strip()]
+
+
+def get_text(key: str, lang: str | None, config: BillingConfig | None = None, **fmt: Any) -> str:
+    """The text ``key`` in ``lang`` (see the module docstring for the fallback order), never
+    blank when the English source is not, and never longer than ``MESSAGE_LIMIT``."""
+    text = _lookup(key, normalize_language(lang) or FALLBACK_LANGUAGE, config)
+    if fmt:
+        filled = _fill(text, fmt)
+        # a host text that filled to nothing ("{products}" with none): the kit's own sentence
+        text = filled if filled.strip() or key not in SOURCE else _fill(SOURCE[key], fmt)
+    return fit_text(text)
 
 
 def get_plural(key: str, n: int, lang: str | None, config: BillingConfig | None = None,
@@ -353,11 +398,13 @@ def compile_catalogs(directories: Iterable[str | os.PathLike[str]] = (KIT_LOCALE
 
 
 __all__ = [
+    "MESSAGE_LIMIT",
     "PREVIOUS_MSGIDS",
     "SOURCE",
     "available_languages",
     "compile_catalogs",
     "error_text",
+    "fit_text",
     "get_plural",
     "get_text",
     "host_locale",
@@ -365,6 +412,7 @@ __all__ = [
     "period_text",
     "pick_language",
     "reload_catalogs",
+    "split_message",
     "translations",
     "user_language",
 ]

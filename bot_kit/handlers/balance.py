@@ -15,7 +15,7 @@ from aiogram.types import Message
 
 from bot_kit import billing
 from bot_kit.config import BillingConfig
-from bot_kit.texts import get_text, user_language
+from bot_kit.texts import get_text, split_message, user_language
 
 
 def create_router(config: BillingConfig) -> Router:
@@ -32,14 +32,17 @@ def create_router(config: BillingConfig) -> Router:
         if billing_user_id is None:
             await message.answer(get_text("error_unavailable", lang, config), parse_mode=None)
             return
-        await message.answer(await balance_text(config, lang=lang, user_id=billing_user_id),
-                             parse_mode=None)
+        # one message per 4096 characters: a wallet of many products is shown whole
+        for part in split_message(await balance_text(config, lang=lang,
+                                                     user_id=billing_user_id)):
+            await message.answer(part, parse_mode=None)
 
     return router
 
 
 async def balance_text(config: BillingConfig, *, lang: str, user_id: int) -> str:
-    """The localized wallet summary (one line per product with a spendable balance)."""
+    """The localized wallet summary (one line per product with a spendable balance); may be
+    longer than one Telegram message: ``/balance`` sends it in parts (``split_message``)."""
     summary = await billing.asummary(user_id)
     if not summary:
         return get_text("balance_empty", lang, config)

@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 
 from billable.exceptions import BillableError
 from bot_kit import billing
+from bot_kit.callbacks import answer_callback, offer_data, offer_sku
 from bot_kit.config import BillingConfig
 from bot_kit.growth_billing import claim_gift, create_gift_invoice, gift_token_for_order
 from bot_kit.payments.handlers import confirm_once, resolve_user_id
@@ -38,6 +39,13 @@ class GiftOffer(CallbackData, prefix="bk_gift"):
     """A "gift this" button."""
 
     sku: str
+
+
+class GiftOfferRef(CallbackData, prefix="bk_gifth"):
+    """A "gift this" button of an offer whose SKU does not fit ``GiftOffer`` (64 bytes):
+    ``ref = sku_ref(sku)`` (see ``bot_kit.callbacks``)."""
+
+    ref: str
 
 
 def is_gift_payload(payload: object) -> bool:
@@ -84,16 +92,18 @@ def _add_buying(router: Router, config: BillingConfig) -> None:
     if name is not None:
         router.message(Command(name))(_gift_command(config))
 
-    @router.callback_query(GiftOffer.filter())
-    async def gift_button(query: CallbackQuery, callback_data: GiftOffer, bot: Bot,
-                          billing_user_id: int | None = None,
+    async def gift_button(query: CallbackQuery, callback_data: GiftOffer | GiftOfferRef,
+                          bot: Bot, billing_user_id: int | None = None,
                           billing_lang: str | None = None) -> None:
-        await query.answer()
+        await answer_callback(query, bot)
         lang = await _lang(billing_lang, query.from_user, config)
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await _send_gift_invoice(bot, chat_id, query.from_user, callback_data.sku, user_id,
-                                 lang, config)
+        sku = offer_sku(callback_data, config.gift_offers or config.offers)
+        await _send_gift_invoice(bot, chat_id, query.from_user, sku, user_id, lang, config)
+
+    router.callback_query.register(gift_button, GiftOffer.filter())
+    router.callback_query.register(gift_button, GiftOfferRef.filter())
 
 
 def _gift_command(config: BillingConfig) -> Any:
@@ -113,9 +123,9 @@ def _gift_command(config: BillingConfig) -> Any:
             await message.answer(get_text("gift_empty", lang, config), parse_mode=None)
             return
         rows = [[InlineKeyboardButton(
-            text=get_text("buy_button", lang, config, name=o.name,
+            text=get_text("buy_button", lang, config, name=o.localized_name(lang),
                           price=format_price(o.price, o.currency)),
-            callback_data=GiftOffer(sku=o.sku).pack())] for o in offers]
+            callback_data=offer_data(o.sku, GiftOffer, GiftOfferRef))] for o in offers]
         await message.answer(get_text("gift_catalog", lang, config),
                              reply_markup=InlineKeyboardMarkup(inline_keyboard=rows),
                              parse_mode=None)
@@ -189,4 +199,5 @@ def create_router(config: BillingConfig) -> Router:
     return router
 
 
-__all__ = ["DEEP_LINK_PREFIX", "GiftOffer", "create_router", "gift_link", "is_gift_payload"]
+__all__ = ["DEEP_LINK_PREFIX", "GiftOffer", "GiftOfferRef", "create_router", "gift_link",
+           "is_gift_payload"]

@@ -18,6 +18,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from asgiref.sync import sync_to_async
 
 from billable.exceptions import BillableError
+from bot_kit.callbacks import answer_callback, offer_data, offer_sku
 from bot_kit.config import BillingConfig
 from bot_kit.growth_billing import promo_needs_offer, redeem_promo
 from bot_kit.payments.handlers import resolve_user_id
@@ -36,6 +37,14 @@ class PromoOffer(CallbackData, prefix="bk_promo"):
     sku: str
 
 
+class PromoOfferRef(CallbackData, prefix="bk_promoh"):
+    """``PromoOffer`` of an offer whose SKU does not fit 64 bytes with the code:
+    ``ref = sku_ref(sku)`` (see ``bot_kit.callbacks``)."""
+
+    code: str
+    ref: str
+
+
 async def _lang(lang: str | None, tg_user: User | None, config: BillingConfig) -> str:
     return await user_language(config, tg_user, lang)
 
@@ -48,13 +57,12 @@ async def _choose_offer(bot: Bot, chat_id: int, code: str, lang: str,
                         config: BillingConfig) -> None:
     rows = []
     for offer in await apurchasable_offers(config):
-        data = PromoOffer(code=code, sku=offer.sku)
         try:
-            packed = data.pack()
-        except ValueError:  # longer than Telegram's 64 bytes of callback data
+            packed = offer_data(offer.sku, PromoOffer, PromoOfferRef, code=code)
+        except ValueError:  # a code so long that even the short form exceeds 64 bytes
             continue
         rows.append([InlineKeyboardButton(
-            text=get_text("buy_button", lang, config, name=offer.name,
+            text=get_text("buy_button", lang, config, name=offer.localized_name(lang),
                           price=format_price(offer.price, offer.currency)),
             callback_data=packed)])
     await bot.send_message(chat_id, get_text("promo_choose_offer", lang, config,
@@ -123,18 +131,21 @@ def create_router(config: BillingConfig) -> Router:
         await apply_code(bot, message.chat.id, tg_user, code, sku=None, user_id=user_id,
                          lang=lang, config=config)
 
-    @router.callback_query(PromoOffer.filter())
-    async def promo_offer(query: CallbackQuery, callback_data: PromoOffer, bot: Bot,
-                          billing_user_id: int | None = None,
+    async def promo_offer(query: CallbackQuery, callback_data: PromoOffer | PromoOfferRef,
+                          bot: Bot, billing_user_id: int | None = None,
                           billing_lang: str | None = None) -> Any:
-        await query.answer()
+        await answer_callback(query, bot)
         lang = await _lang(billing_lang, query.from_user, config)
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
         await apply_code(bot, chat_id, query.from_user, callback_data.code,
-                         sku=callback_data.sku, user_id=user_id, lang=lang, config=config)
+                         sku=offer_sku(callback_data, config.offers), user_id=user_id,
+                         lang=lang, config=config)
+
+    router.callback_query.register(promo_offer, PromoOffer.filter())
+    router.callback_query.register(promo_offer, PromoOfferRef.filter())
 
     return router
 
 
-__all__ = ["DEEP_LINK_PREFIX", "PromoOffer", "apply_code", "create_router"]
+__all__ = ["DEEP_LINK_PREFIX", "PromoOffer", "PromoOfferRef", "apply_code", "create_router"]

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 
 from billable.exceptions import BillableError, UserNotFound
 from bot_kit import billing
-from bot_kit.callbacks import BuyOffer
+from bot_kit.callbacks import BuyOffer, BuyOfferRef, answer_callback, offer_sku
 from bot_kit.config import BillingConfig
 from bot_kit.events import call_host
 from bot_kit.notices import after_refund
@@ -135,17 +135,21 @@ def _add_catalog(router: Router, config: BillingConfig) -> None:
     if command is not None:
         router.message.register(_buy_command(config), Command(command))
 
-    @router.callback_query(BuyOffer.filter())
-    async def buy_button(query: CallbackQuery, callback_data: BuyOffer, bot: Bot,
+    async def buy_button(query: CallbackQuery, callback_data: BuyOffer | BuyOfferRef, bot: Bot,
                          billing_user_id: int | None = None,
                          billing_lang: str | None = None) -> None:
-        """A buy button (catalog or paywall): create the order and send its invoice."""
-        await query.answer()
+        """A buy button (catalog, paywall or alert; the SKU form or the short reference of a
+        long SKU): create the order and send its invoice."""
+        await answer_callback(query, bot)
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await send_offer_invoice(bot, chat_id, query.from_user, callback_data.sku,
+        sku = offer_sku(callback_data, (*config.offers, *config.paywall_fallback))
+        await send_offer_invoice(bot, chat_id, query.from_user, sku,
                                  user_id=user_id, config=config,
                                  lang=await language(billing_lang, query.from_user, config))
+
+    router.callback_query.register(buy_button, BuyOffer.filter())
+    router.callback_query.register(buy_button, BuyOfferRef.filter())
 
 
 def _buy_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:

@@ -131,7 +131,8 @@ def prepare_invoice(user_id: int, telegram_user_id: int, sku: str, config: Billi
                                           buyer_id=telegram_user_id, kind=kind,
                                           bot_id=config.bot_id),
                            config.signing_secrets)
-    title = truncate_text(offer.localized_name(lang), TITLE_LIMIT) or offer.sku
+    title = (truncate_text(offer.localized_name(lang), TITLE_LIMIT)
+             or truncate_text(offer.sku, TITLE_LIMIT))
     description = truncate_text(offer.localized_description(lang), DESCRIPTION_LIMIT) or title
     token = "" if currency == STARS else str(config.provider_token or "")
     return InvoiceRequest(order_id=order.pk, title=title, description=description,

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aiogram.exceptions import TelegramBadRequest
 from asgiref.sync import sync_to_async
 
 from billable import metrics
@@ -188,7 +189,8 @@ async def _decide(query: PreCheckoutQuery, config: BillingConfig,
     record = result.order.record if result.order is not None else None
     text = await asyncio.wait_for(config.precheckout_validator(query, record),
                                   timeout=min(config.precheckout_timeout, DECISION_BUDGET))
-    return (UNAVAILABLE, str(text)) if text else (None, None)
+    # a blank text still declines, with the kit's sentence: Telegram requires an error_message
+    return (UNAVAILABLE, str(text).strip() or None) if text else (None, None)
 
 
 async def answer_pre_checkout(query: PreCheckoutQuery, config: BillingConfig, *,
@@ -207,13 +209,23 @@ async def answer_pre_checkout(query: PreCheckoutQuery, config: BillingConfig, *,
         logger.exception("pre-checkout %s declined: validation failed", query.id)
         reason = UNAVAILABLE
     if reason is None:
-        await query.answer(ok=True)
+        await _answer(query, ok=True)
         return True
     metrics.record_payment("declined", currency=query.currency, method="telegram", reason=reason)
     language = await user_language(config, query.from_user, lang)
     message = custom or get_text(f"precheckout_{reason}", language, config)
-    await query.answer(ok=False, error_message=message)
+    await _answer(query, ok=False, error_message=message)
     return False
+
+
+async def _answer(query: PreCheckoutQuery, **answer: Any) -> None:
+    """Answer ``query``; Telegram refusing it (a redelivered query answered already, or one
+    past its 10 seconds) is logged, not raised: nothing a retry of the update could fix."""
+    try:
+        await query.answer(**answer)
+    except TelegramBadRequest as refused:
+        logger.warning("pre-checkout %s: Telegram refused the answer: %s", query.id,
+                       refused.message)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from aiogram.types import (
 )
 from django.utils import timezone
 
-from bot_kit.callbacks import SubscribeOffer
+from bot_kit.callbacks import SubscribeOffer, SubscribeOfferRef, answer_callback, offer_sku
 from bot_kit.config import BillingConfig
 from bot_kit.models import StarSubscription
 from bot_kit.notices import format_date, offer_name, subscription_changed
@@ -111,17 +111,22 @@ def _add_subscribe(router: Router, config: BillingConfig) -> None:
     if name is not None:
         router.message.register(_subscribe_command(config), Command(name))
 
-    @router.callback_query(SubscribeOffer.filter())
-    async def subscribe_button(query: CallbackQuery, callback_data: SubscribeOffer, bot: Bot,
+    async def subscribe_button(query: CallbackQuery,
+                               callback_data: SubscribeOffer | SubscribeOfferRef, bot: Bot,
                                billing_user_id: int | None = None,
                                billing_lang: str | None = None) -> None:
-        """A subscription offer was chosen: send its invoice link."""
-        await query.answer()
+        """A subscription offer was chosen (the SKU form or the short reference of a long
+        SKU): send its invoice link."""
+        await answer_callback(query, bot)
         user_id = await resolve_user_id(billing_user_id, query.from_user, config)
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-        await _send_link(bot, chat_id, query.from_user, callback_data.sku, user_id=user_id,
+        await _send_link(bot, chat_id, query.from_user,
+                         offer_sku(callback_data, config.subscription_offers), user_id=user_id,
                          lang=await language(billing_lang, query.from_user, config),
                          config=config)
+
+    router.callback_query.register(subscribe_button, SubscribeOffer.filter())
+    router.callback_query.register(subscribe_button, SubscribeOfferRef.filter())
 
 
 def _subscribe_command(config: BillingConfig) -> Callable[..., Awaitable[None]]:
@@ -154,7 +159,7 @@ def _add_management(router: Router, config: BillingConfig) -> None:
     async def change(query: CallbackQuery, callback_data: SubscriptionAction, bot: Bot,
                      billing_lang: str | None = None) -> None:
         """Cancel or re-enable through ``editUserStarSubscription``."""
-        await query.answer()
+        await answer_callback(query, bot)
         lang = await language(billing_lang, query.from_user, config)
         canceled = callback_data.action == "cancel"
         try:

@@ -4,6 +4,12 @@ It records every call (method name + JSON-like params), answers with realistic r
 methods a billing bot uses, and replays injected failures (queued per method) exactly like
 Telegram reports them, so aiogram raises its real exceptions (``TelegramRetryAfter``,
 ``TelegramServerError``, ``TelegramBadRequest`` …).
+
+Strict by default: a call that breaks one of the Bot API's documented rules (a message over 4096
+characters, callback data over 64 bytes, a second answer to one callback query, a Stars invoice
+with two prices …, see ``bot_kit.testing.rules``) is refused with ``400`` and Telegram's
+description, as Telegram refuses it. ``FakeBotAPI(strict=False)`` accepts anything, for a test
+that deliberately sends what Telegram would refuse.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from bot_kit.testing.errors import FakeAPIError
 from bot_kit.testing.results import DEFAULT_RESULTS, bot_user, default_result
+from bot_kit.testing.rules import RuleState, refusal
 
 #: ``responder(params) -> result`` for one method; ``FakeAPIError`` may be raised.
 Responder = Callable[[dict[str, Any]], Any]
@@ -33,11 +40,16 @@ class RecordedCall:
 class FakeBotAPI:
     """In-memory Bot API: ``handle(method, params) -> (http status, JSON body)``."""
 
-    def __init__(self, *, bot_id: int = 42, bot_username: str = "test_bot") -> None:
+    def __init__(self, *, bot_id: int = 42, bot_username: str = "test_bot",
+                 strict: bool = True) -> None:
         self.bot_id = bot_id
+        #: Refuse calls that break the Bot API's rules, as Telegram does (see the module doc).
+        self.strict = strict
+        self.rule_state = RuleState()
         self.bot_username = bot_username
         self.calls: list[RecordedCall] = []
         self.star_transactions: list[dict[str, Any]] = []
+        self.refused: list[tuple[str, str]] = []
         self._failures: dict[str | None, deque[FakeAPIError]] = {}
         self._responders: dict[str, Responder] = {}
         self.delays: dict[str, float] = {}
@@ -92,6 +104,10 @@ class FakeBotAPI:
             failure = self._next_failure(method)
             if failure is not None:
                 raise failure
+            refused = refusal(self.rule_state, method, params) if self.strict else None
+            if refused is not None:
+                self.refused.append((method, refused))
+                raise FakeAPIError(400, refused)
             return 200, {"ok": True, "result": self.result(method, params)}
         except FakeAPIError as error:
             return error.status, error.body()

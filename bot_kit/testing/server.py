@@ -50,8 +50,9 @@ def decode_form(form: dict[str, str]) -> dict[str, Any]:
 class FakeBotAPIServer:
     """An aiohttp server on 127.0.0.1 speaking the Bot API (``/bot<token>/<method>``)."""
 
-    def __init__(self, api: FakeBotAPI | None = None, *, max_long_poll: float = 0.5) -> None:
-        self.api = api if api is not None else FakeBotAPI()
+    def __init__(self, api: FakeBotAPI | None = None, *, max_long_poll: float = 0.5,
+                 strict: bool = True) -> None:
+        self.api = api if api is not None else FakeBotAPI(strict=strict)
         self.max_long_poll = max_long_poll
         self.url = ""
         self._pending: list[dict[str, Any]] = []

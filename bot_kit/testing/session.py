@@ -25,9 +25,16 @@ from bot_kit.testing.api import FakeBotAPI, RecordedCall, Responder
 class FakeSession(BaseSession):
     """Records every call, answers like Telegram, raises aiogram's real API exceptions."""
 
-    def __init__(self, api: FakeBotAPI | None = None, **kwargs: Any) -> None:
+    def __init__(self, api: FakeBotAPI | None = None, *, strict: bool = True,
+                 **kwargs: Any) -> None:
+        """``strict=False`` (for a new fake API only): accept calls Telegram would refuse."""
         super().__init__(**kwargs)
-        self.fake_api = api if api is not None else FakeBotAPI()
+        self.fake_api = api if api is not None else FakeBotAPI(strict=strict)
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """Calls the strict fake refused as Telegram would: ``(method, description)``."""
+        return self.fake_api.refused
 
     @property
     def calls(self) -> list[RecordedCall]:
@@ -82,10 +89,13 @@ class FakeSession(BaseSession):
         """Nothing to close: no network is involved."""
 
 
-def make_bot(session: FakeSession | None = None, *, token: str = "42:TEST") -> Bot:
-    """A ``Bot`` wired to a fake session (bot id = the token's numeric part)."""
+def make_bot(session: FakeSession | None = None, *, token: str = "42:TEST",
+             strict: bool = True) -> Bot:
+    """A ``Bot`` wired to a fake session (bot id = the token's numeric part; ``strict``: see
+    ``FakeBotAPI``, used only when no session is given)."""
     bot_id = int(token.split(":", 1)[0])
-    session = session if session is not None else FakeSession(FakeBotAPI(bot_id=bot_id))
+    session = session if session is not None else FakeSession(
+        FakeBotAPI(bot_id=bot_id, strict=strict))
     return Bot(token, session=session)
 
 

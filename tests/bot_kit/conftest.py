@@ -6,7 +6,7 @@ billing services run in ``sync_to_async``'s worker thread, which must see commit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,8 +25,12 @@ def updates() -> UpdateFactory:
 
 
 @pytest.fixture
-def session() -> FakeSession:
-    return FakeSession()
+def session() -> Iterator[FakeSession]:
+    """A strict fake session; the test fails when Telegram would have refused one of its calls
+    (a test that provokes a refusal on purpose clears ``session.refused`` after checking it)."""
+    fake = FakeSession()
+    yield fake
+    assert fake.refused == [], f"Telegram would refuse these calls: {fake.refused}"
 
 
 @pytest.fixture
