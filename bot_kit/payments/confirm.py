@@ -28,8 +28,8 @@ from bot_kit.payments.payload import KIND_GIFT
 from bot_kit.payments.precheckout import Charge, billing_user_id_for, check_charge
 from bot_kit.payments.subscriptions import (
     active_subscription,
+    charge_subscription,
     from_unix,
-    record_subscription_charge,
     subscription_sku,
 )
 from bot_kit.resilience import is_transient
@@ -126,8 +126,9 @@ def _reject(payment: TelegramPayment, reason: str) -> None:
 
 
 def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, ...],
-            user_id: int | None, bot_id: int | None = None) -> None:
-    """Pay what ``payment`` is for, or reject it (and queue its refund)."""
+            user_id: int | None, bot_id: int | None = None) -> SubscriptionEvent | None:
+    """Pay what ``payment`` is for, or reject it (and queue its refund); the subscription
+    change it made, if any."""
     charge = Charge(telegram_user_id=facts.telegram_user_id, payload=facts.payload,
                     currency=facts.currency, total_amount=facts.total_amount)
     try:
@@ -135,22 +136,23 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
                              bot_id=bot_id)
     except BillableError as exc:  # e.g. no signing secrets configured
         _reject(payment, exc.code)
-        return
+        return None
     if check.reason is not None or user_id is None:
         _reject(payment, check.reason or "wrong_buyer")
-        return
+        return None
     if check.payload is not None and check.payload.is_subscription and not facts.is_renewal:
         current = active_subscription(facts.telegram_user_id, subscription_sku(check.order))
         if current is not None and current.first_charge_id != facts.charge_id:
             # A second, concurrent subscription to the same offer (pre-checkout declines it;
             # this catches one that got through): refund it and cancel it at Telegram.
             _reject(payment, "already_subscribed")
-            return
+            return None
+    event = None
     try:
         with transaction.atomic():
             order = _pay(facts, check, user_id)
             if check.payload is not None and check.payload.is_subscription:
-                payment.subscription = record_subscription_charge(
+                payment.subscription, event = charge_subscription(
                     user_id=user_id, telegram_user_id=facts.telegram_user_id,
                     sku=subscription_sku(order), payload=facts.payload,
                     charge_id=facts.charge_id, expiration=facts.subscription_expiration_date,
@@ -161,11 +163,12 @@ def _honour(payment: TelegramPayment, facts: PaymentFacts, secrets: tuple[str, .
         logger.exception("payment %s could not be honoured", facts.charge_id,
                          extra=log_fields(charge_id=facts.charge_id, customer_id=user_id))
         _reject(payment, str(getattr(exc, "code", "error"))[:50])
-        return
+        return None
     payment.order_id = order.pk
     payment.status = TelegramPayment.Status.CONFIRMED
     payment.save(update_fields=["order", "status", "subscription"])
     send_on_commit(payment_confirmed, TelegramPayment, payment_event(payment, facts))
+    return event
 
 
 def payment_event(payment: TelegramPayment, facts: PaymentFacts) -> PaymentEvent:
@@ -184,7 +187,8 @@ def _order_sku(order_id: int | None) -> str:
 
 
 def _record(facts: PaymentFacts, secrets: tuple[str, ...],
-            user_id: int | None, bot_id: int | None = None) -> TelegramPayment:
+            user_id: int | None, bot_id: int | None = None
+            ) -> tuple[TelegramPayment, SubscriptionEvent | None]:
     with transaction.atomic():
         payment = TelegramPayment.objects.create(
             charge_id=facts.charge_id, provider_charge_id=facts.provider_charge_id,
@@ -194,8 +198,8 @@ def _record(facts: PaymentFacts, secrets: tuple[str, ...],
             is_recurring=facts.is_recurring, is_first_recurring=facts.is_first_recurring,
             subscription_expires_at=from_unix(facts.subscription_expiration_date),
         )
-        _honour(payment, facts, secrets, user_id, bot_id)
-    return payment
+        event = _honour(payment, facts, secrets, user_id, bot_id)
+    return payment, event
 
 
 def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
@@ -212,7 +216,7 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
     if user_id is None:
         user_id = billing_user_id_for(facts.telegram_user_id, provider)
     try:
-        payment = _record(facts, tuple(secrets), user_id, bot_id)
+        payment, subscription_event = _record(facts, tuple(secrets), user_id, bot_id)
     except IntegrityError:
         existing = TelegramPayment.objects.filter(charge_id=facts.charge_id).first()
         if existing is None:
@@ -224,20 +228,7 @@ def confirm_payment(facts: PaymentFacts, secrets: tuple[str, ...], *,
     return ConfirmResult(payment, created=True, refund_id=refund_id, order_id=payment.order_id,
                          summary=billing.order_summary(payment.order_id), event=event,
                          sku=_order_sku(payment.order_id),
-                         subscription_event=_subscription_event(payment, facts))
-
-
-def _subscription_event(payment: TelegramPayment, facts: PaymentFacts
-                        ) -> SubscriptionEvent | None:
-    if payment.status != TelegramPayment.Status.CONFIRMED or payment.subscription is None:
-        return None
-    subscription = payment.subscription
-    return SubscriptionEvent(
-        telegram_user_id=subscription.telegram_user_id, user_id=subscription.user_id,
-        sku=subscription.sku, state=str(subscription.state),
-        previous_state=str(subscription.state) if facts.is_renewal else "",
-        reason="renewed" if facts.is_renewal else "subscribed",
-        expires_at=subscription.expires_at)
+                         subscription_event=subscription_event)
 
 
 async def aorder_summary(order_id: int | None, lang: str | None) -> str:

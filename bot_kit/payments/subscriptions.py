@@ -135,7 +135,18 @@ def from_unix(value: int | None) -> datetime | None:
 def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str, payload: str,
                                charge_id: str, expiration: int | None,
                                renewal: bool) -> StarSubscription:
-    """Create or advance the subscription row for one charge (call inside the payment txn).
+    """Create or advance the subscription row for one charge (call inside the payment txn);
+    see :func:`charge_subscription`, which also returns the change's event."""
+    return charge_subscription(user_id=user_id, telegram_user_id=telegram_user_id, sku=sku,
+                               payload=payload, charge_id=charge_id, expiration=expiration,
+                               renewal=renewal)[0]
+
+
+def charge_subscription(*, user_id: int, telegram_user_id: int, sku: str, payload: str,
+                        charge_id: str, expiration: int | None,
+                        renewal: bool) -> tuple[StarSubscription, SubscriptionEvent]:
+    """Create or advance the subscription row for one charge (call inside the payment txn):
+    ``(subscription, event)``, the event's ``previous_state`` being the state before the charge.
 
     A charge always extends the period it paid for (``expires_at``). A renewal leaves a
     cancelled subscription cancelled: ``editUserStarSubscription(is_canceled=True)`` (and the
@@ -158,8 +169,7 @@ def record_subscription_charge(*, user_id: int, telegram_user_id: int, sku: str,
         subscription.expires_at = from_unix(expiration) or subscription.expires_at
         subscription.renewals += 1 if renewal else 0
         subscription.save()
-    _changed(subscription, previous, "renewed" if renewal else "subscribed")
-    return subscription
+    return subscription, _changed(subscription, previous, "renewed" if renewal else "subscribed")
 
 
 def _changed(subscription: StarSubscription, previous: str, reason: str) -> SubscriptionEvent:
@@ -293,6 +303,7 @@ __all__ = [
     "aprepare_subscription",
     "arecord_subscription_update",
     "belongs_to",
+    "charge_subscription",
     "create_subscription_link",
     "from_unix",
     "latest_subscription",

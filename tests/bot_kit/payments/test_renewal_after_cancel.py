@@ -123,14 +123,26 @@ async def test_a_renewal_after_a_failed_payment_makes_it_active(
         make_dp: Any, config: BillingConfig, bot: Bot, session: FakeSession,
         updates: UpdateFactory, catalog: dict) -> None:
     """``failed`` is a payment that did not go through; a renewal that did is the
-    subscription running again (nobody cancelled it)."""
+    subscription running again (nobody cancelled it). The host hears the change as it was:
+    failed → active."""
+    events: list[SubscriptionEvent] = []
+
+    async def changed(event: SubscriptionEvent) -> None:
+        events.append(event)
+
+    config = BillingConfig(offers=config.offers, subscription_offers=config.subscription_offers,
+                           signing_secrets=config.signing_secrets, on_subscription_changed=changed)
     dp = make_dp(config)
     alice = updates.user()
     now = int(time.time())
     payload = await first_payment(dp, bot, session, updates, alice, now + 30 * DAY)
     await dp.feed_update(bot, updates.subscription(state="failed", payload=payload, user=alice))
+    events.clear()
 
     await renewal(dp, bot, updates, alice, payload, now + 60 * DAY)
 
     subscription = await StarSubscription.objects.aget(telegram_user_id=alice.id)
     assert (subscription.state, subscription.renewals) == ("active", 1)
+    # before the fix the host heard active → active (the state after the charge, twice)
+    assert [(e.reason, e.state, e.previous_state) for e in events] == [
+        ("renewed", "active", "failed")]
