@@ -84,11 +84,23 @@ def _move_identities(target: int, source: int) -> int:
     return ExternalIdentity.objects.filter(user_id=source).update(user_id=target)
 
 
-def _move_idempotency_keys(target: int, source: int) -> None:
-    """Move the source's keys; a key both accounts used keeps the target's row."""
-    taken = IdempotencyKey.objects.filter(user_id=target).values("key")
-    IdempotencyKey.objects.filter(user_id=source, key__in=taken).delete()
-    IdempotencyKey.objects.filter(user_id=source).update(user_id=target)
+def _copy_idempotency_keys(target: int, source: int) -> None:
+    """Give the target a copy of the source's keys; the source keeps its own.
+
+    A retry under a used key must replay wherever it arrives: at the target, where the merged
+    customer now lives, and at the source, which a caller may still name (a retry queued
+    before the merge). Moving the rows left the source without them, so such a retry was a
+    new request: a keyed grant granted again, a keyed consume charged again. A key both
+    accounts used keeps each account's own row.
+    """
+    IdempotencyKey.objects.bulk_create(
+        [IdempotencyKey(user_id=target, key=row.key, operation=row.operation,
+                        fingerprint=row.fingerprint, result=row.result,
+                        created_at=row.created_at)
+         for row in IdempotencyKey.objects.filter(user_id=source).exclude(
+             key__in=IdempotencyKey.objects.filter(user_id=target).values("key"))],
+        ignore_conflicts=True,
+    )
 
 
 def _referrals_to_drop(rows: list[Referral], target: int, source: int) -> set[int]:
@@ -205,7 +217,7 @@ class CustomerService:
             stats["moved_transactions"] = Transaction.objects.filter(
                 user_id=source)._reassign_owner(target)
             Reservation.objects.filter(user_id=source).update(user_id=target)
-            _move_idempotency_keys(target, source)
+            _copy_idempotency_keys(target, source)
             stats["moved_referrals"] = _move_referrals(target, source)
             _reconcile_trials(target, source)
             _move_growth(target, source)

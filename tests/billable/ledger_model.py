@@ -82,7 +82,7 @@ class Model:
         into.unlimited += out.unlimited
         for key, request in out.keys.items():
             into.keys.setdefault(key, request)
-        self.wallets[source] = Wallet()
+        self.wallets[source] = Wallet(keys=dict(out.keys))  # the source keeps its keys
         if target in self.trial_used or source in self.trial_used:
             self.trial_used |= {target, source}
         self.holds = {rid: (target if owner == source else owner, key, n)
