@@ -12,13 +12,16 @@ account itself is kept (empty), as in 0.2.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
+from django.utils import timezone
 
 from billable.exceptions import IdentityConflict, MergeError, RetryTransaction, UserNotFound
+from billable.ledger import periods
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying
 from billable.models import (
@@ -27,6 +30,7 @@ from billable.models import (
     Gift,
     IdempotencyKey,
     Order,
+    Product,
     PromoIdentityUse,
     PromoRedemption,
     QuotaBatch,
@@ -65,6 +69,38 @@ def _lock_both(target: int, source: int) -> None:
         # A hold was placed between the two lock statements; whoever settles it locks it
         # before the batches we now hold. Give everything back and start again.
         raise RetryTransaction("a hold of the source appeared while locking")
+
+
+def _chain_periods(target: int, source: int, now: datetime) -> int:
+    """Queue the source's remaining periods after the target's access; return how many moved.
+
+    A period bought while access runs extends it (SPEC §3), so the merged customer keeps the
+    time both accounts paid for: for each period product the target has running or queued
+    access to, the source's active periods (running ones from now on) follow it one after the
+    other, keeping their lengths. Without this both accounts' periods overlapped after the
+    merge: 30 days of access for two 30-day purchases. The accounts are locked, so no grant or
+    refund of a period changes either chain meanwhile; the source's batches are locked too.
+    """
+    running = QuotaBatch.objects.filter(state=QuotaBatch.State.ACTIVE, expires_at__gt=now,
+                                        product__product_type=Product.ProductType.PERIOD)
+    ends = dict(running.filter(user_id=target).order_by().values("product_id")
+                .annotate(end=Max("expires_at")).values_list("product_id", "end"))
+    if not ends:
+        return 0
+    moved = list(running.filter(user_id=source, product_id__in=list(ends))
+                 .order_by("valid_from", "id"))
+    for batch in moved:
+        assert batch.expires_at is not None
+        length = batch.expires_at - max(batch.valid_from, now)
+        start = ends[batch.product_id]
+        try:
+            end = min(start + length, periods.FAR_FUTURE)
+        except OverflowError:
+            end = periods.FAR_FUTURE
+        batch.valid_from, batch.expires_at = start, end
+        ends[batch.product_id] = end
+    QuotaBatch.objects.bulk_update(moved, ["valid_from", "expires_at"])
+    return len(moved)
 
 
 def _move_identities(target: int, source: int) -> int:
@@ -211,6 +247,7 @@ class CustomerService:
         with transaction.atomic():
             _lock_both(target, source)
             stats = {"moved_identities": _move_identities(target, source)}
+            stats["periods_chained"] = _chain_periods(target, source, timezone.now())
             stats["moved_orders"] = Order.objects.filter(user_id=source).update(user_id=target)
             stats["moved_batches"] = QuotaBatch.objects.filter(user_id=source).update(
                 user_id=target)

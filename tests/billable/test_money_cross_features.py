@@ -5,7 +5,11 @@ Each test is the shrunk sequence of one defect, kept as a plain regression test.
 
 from __future__ import annotations
 
+import itertools
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from billable.models import QuotaBatch, Transaction
 from billable.services import CustomerService
@@ -57,3 +61,48 @@ def test_a_keyed_consume_replayed_at_the_merged_away_account_charges_nothing(mak
     assert T.get_balance(source.pk, "credits") == 5
     assert T.get_balance(target.pk, "credits") == 3
     assert T.check_ledger() == []
+
+
+@pytest.fixture
+def month(make_product, make_offer):
+    premium = make_product("PREMIUM", product_type="period")
+    return make_offer("MONTH", items=[(premium, 1, "days", 30)], price="5")
+
+
+def _access_end(user_pk):
+    batches = QuotaBatch.objects.filter(user_id=user_pk, state="ACTIVE",
+                                        product__product_key="PREMIUM")
+    return max(b.expires_at for b in batches)
+
+
+def test_a_merge_chains_both_subscriptions_instead_of_overlapping_them(make_user, month):
+    """Two customers with 30 running days each are one customer with 60 days after the merge,
+    as two purchases by one customer are (SPEC §3: a period bought while access runs extends
+    it). The merge used to keep both periods side by side: 30 days of access for 60 paid."""
+    target, source = make_user(), make_user()
+    T.grant_offer(target.pk, "MONTH")
+    T.grant_offer(source.pk, "MONTH")
+    T.grant_offer(source.pk, "MONTH")  # the source had a second month queued
+    now = timezone.now()
+
+    CustomerService.merge_customers(target.pk, source.pk)
+
+    assert abs(_access_end(target.pk) - (now + timedelta(days=90))) < timedelta(seconds=30)
+    # no hole and no overlap: each period starts when the one before it ends
+    periods = sorted(QuotaBatch.objects.filter(user_id=target.pk, state="ACTIVE"),
+                     key=lambda b: b.valid_from)
+    for before, after in itertools.pairwise(periods):
+        assert after.valid_from == before.expires_at
+    assert T.check_quota(target.pk, "PREMIUM")["can_use"]
+    # the next purchase chains after all of it, and a refund still closes the gap
+    T.grant_offer(target.pk, "MONTH")
+    assert abs(_access_end(target.pk) - (now + timedelta(days=120))) < timedelta(seconds=30)
+    assert T.check_ledger() == []
+
+
+def test_a_merge_into_an_account_without_access_moves_nothing(make_user, month):
+    target, source = make_user(), make_user()
+    T.grant_offer(source.pk, "MONTH")
+    before = list(QuotaBatch.objects.values_list("valid_from", "expires_at"))
+    CustomerService.merge_customers(target.pk, source.pk)
+    assert list(QuotaBatch.objects.values_list("valid_from", "expires_at")) == before
