@@ -1,0 +1,145 @@
+"""Cross-feature races on PostgreSQL, with real threads and connections.
+
+The state machine (test_money_state_machine.py) runs one operation at a time; these tests run
+the pairs of features whose rows overlap at the same moment: a gift claim racing the refund of
+its order, a hold commit racing the refund of the order its units came from, and a merge racing
+a keyed consume and a hold commit of the merged-away account. Afterwards: every caller got a
+documented answer, PostgreSQL counted no deadlock, nothing was minted or lost, and the ledger
+invariant holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from billable.exceptions import GiftExpired
+from billable.growth.gifts import GiftService
+from billable.models import Gift, QuotaBatch, Transaction
+from billable.services import CustomerService, OrderService
+from billable.services import TransactionService as T
+from tests.helpers import requires_postgres, run_in_threads
+
+pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+ROUNDS = 8
+
+
+def _deadlocks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def _race(*calls: Callable[[], Any]) -> list[Any]:
+    return run_in_threads(len(calls), lambda i: calls[i]())
+
+
+def _units(*users: Any, key: str = "CREDITS") -> int:
+    return sum(T.get_balance(user.pk, key) for user in users)
+
+
+@pytest.fixture
+def catalog(make_product, make_offer):
+    credits = make_product("CREDITS")
+    premium = make_product("PREMIUM", product_type="period")
+    make_offer("PACK_10", items=[(credits, 10)], price="10")
+    make_offer("BUNDLE", items=[(credits, 6), (premium, 1, "days", 30)], price="12")
+
+
+def test_a_gift_claim_racing_the_refund_of_its_order(make_user, catalog):
+    """Claimed first: the refund revokes the claimer's units; refunded first: the claim is
+    refused. Never both kept, never a deadlock."""
+    buyer, deadlocks = make_user(), _deadlocks()
+    for round_ in range(ROUNDS):
+        claimer = make_user()
+        gift = GiftService.create_gift(buyer.pk, "BUNDLE")
+        GiftService.pay_gift_order(gift.order_id, payment_id=f"gift-{round_}")
+
+        claimed, refunded = _race(
+            lambda: GiftService.claim(gift.token, user_id=claimer.pk),  # noqa: B023
+            lambda: OrderService.refund_paid_order(gift.order_id),  # noqa: B023
+        )
+
+        assert not isinstance(refunded, BaseException), refunded
+        assert isinstance(claimed, list) or isinstance(claimed, GiftExpired), claimed
+        assert _units(claimer) == 0 and _units(buyer) == 0
+        assert not T.check_quota(claimer.pk, "PREMIUM")["can_use"]
+        batches = QuotaBatch.objects.filter(order_item__order_id=gift.order_id)
+        if isinstance(claimed, list):
+            assert sorted(batches.values_list("state", flat=True)) == ["REVOKED", "REVOKED"]
+            assert set(batches.values_list("user_id", flat=True)) == {claimer.pk}
+        else:
+            assert not batches.exists()
+        assert Gift.objects.get(pk=gift.pk).status == "refunded"
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
+
+
+def test_a_hold_commit_racing_the_refund_of_the_order_it_holds_from(make_user, catalog):
+    """Units held before the refund are the customer's to settle: committed units are charged,
+    the rest goes back to a revoked batch and is written off. The batch ends at zero with
+    exactly its credit debited, whichever runs first."""
+    deadlocks = _deadlocks()
+    for round_ in range(ROUNDS):
+        user = make_user()
+        order = OrderService.create_order(user.pk, [{"sku": "PACK_10", "quantity": 1}])
+        OrderService.pay_order(order.pk, payment_id=f"hold-{round_}")
+        T.consume_quota(user.pk, "CREDITS", amount=1)
+        rid = T.reserve_quota(user.pk, "CREDITS", 6)
+
+        committed, refunded = _race(
+            lambda: T.commit_reservation(rid, 4),  # noqa: B023
+            lambda: OrderService.refund_paid_order(order.pk),  # noqa: B023
+        )
+
+        assert not isinstance(refunded, BaseException), refunded
+        assert not isinstance(committed, BaseException), committed
+        assert committed["success"] and committed["amount"] == 4
+        batch = QuotaBatch.objects.get(order_item__order_id=order.pk)
+        assert (batch.state, batch.remaining_quantity) == ("REVOKED", 0)
+        rows = Transaction.objects.filter(quota_batch=batch, direction="DEBIT")
+        assert rows.aggregate(n=Sum("amount"))["n"] == 10
+        assert rows.filter(action_type="usage").aggregate(n=Sum("amount"))["n"] == 1 + 4
+        assert _units(user) == 0
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
+
+
+def test_a_merge_racing_a_keyed_consume_and_a_hold_commit_of_the_source(make_user, catalog):
+    """Whatever order the three take, the merged customer holds exactly what was granted minus
+    what was charged, and retrying the consume under its key charges nothing more."""
+    deadlocks = _deadlocks()
+    for _ in range(ROUNDS):
+        target, source = make_user(), make_user()
+        T.grant_offer(target.pk, "PACK_10")
+        T.grant_offer(source.pk, "PACK_10")
+        T.grant_offer(source.pk, "PACK_10")
+        rid = T.reserve_quota(source.pk, "CREDITS", 5)
+
+        merged, consumed, committed = _race(
+            lambda: CustomerService.merge_customers(target.pk, source.pk),  # noqa: B023
+            lambda: T.consume_quota(source.pk, "CREDITS", amount=3,  # noqa: B023
+                                    idempotency_key="use-1"),
+            lambda: T.commit_reservation(rid, 2),  # noqa: B023
+        )
+
+        for answer in (merged, consumed, committed):
+            assert not isinstance(answer, BaseException), answer
+        assert committed["success"]
+        # after the merge the source is empty: a consume that came second found nothing
+        charged = 2 + (3 if consumed["success"] else 0)
+        assert consumed["success"] or consumed["error"] == "quota_exhausted", consumed
+        assert _units(target) == 30 - charged and _units(source) == 0
+        if consumed["success"]:  # a retry replays at either account: no second charge
+            for user in (source, target):
+                again = T.consume_quota(user.pk, "CREDITS", amount=3, idempotency_key="use-1")
+                assert again["success"] and "idempotent" in again["message"], again
+                assert again["usage_id"] == consumed["usage_id"]
+            assert _units(target, source) == 30 - charged
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
