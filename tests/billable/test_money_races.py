@@ -143,3 +143,25 @@ def test_a_merge_racing_a_keyed_consume_and_a_hold_commit_of_the_source(make_use
             assert _units(target, source) == 30 - charged
     assert T.check_ledger() == []
     assert _deadlocks() == deadlocks
+
+
+def test_a_gift_claim_racing_the_merge_of_its_buyer(make_user, catalog):
+    """The merge locks the buyer's orders and then moves the buyer's gifts; a claim locks the
+    gift and then its order. Both finish, in either order, without a deadlock."""
+    deadlocks = _deadlocks()
+    for round_ in range(ROUNDS):
+        buyer, into, claimer = make_user(), make_user(), make_user()
+        gift = GiftService.create_gift(buyer.pk, "BUNDLE")
+        GiftService.pay_gift_order(gift.order_id, payment_id=f"merge-gift-{round_}")
+
+        claimed, merged = _race(
+            lambda: GiftService.claim(gift.token, user_id=claimer.pk),  # noqa: B023
+            lambda: CustomerService.merge_customers(into.pk, buyer.pk),  # noqa: B023
+        )
+
+        assert isinstance(claimed, list), claimed
+        assert not isinstance(merged, BaseException), merged
+        assert _units(claimer) == 6 and _units(buyer, into) == 0
+        assert Gift.objects.get(pk=gift.pk).buyer_id == into.pk
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
