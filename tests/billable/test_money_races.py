@@ -165,3 +165,32 @@ def test_a_gift_claim_racing_the_merge_of_its_buyer(make_user, catalog):
         assert Gift.objects.get(pk=gift.pk).buyer_id == into.pk
     assert T.check_ledger() == []
     assert _deadlocks() == deadlocks
+
+
+def test_a_grant_code_redeemed_racing_a_merge_into_the_redeemer(make_user, catalog,
+                                                                 make_offer):
+    """The merged-away account used the code; the target redeems it while the merge runs.
+    Either the redemption comes first (and the merge keeps both uses) or the merge does (and
+    the code is used for the target): never both a second grant and a deadlock."""
+    from billable.growth.promo import PromoService
+    from billable.models import Product, PromoCode
+
+    month = make_offer("FREE_MONTH", items=[(Product.objects.get(product_key="PREMIUM"), 1,
+                                             "days", 30)])
+    deadlocks = _deadlocks()
+    for round_ in range(ROUNDS):
+        target, source = make_user(), make_user()
+        code = PromoCode.objects.create(code=f"MONTHFREE{round_}", offer=month)
+        T.grant_offer(target.pk, "BUNDLE")  # running access: the grant locks the account
+        PromoService.redeem(code.code, user_id=source.pk)
+
+        redeemed, merged = _race(
+            lambda: PromoService.redeem(code.code, user_id=target.pk),  # noqa: B023
+            lambda: CustomerService.merge_customers(target.pk, source.pk),  # noqa: B023
+        )
+
+        assert not isinstance(merged, BaseException), merged
+        assert not isinstance(redeemed, BaseException) or getattr(
+            redeemed, "code", None) == "promo_already_used", redeemed
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
