@@ -106,3 +106,38 @@ def test_a_merge_into_an_account_without_access_moves_nothing(make_user, month):
     before = list(QuotaBatch.objects.values_list("valid_from", "expires_at"))
     CustomerService.merge_customers(target.pk, source.pk)
     assert list(QuotaBatch.objects.values_list("valid_from", "expires_at")) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conflict_inside_a_nested_service_call_is_retried_by_the_outer_one(make_user,
+                                                                               make_product,
+                                                                               make_offer):
+    """A gift claim (or a promo redemption, a trial) grants through ``grant_offer`` inside its
+    own transaction. A deadlock or SQLite's "database is locked" met by that inner grant
+    cannot be retried there, but the claim as a whole can: it is rolled back completely and
+    run again. It used to fail with ``DatabaseBusy`` at the first conflict."""
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    from billable.growth.gifts import GiftService
+    from billable.ledger import grants
+
+    buyer, claimer = make_user(), make_user()
+    make_offer("PACK", items=[(make_product("CREDITS"), 10)], price="5")
+    gift = GiftService.create_gift(buyer.pk, "PACK")
+    GiftService.pay_gift_order(gift.order_id, payment_id="g-1")
+    real, calls = grants.grant_lines, []
+
+    def conflict_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    with mock.patch.object(grants, "grant_lines", conflict_once):
+        GiftService.claim(gift.token, user_id=claimer.pk)
+
+    assert len(calls) == 2
+    assert T.get_balance(claimer.pk, "credits") == 10
+    assert T.check_ledger() == []
