@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.db.models import Sum
+from django.utils import timezone
 
 from billable.exceptions import GiftExpired
 from billable.growth.gifts import GiftService
@@ -192,5 +193,37 @@ def test_a_grant_code_redeemed_racing_a_merge_into_the_redeemer(make_user, catal
         assert not isinstance(merged, BaseException), merged
         assert not isinstance(redeemed, BaseException) or getattr(
             redeemed, "code", None) == "promo_already_used", redeemed
+    assert T.check_ledger() == []
+    assert _deadlocks() == deadlocks
+
+
+def test_refunding_a_claimed_gift_racing_a_merge_of_its_claimer(make_user, catalog,
+                                                                make_offer):
+    """The refund revokes the claimer's gift period and moves the claimer's next period
+    forward over it; the merge moves the claimer's batches to another account meanwhile.
+    Whichever runs first, the merged customer's remaining month starts now, without a hole."""
+    from billable.models import Product
+
+    make_offer("MONTH", items=[(Product.objects.get(product_key="PREMIUM"), 1, "days", 30)],
+               price="5")
+    deadlocks = _deadlocks()
+    for round_ in range(ROUNDS):
+        buyer, claimer, into = make_user(), make_user(), make_user()
+        gift = GiftService.create_gift(buyer.pk, "BUNDLE")
+        GiftService.pay_gift_order(gift.order_id, payment_id=f"gift-merge-{round_}")
+        GiftService.claim(gift.token, user_id=claimer.pk)  # 30 days from now
+        own = OrderService.create_order(claimer.pk, [{"sku": "MONTH", "quantity": 1}])
+        OrderService.pay_order(own.pk, payment_id=f"own-{round_}")  # queued: days 30-60
+
+        refunded, merged = _race(
+            lambda: OrderService.refund_paid_order(gift.order_id),  # noqa: B023
+            lambda: CustomerService.merge_customers(into.pk, claimer.pk),  # noqa: B023
+        )
+
+        assert not isinstance(refunded, BaseException), refunded
+        assert not isinstance(merged, BaseException), merged
+        assert T.check_quota(into.pk, "PREMIUM")["can_use"], round_
+        month = QuotaBatch.objects.get(order_item__order_id=own.pk)
+        assert month.user_id == into.pk and month.valid_from <= timezone.now()
     assert T.check_ledger() == []
     assert _deadlocks() == deadlocks
