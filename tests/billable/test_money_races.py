@@ -227,3 +227,30 @@ def test_refunding_a_claimed_gift_racing_a_merge_of_its_claimer(make_user, catal
         assert month.user_id == into.pk and month.valid_from <= timezone.now()
     assert T.check_ledger() == []
     assert _deadlocks() == deadlocks
+
+
+def test_a_grant_or_gift_claim_racing_a_merge_of_the_receiver(make_user, catalog):
+    """Units granted to an account that is being merged away end with the merged customer:
+    the grant finishes before the merge (and moves with it) or after it (and is then at the
+    emptied account only if it started after the merge committed). A grant that inserted its
+    batch while the merge was moving batches used to stay behind on the emptied account."""
+    buyer = make_user()
+    for round_ in range(ROUNDS):
+        into, source = make_user(), make_user()
+        gift = GiftService.create_gift(buyer.pk, "PACK_10")
+        GiftService.pay_gift_order(gift.order_id, payment_id=f"recv-{round_}")
+        T.grant_offer(source.pk, "PACK_10")  # something for the merge to move
+
+        merged, granted, claimed = _race(
+            lambda: CustomerService.merge_customers(into.pk, source.pk),  # noqa: B023
+            lambda: T.grant_offer(source.pk, "PACK_10"),  # noqa: B023
+            lambda: GiftService.claim(gift.token, user_id=source.pk),  # noqa: B023
+        )
+
+        for answer in (merged, granted, claimed):
+            assert not isinstance(answer, BaseException), answer
+        moved = merged["moved_batches"]
+        # what the merge moved is at the target; what it did not move was written after it
+        assert _units(into) == 10 * moved, (round_, moved, _units(into), _units(source))
+        assert _units(into) + _units(source) == 30
+    assert T.check_ledger() == []
