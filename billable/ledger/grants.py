@@ -5,7 +5,8 @@
 the offer items (with their products) — for order lines carrying a snapshot, one for the
 snapshot's products instead —, one for the user (locked: it serialises with period chains and
 customer merges), at most one aggregate for running periods, one ``INSERT`` for the batches
-and one for the ledger rows. Period ends are clamped to ``periods.FAR_FUTURE``, so a grant never fails on dates.
+and one for the ledger rows. Period ends are clamped to ``periods.FAR_FUTURE``, so a grant
+never fails on dates.
 """
 
 from __future__ import annotations
