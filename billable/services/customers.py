@@ -176,8 +176,12 @@ def _move_growth(target: int, source: int) -> None:
     """Promo redemptions and gifts follow the customer; a code the source account used (by
     its account, not only by an identity that moves with it) stays used for the target."""
     PromoRedemption.objects.filter(user_id=source).update(user_id=target)
-    Gift.objects.filter(buyer_id=source).update(buyer_id=target)
-    Gift.objects.filter(claimed_by_id=source).update(claimed_by_id=target)
+    # A gift one account bought and the other claimed would name the merged customer twice,
+    # which its CHECK (a buyer never claims their own gift) refuses: such a gift keeps the
+    # merged-away account in that field, the record of who claimed (or bought) it.
+    Gift.objects.filter(buyer_id=source).exclude(claimed_by_id=target).update(buyer_id=target)
+    Gift.objects.filter(claimed_by_id=source).exclude(buyer_id=target).update(
+        claimed_by_id=target)
     source_hash = TrialHistory.generate_identity_hash(str(source))
     target_hash = TrialHistory.generate_identity_hash(str(target))
     uses = PromoIdentityUse.objects.filter(identity_type=USER_IDENTITY_TYPE,

@@ -141,3 +141,44 @@ def test_a_conflict_inside_a_nested_service_call_is_retried_by_the_outer_one(mak
     assert len(calls) == 2
     assert T.get_balance(claimer.pk, "credits") == 10
     assert T.check_ledger() == []
+
+
+def test_merging_the_claimer_of_a_gift_into_its_buyer(make_user, make_product, make_offer):
+    """One person, two accounts: one bought a gift, the other claimed it. Merging them used to
+    fail on the gift's "not claimed by its buyer" CHECK with a raw IntegrityError; the merge
+    now goes through and the gift keeps the account that claimed it."""
+    from billable.growth.gifts import GiftService
+
+    buyer, claimer = make_user(), make_user()
+    make_offer("PACK", items=[(make_product("CREDITS"), 10)], price="5")
+    gift = GiftService.create_gift(buyer.pk, "PACK")
+    GiftService.pay_gift_order(gift.order_id, payment_id="g-1")
+    GiftService.claim(gift.token, user_id=claimer.pk)
+
+    CustomerService.merge_customers(buyer.pk, claimer.pk)
+
+    gift.refresh_from_db()
+    assert (gift.buyer_id, gift.claimed_by_id, gift.status) == (buyer.pk, claimer.pk, "claimed")
+    assert T.get_balance(buyer.pk, "credits") == 10
+    assert T.check_ledger() == []
+
+
+def test_merging_the_buyer_of_a_gift_into_its_claimer(make_user, make_product, make_offer):
+    from billable.growth.gifts import GiftService
+    from billable.models import Gift
+
+    buyer, claimer, other = make_user(), make_user(), make_user()
+    make_offer("PACK", items=[(make_product("CREDITS"), 10)], price="5")
+    claimed = GiftService.create_gift(buyer.pk, "PACK")
+    GiftService.pay_gift_order(claimed.order_id, payment_id="g-1")
+    GiftService.claim(claimed.token, user_id=claimer.pk)
+    waiting = GiftService.create_gift(buyer.pk, "PACK")
+    GiftService.pay_gift_order(waiting.order_id, payment_id="g-2")
+
+    CustomerService.merge_customers(claimer.pk, buyer.pk)
+
+    claimed.refresh_from_db()
+    assert (claimed.buyer_id, claimed.claimed_by_id) == (buyer.pk, claimer.pk)
+    assert Gift.objects.get(pk=waiting.pk).buyer_id == claimer.pk  # unclaimed: moves
+    GiftService.claim(waiting.token, user_id=other.pk)
+    assert T.get_balance(other.pk, "credits") == 10

@@ -801,10 +801,10 @@ class MoneyMachine(RuleBasedStateMachine):
             return GiftService.claim(token, user_id=claimer)
 
         paid_at = Order.objects.get(pk=self.model.gifts[token]).paid_at
-        if order.owner == claimer:
+        if order.claimer is not None:  # after merges the buyer may be the claimer's account
+            self.refused(call, GiftOwn, GiftAlreadyClaimed, GiftExpired)
+        elif order.owner == claimer:
             self.refused(call, GiftOwn)
-        elif order.claimer is not None:
-            self.refused(call, GiftAlreadyClaimed, GiftExpired)
         elif order.status != "paid" or timezone.now() >= paid_at + GIFT_TTL:
             self.refused(call, GiftExpired)
         else:
