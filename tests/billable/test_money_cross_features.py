@@ -182,3 +182,24 @@ def test_merging_the_buyer_of_a_gift_into_its_claimer(make_user, make_product, m
     assert Gift.objects.get(pk=waiting.pk).buyer_id == claimer.pk  # unclaimed: moves
     GiftService.claim(waiting.token, user_id=other.pk)
     assert T.get_balance(other.pk, "credits") == 10
+
+
+def test_an_account_merged_away_takes_no_new_referral(make_user):
+    """A merge that drops a referral (the referee merged into its referrer) used to leave the
+    emptied account free to be referred again: a second referral of the same person, and a
+    second ``claim_bonus() is True`` for the host to pay a bonus on."""
+    from billable.exceptions import ReferralError
+    from billable.models import Referral
+    from billable.services.referrals import ReferralService
+
+    referrer, referee, newcomer = make_user(), make_user(), make_user()
+    referral, _ = ReferralService.assign_referrer(referrer.pk, referee.pk)
+    assert ReferralService.claim_bonus(referral.pk) is True
+    CustomerService.merge_customers(referrer.pk, referee.pk)  # the row would be a self-referral
+
+    with pytest.raises(ReferralError):
+        ReferralService.assign_referrer(referrer.pk, referee.pk)
+    with pytest.raises(ReferralError):  # nor does it invite anyone: the customer lives on
+        ReferralService.assign_referrer(referee.pk, newcomer.pk)
+    assert not Referral.objects.exists()
+    assert ReferralService.assign_referrer(referrer.pk, newcomer.pk)[1] is True

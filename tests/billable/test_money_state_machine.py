@@ -214,6 +214,7 @@ class Model:
     spent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     bonuses: set[int] = field(default_factory=set)  # referral ids whose bonus was granted
     payments: set[str] = field(default_factory=set)
+    merged_away: set[int] = field(default_factory=set)  # accounts merged into another
 
 
 def own_tokens(account_pk: int, account: Account) -> list[tuple[str, str]]:
@@ -855,7 +856,7 @@ class MoneyMachine(RuleBasedStateMachine):
         """A referral, and its bonus granted once under a key named by the referral."""
         a, b = self.users[referrer], self.users[referee]
         existing = Referral.objects.filter(referrer_id=a, referee_id=b).first()
-        blocked = a == b or Referral.objects.filter(
+        blocked = a == b or bool({a, b} & self.model.merged_away) or Referral.objects.filter(
             Q(referee_id=b) & ~Q(referrer_id=a) | Q(referrer_id=b, referee_id=a)).exists()
         if existing is None and blocked:
             self.refused(lambda: ReferralService.assign_referrer(a, b), ReferralError)
@@ -903,6 +904,7 @@ class MoneyMachine(RuleBasedStateMachine):
         a.keys = {**b.keys, **a.keys}
         a.identities.update(b.identities)
         self.model.accounts[src] = Account(keys=dict(b.keys))  # a retry there replays
+        self.model.merged_away.add(src)
         involved = {("user", str(target)), ("user", str(src)), *own_tokens(target, a)}
         if involved & self.model.trial_tokens:
             self.model.trial_tokens |= involved
