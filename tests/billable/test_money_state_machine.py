@@ -995,7 +995,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
 #: Examples per run. The suite's budget is about a minute per backend (PostgreSQL's round
 #: trips cost ~4× SQLite's here); ``MONEY_EXAMPLES=2000`` runs a long search by hand.
-EXAMPLES = {"sqlite": 100, "postgresql": 25}
+EXAMPLES = {"sqlite": 80, "postgresql": 25}
 
 
 def test_money_across_features_is_conserved() -> None:
