@@ -213,6 +213,9 @@ class DatabaseBusy(BillableError):
 
     code = "database_busy"
     default_message = _("The database is busy; try again")
+    #: True when raised inside a transaction that an enclosing retrying operation opened:
+    #: that operation runs again instead (``billable.ledger.retry``).
+    transient: bool = False
 
 
 class LedgerImmutable(BillableError):

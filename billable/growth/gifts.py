@@ -14,8 +14,10 @@
   kit queues their refunds through the refund outbox. A refunded gift order marks its gift
   ``refunded`` (receiver of ``order_refunded``).
 
-Lock order: payment locks the order, then the gift; a claim locks the gift, then the order
-(only once the gift is ready, i.e. its order is paid and no payment takes the order lock).
+Lock order: the order, then its gift — for payment, claim and the customer merge (which locks
+the buyer's orders and later moves the buyer's gifts) alike. A claim used to lock the gift
+first and deadlocked with a merge of the buyer (PostgreSQL aborted one of them; the retry
+hid it, at the price of a deadlock each time).
 """
 
 from __future__ import annotations
@@ -160,11 +162,16 @@ class GiftService:
             raise InvalidInput("user_id is required")
         meta = metadata_dict(metadata)
         with transaction.atomic():
+            # The global lock order (billable.ledger.locks): the order, then its gift — as the
+            # payment and the customer merge (which moves the buyer's gifts) take them. Locking
+            # the gift first deadlocked with a merge of the buyer.
+            order_id = Gift.objects.filter(token=text).values_list("order_id", flat=True).first()
+            order = (Order.objects.select_for_update().filter(pk=order_id).first()
+                     if order_id is not None else None)
             gift = Gift.objects.select_for_update().filter(token=text).first()
-            if gift is None:
+            if gift is None or order is None:
                 raise GiftUnknown("Unknown gift")
             _check_claimable(gift, pk, timezone.now())
-            order = Order.objects.select_for_update().get(pk=gift.order_id)
             if order.status != Order.Status.PAID:
                 raise GiftExpired("This gift is no longer available")
             line = order.items.select_related("offer").get()

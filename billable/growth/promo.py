@@ -17,8 +17,16 @@ the order (any payment path) grants the full offer and turns the reservation int
 redemption; an order that is cancelled, or still unpaid after ``BILLABLE_PROMO_RESERVATION_TTL``
 seconds, is cancelled and gives the use back (:meth:`PromoService.release_stale`).
 
-Lock order: code row, then (inside the grant) the account. The payment path locks the order
-and never the code, so redeeming and paying cannot deadlock.
+Lock order: the code row, then the customer's account, then the use rows (redemption and the
+UNIQUE identity rows) and the grant — accounts before unique-key rows, the global order of
+``billable.ledger.locks``. The payment path locks the order and never the code, so redeeming
+and paying cannot deadlock. The account used to be locked only inside the grant (of a period
+offer), after the identity rows: a customer merge, which holds both accounts and then records
+the merged-away account's uses for the target, deadlocked with a redemption by the target, and
+the redemption failed with ``DatabaseBusy``. Code and redemption rows are locked ``FOR NO KEY
+UPDATE`` (only counters and states change): a merge that records a use inserts a row
+referencing them, which takes ``KEY SHARE`` — compatible with ``NO KEY UPDATE``, blocked by
+``FOR UPDATE``, which closed a second deadlock cycle with the same merge.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from billable.exceptions import (
     PromoUnknown,
     UserNotFound,
 )
+from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying
 from billable.models import (
     ExternalIdentity,
@@ -278,9 +287,11 @@ class PromoService:
         meta = metadata_dict(metadata)
         pairs = identity_pairs(pk, identities)
         with transaction.atomic():
-            promo = (PromoCode.objects.select_for_update().filter(code=normalized).first())
+            promo = (PromoCode.objects.select_for_update(no_key=True).filter(code=normalized)
+                     .first())
             if promo is None:
                 raise PromoUnknown("Unknown promo code")
+            lock_users([pk])  # before the use rows: a merge holds accounts, then writes uses
             _check_window(promo, timezone.now())
             offer = _target_offer(promo, sku)
             _check_customer(promo, pk, pairs)
@@ -331,7 +342,7 @@ class PromoService:
         ``promo_redeemed`` after commit. Called on ``order_confirmed`` and by the sweep."""
         pk = coerce_pk(getattr(order_id, "pk", order_id))
         with transaction.atomic():
-            redemption = (PromoRedemption.objects.select_for_update()
+            redemption = (PromoRedemption.objects.select_for_update(no_key=True)
                           .select_related("promo").filter(order_id=pk).first() if pk else None)
             if redemption is None or redemption.status != PromoRedemption.Status.RESERVED:
                 return redemption
@@ -377,8 +388,8 @@ def _release(redemption_pk: int) -> bool:
                                                                            flat=True).first()
     if code_pk is None:
         return False
-    promo = PromoCode.objects.select_for_update().get(pk=code_pk)
-    red = PromoRedemption.objects.select_for_update().get(pk=redemption_pk)
+    promo = PromoCode.objects.select_for_update(no_key=True).get(pk=code_pk)
+    red = PromoRedemption.objects.select_for_update(no_key=True).get(pk=redemption_pk)
     if red.status != PromoRedemption.Status.RESERVED:
         return False
     red.status = PromoRedemption.Status.RELEASED

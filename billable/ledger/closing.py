@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billable.exceptions import OrderNotFound
+from billable.exceptions import OrderNotFound, RetryTransaction
 from billable.ledger import periods, wallet
 from billable.ledger.audit import emit_created
 from billable.ledger.locks import lock_users
@@ -80,6 +80,11 @@ def revoke_order(*, order: Order | Any, reason: str) -> int:
                                    state=QuotaBatch.State.ACTIVE, expires_at__gt=now)
         locked = list(QuotaBatch.objects.filter(scope).order_by("id")
                       .select_for_update(no_key=True))
+        if {b.user_id for b in locked if b.pk in mine} != owners:
+            # A customer merge moved the batches (a claimed gift's claimer was merged) between
+            # the read and the account lock: the owners locked and re-chained would be the
+            # emptied account's. Start again; the merge has committed, the next read sees it.
+            raise RetryTransaction("the order's batches changed owner while locking")
         revoked = [b for b in locked if b.pk in mine and b.state in OPEN]
         moved = _rechain([b for b in locked if b.pk not in mine], periods_left, now)
         meta: dict[str, Any] = {"reason": reason, "order_id": pk}

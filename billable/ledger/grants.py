@@ -3,9 +3,10 @@
 ``grant_lines`` is the batched primitive behind ``TransactionService.grant_offer``,
 ``grant_many`` and ``exchange``: whatever the number of offers and items it runs one query for
 the offer items (with their products) — for order lines carrying a snapshot, one for the
-snapshot's products instead —, one for the user (locked when period products are involved), at
-most one aggregate for running periods, one ``INSERT`` for the batches and one for the ledger
-rows. Period ends are clamped to ``periods.FAR_FUTURE``, so a grant never fails on dates.
+snapshot's products instead —, one for the user (locked: it serialises with period chains and
+customer merges), at most one aggregate for running periods, one ``INSERT`` for the batches
+and one for the ledger rows. Period ends are clamped to ``periods.FAR_FUTURE``, so a grant
+never fails on dates.
 """
 
 from __future__ import annotations
@@ -120,7 +121,13 @@ def grant_lines(*, user_id: Any, grants: Sequence[Grant], source: str, metadata:
                         *(i for lst in snapshots.values() for i in lst)]
     extendable = {i.product_id for i in every if extends(i)}
     if not user_locked:
-        _check_user(user_id, lock=bool(extendable))
+        # Always the account lock (the same one statement as an existence check): a grant is
+        # then serialised with a customer merge of the account, which holds it while it moves
+        # the batches and their ledger rows. Unlocked, a grant that committed between the
+        # merge's two moves left its batch on the emptied account and its CREDIT row on the
+        # target (a ledger row on another user's batch), or its units behind on the emptied
+        # account. Period grants needed it anyway, to chain.
+        _check_user(user_id, lock=True)
     ends = _running_ends(user_id, extendable, now)
     batches = list(_plan(resolved, items, snapshots, ends, user_id=user_id, now=now))
     if not batches:

@@ -3,9 +3,9 @@
 Every transaction that takes more than one kind of row lock takes them in this order, each kind
 in ascending primary key::
 
-    1. orders            (payment, cancel, refund, customer merge)
-    2. accounts (users)  FOR NO KEY UPDATE (merge, referrals, trial claims, exchanges, grants of
-                         period products, refunds)
+    1. orders            (payment, cancel, refund, customer merge, gift claim)
+    2. accounts (users)  FOR NO KEY UPDATE (merge, referrals, trial claims, promo redemptions,
+                         exchanges, every grant, refunds)
     3. unique-key rows   idempotency keys and trial history (inserted, or moved by a merge)
     4. reservations      FOR NO KEY UPDATE (commit, release, expired-hold release, merge)
     5. quota batches     FOR NO KEY UPDATE, or conditional UPDATEs issued in that order

@@ -9,7 +9,11 @@ whole operation again — it was rolled back completely, so nothing is applied t
 database error for these conditions.
 
 Inside a caller's own transaction the operation cannot be retried (the caller's earlier work is
-part of the same transaction): the conflict is raised as ``DatabaseBusy`` straight away.
+part of the same transaction): the conflict is raised as ``DatabaseBusy`` straight away. When
+that caller is itself a :func:`retrying` operation (a gift claim, a promo redemption or a
+trial granting through ``grant_offer``) and opened the transaction, it retries the whole
+operation instead: such a ``DatabaseBusy`` is marked ``transient``. Before, the first conflict
+met by the inner call ended the outer one with ``DatabaseBusy``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for a deadlock, a serialization failure or SQLite's "database is locked"."""
     if isinstance(exc, RetryTransaction):
         return True
+    if isinstance(exc, DatabaseBusy):  # raised by a nested retrying call, see _busy
+        return exc.transient
     if not isinstance(exc, DatabaseError):
         return False
     cause = exc.__cause__
@@ -49,9 +55,11 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in _SQLITE_BUSY)
 
 
-def _busy(exc: BaseException) -> DatabaseBusy:
-    return DatabaseBusy("The database is busy; the operation was not applied. Try again.",
+def _busy(exc: BaseException, *, transient: bool = False) -> DatabaseBusy:
+    busy = DatabaseBusy("The database is busy; the operation was not applied. Try again.",
                         reason=type(exc.__cause__ or exc).__name__)
+    busy.transient = transient  # an enclosing retrying operation may run again
+    return busy
 
 
 def retrying(func: F) -> F:
@@ -62,12 +70,16 @@ def retrying(func: F) -> F:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return func(*args, **kwargs)
-            except (DatabaseError, RetryTransaction) as exc:
+            except (DatabaseError, RetryTransaction, DatabaseBusy) as exc:
                 if not is_transient(exc):
                     raise
                 # Checked only on failure, so the happy path costs nothing: inside the caller's
                 # transaction the work cannot be redone from here.
-                if attempt == ATTEMPTS or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+                if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+                    if isinstance(exc, DatabaseBusy):
+                        raise
+                    raise _busy(exc, transient=True) from exc
+                if attempt == ATTEMPTS:
                     raise _busy(exc) from exc
                 time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -12,13 +12,16 @@ account itself is kept (empty), as in 0.2.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
+from django.utils import timezone
 
 from billable.exceptions import IdentityConflict, MergeError, RetryTransaction, UserNotFound
+from billable.ledger import periods
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying
 from billable.models import (
@@ -27,6 +30,7 @@ from billable.models import (
     Gift,
     IdempotencyKey,
     Order,
+    Product,
     PromoIdentityUse,
     PromoRedemption,
     QuotaBatch,
@@ -67,6 +71,38 @@ def _lock_both(target: int, source: int) -> None:
         raise RetryTransaction("a hold of the source appeared while locking")
 
 
+def _chain_periods(target: int, source: int, now: datetime) -> int:
+    """Queue the source's remaining periods after the target's access; return how many moved.
+
+    A period bought while access runs extends it (SPEC §3), so the merged customer keeps the
+    time both accounts paid for: for each period product the target has running or queued
+    access to, the source's active periods (running ones from now on) follow it one after the
+    other, keeping their lengths. Without this both accounts' periods overlapped after the
+    merge: 30 days of access for two 30-day purchases. The accounts are locked, so no grant or
+    refund of a period changes either chain meanwhile; the source's batches are locked too.
+    """
+    running = QuotaBatch.objects.filter(state=QuotaBatch.State.ACTIVE, expires_at__gt=now,
+                                        product__product_type=Product.ProductType.PERIOD)
+    ends = dict(running.filter(user_id=target).order_by().values("product_id")
+                .annotate(end=Max("expires_at")).values_list("product_id", "end"))
+    if not ends:
+        return 0
+    moved = list(running.filter(user_id=source, product_id__in=list(ends))
+                 .order_by("valid_from", "id"))
+    for batch in moved:
+        assert batch.expires_at is not None
+        length = batch.expires_at - max(batch.valid_from, now)
+        start = ends[batch.product_id]
+        try:
+            end = min(start + length, periods.FAR_FUTURE)
+        except OverflowError:
+            end = periods.FAR_FUTURE
+        batch.valid_from, batch.expires_at = start, end
+        ends[batch.product_id] = end
+    QuotaBatch.objects.bulk_update(moved, ["valid_from", "expires_at"])
+    return len(moved)
+
+
 def _move_identities(target: int, source: int) -> int:
     """Move the source identities; refuse a provider both accounts hold with different ids."""
     target_ids: dict[str, set[str]] = {}
@@ -84,11 +120,23 @@ def _move_identities(target: int, source: int) -> int:
     return ExternalIdentity.objects.filter(user_id=source).update(user_id=target)
 
 
-def _move_idempotency_keys(target: int, source: int) -> None:
-    """Move the source's keys; a key both accounts used keeps the target's row."""
-    taken = IdempotencyKey.objects.filter(user_id=target).values("key")
-    IdempotencyKey.objects.filter(user_id=source, key__in=taken).delete()
-    IdempotencyKey.objects.filter(user_id=source).update(user_id=target)
+def _copy_idempotency_keys(target: int, source: int) -> None:
+    """Give the target a copy of the source's keys; the source keeps its own.
+
+    A retry under a used key must replay wherever it arrives: at the target, where the merged
+    customer now lives, and at the source, which a caller may still name (a retry queued
+    before the merge). Moving the rows left the source without them, so such a retry was a
+    new request: a keyed grant granted again, a keyed consume charged again. A key both
+    accounts used keeps each account's own row.
+    """
+    IdempotencyKey.objects.bulk_create(
+        [IdempotencyKey(user_id=target, key=row.key, operation=row.operation,
+                        fingerprint=row.fingerprint, result=row.result,
+                        created_at=row.created_at)
+         for row in IdempotencyKey.objects.filter(user_id=source).exclude(
+             key__in=IdempotencyKey.objects.filter(user_id=target).values("key"))],
+        ignore_conflicts=True,
+    )
 
 
 def _referrals_to_drop(rows: list[Referral], target: int, source: int) -> set[int]:
@@ -128,8 +176,12 @@ def _move_growth(target: int, source: int) -> None:
     """Promo redemptions and gifts follow the customer; a code the source account used (by
     its account, not only by an identity that moves with it) stays used for the target."""
     PromoRedemption.objects.filter(user_id=source).update(user_id=target)
-    Gift.objects.filter(buyer_id=source).update(buyer_id=target)
-    Gift.objects.filter(claimed_by_id=source).update(claimed_by_id=target)
+    # A gift one account bought and the other claimed would name the merged customer twice,
+    # which its CHECK (a buyer never claims their own gift) refuses: such a gift keeps the
+    # merged-away account in that field, the record of who claimed (or bought) it.
+    Gift.objects.filter(buyer_id=source).exclude(claimed_by_id=target).update(buyer_id=target)
+    Gift.objects.filter(claimed_by_id=source).exclude(buyer_id=target).update(
+        claimed_by_id=target)
     source_hash = TrialHistory.generate_identity_hash(str(source))
     target_hash = TrialHistory.generate_identity_hash(str(target))
     uses = PromoIdentityUse.objects.filter(identity_type=USER_IDENTITY_TYPE,
@@ -199,13 +251,14 @@ class CustomerService:
         with transaction.atomic():
             _lock_both(target, source)
             stats = {"moved_identities": _move_identities(target, source)}
+            stats["periods_chained"] = _chain_periods(target, source, timezone.now())
             stats["moved_orders"] = Order.objects.filter(user_id=source).update(user_id=target)
             stats["moved_batches"] = QuotaBatch.objects.filter(user_id=source).update(
                 user_id=target)
             stats["moved_transactions"] = Transaction.objects.filter(
                 user_id=source)._reassign_owner(target)
             Reservation.objects.filter(user_id=source).update(user_id=target)
-            _move_idempotency_keys(target, source)
+            _copy_idempotency_keys(target, source)
             stats["moved_referrals"] = _move_referrals(target, source)
             _reconcile_trials(target, source)
             _move_growth(target, source)

@@ -15,7 +15,7 @@ from django.db.models import Q
 from billable.exceptions import InvalidInput, NotFound, ReferralError, UserNotFound
 from billable.ledger.locks import lock_users
 from billable.ledger.retry import retrying
-from billable.models import Referral
+from billable.models import CustomerMerge, Referral
 from billable.signals import referral_attached, send_on_commit
 from billable.validation import coerce_pk, metadata_dict
 
@@ -49,8 +49,9 @@ class ReferralService:
 
         Repeating an existing pair returns it with ``created=False``. Raises ``ReferralError``
         ("Provide valid identifiers", "Referrer and referee cannot be same", "Relationship exists
-        or invalid IDs" — the referee already has another referrer, or the pair would form a
-        cycle) and ``UserNotFound`` ("Referrer user not found in database" / "Referee …").
+        or invalid IDs" — the referee already has another referrer, the pair would form a
+        cycle, or either account was merged into another) and ``UserNotFound`` ("Referrer user
+        not found in database" / "Referee …").
         Sends ``referral_attached`` after commit when created.
         """
         referrer = coerce_pk(getattr(referrer_id, "pk", referrer_id))
@@ -71,6 +72,11 @@ class ReferralService:
             found = _existing_or_refuse(referrer, referee)
             if found is not None:
                 return found, False
+            if CustomerMerge.objects.filter(source_user_id__in=[referrer, referee]).exists():
+                # An account merged into another is empty and its customer lives on in the
+                # target: a new referral of it would refer the same person again (a second
+                # bonus once the merge dropped the first row), or credit the emptied account.
+                raise ReferralError(MSG_EXISTS)
             try:
                 with transaction.atomic():
                     referral = Referral.objects.create(referrer_id=referrer, referee_id=referee,

@@ -8,7 +8,7 @@ The state machine compares the real services with it after every step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 #: Counters (quantity products) the model tracks, and the entitlements.
@@ -49,6 +49,22 @@ class Wallet:
         return max([now, *ends])
 
 
+def chain_after(into: Wallet, periods: list[Interval], now: datetime) -> list[Interval]:
+    """A merge queues the source's remaining periods after the target's access (docs/orders.md,
+    *Customer merge*), each keeping the time it had left; nothing moves when the target has no
+    running or queued access."""
+    if not any(i.end > now for i in into.periods):
+        return periods
+    cursor = into.chain_end(now)
+    for interval in sorted(periods, key=lambda i: i.start):
+        if interval.end <= now:
+            continue
+        length = interval.end - max(interval.start, now)
+        interval.start, interval.end = cursor, cursor + length
+        cursor = interval.end
+    return periods
+
+
 @dataclass
 class Model:
     wallets: dict[Any, Wallet]
@@ -74,15 +90,15 @@ class Model:
             cursor = max(cursor, interval.end)
         wallet.unlimited = [o for o in wallet.unlimited if o != order]
 
-    def merge(self, target: Any, source: Any) -> None:
+    def merge(self, target: Any, source: Any, now: datetime | None = None) -> None:
         into, out = self.wallets[target], self.wallets[source]
         for key, amount in out.counters.items():
             into.counters[key] += amount
-        into.periods += out.periods
+        into.periods += chain_after(into, out.periods, now or datetime.now(UTC))
         into.unlimited += out.unlimited
         for key, request in out.keys.items():
             into.keys.setdefault(key, request)
-        self.wallets[source] = Wallet()
+        self.wallets[source] = Wallet(keys=dict(out.keys))  # the source keeps its keys
         if target in self.trial_used or source in self.trial_used:
             self.trial_used |= {target, source}
         self.holds = {rid: (target if owner == source else owner, key, n)

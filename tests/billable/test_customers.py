@@ -133,17 +133,21 @@ def test_cycle_created_by_the_merge_is_resolved(pair, make_user):
         (target.id, friend.id)]
 
 
-def test_idempotency_keys_move_and_duplicates_drop(pair, pack):
+def test_idempotency_keys_are_copied_and_each_account_keeps_its_own(pair, pack):
     target, source = pair
     for user in pair:
         TransactionService.grant_offer(user.id, pack)
     TransactionService.consume_quota(target.id, "TEST_PROD", idempotency_key="k1")
     TransactionService.consume_quota(source.id, "TEST_PROD", idempotency_key="k1")
     TransactionService.consume_quota(source.id, "TEST_PROD", idempotency_key="k2")
+    mine = IdempotencyKey.objects.get(user=target, key="k1").fingerprint
     CustomerService.merge_customers(target.id, source.id)
     assert sorted(IdempotencyKey.objects.filter(user=target).values_list("key", flat=True)) == [
         "k1", "k2"]
-    assert not IdempotencyKey.objects.filter(user=source).exists()
+    assert IdempotencyKey.objects.get(user=target, key="k1").fingerprint == mine
+    # the source keeps its keys, so a retry still addressed to it replays (docs/orders.md)
+    assert sorted(IdempotencyKey.objects.filter(user=source).values_list("key", flat=True)) == [
+        "k1", "k2"]
     assert TransactionService.check_ledger() == []
 
 

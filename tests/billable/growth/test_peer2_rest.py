@@ -308,7 +308,9 @@ def test_documented_series_move_after_the_documented_actions(
 
     assert moved("billable_payments_total", outcome="confirmed", currency="USD",
                  method="card") == 1
-    assert moved("billable_payment_amount_total", outcome="confirmed", currency="USD") == 9.99
+    # a float counter shared by the process: earlier payments leave rounding in the difference
+    assert moved("billable_payment_amount_total", outcome="confirmed",
+                 currency="USD") == pytest.approx(9.99)
     assert moved("billable_consumes_total", product="CREDITS") == 1
     assert moved("billable_consumed_units_total", product="CREDITS") == 3
     assert moved("billable_api_requests_total", method="GET", route="/orders/{order_id}",
