@@ -56,7 +56,8 @@ def _growth(namespace: dict[str, Any]) -> None:
     from billable.ledger.audit import check_ledger
     from billable.models import AlertNotice, Gift, PromoCode
 
-    assert Gift.objects.get().status == "claimed"
+    assert Gift.objects.get(pk=namespace["gift"].pk).status == "claimed"
+    assert Gift.objects.get(pk=namespace["gift_2"].pk).status == "ready"
     assert PromoCode.objects.get(code="SPRING20").uses_count == 2
     assert PromoCode.objects.filter(batch="xmas-2026").count() == 100
     assert AlertNotice.objects.get().delivery == "skipped"

@@ -20,6 +20,7 @@ from billable.admin.display import CustomerColumnMixin, customer_link, money
 from billable.admin.json_field import JSON_FIELD_OVERRIDES
 from billable.admin.ledger import ReadOnlyAdminMixin
 from billable.exceptions import BillableError
+from billable.growth.gifts import GiftService
 from billable.models import Order, OrderItem
 from billable.services import OrderService
 
@@ -110,10 +111,10 @@ class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
     @admin.action(description=_("Confirm payment (grant products)"),
                   permissions=["change"])
     def confirm_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """``OrderService.pay_order`` for each pending order (payment method ``admin``)."""
-        _run_for_each(self, request, queryset,
-                      lambda o: OrderService.pay_order(o.pk, payment_method=ADMIN_PAYMENT_METHOD),
-                      _("Confirmed"))
+        """``OrderService.pay_order`` for each pending order (payment method ``admin``); a
+        gift's order is paid as a gift (``GiftService.pay_gift_order``: nothing granted, the
+        gift becomes claimable)."""
+        _run_for_each(self, request, queryset, _confirm, _("Confirmed"))
 
     @admin.action(description=_("Cancel pending orders"), permissions=["change"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -130,3 +131,9 @@ class OrderAdmin(CustomerColumnMixin, admin.ModelAdmin):
         _run_for_each(self, request, queryset,
                       lambda o: OrderService.refund_paid_order(o.pk, reason=reason),
                       _("Refunded"))
+
+
+def _confirm(order: Order) -> Any:
+    if GiftService.is_gift_order(order.pk):
+        return GiftService.pay_gift_order(order.pk, payment_method=ADMIN_PAYMENT_METHOD)
+    return OrderService.pay_order(order.pk, payment_method=ADMIN_PAYMENT_METHOD)

@@ -16,6 +16,7 @@ from ninja import Router
 from billable.api.errors import error_status, fail
 from billable.api.users import resolve_user_id
 from billable.exceptions import OfferNotFound, OrderStateError
+from billable.growth.gifts import GiftService
 from billable.models import Order
 from billable.schemas.common import CommonResponse, DbId, responses
 from billable.schemas.orders import (
@@ -29,6 +30,7 @@ from billable.services import OrderService
 
 router = Router()
 
+GIFT_PAID = "Order paid; the gift is ready to be claimed"
 REFUND_FAILED = "Failed to process refund. Order might not be in PAID status."
 
 
@@ -74,9 +76,15 @@ async def confirm_order(request: HttpRequest, order_id: DbId,
     A replay with the same ``payment_id`` is a no-op success. ``404`` for an unknown order;
     ``409`` for a cancelled/refunded order, another payment id for a paid order, or a payment
     id that already paid another order (nothing is granted then). The body is optional: a
-    bare ``POST`` (the 0.2 README's webhook call) confirms without a payment id.
+    bare ``POST`` (the 0.2 README's webhook call) confirms without a payment id. The order of
+    a gift is paid without granting (the message says so) and its gift becomes claimable.
     """
     data = data or OrderConfirmSchema.model_validate({})
+    if await sync_to_async(GiftService.is_gift_order)(order_id):
+        # A gift's order: paid, nothing granted; the gift is claimable (docs/growth.md).
+        order = await GiftService.apay_gift_order(order_id, payment_id=data.payment_id,
+                                                  payment_method=data.payment_method)
+        return {"success": True, "message": GIFT_PAID, "data": await _document_async(order)}
     order = await OrderService.apay_order(order_id, payment_id=data.payment_id,
                                           payment_method=data.payment_method)
     return {"success": True, "message": "Order paid and products activated",

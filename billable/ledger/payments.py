@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billable.exceptions import EmptyOffer, OrderNotFound, OrderStateError, PaymentConflict
 from billable.ledger import grants as granting
-from billable.models import Order
+from billable.models import Gift, Order
 from billable.validation import coerce_pk
 
 
@@ -47,7 +47,8 @@ def mark_paid(*, order_id: Any, payment_id: str | None, method: str,
     ``method`` is the validated payment method; ``requested_method`` the caller's own value
     (``None`` or blank: a replay matches whatever method paid the order). ``before(order)``
     runs on the locked pending order just before it is marked paid and may raise to refuse.
-    Raises ``OrderNotFound``, ``OrderStateError`` (not pending), ``PaymentConflict``, and
+    Raises ``OrderNotFound``, ``OrderStateError`` (not pending; or a gift's order when
+    ``grant``: gifts are paid without granting), ``PaymentConflict``, and
     ``EmptyOffer`` when ``grant`` and a line grants nothing (nothing is written then).
     """
     order = locked_order(order_id=order_id)
@@ -58,6 +59,11 @@ def mark_paid(*, order_id: Any, payment_id: str | None, method: str,
         raise OrderStateError(f"Order #{order.pk} is {order.status} and cannot be paid")
     if before is not None:
         before(order)
+    if grant and Gift.objects.filter(order_id=order.pk).exists():
+        # A gift's order is paid without granting (the claimer is granted): granting it to the
+        # buyer would leave the gift pending for ever, neither claimable nor refunded.
+        raise OrderStateError(f"Order #{order.pk} pays for a gift: pay it with "
+                              "GiftService.pay_gift_order")
     order.status, order.payment_id = Order.Status.PAID, payment_id
     order.payment_method, order.paid_at = method, timezone.now()
     try:
