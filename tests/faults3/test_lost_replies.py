@@ -1,0 +1,66 @@
+"""A statement's answer lost on the way back (the connection breaks after PostgreSQL committed):
+what the API server does next must not apply the operation a second time.
+
+The server (uvicorn + the demo project) talks to PostgreSQL through
+:class:`tests.faults3.pgproxy.LossyProxy`, which forwards one marked statement and then closes
+that connection instead of delivering the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from tests.faults3.conftest import Launcher, OwnDB, free_port, needs_postgres, wait_port
+from tests.faults3.pgproxy import LossyProxy
+from tests.faults3.story import Tally, api_client, customer
+
+pytestmark = [needs_postgres, pytest.mark.postgres]
+
+
+def debits_tagged(tag: str) -> list[tuple[str, int]]:
+    from billable.models import Transaction
+    return [(t.action_type, t.amount) for t in
+            Transaction.objects.filter(direction="DEBIT", metadata__tag=tag)]
+
+
+def predictions_left() -> int:
+    from billable.models import ExternalIdentity
+    from billable.services import TransactionService
+    user = ExternalIdentity.get_user_by_identity("c0", provider="faults3")
+    return TransactionService.get_balance(user.id, "PREDICTIONS")
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["without-key", "with-key"])
+async def test_a_consume_whose_answer_was_lost_is_charged_once(
+        launcher: Launcher, own_db: OwnDB, keyed: bool) -> None:
+    settings = connections["default"].settings_dict
+    async with LossyProxy(int(settings["PORT"]), settings["HOST"]) as proxy:
+        port = free_port()
+        url = own_db.url.replace(f"{settings['HOST']}:{settings['PORT']}",
+                                 f"127.0.0.1:{proxy.port}")
+        api = launcher.uvicorn(port, app_name="faults3-api", DATABASE_URL=url,
+                               PGSSLMODE="disable")
+        await asyncio.to_thread(wait_port, port, 30, api)
+        tally = Tally()
+        async with api_client(port) as client:
+            deadline = asyncio.get_running_loop().time() + 40
+            await customer(client, tally, 0, 0, deadline=deadline)  # 20 predictions
+            tag = f"lost-reply-{'keyed' if keyed else 'bare'}"
+            body = {"provider": "faults3", "external_id": "c0", "product_key": "PREDICTIONS",
+                    "metadata": {"tag": tag}}
+            if keyed:
+                body["idempotency_key"] = tag
+            proxy.arm(tag)
+            response = await client.post("/wallet/consume", json=body, timeout=30)
+            assert proxy.dropped == 1
+            # 200 (the server found out the debit was made) or 503 (it could not tell)
+            assert response.status_code in (200, 503), response.text
+            if keyed:  # the documented retry
+                again = await client.post("/wallet/consume", json=body, timeout=30)
+                assert again.status_code == 200, again.text
+    assert await sync_to_async(debits_tagged)(tag) == [("usage", 1)]
+    assert await sync_to_async(predictions_left)() == 19
