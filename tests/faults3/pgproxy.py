@@ -17,12 +17,14 @@ class LossyProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.marker: bytes | None = None
+        self.times = 0
         self.dropped = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def arm(self, marker: str) -> None:
-        self.marker = marker.encode()
+    def arm(self, marker: str, times: int = 1) -> None:
+        """Lose the answers to the next ``times`` client messages that contain ``marker``."""
+        self.marker, self.times = marker.encode(), times
 
     async def __aenter__(self) -> LossyProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -51,7 +53,9 @@ class LossyProxy:
         async def upstream() -> None:
             while data := await client_r.read(65536):
                 if self.marker is not None and self.marker in data:
-                    self.marker = None
+                    self.times -= 1
+                    if self.times <= 0:
+                        self.marker = None
                     state["drop"] = True
                 server_w.write(data)
                 await server_w.drain()

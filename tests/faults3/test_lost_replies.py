@@ -34,9 +34,13 @@ def predictions_left() -> int:
     return TransactionService.get_balance(user.id, "PREDICTIONS")
 
 
-@pytest.mark.parametrize("keyed", [False, True], ids=["without-key", "with-key"])
+@pytest.mark.parametrize(("keyed", "lost"), [(False, 1), (True, 1), (False, 2)],
+                         ids=["without-key", "with-key", "without-key-retry-lost-too"])
 async def test_a_consume_whose_answer_was_lost_is_charged_once(
-        launcher: Launcher, own_db: OwnDB, keyed: bool) -> None:
+        launcher: Launcher, own_db: OwnDB, keyed: bool, lost: int) -> None:
+    """Lost once: the server retries the same statement and finds its own DEBIT (200), or
+    replays the key. Lost twice (the retry's answer too): the outcome is unknown to the server,
+    so it answers ``503 database_unavailable`` — and still never writes a second DEBIT."""
     settings = connections["default"].settings_dict
     async with LossyProxy(int(settings["PORT"]), settings["HOST"]) as proxy:
         port = free_port()
@@ -49,16 +53,19 @@ async def test_a_consume_whose_answer_was_lost_is_charged_once(
         async with api_client(port) as client:
             deadline = asyncio.get_running_loop().time() + 40
             await customer(client, tally, 0, 0, deadline=deadline)  # 20 predictions
-            tag = f"lost-reply-{'keyed' if keyed else 'bare'}"
+            tag = f"lost-reply-{'keyed' if keyed else 'bare'}-{lost}"
             body = {"provider": "faults3", "external_id": "c0", "product_key": "PREDICTIONS",
                     "metadata": {"tag": tag}}
             if keyed:
                 body["idempotency_key"] = tag
-            proxy.arm(tag)
+            proxy.arm(tag, times=lost)
             response = await client.post("/wallet/consume", json=body, timeout=30)
-            assert proxy.dropped == 1
-            # 200 (the server found out the debit was made) or 503 (it could not tell)
-            assert response.status_code in (200, 503), response.text
+            assert proxy.dropped == lost
+            if lost == 1:
+                assert response.status_code == 200, response.text
+            else:
+                assert response.status_code == 503, response.text
+                assert response.json()["data"]["error"] == "database_unavailable"
             if keyed:  # the documented retry
                 again = await client.post("/wallet/consume", json=body, timeout=30)
                 assert again.status_code == 200, again.text
