@@ -23,7 +23,7 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from bot_kit.testing import FakeAPIError, FakeBotAPIServer, FakeSession, UpdateFactory, make_bot
-from tests.faults3.conftest import Launcher, OwnDB, Proc, needs_postgres
+from tests.faults3.conftest import Launcher, OwnDB, Proc, needs_postgres, terminate
 
 pytestmark = [needs_postgres, pytest.mark.postgres]
 
@@ -114,6 +114,34 @@ async def test_expiry_job_killed_mid_run_expires_each_batch_once(
     assert states["ACTIVE"] == 0, states
     assert set(per_batch) == {1}, per_batch  # one expiration DEBIT per batch, never two
     assert sum(per_batch.values()) == states["EXPIRED"]
+    await sync_to_async(check_ledger)()
+
+
+async def test_expiry_job_whose_connection_is_terminated_fails_cleanly_and_the_next_run_finishes(
+        launcher: Launcher, own_db: OwnDB) -> None:
+    """docs/operations.md: the expiry job fails (non-zero exit) when the database is unreachable
+    — with a one-line error, not a traceback — and the next run completes the work."""
+    made = await sync_to_async(make_due_batches)(200, 12)
+    with own_db.connect(autocommit=True) as watch:
+        def expired() -> int:
+            row = watch.execute("SELECT count(*) FROM billable_quota_batches "
+                                "WHERE state = 'EXPIRED'").fetchone()
+            return int(row[0]) if row else 0
+
+        job = launcher.manage("expire", "billable_expire", app_name="faults3-expire")
+        await asyncio.to_thread(wait_until, lambda: not job.alive or expired() > 0)
+        assert job.alive, job.output()[-2000:]
+        assert await asyncio.to_thread(terminate, own_db.name, "faults3-expire") >= 1
+        code = await asyncio.to_thread(job.wait, 30)
+        await sync_to_async(check_ledger)()
+        print(job.output()[-1500:])
+        assert code not in (0, None), job.output()[-2000:]
+        assert "Traceback" not in job.output(), job.output()[-3000:]
+        rerun = launcher.manage("expire2", "billable_expire", app_name="faults3-expire")
+        assert await asyncio.to_thread(rerun.wait, 60) == 0, rerun.output()[-2000:]
+    states, per_batch = await sync_to_async(expiry_state)()
+    assert states["ACTIVE"] == 0 and set(per_batch) == {1}
+    assert sum(per_batch.values()) == states["EXPIRED"] == made
     await sync_to_async(check_ledger)()
 
 
