@@ -71,3 +71,54 @@ async def test_a_consume_whose_answer_was_lost_is_charged_once(
                 assert again.status_code == 200, again.text
     assert await sync_to_async(debits_tagged)(tag) == [("usage", 1)]
     assert await sync_to_async(predictions_left)() == 19
+
+
+def grant_predictions(telegram_id: int) -> int:
+    from billable.models import ExternalIdentity
+    from billable.services import TransactionService
+
+    user = ExternalIdentity.get_user_by_identity(str(telegram_id), provider="telegram")
+    TransactionService.grant_offer(user.id, "EXCHANGE_PREDICT_10", source="manual_grant")
+    return int(user.id)
+
+
+def gated_outcome(user_id: int) -> tuple[list[str], int]:
+    from billable.models import Reservation, Transaction
+    from billable.services import TransactionService
+
+    held = list(Reservation.objects.filter(user_id=user_id).values_list("state", flat=True))
+    debits = Transaction.objects.filter(user_id=user_id, direction="DEBIT",
+                                        action_type="usage").count()
+    assert TransactionService.get_balance(user_id, "PREDICTIONS") == 10 - debits
+    return held, debits
+
+
+async def test_a_gated_update_whose_hold_answer_was_lost_still_runs_and_charges_once(
+        launcher: Launcher, own_db: OwnDB) -> None:
+    """The bot's hold (one statement on the gated fast path) commits, and its answer is lost
+    with the connection: the update must still be answered and charged once — not taken for a
+    redelivery whose first attempt is "in progress" and dropped."""
+    from bot_kit.testing import FakeBotAPIServer, UpdateFactory
+
+    settings = connections["default"].settings_dict
+    async with LossyProxy(int(settings["PORT"]), settings["HOST"]) as proxy, \
+            FakeBotAPIServer(max_long_poll=0.5) as fake:
+        url = own_db.url.replace(f"{settings['HOST']}:{settings['PORT']}",
+                                 f"127.0.0.1:{proxy.port}")
+        launcher.manage("bot", "runbot", "--lease", "2", "--interval", "0.2",
+                        app_name="faults3-bot", DATABASE_URL=url, PGSSLMODE="disable",
+                        TELEGRAM_BOT_TOKEN="42:TEST", TELEGRAM_API_SERVER=fake.url)
+        factory = UpdateFactory(start_update_id=70_000, first_user_id=990_001)
+        person = factory.user()
+        fake.put_update(factory.command("start", user=person))
+        await fake.wait_for_call("sendMessage", timeout=30)
+        user_id = await sync_to_async(grant_predictions)(person.id)
+        predict = factory.command("predict", user=person)
+        proxy.arm(f"tg:42:{predict.update_id}:PREDICTIONS")
+        fake.put_update(predict)
+        await fake.wait_for_call("sendMessage", timeout=30, count=2)
+        assert "🔮" in str(fake.api.calls_to("sendMessage")[-1].params["text"])
+        assert proxy.dropped == 1
+        await asyncio.sleep(1.0)  # let the settle commit
+    held, debits = await sync_to_async(gated_outcome)(user_id)
+    assert (held, debits) == (["COMMITTED"], 1)
