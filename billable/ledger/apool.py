@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from django.db import connections
@@ -167,7 +167,9 @@ class AppliedBefore(Exception):
 
 
 async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
-              aborts: tuple[str, ...] = (), once: str | None = None
+              aborts: tuple[str, ...] = (), once: str | None = None,
+              after_break: Callable[[list[tuple[Any, ...]] | None],
+                                    Awaitable[list[tuple[Any, ...]] | None]] | None = None
               ) -> list[tuple[Any, ...]] | None:
     """Run one statement (one transaction) on a pooled connection of ``alias``; its rows, or
     ``None`` when the caller must run its general path instead (nothing was written).
@@ -190,6 +192,11 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
     violation on ``once``) raises :class:`AppliedBefore`, and a retry that breaks too raises
     :class:`~billable.exceptions.DatabaseUnavailable` — the outcome is unknown, and nothing
     may stand in for it.
+
+    ``after_break`` sees the outcome of a retry that followed a broken connection (its rows,
+    or ``None`` for the general path) and may replace it: a keyed statement whose first attempt
+    committed meets its own key on the retry and would otherwise take itself for somebody
+    else's earlier attempt (the gated hold checks its own reservation id).
     """
     broke = False
     for attempt in (1, 2):
@@ -198,7 +205,10 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
             async with pool_.connection(timeout=CONNECT_TIMEOUT) as conn:
                 cursor = AsyncRawCursor(conn)
                 await cursor.execute(text, params)
-                return await cursor.fetchall()
+                rows = await cursor.fetchall()
+            if broke and after_break is not None:
+                return await after_break(rows)
+            return rows
         except pg_errors.UniqueViolation as exc:
             if broke and once is not None and exc.diag.table_name == once:
                 raise AppliedBefore(label) from exc
@@ -215,6 +225,8 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
         except pg_errors.InvalidTextRepresentation as exc:
             if not any(marker in str(exc) for marker in aborts):
                 logger.warning("%s failed, using the general path: %s", label, exc)
+            if broke and after_break is not None:
+                return await after_break(None)
             return None
         except OperationalError as exc:
             if attempt == 2:
