@@ -114,7 +114,7 @@ async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempot
 def _own_hold(alias: str) -> bytes:
     """``SELECT 1`` for the reservation of one id (the lost-answer check of :func:`aplace`)."""
     quote = connections[alias].ops.quote_name
-    table, pk = Reservation._meta.db_table, Reservation._meta.pk.column  # type: ignore[union-attr]
+    table, pk = Reservation._meta.db_table, str(Reservation._meta.pk.column)
     return sql.raw(f"SELECT 1 FROM {quote(table)} WHERE {quote(pk)} = %s")
 
 
