@@ -1,4 +1,5 @@
-"""The documented "one uvicorn for API, admin and webhook" deployment under SIGKILL.
+"""The documented webhook deployments under SIGKILL: "one uvicorn for API, admin and webhook"
+(the Django view + ``runbot --workers-only``) and ``runbot --webhook``.
 
 Telegram posts updates to the demo project's Django view (``POST /telegram/webhook/`` under
 uvicorn) and ``manage.py runbot --workers-only`` drains the inbox (docs/delivery.md). While
@@ -49,8 +50,8 @@ POOL_APP = "billable-gated-fast-path"
 class Telegram:
     """Posts updates to the webhook until one is acknowledged, as Telegram does."""
 
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/telegram/webhook/"
+    def __init__(self, port: int, path: str) -> None:
+        self.url = f"http://127.0.0.1:{port}{path}"
         self.client = httpx.AsyncClient(timeout=10)
         self.statuses: Counter[int] = Counter()
         self.transport_errors = 0
@@ -144,8 +145,11 @@ def check_money(telegram_ids: list[int], charges: dict[int, str],
     call_command("billable_check_ledger", verbosity=0)
 
 
-async def test_webhook_view_and_inbox_worker_killed_at_random_lose_and_double_nothing(
-        launcher: Launcher, own_db: OwnDB, seed: int) -> None:
+@pytest.mark.parametrize("mode", ["django-view", "runbot-webhook"])
+async def test_webhook_receivers_and_inbox_workers_killed_at_random_lose_and_double_nothing(
+        launcher: Launcher, own_db: OwnDB, seed: int, mode: str) -> None:
+    """``django-view``: uvicorn (the view) + ``runbot --workers-only``, killed separately;
+    ``runbot-webhook``: ``runbot --webhook`` (aiohttp receiver and workers in one process)."""
     rng = random.Random(seed)
     users = 6
     async with FakeBotAPIServer(max_long_poll=0.5) as fake:
@@ -154,7 +158,13 @@ async def test_webhook_view_and_inbox_worker_killed_at_random_lose_and_double_no
         procs: dict[str, Proc] = {}
 
         async def start(name: str) -> None:
-            if name == "web":
+            if mode == "runbot-webhook":
+                procs[name] = launcher.manage(
+                    "bot", "runbot", "--webhook", f"http://127.0.0.1:{port}", "--port", str(port),
+                    "--lease", "2", "--interval", "0.2", "--no-refund-worker",
+                    app_name="faults3-web", **env)
+                await asyncio.to_thread(wait_port, port, 30, procs[name])
+            elif name == "web":
                 procs["web"] = launcher.uvicorn(port, app_name="faults3-web", **env)
                 await asyncio.to_thread(wait_port, port, 30, procs["web"])
             else:
@@ -162,9 +172,11 @@ async def test_webhook_view_and_inbox_worker_killed_at_random_lose_and_double_no
                     "worker", "runbot", "--workers-only", "--lease", "2", "--interval", "0.2",
                     "--no-refund-worker", app_name="faults3-worker", **env)
 
-        await start("web")
-        await start("worker")
-        tg = Telegram(port)
+        victims = ["web", "worker", "database"] if mode == "django-view" else ["web", "database"]
+        for name in victims[:-1]:
+            await start(name)
+        path = "/telegram/webhook/" if mode == "django-view" else "/telegram/webhook"
+        tg = Telegram(port, path)
         factory = UpdateFactory(start_update_id=50_000, first_user_id=700_001)
         people = [factory.user() for _ in range(users)]
         ids = [p.id for p in people]
@@ -224,7 +236,7 @@ async def test_webhook_view_and_inbox_worker_killed_at_random_lose_and_double_no
         async def killer() -> None:
             while not stream_done.is_set():
                 await asyncio.sleep(rng.uniform(0.3, 1.2))
-                victim = rng.choice(["web", "worker", "database"])
+                victim = rng.choice(victims)
                 if victim == "database":  # a failover: both processes lose their connections
                     kills[victim] += await asyncio.to_thread(
                         terminate, own_db.name, "faults3-web", "faults3-worker", POOL_APP)
