@@ -37,45 +37,47 @@ class LossyProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        writers = [client_w]
+        pumps: list[asyncio.Task[None]] = []
         try:
             server_r, server_w = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            client_w.close()
-            self._tasks.discard(task)
-            return
-        state = {"drop": False}
+            writers.append(server_w)
+            state = {"drop": False}
 
-        async def upstream() -> None:
-            while data := await client_r.read(65536):
-                if self.marker is not None and self.marker in data:
-                    self.times -= 1
-                    if self.times <= 0:
-                        self.marker = None
-                    state["drop"] = True
-                server_w.write(data)
-                await server_w.drain()
+            async def upstream() -> None:
+                while data := await client_r.read(65536):
+                    if self.marker is not None and self.marker in data:
+                        self.times -= 1
+                        if self.times <= 0:
+                            self.marker = None
+                        state["drop"] = True
+                    server_w.write(data)
+                    await server_w.drain()
 
-        async def downstream() -> None:
-            while data := await server_r.read(65536):
-                if state["drop"]:
-                    self.dropped += 1
-                    return
-                client_w.write(data)
-                await client_w.drain()
+            async def downstream() -> None:
+                while data := await server_r.read(65536):
+                    if state["drop"]:
+                        self.dropped += 1
+                        return
+                    client_w.write(data)
+                    await client_w.drain()
 
-        try:
             pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
             for pump in pumps:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-        finally:
-            for writer in (client_w, server_w):
+            for writer in writers:
+                writer.close()
                 with contextlib.suppress(Exception):
-                    writer.close()
+                    await writer.wait_closed()
             self._tasks.discard(task)

@@ -113,4 +113,5 @@ def _purge(app: Any, queue: str) -> None:
     with app.connection_for_write() as conn:
         channel = conn.default_channel
         channel.queue_delete(queue)
+    app.close()  # the producer pool's broker connections
     os.environ.pop("FAULTS3_CELERY_WORKER", None)
