@@ -218,6 +218,17 @@ class DatabaseBusy(BillableError):
     transient: bool = False
 
 
+class DatabaseUnavailable(BillableError):
+    """The connection to the database broke (a restart, a failover, a terminated backend) or
+    none could be had in time. The operation was rolled back — unless the connection broke
+    while it committed, when it may have been applied: repeat it **with the same idempotency
+    key** (or payment id), which replays it instead of applying it twice."""
+
+    code = "database_unavailable"
+    default_message = _("The database is unavailable; repeat the request with the same "
+                        "idempotency key")
+
+
 class LedgerImmutable(BillableError):
     """Raised when code tries to update or delete a ledger row."""
 
@@ -278,6 +289,7 @@ __all__ = [
     "ConflictError",
     "CurrencyError",
     "DatabaseBusy",
+    "DatabaseUnavailable",
     "EmptyOffer",
     "IdempotencyConflict",
     "IdentityConflict",

@@ -16,13 +16,19 @@ and logged as one line; anything else counts towards the dead-letter limit.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.core.management.base import CommandError
 from django.db import close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 
 from billable.exceptions import DatabaseBusy, describe
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger("bot_kit.resilience")
 
@@ -95,4 +101,26 @@ class Outage:
         self.failures = 0
 
 
-__all__ = ["Outage", "arecycle", "backoff", "describe", "is_transient", "recycle"]
+def outage_is_command_error(handle: F) -> F:
+    """Decorator for a job command's ``handle``: an unreachable database or Bot API (a
+    :func:`is_transient` error) ends the run with one ``CommandError`` line and exit status 1
+    — cron mail and the journal get the cause, not a traceback; a bug keeps its traceback.
+    Work committed before the outage is kept; the next run continues."""
+
+    @functools.wraps(handle)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handle(*args, **kwargs)
+        except CommandError:
+            raise
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise CommandError(f"Unavailable: {describe(exc)}. Work committed before it is "
+                               "kept; run the job again.") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["Outage", "arecycle", "backoff", "describe", "is_transient",
+           "outage_is_command_error", "recycle"]

@@ -31,7 +31,7 @@ from billable.api.auth import (
     enforce_scopes,
     token_is_valid,
 )
-from billable.api.errors import guard_request, translate_errors
+from billable.api.errors import guard_request, outages_are_503, translate_errors
 from billable.api.observe import observe_requests
 from billable.api.users import aresolve_user_id_by_identity
 
@@ -40,11 +40,12 @@ APIKeyAuth = BearerAuth
 
 #: The billing router: every operation requires a token with its scope and maps billable
 #: errors. View decorators added later wrap the earlier ones: metrics see every answer, scopes
-#: are checked before the body is read.
+#: are checked before the body is read, a database outage in the auth is a 503.
 router = Router(tags=["billing"], auth=BearerAuth())
 router.add_decorator(translate_errors, mode="operation")
 router.add_decorator(guard_request, mode="view")
 router.add_decorator(enforce_scopes, mode="view")
+router.add_decorator(outages_are_503, mode="view")
 router.add_decorator(observe_requests, mode="view")
 for _domain in (identify, catalog, wallet, orders, trials, referrals, customers, reports,
                 growth):

@@ -39,6 +39,7 @@ from billable.exceptions import (
     ConflictError,
     CurrencyError,
     DatabaseBusy,
+    DatabaseUnavailable,
     IdempotencyConflict,
     InvalidInput,
     MergeError,
@@ -47,6 +48,7 @@ from billable.exceptions import (
     ReferralError,
     TrialAlreadyUsed,
 )
+from billable.ledger.retry import outage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +69,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     IdempotencyConflict: 409,
     ConflictError: 409,
     DatabaseBusy: 503,
+    DatabaseUnavailable: 503,
     BillableError: 400,
 }
 
@@ -92,11 +95,11 @@ def failure_result(result: Mapping[str, Any], *, status: int = 400) -> Status[di
 def status_for(exc: Exception, overrides: Mapping[type[Exception], int] | None = None) -> int:
     """The HTTP status of ``exc``: endpoint overrides first, then :data:`STATUS_BY_ERROR`.
 
-    ``DatabaseBusy`` is always 503: it says nothing about the request, only that it may be
-    repeated.
+    ``DatabaseBusy`` and ``DatabaseUnavailable`` are always 503: they say nothing about the
+    request, only that it may be repeated.
     """
-    if isinstance(exc, DatabaseBusy):
-        return STATUS_BY_ERROR[DatabaseBusy]
+    if isinstance(exc, (DatabaseBusy, DatabaseUnavailable)):
+        return 503
     for table in (overrides or {}, STATUS_BY_ERROR):
         for cls in type(exc).__mro__:
             if cls in table:
@@ -108,13 +111,49 @@ def to_response(exc: Exception, overrides: Mapping[type[Exception], int] | None 
                 ) -> Status[dict[str, Any]]:
     """The response for an exception raised by a service.
 
-    A billable exception gets its status and stable code; anything else is logged (with its
-    traceback) and answered ``500`` ``internal_error`` without its message.
+    A billable exception gets its status and stable code; a database outage (a broken
+    connection, the pool's timeout, a lock or statement timeout, a deadlock that escaped the
+    retry) is ``503`` ``database_unavailable`` / ``database_busy`` with one log line; anything
+    else is logged (with its traceback) and answered ``500`` ``internal_error`` without its
+    message.
     """
+    if not isinstance(exc, BillableError):
+        known = outage(exc)
+        if known is not None:
+            logger.warning("Database failure in a billable API endpoint, answered 503: %s",
+                           describe_outage(exc))
+            exc = known
     if isinstance(exc, BillableError):
         return fail(status_for(exc, overrides), exc.message, exc.code)
     logger.error("Unhandled error in a billable API endpoint", exc_info=exc)
     return fail(500, INTERNAL_ERROR, "internal_error")
+
+
+def describe_outage(exc: BaseException) -> str:
+    """``ExceptionClass: first line of the message`` of the database error behind ``exc``."""
+    cause = exc.__cause__ or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__module__}.{type(cause).__name__}: {first}"
+
+
+def outages_are_503(run: F) -> F:
+    """View decorator: a database outage met *before* the operation runs (the stored API key
+    lookup of the auth, the scope check) is answered like one inside it, ``503`` with the
+    envelope, not Django's ``500`` page."""
+
+    @functools.wraps(run)
+    async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run(request, *args, **kwargs)
+        except Exception as exc:
+            known = outage(exc)
+            if known is None:
+                raise
+            logger.warning("Database failure before a billable API endpoint, answered 503: %s",
+                           describe_outage(exc))
+            return JsonResponse(error_body(known.message, known.code), status=503)
+
+    return guarded  # type: ignore[return-value]
 
 
 def error_status(overrides: Mapping[type[Exception], int]) -> Callable[[F], F]:
@@ -234,6 +273,7 @@ __all__ = [
     "fail",
     "failure_result",
     "guard_request",
+    "outages_are_503",
     "reject_unparsable_body",
     "status_for",
     "to_response",

@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from django.db import connections
 
 from billable.conf import billable_settings
+from billable.exceptions import DatabaseUnavailable
 from billable.ledger import sql
 
 try:
@@ -160,8 +161,16 @@ async def pool(alias: str) -> Any:
     return created
 
 
+class AppliedBefore(Exception):
+    """A ``once`` statement's retry met its own row: the attempt whose answer was lost with its
+    connection had committed (see :func:`run`)."""
+
+
 async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
-              aborts: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
+              aborts: tuple[str, ...] = (), once: str | None = None,
+              after_break: Callable[[list[tuple[Any, ...]] | None],
+                                    Awaitable[list[tuple[Any, ...]] | None]] | None = None
+              ) -> list[tuple[Any, ...]] | None:
     """Run one statement (one transaction) on a pooled connection of ``alias``; its rows, or
     ``None`` when the caller must run its general path instead (nothing was written).
 
@@ -174,14 +183,37 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
     timeout (logged with ``label``). A connection that breaks (terminated backend, restart) is
     retried once on a fresh one: the statement either committed or did nothing, and the
     statements run here are safe to run again (an idempotency key or a state decides).
+
+    ``once`` names the table of a row the statement inserts with a primary key chosen by the
+    caller (the DEBIT of a consume without an idempotency key): nothing but that row tells
+    whether an attempt whose answer was lost committed. After a broken connection such a
+    statement is retried with the **same** parameters, never replaced by the general path
+    (which would write a second row under a new id): a retry that meets its own row (a unique
+    violation on ``once``) raises :class:`AppliedBefore`, and a retry that breaks too raises
+    :class:`~billable.exceptions.DatabaseUnavailable` — the outcome is unknown, and nothing
+    may stand in for it.
+
+    ``after_break`` sees the outcome of a retry that followed a broken connection (its rows,
+    or ``None`` for the general path) and may replace it: a keyed statement whose first attempt
+    committed meets its own key on the retry and would otherwise take itself for somebody
+    else's earlier attempt (the gated hold checks its own reservation id).
     """
+    broke = False
     for attempt in (1, 2):
         try:
             pool_ = await pool(alias)
             async with pool_.connection(timeout=CONNECT_TIMEOUT) as conn:
                 cursor = AsyncRawCursor(conn)
                 await cursor.execute(text, params)
-                return await cursor.fetchall()
+                rows = await cursor.fetchall()
+            if broke and after_break is not None:
+                return await after_break(rows)
+            return rows
+        except pg_errors.UniqueViolation as exc:
+            if broke and once is not None and exc.diag.table_name == once:
+                raise AppliedBefore(label) from exc
+            logger.warning("%s failed, using the general path: %r", label, exc)
+            return None
         except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
             return None
         except pg_errors.LockNotAvailable:  # waited lock_timeout(): a lock holder out of sight
@@ -193,11 +225,18 @@ async def run(alias: str, text: bytes, params: Sequence[Any], *, label: str,
         except pg_errors.InvalidTextRepresentation as exc:
             if not any(marker in str(exc) for marker in aborts):
                 logger.warning("%s failed, using the general path: %s", label, exc)
+            if broke and after_break is not None:
+                return await after_break(None)
             return None
         except OperationalError as exc:
             if attempt == 2:
+                if broke and once is not None:
+                    logger.warning("%s: the connection broke twice (%s); outcome unknown",
+                                   label, exc)
+                    raise DatabaseUnavailable(reason=type(exc).__name__) from exc
                 logger.warning("%s: no usable connection (%s); general path", label, exc)
                 return None
+            broke = True
             await pool_.check()  # drop the other idle connections that broke with this one
         except Exception as exc:  # the pool's own timeout, a driver error: never fail here
             logger.warning("%s failed, using the general path: %r", label, exc)
@@ -222,5 +261,5 @@ async def aclose(alias: str | None = None) -> None:
             await found[1].aclose()
 
 
-__all__ = ["APPLICATION_NAME", "CONNECT_TIMEOUT", "aclose", "alisten", "available",
+__all__ = ["APPLICATION_NAME", "CONNECT_TIMEOUT", "AppliedBefore", "aclose", "alisten", "available",
            "lock_timeout", "pool", "run"]

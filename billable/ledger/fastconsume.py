@@ -14,9 +14,14 @@ path: SQLite, ``BILLABLE_ASYNC_CONSUME`` or ``BILLABLE_GATED_FAST_PATH`` off, in
 caller's ``atomic()``, an event endpoint that may want the ledger events (they must be written
 in the same transaction), a replayed or conflicting key, no single batch covering the amount
 (several batches, none, too few units, a period / unlimited product: the general path gives
-the exact answers and errors), a serialization failure or deadlock, a connection that broke
-twice. A statement either commits completely or not at all, so a fallback never doubles
-anything: a keyed consume whose reply was lost with its connection is replayed by its key.
+the exact answers and errors), a serialization failure or deadlock, a keyed statement whose
+connection broke twice. A statement either commits completely or not at all, so a fallback
+never doubles anything: a keyed consume whose reply was lost with its connection is replayed
+by its key. A consume **without** a key has no key to replay it: after a broken connection it
+is retried with the same DEBIT id (the primary key refuses a second one; meeting it means the
+lost attempt committed, and its answer is rebuilt from that row), and if the retry breaks
+too it raises ``DatabaseUnavailable`` rather than letting the general path write a second DEBIT
+(``tests/faults3/test_lost_replies.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db.models import Sum
 from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.ledger import apool, audit, sql, wallet
 from billable.ledger.idempotency import consume_key_row
 from billable.ledger.sql import LedgerRow
+from billable.models import QuotaBatch, Transaction
 from billable.models.base import uuid7
 
 
@@ -73,8 +80,15 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
                                    usage_id=usage_id, metadata=debit_meta, now=now,
                                    using=using), *params]
         text = plan.keyed
-    rows = await apool.run(using, text, params, label="async consume",
-                           aborts=(sql.FAST_CONSUME_ABORT,))
+    try:
+        # Without a key the DEBIT's id (chosen here) is the only witness of an attempt whose
+        # answer was lost with its connection: ``once`` retries with that id and never lets the
+        # general path write a second DEBIT under a new one.
+        rows = await apool.run(using, text, params, label="async consume",
+                               aborts=(sql.FAST_CONSUME_ABORT,),
+                               once=None if idempotency_key else Transaction._meta.db_table)
+    except apool.AppliedBefore:
+        rows = [await sync_to_async(_applied)(usage_id, user_id=user_id, key=key, using=using)]
     if not rows or rows[0][0] is None:
         return None
     batch_id, left = rows[0]
@@ -82,6 +96,17 @@ async def aconsume(*, user_id: Any, key: str, amount: int, action_type: str,
     await audit.asend_created([row], consumed=True, using=using)
     return {"success": True, "message": "Quota consumed", "usage_id": str(usage_id),
             "remaining": int(left), "metadata": debit_meta}
+
+
+def _applied(usage_id: Any, *, user_id: Any, key: str, using: str) -> tuple[Any, int]:
+    """The batch of the committed DEBIT ``usage_id`` and the balance left now (what a keyed
+    replay answers: ``remaining`` is the current balance)."""
+    batch_id = (Transaction.objects.using(using).filter(pk=usage_id)
+                .values_list("quota_batch_id", flat=True).get())
+    left = (QuotaBatch.objects.using(using).spendable()
+            .filter(user_id=user_id, product__product_key=key)
+            .aggregate(total=Sum("remaining_quantity"))["total"])
+    return batch_id, int(left or 0)
 
 
 __all__ = ["aconsume", "available"]

@@ -18,8 +18,10 @@ several items, or a batch that expired or was revoked while the hold was open (t
 path writes those units off).
 
 A statement either commits completely or not at all, so a fallback never doubles anything: a
-hold whose reply was lost with its connection is found by its idempotency key (the redelivery
-rules of the caller apply), a settlement or a release by the hold's state.
+hold whose reply was lost with its connection is retried; when the retry meets the key, the
+hold's own id (chosen here) tells whether it is this call's hold — then it is placed and fresh,
+and the handler runs — or another attempt's (the redelivery rules of the caller apply); a
+settlement or a release is decided by the hold's state.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.utils import timezone
 
 from billable.conf import billable_settings
 from billable.ledger import apool, audit, sql, wallet
 from billable.ledger.sql import LedgerRow
+from billable.models import Reservation
 from billable.models.base import uuid7
 from billable.validation import fingerprint
 
@@ -90,10 +94,28 @@ async def aplace(*, user_id: Any, key: str, amount: int, ttl: timedelta, idempot
     # sql.HOLD_SLOTS, in order (the key row's result is built by the statement from the id)
     params = (user_id, idempotency_key, _fingerprint(key, amount, action_type), now, key, amount,
               rid, action_type, Jsonb(metadata), now + ttl)
-    rows = await _run(using, text, params)
+    async def mine(rows: list[tuple[Any, ...]] | None) -> list[tuple[Any, ...]] | None:
+        """After a broken connection: the retry met the key of *this* hold (its first attempt
+        committed, the answer was lost) when a reservation with this call's fresh id exists —
+        then it is placed, and fresh, not somebody's earlier attempt "in progress"."""
+        if rows and rows[0][0] == 1 and rows[0][1] == 1:
+            return rows
+        found = await apool.run(using, _own_hold(using), (rid,), label="gated fast path")
+        return [(1, 1)] if found else rows
+
+    rows = await apool.run(using, text, params, label="gated fast path",
+                           aborts=(sql.FAST_HOLD_ABORT,), after_break=mine)
     if not rows or rows[0][0] != 1 or rows[0][1] != 1:
         return None
     return str(rid)
+
+
+@lru_cache(maxsize=8)
+def _own_hold(alias: str) -> bytes:
+    """``SELECT 1`` for the reservation of one id (the lost-answer check of :func:`aplace`)."""
+    quote = connections[alias].ops.quote_name
+    table, pk = Reservation._meta.db_table, str(Reservation._meta.pk.column)
+    return sql.raw(f"SELECT 1 FROM {quote(table)} WHERE {quote(pk)} = %s")
 
 
 async def acommit(*, reservation_id: UUID, using: str) -> tuple[LedgerRow, int] | None:

@@ -14,6 +14,12 @@ that caller is itself a :func:`retrying` operation (a gift claim, a promo redemp
 trial granting through ``grant_offer``) and opened the transaction, it retries the whole
 operation instead: such a ``DatabaseBusy`` is marked ``transient``. Before, the first conflict
 met by the inner call ended the outer one with ``DatabaseBusy``.
+
+A statement that hit PostgreSQL's ``lock_timeout`` or ``statement_timeout`` (SQLSTATE ``55P03`` /
+``57014``) is not retried — it already waited as long as the server allows — and becomes
+``DatabaseBusy`` at once. :func:`outage` names the billable error for every database failure
+that is not the caller's fault (those two, and a broken connection: ``DatabaseUnavailable``);
+the REST API answers them ``503`` instead of ``500``.
 """
 
 from __future__ import annotations
@@ -24,9 +30,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 
-from billable.exceptions import BillableError, DatabaseBusy, RetryTransaction, StaleBatch
+from billable.exceptions import (
+    BillableError,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    RetryTransaction,
+    StaleBatch,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -35,6 +47,10 @@ T = TypeVar("T")
 ATTEMPTS = 5
 #: PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+#: PostgreSQL: lock_not_available (``lock_timeout``), query_canceled (``statement_timeout``).
+#: The statement waited as long as the server allows and its transaction is rolled back; it is
+#: not run again here (another wait of the same length would rarely end differently).
+TIMEOUT_SQLSTATES = frozenset({"55P03", "57014"})
 _SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
@@ -55,6 +71,36 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in _SQLITE_BUSY)
 
 
+def _sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return str(state) if state else None
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True for PostgreSQL's ``lock_timeout`` or ``statement_timeout`` (or a cancel)."""
+    return isinstance(exc, DatabaseError) and _sqlstate(exc) in TIMEOUT_SQLSTATES
+
+
+def outage(exc: BaseException) -> BillableError | None:
+    """The billable error for a database failure that says nothing about the request, or
+    ``None`` when ``exc`` is something else (a bug, a constraint, bad data).
+
+    * a deadlock, a serialization failure, a lock or statement timeout: :class:`DatabaseBusy`
+      (rolled back; repeat);
+    * a broken or unobtainable connection (``OperationalError`` / ``InterfaceError``: a
+      terminated backend, a restart, the pool's timeout): :class:`DatabaseUnavailable`
+      (rolled back unless it broke during the commit; repeat with the same idempotency key).
+    """
+    if isinstance(exc, (DatabaseBusy, DatabaseUnavailable)):
+        return exc
+    if is_transient(exc) or is_timeout(exc):
+        return _busy(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return DatabaseUnavailable(reason=type(exc.__cause__ or exc).__name__)
+    return None
+
+
 def _busy(exc: BaseException, *, transient: bool = False) -> DatabaseBusy:
     busy = DatabaseBusy("The database is busy; the operation was not applied. Try again.",
                         reason=type(exc.__cause__ or exc).__name__)
@@ -71,6 +117,8 @@ def retrying(func: F) -> F:
             try:
                 return func(*args, **kwargs)
             except (DatabaseError, RetryTransaction, DatabaseBusy) as exc:
+                if is_timeout(exc):
+                    raise _busy(exc) from exc
                 if not is_transient(exc):
                     raise
                 # Checked only on failure, so the happy path costs nothing: inside the caller's
@@ -108,8 +156,8 @@ def until_fresh(step: Callable[[], T], *, give_up: Callable[[], BillableError]) 
     raise give_up()
 
 
-__all__ = ["ATTEMPTS", "STALE_ATTEMPTS", "TRANSIENT_SQLSTATES", "RetryTransaction",
-           "is_transient", "retrying", "until_fresh"]
+__all__ = ["ATTEMPTS", "STALE_ATTEMPTS", "TIMEOUT_SQLSTATES", "TRANSIENT_SQLSTATES",
+           "RetryTransaction", "is_timeout", "is_transient", "outage", "retrying", "until_fresh"]
 
 
 def drain(step: Callable[[int], int], *, chunk: int,

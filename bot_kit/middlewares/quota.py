@@ -12,8 +12,9 @@ A redelivered update (same bot, same ``update_id``) finds its hold: when it was 
 or is still being processed the handler is **not** run again (logged at INFO); when the first
 attempt failed and released its hold the handler runs again with a fresh hold. When the inbox
 hands the update out as a *takeover* (the worker of the first attempt died: its lease ran out)
-a hold still ``HELD`` belongs to that dead attempt: it is released and the handler runs again
-with a fresh hold, so the user gets an answer and is charged at most once.
+or as a later attempt after a failed one (``inbox_attempt`` > 1), a hold still ``HELD`` belongs
+to that ended attempt: it is released and the handler runs again with a fresh hold, so the user
+gets an answer and is charged at most once (:func:`earlier_attempt_ended`).
 
 A throttle backend that fails (Redis down) lets the update through: throttling fails open with
 one warning per outage (``bot_kit.throttling.allowed``).
@@ -55,6 +56,23 @@ def hold_quota(user_id: int, requirement: QuotaRequirement, key: str, *,
 def settle_hold(reservation_id: str | None) -> None:
     """Charge a hold after the handler returned (sync; see :func:`bot_kit.billing.settle`)."""
     billing.settle(reservation_id)
+
+
+def earlier_attempt_ended(data: dict[str, Any]) -> bool:
+    """Whether a hold already ``HELD`` under this update's key belongs to an attempt that is
+    over, so it is released and the handler runs again.
+
+    The inbox runs one attempt of an update at a time (lease + token): when it hands the update
+    out again, every earlier attempt has ended — it died (``inbox_takeover``: the lease ran
+    out) or it failed and was rescheduled (``inbox_attempt`` > 1), e.g. because the answer to
+    its hold's commit was lost with the connection. Outside the inbox (a bot fed by plain
+    aiogram) neither key is set, and a ``HELD`` hold may be a concurrent redelivery's, still
+    running: it is not touched.
+    """
+    if data.get(keys.INBOX_TAKEOVER):
+        return True
+    attempt = data.get(keys.INBOX_ATTEMPT)
+    return isinstance(attempt, int) and attempt > 1
 
 
 class QuotaMiddleware(BaseMiddleware):
@@ -103,7 +121,7 @@ class QuotaMiddleware(BaseMiddleware):
         try:
             hold = await billing.ahold(
                 user_id, requirement.product_key, requirement.amount, key=key,
-                ttl=self.config.reservation_ttl, takeover=bool(data.get(keys.INBOX_TAKEOVER)),
+                ttl=self.config.reservation_ttl, takeover=earlier_attempt_ended(data),
                 metadata=self.config.bot_metadata(source="bot_kit"))
         except QuotaError:
             await send_paywall(event, bot, product_key=requirement.product_key, lang=lang,
@@ -134,4 +152,4 @@ class QuotaMiddleware(BaseMiddleware):
         return result
 
 
-__all__ = ["Hold", "QuotaMiddleware", "hold_quota", "settle_hold"]
+__all__ = ["Hold", "QuotaMiddleware", "earlier_attempt_ended", "hold_quota", "settle_hold"]

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billable.exceptions import BillableError
 from billable.ledger.audit import check_ledger, count_batches
+from billable.management.outages import outage_is_command_error
 from billable.management.progress import command_progress
 from billable.validation import coerce_user_id
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", dest="user_id", default=None,
                             help="Only check this user's batches.")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             uid = coerce_user_id(options["user_id"]) if options["user_id"] is not None else None

@@ -18,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billable.events.delivery import Deliverer
+from billable.management.outages import LoopGuard, outage_is_command_error
 from billable.management.progress import command_progress
 
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
                             help="HTTP timeout of one delivery in seconds, shorter than the "
                                  "lease (default BILLABLE_EVENTS_TIMEOUT).")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         deliverer = Deliverer(lease=options["lease"], timeout=options["timeout"])
         if not 0 < deliverer.timeout < deliverer.lease:
@@ -59,8 +61,11 @@ class Command(BaseCommand):
             logging.basicConfig(level=logging.INFO,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         stop = _stop_on_signals()
+        guard = LoopGuard("billable_deliver_events --loop", stop)
         while not stop.is_set():
-            counts = self._pass(deliverer, options["limit"])
+            counts = guard.run(lambda: self._pass(deliverer, options["limit"]))
+            if counts is None:  # a database outage: logged, paused; the next pass retries
+                continue
             if counts:
                 self.stdout.write(_summary(counts))
                 self.stdout.flush()

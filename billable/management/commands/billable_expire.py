@@ -16,6 +16,7 @@ from django.utils import timezone
 from billable import metrics
 from billable.exceptions import BillableError
 from billable.ledger import closing, holds
+from billable.management.outages import outage_is_command_error
 from billable.management.progress import command_progress
 from billable.models import QuotaBatch, Reservation
 from billable.validation import coerce_user_id
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", dest="user_id", default=None,
                             help="Only this user's batches and holds.")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             uid = coerce_user_id(options["user_id"]) if options["user_id"] is not None else None

@@ -15,11 +15,13 @@ from django.core.management.base import BaseCommand
 
 from billable.growth.gifts import GiftService
 from billable.growth.promo import PromoService
+from billable.management.outages import outage_is_command_error
 
 
 class Command(BaseCommand):
     help = "Release stale promo reservations and expire unclaimed gifts."
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         released = PromoService.release_stale()
         expired = GiftService.expire_gifts()

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 from bot_kit import billing
 from bot_kit.models import RefundRequest, TelegramPayment
 from bot_kit.payments.refunds import request_refund
+from bot_kit.resilience import outage_is_command_error
 
 
 def queue_gift_refunds() -> tuple[int, int]:
@@ -32,6 +33,7 @@ def queue_gift_refunds() -> tuple[int, int]:
 class Command(BaseCommand):
     help = "Expire unclaimed gifts and queue their refunds in the refund outbox."
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         expired, queued = queue_gift_refunds()
         self.stdout.write(f"Expired gifts: {expired}. Refunds queued: {queued}.")

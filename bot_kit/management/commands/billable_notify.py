@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from bot_kit.alerts import AlertSender
 from bot_kit.management.commands import _bot
+from bot_kit.resilience import outage_is_command_error
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
                             help="Dotted path of the bot's Dispatcher (default: the runbot "
                                  "setting).")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         counts = asyncio.run(self._run(options["limit"], options["dispatcher"]))
         self.stdout.write("Low balance: {low_balance}. Expiring: {expiring}. Sent: {sent}. "

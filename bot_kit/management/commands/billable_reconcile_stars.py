@@ -23,6 +23,7 @@ from bot_kit.payments.reconcile import (
     telegram_charges,
 )
 from bot_kit.payments.repair import apply_repair, plan_repairs
+from bot_kit.resilience import outage_is_command_error
 
 
 class Command(BaseCommand):
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--dispatcher", help="Dotted path of the bot's Dispatcher (for its "
                                                  "signing secrets); default BOT_KIT_DISPATCHER.")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["days"]
         if days is not None and days <= 0:

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from bot_kit.config import BillingConfig
 from bot_kit.management.commands import _bot
 from bot_kit.payments.refunds import RefundOutbox
+from bot_kit.resilience import outage_is_command_error
 
 logger = logging.getLogger("bot_kit.refunds")
 
@@ -41,6 +42,7 @@ class Command(BaseCommand):
                             help="Seconds a refund in flight is leased to this worker; "
                                  "renewed while Telegram answers (default 60).")
 
+    @outage_is_command_error
     def handle(self, *args: Any, **options: Any) -> None:
         if options["loop"] and not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO,
