@@ -9,6 +9,7 @@ every line (a gift's order is paid without granting: the claim grants). Run it i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,11 @@ from django.utils import timezone
 
 from billable.exceptions import EmptyOffer, OrderNotFound, OrderStateError, PaymentConflict
 from billable.ledger import grants as granting
-from billable.models import Gift, Order
+from billable.ledger.locks import lock_users
+from billable.models import CustomerMerge, Gift, Order
 from billable.validation import coerce_pk
+
+logger = logging.getLogger("billable.orders")
 
 
 @dataclass(frozen=True)
@@ -64,17 +68,49 @@ def mark_paid(*, order_id: Any, payment_id: str | None, method: str,
         # buyer would leave the gift pending for ever, neither claimable nor refunded.
         raise OrderStateError(f"Order #{order.pk} pays for a gift: pay it with "
                               "GiftService.pay_gift_order")
+    fields = ["status", "payment_id", "payment_method", "paid_at"]
+    if grant and _follow_merges(order):
+        fields.append("user")
     order.status, order.payment_id = Order.Status.PAID, payment_id
     order.payment_method, order.paid_at = method, timezone.now()
     try:
         with transaction.atomic():
-            order.save(update_fields=["status", "payment_id", "payment_method", "paid_at"])
+            order.save(update_fields=fields)
     except IntegrityError:
         raise PaymentConflict(
             f"Payment {payment_id!r} ({method}) was already used for another order") from None
     if grant:
         _grant_lines(order)
     return PaidOrder(order, fresh=True)
+
+
+def _follow_merges(order: Order) -> bool:
+    """Move ``order`` to the account its owner was merged into, if it was; True when moved.
+
+    A customer merge moves the source's orders, but not one created after it for the emptied
+    account (a stale id in another process) or while it ran (its transaction did not see the
+    new row). Granted as it stands, such an order would credit the emptied account: a payment
+    the customer never sees. Locking the owner's account first (the global lock order: orders,
+    then accounts) waits for a merge of it that is still running; the merge records read after
+    that lock include it. A chain of merges is followed to its end.
+    """
+    owner = order.user_id
+    lock_users([owner])
+    seen = {owner}
+    while True:
+        into = (CustomerMerge.objects.filter(source_user_id=owner)
+                .order_by("-created_at", "-id").values_list("target_user_id", flat=True).first())
+        if into is None or into in seen:
+            break
+        seen.add(into)
+        owner = into
+    if owner == order.user_id:
+        return False
+    lock_users([owner])
+    logger.info("order %s of merged account %s paid to account %s", order.pk, order.user_id,
+                owner)
+    order.user_id = owner
+    return True
 
 
 def _check_replay(order: Order, payment_id: str | None, requested_method: str | None) -> None:
