@@ -126,9 +126,9 @@ def cmd_test(pytest_args: list[str]) -> None:
 
     The pytest sessions run side by side: the PostgreSQL ones wait on the server most of the
     time, so the SQLite one costs little wall time beside them. A full run splits PostgreSQL in
-    three (``tests/billable``, the process fault round ``tests/faults3``, and the rest; each
-    with its own test database). The first session's output is streamed, each other's printed
-    as a whole when it ends (see docs/testing.md).
+    two (``tests/billable`` with ``tests/faults3``, and the rest; each with its own test
+    database). The first session's output is streamed, each other's printed as a whole when
+    it ends (see docs/testing.md).
     ``BILLABLE_TEST_SERIAL=1`` runs SQLite, then PostgreSQL, one after the other, both streamed.
     On a full run, what some tests install on first use (n8n, Chromium, billable 0.2) is
     fetched meanwhile (``tests/prefetch.py``).
@@ -186,16 +186,15 @@ def _checks_and_suites(pytest_args: list[str], url: str | None, work: Path) -> l
     if pytest_args:  # the paths or options given: one session per backend
         sessions = [(f"PostgreSQL ({url})", pytest("postgresql"), pg_env),
                     ("SQLite", pytest("sqlite"), sqlite_env)]
-    else:  # the whole suite: PostgreSQL in three parts, each with a test database of its own
+    else:  # the whole suite: PostgreSQL in two halves, each with a test database of its own
         base = os.environ.get("BILLABLE_TEST_DB_NAME") or "test_billable"
         sessions = [
-            (f"PostgreSQL, tests/billable ({url})", [*pytest("pg-billable"), "tests/billable"],
+            (f"PostgreSQL, tests/billable and tests/faults3 ({url})",
+             [*pytest("pg-billable"), "tests/billable", "tests/faults3"],
              {**pg_env, "BILLABLE_TEST_DB_NAME": f"{base}_1"}),
             ("PostgreSQL, the rest of the suite",
              [*pytest("pg-rest"), "--ignore=tests/billable", "--ignore=tests/faults3"],
              {**pg_env, "BILLABLE_TEST_DB_NAME": f"{base}_2"}),
-            ("PostgreSQL, tests/faults3 (process faults)", [*pytest("pg-faults"), "tests/faults3"],
-             {**pg_env, "BILLABLE_TEST_DB_NAME": f"{base}_3"}),
             ("SQLite", pytest("sqlite"), sqlite_env)]
     say("pytest, side by side: " + "; ".join(title for title, _, _ in sessions)
         + f". {sessions[0][0]} is shown as it runs, the others each when it ends")
