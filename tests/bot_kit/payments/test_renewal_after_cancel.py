@@ -53,6 +53,16 @@ async def renewal(dp: Any, bot: Bot, updates: UpdateFactory, user: User, payload
         is_first_recurring=False, subscription_expiration_date=expires))
 
 
+def heard_by(config: BillingConfig, events: list[SubscriptionEvent]) -> BillingConfig:
+    """``config`` with an ``on_subscription_changed`` that appends every event to ``events``."""
+
+    async def changed(event: SubscriptionEvent) -> None:
+        events.append(event)
+
+    return BillingConfig(offers=config.offers, subscription_offers=config.subscription_offers,
+                         signing_secrets=config.signing_secrets, on_subscription_changed=changed)
+
+
 def day(unix: int) -> str:
     return datetime.fromtimestamp(unix, tz=UTC).strftime("%Y-%m-%d")
 
@@ -61,12 +71,7 @@ async def test_a_renewal_after_the_bots_cancel_is_granted_and_stays_cancelled(
         make_dp: Any, config: BillingConfig, bot: Bot, session: FakeSession,
         updates: UpdateFactory, catalog: dict) -> None:
     events: list[SubscriptionEvent] = []
-
-    async def changed(event: SubscriptionEvent) -> None:
-        events.append(event)
-
-    config = BillingConfig(offers=config.offers, subscription_offers=config.subscription_offers,
-                           signing_secrets=config.signing_secrets, on_subscription_changed=changed)
+    config = heard_by(config, events)
     dp = make_dp(config)
     alice = updates.user()
     now = int(time.time())
@@ -126,12 +131,7 @@ async def test_a_renewal_after_a_failed_payment_makes_it_active(
     subscription running again (nobody cancelled it). The host hears the change as it was:
     failed → active."""
     events: list[SubscriptionEvent] = []
-
-    async def changed(event: SubscriptionEvent) -> None:
-        events.append(event)
-
-    config = BillingConfig(offers=config.offers, subscription_offers=config.subscription_offers,
-                           signing_secrets=config.signing_secrets, on_subscription_changed=changed)
+    config = heard_by(config, events)
     dp = make_dp(config)
     alice = updates.user()
     now = int(time.time())
